@@ -1,0 +1,56 @@
+"""Bad-input policy: a clear error naming the file and record, or a counted, logged skip."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Literal
+
+log = logging.getLogger(__name__)
+
+BadInputPolicy = Literal["error", "skip"]
+
+
+class DataError(ValueError):
+    """A problem with one input file or record, with enough context to find and fix it."""
+
+    def __init__(self, message: str, *, file: str | None = None, record: str | int | None = None):
+        where = ", ".join(
+            part for part in (f"file {file}" if file else "", f"record {record}" if record is not None else "") if part
+        )
+        super().__init__(f"{where}: {message}" if where else message)
+        self.file = file
+        self.record = record
+        self.reason = message
+
+
+class SkipLog:
+    """Applies a ``BadInputPolicy``: raises under ``error``, counts and logs under ``skip``.
+
+    Counts are kept per reason so a run can report how many records it dropped and why.
+    """
+
+    def __init__(self, policy: BadInputPolicy = "error", max_logged: int = 20):
+        if policy not in ("error", "skip"):
+            raise ValueError(f"bad-input policy must be 'error' or 'skip', got {policy!r}")
+        self.policy = policy
+        self.max_logged = max_logged
+        self.counts: Counter[str] = Counter()
+
+    def handle(self, error: DataError) -> None:
+        """Raise ``error`` under the ``error`` policy; otherwise count and log it."""
+        if self.policy == "error":
+            raise error
+        self.counts[error.reason] += 1
+        if self.total <= self.max_logged:
+            log.warning("skipped: %s", error)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "no records skipped"
+        parts = ", ".join(f"{n} x {reason}" for reason, n in self.counts.most_common())
+        return f"skipped {self.total} records: {parts}"

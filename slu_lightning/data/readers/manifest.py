@@ -1,0 +1,109 @@
+"""The plain JSONL manifest: bring-your-own data, and the format the demo corpus is written in.
+
+One JSON object per line::
+
+    {"id": "demo-en-000017", "locale": "en-US", "text": "wake me up at seven",
+     "scenario": "alarm", "action": "set", "entities": [{"type": "time", "filler": "seven"}],
+     "audio": "audio/train/demo-en-000017.flac", "utterance_id": "...", "meta": {"voice": "en+m3"}}
+
+``audio``, ``utterance_id`` and ``meta`` are optional. A relative ``audio`` path is resolved
+against the manifest's folder, so a corpus folder can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+from slu_lightning.atomic import atomic_write_text
+from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.records import Entity, SLUExample
+
+REQUIRED_KEYS = ("id", "locale", "text", "scenario", "action", "entities")
+
+
+def read_manifest(path: str | Path, skips: SkipLog | None = None) -> list[SLUExample]:
+    """Read a manifest; each bad row raises a ``DataError`` or is counted in ``skips``."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("manifest not found", file=str(path))
+    skips = skips or SkipLog("error")
+    examples = []
+    with path.open(encoding="utf-8") as lines:
+        for line_number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                examples.append(_parse_row(line, path.parent))
+            except DataError as error:
+                skips.handle(DataError(error.reason, file=str(path), record=f"line {line_number}"))
+    return examples
+
+
+def _parse_row(line: str, root: Path) -> SLUExample:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(f"not valid JSON ({error.msg})") from None
+    if not isinstance(row, dict):
+        raise DataError("row is not a JSON object")
+    missing = [key for key in REQUIRED_KEYS if key not in row]
+    if missing:
+        raise DataError(f"missing keys {missing}")
+    for key in ("id", "locale", "text", "scenario", "action"):
+        if not isinstance(row[key], str) or not row[key].strip():
+            raise DataError(f"{key!r} must be a non-empty string")
+    entities = row["entities"]
+    if not isinstance(entities, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("type"), str) and isinstance(e.get("filler"), str)
+        for e in entities
+    ):
+        raise DataError("'entities' must be a list of {type, filler} objects")
+    audio = row.get("audio")
+    if audio is not None and not isinstance(audio, str):
+        raise DataError("'audio' must be a path string")
+    return SLUExample(
+        id=row["id"],
+        locale=row["locale"],
+        text=row["text"].strip(),
+        scenario=row["scenario"],
+        action=row["action"],
+        entities=tuple(Entity(e["type"], e["filler"]) for e in entities),
+        audio=str(root / audio) if audio else None,
+        utterance_id=row.get("utterance_id") or "",
+        source=row.get("source", "manifest"),
+        meta={str(k): str(v) for k, v in (row.get("meta") or {}).items()},
+    )
+
+
+def manifest_row(example: SLUExample, root: Path) -> dict:
+    """The JSON row for ``example``; audio paths under ``root`` are written relative to it."""
+    row = {
+        "id": example.id,
+        "locale": example.locale,
+        "text": example.text,
+        "scenario": example.scenario,
+        "action": example.action,
+        "entities": [{"type": e.type, "filler": e.filler} for e in example.entities],
+    }
+    if isinstance(example.audio, bytes):
+        raise ValueError(f"example {example.id}: write the audio bytes to a file before writing a manifest")
+    if example.audio is not None:
+        audio = Path(example.audio)
+        row["audio"] = str(audio.relative_to(root)) if audio.is_relative_to(root) else str(audio)
+    if example.utterance_id != example.id:
+        row["utterance_id"] = example.utterance_id
+    if example.source:
+        row["source"] = example.source
+    if example.meta:
+        row["meta"] = dict(example.meta)
+    return row
+
+
+def write_manifest(path: str | Path, examples: Iterable[SLUExample]) -> Path:
+    """Write ``examples`` atomically as a manifest; audio paths become relative to its folder."""
+    path = Path(path)
+    root = path.parent.resolve()
+    lines = (json.dumps(manifest_row(e, root), ensure_ascii=False) for e in examples)
+    return atomic_write_text(path, "".join(line + "\n" for line in lines))

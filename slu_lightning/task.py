@@ -1,0 +1,203 @@
+"""The SLU task itself: the prompt, the one-line JSON target, and a parser that never raises.
+
+Collate (targets), decoding (parsing) and metrics all use this module, so the three cannot
+disagree on the format. No torch here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+
+from slu_lightning.data.records import Entity, SLUExample
+
+AUDIO_PLACEHOLDER = "<|audio_bos|><|AUDIO|><|audio_eos|>"
+END_OF_TURN = "<|im_end|>"
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """The prompt wording, kept in config and saved with every run.
+
+    The text and audio prompts differ only in ``text_input`` versus ``audio_input``: text-only to
+    speech transfer depends on the two looking alike to the model.
+    """
+
+    system: str = "You are a helpful assistant."
+    """System turn of the Qwen chat template."""
+    instruction: str = (
+        "{input}\nGive the scenario, action and entities of this utterance as one line of JSON."
+    )
+    """User turn; ``{input}`` is replaced by ``text_input`` or ``audio_input``."""
+    text_input: str = "Utterance: {transcript}"
+    """How a transcript is shown; must contain ``{transcript}``."""
+    audio_input: str = f"Utterance: {AUDIO_PLACEHOLDER}"
+    """How a clip is shown; must contain the audio placeholder exactly once."""
+
+    def __post_init__(self) -> None:
+        problems = []
+        if "{input}" not in self.instruction:
+            problems.append("instruction must contain '{input}'")
+        if "{transcript}" not in self.text_input:
+            problems.append("text_input must contain '{transcript}'")
+        if self.audio_input.count(AUDIO_PLACEHOLDER) != 1:
+            problems.append(f"audio_input must contain {AUDIO_PLACEHOLDER!r} exactly once")
+        if problems:
+            raise ValueError("invalid prompt template: " + "; ".join(problems))
+
+    def user_turn(self, transcript: str | None) -> str:
+        """The user message: the transcript when given, else the audio placeholder."""
+        shown = self.audio_input if transcript is None else self.text_input.format(transcript=transcript)
+        return self.instruction.replace("{input}", shown)
+
+    def render_prompt(self, transcript: str | None) -> str:
+        """The full chat-formatted prompt, ending where the assistant's answer begins.
+
+        Identical to Qwen2-Audio's chat template applied to one system and one user turn with
+        ``add_generation_prompt=True`` (tests check this against the tokenizer's template).
+        """
+        return (
+            f"<|im_start|>system\n{self.system}{END_OF_TURN}\n"
+            f"<|im_start|>user\n{self.user_turn(transcript)}{END_OF_TURN}\n"
+            "<|im_start|>assistant\n"
+        )
+
+    def render_example_prompt(self, example: SLUExample, use_audio: bool) -> str:
+        return self.render_prompt(None if use_audio else example.text)
+
+
+def format_target(scenario: str, action: str, entities: tuple[Entity, ...] | list[Entity]) -> str:
+    """The answer as one line of JSON with keys in a fixed order (no end-of-turn token)."""
+    return json.dumps(
+        {
+            "scenario": scenario,
+            "action": action,
+            "entities": [{"type": e.type, "filler": e.filler} for e in entities],
+        },
+        ensure_ascii=False,
+    )
+
+
+def target_for(example: SLUExample) -> str:
+    """What the model is trained to emit for ``example``, ending with the end-of-turn token."""
+    return format_target(example.scenario, example.action, example.entities) + END_OF_TURN
+
+
+class ParseStatus(str, Enum):
+    """What the parser saw in a generated string."""
+
+    VALID = "valid"
+    """One JSON object with every key, and nothing after it."""
+    TRAILING = "trailing"
+    """A complete, well-formed object followed by other text (ignored)."""
+    TRUNCATED = "truncated"
+    """An object cut off before its end; what could be closed was kept."""
+    MISSING_KEYS = "missing_keys"
+    """JSON, but keys missing or of the wrong type; what was usable was kept."""
+    INVALID = "invalid"
+    """No JSON object at all."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A parsed model output. Fields the output lacked are empty strings or an empty tuple."""
+
+    scenario: str
+    action: str
+    entities: tuple[Entity, ...]
+    status: ParseStatus
+
+    @property
+    def intent(self) -> str:
+        return f"{self.scenario}_{self.action}"
+
+    @property
+    def is_valid(self) -> bool:
+        return self.status is ParseStatus.VALID
+
+    def to_json(self) -> dict:
+        return {
+            "scenario": self.scenario,
+            "action": self.action,
+            "entities": [{"type": e.type, "filler": e.filler} for e in self.entities],
+        }
+
+
+def parse_prediction(text: str) -> Prediction:
+    """Turn any generated string into a ``Prediction``; never raises."""
+    text = text.replace(END_OF_TURN, "").strip()
+    start = text.find("{")
+    if start < 0:
+        return Prediction("", "", (), ParseStatus.INVALID)
+    decoder = json.JSONDecoder()
+    try:
+        obj, end = decoder.raw_decode(text, start)
+        status = ParseStatus.TRAILING if text[end:].strip() else ParseStatus.VALID
+    except json.JSONDecodeError:
+        obj = _close_truncated(text[start:])
+        status = ParseStatus.TRUNCATED
+    if not isinstance(obj, dict):
+        return Prediction("", "", (), ParseStatus.INVALID)
+    return _from_object(obj, status)
+
+
+def _from_object(obj: dict, status: ParseStatus) -> Prediction:
+    complete = True
+    scenario, action = obj.get("scenario"), obj.get("action")
+    if not isinstance(scenario, str):
+        scenario, complete = "", False
+    if not isinstance(action, str):
+        action, complete = "", False
+    raw_entities = obj.get("entities")
+    if not isinstance(raw_entities, list):
+        raw_entities, complete = [], False
+    entities = []
+    for item in raw_entities:
+        if isinstance(item, dict) and isinstance(item.get("type"), str) and isinstance(item.get("filler"), str):
+            entities.append(Entity(item["type"], item["filler"]))
+        else:
+            complete = False
+    if not complete and status in (ParseStatus.VALID, ParseStatus.TRAILING):
+        status = ParseStatus.MISSING_KEYS
+    return Prediction(scenario, action, tuple(entities), status)
+
+
+def _close_truncated(fragment: str) -> dict | None:
+    """Best-effort repair of a JSON object cut off mid-way: close what is open, longest first."""
+    for cut in range(len(fragment), 0, -1):
+        closers = _closers(fragment[:cut])
+        if closers is None:
+            continue
+        try:
+            obj = json.loads(fragment[:cut] + closers)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
+
+
+def _closers(prefix: str) -> str | None:
+    """The characters that would close every open string, array and object of ``prefix``."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for char in prefix:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "{[":
+            stack.append("}" if char == "{" else "]")
+        elif char in "}]":
+            if not stack:
+                return None
+            stack.pop()
+    if escaped:
+        return None
+    return ('"' if in_string else "") + "".join(reversed(stack))

@@ -1,0 +1,139 @@
+"""Cluster bootstrap intervals and the paired test on synthetic count rows."""
+
+import time
+
+import numpy as np
+import pytest
+
+from slu_lightning.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
+from slu_lightning.evaluation.counts import COUNT_FIELDS, summarize
+
+COLUMN = {name: i for i, name in enumerate(COUNT_FIELDS)}
+
+
+def utterance_rows(correct: np.ndarray, recordings: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``recordings`` identical recordings per utterance, intent right where ``correct``."""
+    rows = np.zeros((len(correct), len(COUNT_FIELDS)))
+    rows[:, COLUMN["examples"]] = 1.0
+    rows[:, COLUMN["valid"]] = 1.0
+    rows[:, COLUMN["intent_correct"]] = correct
+    rows[:, COLUMN["exact_match"]] = correct
+    rows[:, COLUMN["word_tp"]] = correct
+    rows[:, COLUMN["word_fn"]] = 1.0 - correct
+    return np.repeat(rows, recordings, axis=0), np.repeat(np.arange(len(correct)), recordings)
+
+
+@pytest.fixture(scope="module")
+def correlated():
+    """300 utterances x 4 recordings that always agree: the SLURP situation at its extreme."""
+    correct = (np.random.default_rng(1).random(300) < 0.7).astype(float)
+    return utterance_rows(correct, recordings=4)
+
+
+def width(interval: tuple[float, float]) -> float:
+    return interval[1] - interval[0]
+
+
+def test_the_same_seed_gives_the_same_intervals(correlated):
+    rows, clusters = correlated
+    first = bootstrap_ci(rows, clusters, n_resamples=200, seed=3)
+    assert first == bootstrap_ci(rows, clusters, n_resamples=200, seed=3)
+    assert first["intent_acc"] != bootstrap_ci(rows, clusters, n_resamples=200, seed=4)["intent_acc"]
+
+
+def test_intervals_contain_the_point_estimate(correlated):
+    rows, clusters = correlated
+    point = summarize(rows)
+    intervals = bootstrap_ci(rows, clusters, n_resamples=500)
+    for name in ("intent_acc", "word_f1", "slu_f1", "exact_match"):
+        low, high = intervals[name]
+        assert low < point[name] < high, name
+    assert intervals["invalid_rate"] == (0.0, 0.0)
+
+
+def test_clusters_widen_the_interval_when_recordings_agree(correlated):
+    rows, clusters = correlated
+    by_utterance = bootstrap_ci(rows, clusters)["intent_acc"]
+    by_recording = bootstrap_ci(rows, np.arange(len(rows)))["intent_acc"]
+    # four perfectly correlated copies: the honest interval is about sqrt(4) = 2 times wider
+    assert 1.6 < width(by_utterance) / width(by_recording) < 2.5
+
+
+def test_cluster_resampling_equals_resampling_one_row_per_cluster(correlated):
+    rows, clusters = correlated
+    one_per_utterance = rows[::4]
+    expected = bootstrap_ci(one_per_utterance, np.arange(300), n_resamples=300, seed=7)
+    actual = bootstrap_ci(rows, clusters, n_resamples=300, seed=7)
+    for name, interval in expected.items():
+        if name != "num_examples":
+            assert actual[name] == pytest.approx(interval), name
+
+
+def test_cluster_ids_need_not_be_contiguous(correlated):
+    rows, clusters = correlated
+    relabelled = clusters * 1000 + 17
+    assert bootstrap_ci(rows, relabelled, n_resamples=100) == bootstrap_ci(rows, clusters, n_resamples=100)
+
+
+def test_one_cluster_gives_a_zero_width_interval(correlated):
+    rows, _ = correlated
+    point = summarize(rows)["intent_acc"]
+    assert bootstrap_ci(rows, np.zeros(len(rows), dtype=int), n_resamples=50)["intent_acc"] == pytest.approx(
+        (point, point)
+    )
+
+
+def test_alpha_sets_the_coverage(correlated):
+    rows, clusters = correlated
+    assert width(bootstrap_ci(rows, clusters, alpha=0.01)["intent_acc"]) > width(
+        bootstrap_ci(rows, clusters, alpha=0.2)["intent_acc"]
+    )
+
+
+def test_slurp_sized_bootstrap_is_fast():
+    correct = (np.random.default_rng(0).random(3000) < 0.8).astype(float)
+    rows, clusters = utterance_rows(correct, recordings=4)
+    start = time.perf_counter()
+    bootstrap_ci(rows, clusters, n_resamples=1000)
+    assert time.perf_counter() - start < 3.0
+
+
+def test_paired_bootstrap_finds_a_clearly_better_system(correlated):
+    rows_b, clusters = correlated
+    rows_a = rows_b.copy()
+    wrong = np.flatnonzero(rows_a[:, COLUMN["intent_correct"]] == 0)[: 4 * 40]  # fix 40 utterances
+    rows_a[wrong, COLUMN["intent_correct"]] = 1.0
+    difference, p_value = paired_bootstrap(rows_a, rows_b, clusters, "intent_acc")
+    assert difference == pytest.approx(summarize(rows_a)["intent_acc"] - summarize(rows_b)["intent_acc"])
+    assert difference > 0
+    assert p_value < 0.01
+    reverse_difference, reverse_p = paired_bootstrap(rows_b, rows_a, clusters, "intent_acc")
+    assert reverse_difference == pytest.approx(-difference)
+    assert reverse_p == p_value
+
+
+def test_paired_bootstrap_of_identical_systems_is_not_significant(correlated):
+    rows, clusters = correlated
+    assert paired_bootstrap(rows, rows.copy(), clusters, "slu_f1") == (0.0, 1.0)
+
+
+def test_paired_bootstrap_of_a_small_noisy_difference_is_not_significant(correlated):
+    rows_b, clusters = correlated
+    rows_a = rows_b.copy()
+    wrong = np.flatnonzero(rows_a[:, COLUMN["intent_correct"]] == 0)[:4]  # one utterance fixed
+    rights = np.flatnonzero(rows_a[:, COLUMN["intent_correct"]] == 1)[:4]  # one utterance broken
+    rows_a[wrong, COLUMN["intent_correct"]] = 1.0
+    rows_a[rights, COLUMN["intent_correct"]] = 0.0
+    difference, p_value = paired_bootstrap(rows_a, rows_b, clusters, "intent_acc")
+    assert difference == 0.0
+    assert p_value > 0.5
+
+
+def test_bad_inputs_are_refused(correlated):
+    rows, clusters = correlated
+    with pytest.raises(ValueError, match="clusters"):
+        bootstrap_ci(rows, clusters[:-1])
+    with pytest.raises(ValueError, match="zero examples"):
+        bootstrap_ci(rows[:0], clusters[:0])
+    with pytest.raises(ValueError, match="equal shapes"):
+        paired_bootstrap(rows, rows[:-1], clusters, "slu_f1")
