@@ -1,0 +1,152 @@
+"""Where corpus rows come from, and how a bad row becomes an error that names its file and record.
+
+Every corpus reader has the same shape: raw rows, each with a location (``line 17``,
+``row 3 (id 1234)``), go through a parse function that returns zero or more ``SLUExample`` or
+raises ``DataError``; ``collect`` applies the bad-input policy with the file and record filled in.
+Rows come from JSONL files (SLURP, MASSIVE) or from ``datasets`` tables (Speech-MASSIVE, ITALIC),
+read with ``Audio(decode=False)`` because decoding goes through torchcodec, which fails here.
+``datasets`` is imported inside the functions that need it: it takes seconds to import, and the
+JSONL readers do not use it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.records import SLUExample
+
+Row = Mapping[str, Any]
+Modality = Literal["text", "speech"]
+
+
+def check_modality(modality: str) -> None:
+    if modality not in ("text", "speech"):
+        raise ValueError(f"modality must be 'text' or 'speech', got {modality!r}")
+
+
+def collect(
+    file: str | Path,
+    records: Iterable[tuple[str, Any]],
+    parse: Callable[[Any], list[SLUExample]],
+    skips: SkipLog | None,
+) -> list[SLUExample]:
+    """Parse ``(record, raw)`` pairs; a ``DataError`` raises or is counted, naming file and record."""
+    skips = skips or SkipLog("error")
+    examples: list[SLUExample] = []
+    for record, raw in records:
+        try:
+            examples.extend(parse(raw))
+        except DataError as error:
+            skips.handle(DataError(error.reason, file=str(file), record=record))
+    return examples
+
+
+def jsonl_records(path: Path) -> Iterator[tuple[str, str]]:
+    """``("line N", text)`` for every non-blank line of a UTF-8 JSONL file."""
+    if not path.is_file():
+        raise DataError("file not found", file=str(path))
+    with path.open(encoding="utf-8") as lines:
+        for line_number, line in enumerate(lines, start=1):
+            if line.strip():
+                yield f"line {line_number}", line
+
+
+def json_object(line: str) -> dict[str, Any]:
+    """The JSON object on ``line``; anything else is a ``DataError``."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise DataError(f"not valid JSON ({error.msg})") from None
+    if not isinstance(row, dict):
+        raise DataError("row is not a JSON object")
+    return row
+
+
+def require_keys(row: Row, keys: Iterable[str]) -> None:
+    missing = [key for key in keys if key not in row]
+    if missing:
+        raise DataError(f"missing keys {missing}")
+
+
+def nonempty_str(row: Row, key: str) -> str:
+    """``row[key]`` stripped; a ``DataError`` unless it is a non-empty string (ids may be ints)."""
+    value = row.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"{key!r} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def table_records(table: Any, id_column: str = "id") -> Iterator[tuple[str, dict[str, Any]]]:
+    """``("row N (id X)", row)`` for every row of a ``datasets.Dataset``, class labels as names.
+
+    ``ClassLabel`` columns are stored as integers; they come back as their names so that parse
+    functions see the same strings whichever way a corpus was saved.
+    """
+    from datasets import ClassLabel
+
+    labels = {name: feature for name, feature in table.features.items() if isinstance(feature, ClassLabel)}
+    for index, row in enumerate(table):
+        for name, feature in labels.items():
+            if isinstance(row[name], int) and row[name] >= 0:
+                row[name] = feature.int2str(row[name])
+        yield f"row {index} (id {row.get(id_column)})", row
+
+
+def prepare_table(table: Any, *, file: str, required: Iterable[str], with_audio: bool) -> Any:
+    """Check ``table`` has the ``required`` columns; keep audio undecoded, or drop it for text.
+
+    Raises:
+        DataError: a required column is missing (the whole table is unusable, not one row).
+    """
+    from datasets import Audio
+
+    required = [*required, "audio"] if with_audio else list(required)
+    missing = [column for column in required if column not in table.column_names]
+    if missing:
+        raise DataError(f"missing columns {missing}; the table has {table.column_names}", file=file)
+    if not with_audio:
+        return table.remove_columns("audio") if "audio" in table.column_names else table
+    return table.cast_column("audio", Audio(decode=False))
+
+
+def load_saved_split(folder: Path, split: str) -> Any:
+    """One split of a ``DatasetDict`` written with ``save_to_disk``.
+
+    Raises:
+        DataError: ``folder`` is not a saved ``DatasetDict`` or has no such split (the message
+            lists the splits it has).
+    """
+    from datasets import load_from_disk
+
+    if not (folder / "dataset_dict.json").is_file():
+        raise DataError("not a DatasetDict saved with save_to_disk (no dataset_dict.json)", file=str(folder))
+    splits = load_from_disk(str(folder))
+    if split not in splits:
+        raise DataError(f"no split {split!r}; available splits: {sorted(splits)}", file=str(folder))
+    return splits[split]
+
+
+def audio_value(cell: Any, root: Path) -> bytes | str:
+    """The encoded audio of an undecoded ``Audio`` cell: its bytes, else its file path.
+
+    A relative path is resolved against ``root`` (the dataset folder), as ``datasets`` does.
+
+    Raises:
+        DataError: the cell has neither bytes nor a path to an existing file.
+    """
+    cell = cell or {}
+    if cell.get("bytes"):
+        return bytes(cell["bytes"])
+    path = cell.get("path")
+    if not path:
+        raise DataError("audio has neither bytes nor a path")
+    resolved = Path(path) if Path(path).is_absolute() else root / path
+    if not resolved.is_file():
+        raise DataError(f"audio has no bytes and its file {str(resolved)!r} does not exist")
+    return str(resolved)

@@ -1,0 +1,143 @@
+"""SLURP (``dataset/slurp/{train,devel,test}.jsonl`` and ``train_synthetic.jsonl``).
+
+One row per utterance with its tokens, entity spans over token ids and its recordings::
+
+    {"slurp_id": 9054, "sentence": "event reminder mona tuesday", "scenario": "calendar",
+     "action": "set", "intent": "calendar_set",
+     "tokens": [{"surface": "event", "id": 0, "lemma": "event", "pos": "NN"}, ...],
+     "entities": [{"span": [2], "type": "event_name"}, ...],
+     "recordings": [{"file": "audio-1497872916-headset.flac", "wer": 0.0, "ent_wer": 0.0,
+                     "status": "correct"}, ...]}
+
+Labels are built the way the official scorer builds its gold: the intent is ``scenario_action``
+(the ``intent`` field disagrees with it in 37 test rows and is ignored), and an entity's filler is
+the lower-cased surfaces of its span's tokens joined by single spaces (``jessica 's``), not the
+bracketed text of ``sentence_annotation``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.readers.rows import (
+    Modality,
+    check_modality,
+    collect,
+    json_object,
+    jsonl_records,
+    nonempty_str,
+    require_keys,
+)
+from slu_lightning.data.records import Entity, SLUExample
+
+MicFilter = Literal["all", "headset", "far_field"]
+
+LOCALE = "en-US"
+REQUIRED_KEYS = ("slurp_id", "sentence", "scenario", "action", "tokens", "entities")
+HEADSET_MARK = "-headset"
+"""Close-talk recordings carry this in their file name; the others are far-field."""
+
+
+def read_slurp(
+    jsonl: str | Path,
+    audio_dir: str | Path | None = None,
+    *,
+    modality: Modality,
+    recordings: MicFilter = "all",
+    skips: SkipLog | None = None,
+) -> list[SLUExample]:
+    """Read a SLURP JSONL file as text examples or as speech examples.
+
+    Args:
+        jsonl: ``train.jsonl``, ``devel.jsonl``, ``test.jsonl`` or ``train_synthetic.jsonl``.
+        audio_dir: Folder holding the recordings (``slurp_real/``, or ``slurp_synth/`` for the
+            synthetic file); required for speech. Files are not opened or checked here.
+        modality: ``text``: one example per utterance, id ``str(slurp_id)``. ``speech``: one
+            example per recording, id = the recording's file name (the official scorer's key),
+            ``utterance_id`` = ``str(slurp_id)``, ``meta["mic"]`` = ``headset`` or ``far_field``.
+        recordings: For speech, keep all recordings or only one microphone type. Synthetic file
+            names have no ``-headset`` mark, so they all count as ``far_field``.
+        skips: Bad-input policy; by default the first bad row raises a ``DataError`` naming the
+            file and line.
+    """
+    check_modality(modality)
+    if recordings not in ("all", "headset", "far_field"):
+        raise ValueError(f"recordings must be 'all', 'headset' or 'far_field', got {recordings!r}")
+    if modality == "text" and recordings != "all":
+        raise ValueError("recordings filters speech examples; text examples are one per utterance")
+    if modality == "speech" and audio_dir is None:
+        raise ValueError("audio_dir is required for speech examples (the folder of the recordings)")
+    path = Path(jsonl)
+
+    def parse(line: str) -> list[SLUExample]:
+        row = json_object(line)
+        utterance = _parse_utterance(row)
+        if modality == "text":
+            return [utterance]
+        require_keys(row, ("recordings",))
+        return _recording_examples(utterance, row["recordings"], Path(audio_dir), recordings)
+
+    return collect(path, jsonl_records(path), parse, skips)
+
+
+def _parse_utterance(row: dict[str, Any]) -> SLUExample:
+    require_keys(row, REQUIRED_KEYS)
+    slurp_id = nonempty_str(row, "slurp_id")
+    return SLUExample(
+        id=slurp_id,
+        locale=LOCALE,
+        text=" ".join(nonempty_str(row, "sentence").split()),
+        scenario=nonempty_str(row, "scenario"),
+        action=nonempty_str(row, "action"),
+        entities=_entities(row["tokens"], row["entities"]),
+        source="slurp",
+    )
+
+
+def _entities(tokens: Any, entities: Any) -> tuple[Entity, ...]:
+    if not isinstance(tokens, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("id"), int) and isinstance(t.get("surface"), str)
+        for t in tokens
+    ):
+        raise DataError("'tokens' must be a list of {surface, id, ...} objects with integer ids")
+    surfaces = {token["id"]: token["surface"].lower() for token in tokens}
+    if not isinstance(entities, list):
+        raise DataError("'entities' must be a list of {span, type} objects")
+    parsed = []
+    for entity in entities:
+        if not isinstance(entity, dict) or not isinstance(entity.get("type"), str) or not entity["type"]:
+            raise DataError(f"entity {entity!r} has no type")
+        span = entity.get("span")
+        if not isinstance(span, list) or not span:
+            raise DataError(f"entity {entity!r} has no span of token ids")
+        unknown = [token_id for token_id in span if token_id not in surfaces]
+        if unknown:
+            raise DataError(f"entity {entity['type']!r} spans token ids {unknown} that are not in 'tokens'")
+        parsed.append(Entity(entity["type"], " ".join(surfaces[token_id] for token_id in span)))
+    return tuple(parsed)
+
+
+def _recording_examples(
+    utterance: SLUExample, recordings: Any, audio_dir: Path, mic_filter: MicFilter
+) -> list[SLUExample]:
+    if not isinstance(recordings, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("file"), str) and r["file"] for r in recordings
+    ):
+        raise DataError("'recordings' must be a list of {file, wer, ent_wer, status} objects")
+    examples = []
+    for recording in recordings:
+        mic = "headset" if HEADSET_MARK in recording["file"] else "far_field"
+        if mic_filter in ("all", mic):
+            examples.append(
+                replace(
+                    utterance,
+                    id=recording["file"],
+                    audio=str(audio_dir / recording["file"]),
+                    utterance_id=utterance.id,
+                    meta={"mic": mic},
+                )
+            )
+    return examples
