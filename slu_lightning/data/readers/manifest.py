@@ -90,7 +90,7 @@ def manifest_row(example: SLUExample, root: Path) -> dict:
     if isinstance(example.audio, bytes):
         raise ValueError(f"example {example.id}: write the audio bytes to a file before writing a manifest")
     if example.audio is not None:
-        audio = Path(example.audio)
+        audio = Path(example.audio).resolve()
         row["audio"] = str(audio.relative_to(root)) if audio.is_relative_to(root) else str(audio)
     if example.utterance_id != example.id:
         row["utterance_id"] = example.utterance_id

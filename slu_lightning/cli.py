@@ -1,0 +1,156 @@
+"""``slu-lightning``: LightningCLI for fit/validate/test/predict, plus the toolkit's own commands.
+
+Lightning subcommands are Trainer methods; the other commands (building the demo corpus,
+exporting adapters) are dispatched here before LightningCLI sees the arguments.
+
+Every run has a name that fixes its directory, ``<run.root>/<run.name>/``: TensorBoard events,
+``config.yaml``, ``checkpoints/`` and predictions all live there, so a relaunch of the same
+command continues in the same place. ``--ckpt_path last`` resumes and fails clearly when the run
+has no checkpoint; ``--ckpt_path auto`` resumes if it can and starts fresh otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from slu_lightning.curriculum import CurriculumCallback
+from slu_lightning.data.datamodules import SLUDataModule
+from slu_lightning.data.errors import DataError
+from slu_lightning.model.backbone import BackboneError
+from slu_lightning.model.module import SLUModule
+
+log = logging.getLogger("slu_lightning")
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+
+
+class RunError(ValueError):
+    """A run cannot start as asked (e.g. resume requested but no checkpoint exists)."""
+
+
+class SLUCli(LightningCLI):
+    """LightningCLI with named run directories, resume checks and the data/model connection."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument("--run.name", type=str, default="default",
+                            help="Run name: fixes the log and checkpoint directory <run.root>/<run.name>.")
+        parser.add_argument("--run.root", type=str, default="logs", help="Folder holding all runs.")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1,
+                             "checkpoint.monitor": "val/loss", "checkpoint.mode": "min",
+                             "checkpoint.filename": "best-{epoch}-{step}"})
+        parser.link_arguments(("run.root", "run.name"), "checkpoint.dirpath",
+                              compute_fn=lambda root, name: str(Path(root) / name / "checkpoints"))
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = Path(config.run.root) / config.run.name
+        config.trainer.logger = {
+            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+            "init_args": {"save_dir": str(config.run.root), "name": config.run.name, "version": ""},
+        }
+        config.trainer.default_root_dir = str(run_dir)
+        if self.subcommand == "fit":
+            config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        self.datamodule.connect(self.model.tokenizer, self.model.prompt, self.model.n_mels)
+
+
+def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
+    """Turn ``last``/``auto`` into a real path, or fail clearly instead of restarting silently."""
+    last = checkpoint_dir / "last.ckpt"
+    if ckpt_path == "auto":
+        if last.is_file():
+            log.info("resuming from %s", last)
+            return str(last)
+        log.info("no checkpoint in %s: starting a fresh run", checkpoint_dir)
+        return None
+    if ckpt_path == "last":
+        if not last.is_file():
+            raise RunError(f"--ckpt_path last: no checkpoint at {last}. Check --run.name/--run.root, "
+                           "or use --ckpt_path auto to start fresh when there is none.")
+        log.info("resuming from %s", last)
+        return str(last)
+    if ckpt_path is None:
+        if last.is_file():
+            raise RunError(f"run directory {checkpoint_dir.parent} already holds a checkpoint; resume it with "
+                           "--ckpt_path last (or auto), or pick another --run.name")
+        log.info("starting a fresh run in %s", checkpoint_dir.parent)
+    return ckpt_path
+
+
+def lightning_main(args: list[str] | None) -> None:
+    """Run a Lightning subcommand; ``args=None`` reads ``sys.argv`` like any LightningCLI."""
+    SLUCli(
+        SLUModule,
+        SLUDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={
+            "reload_dataloaders_every_n_epochs": 1,  # each epoch's loader is built from its curriculum phase
+            "use_distributed_sampler": False,  # the DataModule splits data across ranks itself
+            "num_sanity_val_steps": 0,
+            "callbacks": [CurriculumCallback(), LearningRateMonitor(logging_interval="step")],
+        },
+        seed_everything_default=0,
+    )
+
+
+def make_demo_corpus_main(args: list[str]) -> None:
+    from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus
+
+    parser = argparse.ArgumentParser(prog="slu-lightning make-demo-corpus",
+                                     description="Synthesise the offline multilingual spoken SLU demo corpus.")
+    parser.add_argument("--size", choices=("tiny", "small", "large"), default="small")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: the cache)")
+    options = parser.parse_args(args)
+    out = make_demo_corpus(options.out or default_demo_dir(options.size, options.seed),
+                           size=options.size, seed=options.seed)
+    print(out)
+
+
+def export_main(args: list[str]) -> None:
+    from slu_lightning.export import export_checkpoint
+
+    parser = argparse.ArgumentParser(prog="slu-lightning export",
+                                     description="Write a peft adapter directory (and optionally a merged model).")
+    parser.add_argument("--ckpt", type=Path, required=True, help="a checkpoint of `slu-lightning fit`")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--merged", action="store_true", help="also write the merged full model")
+    options = parser.parse_args(args)
+    print(export_checkpoint(options.ckpt, options.out, merged=options.merged))
+
+
+COMMANDS = {"make-demo-corpus": make_demo_corpus_main, "export": export_main}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from_command_line = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: slu-lightning {" + ",".join(LIGHTNING_COMMANDS + tuple(COMMANDS)) + "} ...")
+        return
+    command, rest = argv[0], argv[1:]
+    try:
+        if command in COMMANDS:
+            COMMANDS[command](rest)
+        else:
+            lightning_main(None if from_command_line else argv)
+    except (BackboneError, DataError, RunError) as error:
+        print(f"slu-lightning {command}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

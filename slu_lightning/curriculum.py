@@ -1,0 +1,188 @@
+"""Curriculum phases: what each stretch of epochs trains on, at which learning rate, with which modules.
+
+Every regime is a phase table. Text-only fine-tuning is one phase of text; direct mixing is one
+phase of text plus speech; the paper's curriculum is two text epochs then one epoch of text plus
+speech at a lower learning rate. The data mix of epoch e, the learning rate at step s and the
+trainable modules are pure functions of the table, the dataset sizes and (e, s), so a resumed run
+continues exactly where it stopped, whatever phase it was in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import lightning as L
+
+SOURCES = ("text", "speech")
+FRAME_SECONDS = 0.01  # one mel frame = 160 samples = 10 ms at 16 kHz
+
+
+@dataclass(frozen=True)
+class SourceMix:
+    """How much of one source (all transcripts, or the speech subset) a phase uses."""
+
+    fraction: float = 1.0
+    """Share of the source's examples used each epoch (a seeded, nested prefix)."""
+    oversample: int = 1
+    """How many times each used example appears per epoch."""
+
+
+@dataclass(frozen=True)
+class CurriculumPhase:
+    """One stretch of epochs with its own data mix, schedule and trainable modules."""
+
+    name: str
+    epochs: int = 1
+    mix: dict[str, SourceMix] = field(default_factory=lambda: {"text": SourceMix()})
+    """Sources ``text`` and/or ``speech`` and how much of each."""
+    lr: float | None = None
+    """Peak learning rate of this phase; None keeps the model's optimizer learning rate."""
+    warmup_ratio: float | None = None
+    """Warm-up share of this phase's optimizer steps; None keeps the model's."""
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay over this phase's own steps after warm-up."""
+    reset_optimizer: bool = False
+    """Clear AdamW's moment estimates when the phase starts."""
+    train_audio_encoder: bool | None = None
+    """Override of the model's freeze switch for this phase; None keeps the model's setting."""
+    train_projector: bool | None = None
+    train_llm: bool | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.mix) - set(SOURCES)
+        problems = [f"unknown sources {sorted(unknown)} (use {SOURCES})"] if unknown else []
+        if self.epochs < 1:
+            problems.append("epochs must be >= 1")
+        if not self.mix:
+            problems.append("mix must name at least one source")
+        for source, mix in self.mix.items():
+            if not 0 < mix.fraction <= 1 or mix.oversample < 1:
+                problems.append(f"{source}: fraction must be in (0, 1] and oversample >= 1")
+        if problems:
+            raise ValueError(f"curriculum phase {self.name!r}: " + "; ".join(problems))
+
+    @property
+    def uses_speech(self) -> bool:
+        return "speech" in self.mix
+
+
+def phase_index_at(phases: list[CurriculumPhase], epoch: int) -> int:
+    """Index of the phase that epoch ``epoch`` (0-based) belongs to; the last phase extends."""
+    end = 0
+    for index, phase in enumerate(phases):
+        end += phase.epochs
+        if epoch < end:
+            return index
+    return len(phases) - 1
+
+
+@dataclass
+class PhaseSchedule:
+    """Learning-rate multiplier as a pure function of the optimizer step (a LambdaLR callable).
+
+    Holds plain lists only, so ``LambdaLR.state_dict`` stays loadable with ``weights_only=True``.
+    """
+
+    starts: list[int]
+    """First optimizer step of each phase."""
+    lengths: list[int]
+    """Optimizer steps of each phase."""
+    peaks: list[float]
+    """Peak learning rate of each phase relative to the optimizer's base learning rate."""
+    warmups: list[float]
+    schedules: list[str]
+    min_ratio: float = 0.0
+    """Floor of the decay, relative to each phase's peak."""
+
+    def __call__(self, step: int) -> float:
+        index = max(i for i, start in enumerate(self.starts) if start <= step or i == 0)
+        local, length = step - self.starts[index], max(self.lengths[index], 1)
+        warmup = math.ceil(self.warmups[index] * length)
+        if local < warmup:
+            return self.peaks[index] * (local + 1) / warmup
+        progress = min((local - warmup) / max(length - warmup, 1), 1.0)
+        decay = {
+            "cosine": 0.5 * (1 + math.cos(math.pi * progress)),
+            "linear": 1 - progress,
+            "constant": 1.0,
+        }[self.schedules[index]]
+        return self.peaks[index] * (self.min_ratio + (1 - self.min_ratio) * decay)
+
+
+def build_schedule(phases: list[CurriculumPhase], steps_per_epoch: list[int], base_lr: float,
+                   base_warmup: float, base_schedule: str, min_ratio: float = 0.0) -> PhaseSchedule:
+    """The schedule of ``phases`` given the optimizer steps of every epoch of the run."""
+    starts, lengths, first_epoch = [], [], 0
+    for phase in phases:
+        starts.append(sum(steps_per_epoch[:first_epoch]))
+        lengths.append(sum(steps_per_epoch[first_epoch : first_epoch + phase.epochs]))
+        first_epoch += phase.epochs
+    return PhaseSchedule(
+        starts=starts,
+        lengths=lengths,
+        peaks=[(phase.lr if phase.lr is not None else base_lr) / base_lr for phase in phases],
+        warmups=[phase.warmup_ratio if phase.warmup_ratio is not None else base_warmup for phase in phases],
+        schedules=[phase.schedule if len(phases) > 1 else base_schedule for phase in phases],
+        min_ratio=min_ratio,
+    )
+
+
+class CurriculumCallback(L.Callback):
+    """Applies the active phase at every epoch start and logs what the curriculum did.
+
+    The data mix itself comes from the DataModule, which rebuilds its train dataloader every epoch
+    from the phase table (``reload_dataloaders_every_n_epochs=1``). This callback sets the
+    trainable modules of the phase, resets the optimizer when a phase asks for it, and logs the
+    phase, the speech share of each batch and the cumulative speech examples and hours seen.
+    """
+
+    def __init__(self) -> None:
+        self.speech_examples_seen = 0
+        self.speech_seconds_seen = 0.0
+        self.examples_seen = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        phases = trainer.datamodule.phases()
+        index = phase_index_at(phases, trainer.current_epoch)
+        phase = phases[index]
+        pl_module.set_trainable(
+            audio_encoder=phase.train_audio_encoder,
+            projector=phase.train_projector,
+            llm=phase.train_llm,
+        )
+        first_epoch = sum(p.epochs for p in phases[:index])
+        at_phase_start = trainer.current_epoch == first_epoch and not trainer.fit_loop.restarting
+        if phase.reset_optimizer and at_phase_start and index > 0:
+            for optimizer in trainer.optimizers:
+                optimizer.state.clear()
+        pl_module.log("curriculum/phase", float(index), on_step=False, on_epoch=True)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        n_speech = int(batch["is_speech"].sum())
+        self.examples_seen += len(batch["examples"])
+        self.speech_examples_seen += n_speech
+        if n_speech:
+            self.speech_seconds_seen += float(batch["feature_attention_mask"].sum()) * FRAME_SECONDS
+        pl_module.log_dict(
+            {
+                "curriculum/speech_fraction": n_speech / max(len(batch["examples"]), 1),
+                "curriculum/speech_examples_seen": float(self.speech_examples_seen),
+                "curriculum/speech_hours_seen": self.speech_seconds_seen / 3600,
+            },
+            on_step=True,
+            on_epoch=False,
+        )
+
+    def state_dict(self) -> dict:
+        return {
+            "speech_examples_seen": self.speech_examples_seen,
+            "speech_seconds_seen": self.speech_seconds_seen,
+            "examples_seen": self.examples_seen,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.speech_examples_seen = int(state_dict["speech_examples_seen"])
+        self.speech_seconds_seen = float(state_dict["speech_seconds_seen"])
+        self.examples_seen = int(state_dict["examples_seen"])

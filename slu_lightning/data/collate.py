@@ -1,0 +1,135 @@
+"""Turning examples into model batches: chat prompt, JSON target, loss mask, cut audio features.
+
+The batch is the seam between the data side and the model side; the model reads nothing else:
+
+- ``input_ids``, ``attention_mask`` (batch, tokens): right-padded prompt + answer (training form),
+- ``labels`` (batch, tokens): -100 everywhere but the answer and its end-of-turn token,
+- ``prompt_ids``, ``prompt_attention_mask`` (batch, prompt tokens): left-padded prompts only
+  (generation form; only when the collator was built with ``with_prompts=True``),
+- ``input_features`` (audio clips, mels, frames) and ``feature_attention_mask`` (audio clips, frames)
+  for the speech examples only, cut to the longest clip in the batch (not padded to 30 s),
+- ``is_speech`` (batch,) and ``examples`` (the ``SLUExample`` of each row, for metrics and logs).
+
+Audio clips appear in ``input_features`` in row order, matching the order of their
+``<|AUDIO|>`` runs in ``input_ids``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from slu_lightning.data.features import padding_value
+from slu_lightning.data.records import SLUExample
+from slu_lightning.model.audio_encoder import audio_token_count
+from slu_lightning.task import PromptTemplate, target_for
+
+IGNORE_INDEX = -100  # positions the loss skips (PyTorch's cross-entropy default)
+
+
+class BatchExamples:
+    """The examples of a batch, kept opaque so Lightning's device transfer does not walk into them."""
+
+    def __init__(self, examples: list[SLUExample]):
+        self._examples = tuple(examples)
+
+    def __len__(self) -> int:
+        return len(self._examples)
+
+    def __getitem__(self, index: int) -> SLUExample:
+        return self._examples[index]
+
+    def __iter__(self):
+        return iter(self._examples)
+
+
+@dataclass
+class SLUItem:
+    """One dataset item: an example, whether the model hears it, and its features if so."""
+
+    example: SLUExample
+    features: torch.Tensor | None = None
+    """Log-mel features (mels, frames) of the clip: real frames plus a small margin."""
+    n_frames: int = 0
+    """How many of the frames are real (the rest is the margin the encoder's convolutions see)."""
+
+    @property
+    def is_speech(self) -> bool:
+        return self.features is not None
+
+
+class SLUCollator:
+    """Builds batches from ``SLUItem`` lists with a tokenizer and a prompt template."""
+
+    def __init__(self, tokenizer, prompt: PromptTemplate, *, with_labels: bool = True,
+                 with_prompts: bool = False):
+        self.tokenizer = tokenizer
+        self.prompt = prompt
+        self.with_labels = with_labels
+        self.with_prompts = with_prompts
+        self.pad_id = tokenizer.pad_token_id
+        self.audio_id = tokenizer.convert_tokens_to_ids("<|AUDIO|>")
+        self._audio_prompt = self._encode(prompt.render_prompt(None))
+        if self._audio_prompt.count(self.audio_id) != 1:
+            raise ValueError("the audio prompt must tokenize to exactly one <|AUDIO|> token")
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def prompt_ids(self, item: SLUItem) -> list[int]:
+        """Token ids of the prompt, with the clip's ``<|AUDIO|>`` token repeated once per audio frame."""
+        if not item.is_speech:
+            return self._encode(self.prompt.render_prompt(item.example.text))
+        n_audio = int(audio_token_count(torch.tensor([item.n_frames]))[0])
+        at = self._audio_prompt.index(self.audio_id)
+        return self._audio_prompt[:at] + [self.audio_id] * n_audio + self._audio_prompt[at + 1 :]
+
+    def __call__(self, items: list[SLUItem]) -> dict:
+        prompts = [self.prompt_ids(item) for item in items]
+        batch: dict = {
+            "is_speech": torch.tensor([item.is_speech for item in items]),
+            "examples": BatchExamples([item.example for item in items]),
+        }
+        if self.with_labels:
+            targets = [self._encode(target_for(item.example)) for item in items]
+            batch.update(self._training_form(prompts, targets))
+        if self.with_prompts:
+            batch["prompt_ids"], batch["prompt_attention_mask"] = _pad(prompts, self.pad_id, left=True)
+        speech = [item for item in items if item.is_speech]
+        if speech:
+            batch["input_features"], batch["feature_attention_mask"] = _stack_features(speech)
+        return batch
+
+    def _training_form(self, prompts: list[list[int]], targets: list[list[int]]) -> dict:
+        sequences = [p + t for p, t in zip(prompts, targets, strict=True)]
+        label_rows = [[IGNORE_INDEX] * len(p) + t for p, t in zip(prompts, targets, strict=True)]
+        input_ids, attention_mask = _pad(sequences, self.pad_id, left=False)
+        labels, _ = _pad(label_rows, IGNORE_INDEX, left=False)
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _pad(rows: list[list[int]], value: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), value, dtype=torch.long)  # (batch, tokens)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if left else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
+def _stack_features(items: list[SLUItem]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features cut to the batch's longest clip; shorter clips padded with Whisper's padding value."""
+    width = max(item.features.shape[-1] for item in items)
+    padded = []
+    for item in items:
+        features = item.features  # (mels, frames)
+        extra = width - features.shape[-1]
+        fill = torch.full((features.shape[0], extra), padding_value(features), dtype=features.dtype)
+        padded.append(torch.cat([features, fill], dim=-1))
+    mask = torch.zeros((len(items), width), dtype=torch.long)  # (clips, frames)
+    for i, item in enumerate(items):
+        mask[i, : item.n_frames] = 1
+    return torch.stack(padded), mask  # (clips, mels, frames), (clips, frames)

@@ -1,0 +1,138 @@
+"""Corpora as config objects: where a run's train/dev/test examples come from.
+
+A DataModule takes one ``Corpus`` (swappable by ``class_path`` in YAML). Each corpus returns speech
+examples and text examples per split; by default the text view is one example per utterance,
+built from the speech examples' transcripts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from slu_lightning.data.errors import SkipLog
+from slu_lightning.data.readers.manifest import read_manifest
+from slu_lightning.data.records import SLUExample
+
+Split = Literal["train", "dev", "test"]
+
+
+class Corpus:
+    """Base class: override ``speech`` (and ``text`` where the corpus has more text than speech)."""
+
+    def prepare(self) -> None:
+        """Build or check files once, on one process (called from ``prepare_data``)."""
+
+    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        raise NotImplementedError
+
+    def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        return unique_utterances(self.speech(split, skips))
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+def unique_utterances(speech: list[SLUExample]) -> list[SLUExample]:
+    """One text example per utterance, in first-seen order."""
+    seen: dict[str, SLUExample] = {}
+    for example in speech:
+        seen.setdefault(example.utterance_id, example.as_text())
+    return list(seen.values())
+
+
+class ManifestCorpus(Corpus):
+    """Your own data: one manifest JSONL per split (see ``data/readers/manifest.py``)."""
+
+    def __init__(self, train: str, dev: str, test: str | None = None):
+        """
+        Args:
+            train: path of the training manifest.
+            dev: path of the validation manifest.
+            test: path of the test manifest (defaults to ``dev``).
+        """
+        self.paths = {"train": train, "dev": dev, "test": test or dev}
+
+    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        return [e for e in read_manifest(self.paths[split], skips) if e.is_speech]
+
+    def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        return unique_utterances(read_manifest(self.paths[split], skips))
+
+    def describe(self) -> str:
+        return f"manifests {self.paths}"
+
+
+class DemoCorpus(ManifestCorpus):
+    """The synthetic multilingual spoken SLU corpus, built offline with eSpeak NG on first use."""
+
+    def __init__(self, size: Literal["tiny", "small", "large"] = "small", seed: int = 0,
+                 root: str | None = None):
+        """
+        Args:
+            size: ``tiny`` (tests), ``small`` (the README demo, a few minutes to build) or ``large``.
+            seed: seeds the texts, voices and held-out split; the same seed rebuilds the same corpus.
+            root: where to build it; defaults to the cache (``$SLU_LIGHTNING_CACHE`` or ~/.cache).
+        """
+        from slu_lightning.data.demo_corpus import default_demo_dir
+
+        self.size, self.seed = size, seed
+        self.root = Path(root) if root else default_demo_dir(size, seed)
+        super().__init__(*(str(self.root / f"{split}.jsonl") for split in ("train", "dev", "test")))
+
+    def prepare(self) -> None:
+        from slu_lightning.data.demo_corpus import make_demo_corpus
+
+        make_demo_corpus(self.root, size=self.size, seed=self.seed)
+
+    def describe(self) -> str:
+        return f"demo corpus ({self.size}, seed {self.seed}) at {self.root}"
+
+
+class SlurpCorpus(Corpus):
+    """SLURP: ``dataset/slurp/{train,devel,test}.jsonl`` plus the ``slurp_real`` audio folder."""
+
+    def __init__(self, jsonl_dir: str, audio_dir: str,
+                 recordings: Literal["all", "headset", "far_field"] = "all"):
+        """
+        Args:
+            jsonl_dir: folder holding SLURP's ``train.jsonl``, ``devel.jsonl`` and ``test.jsonl``.
+            audio_dir: the ``slurp_real`` folder of FLAC recordings.
+            recordings: which recordings count as speech (close-talk headset, far-field, or all).
+        """
+        self.jsonl_dir, self.audio_dir, self.recordings = Path(jsonl_dir), audio_dir, recordings
+
+    def _file(self, split: Split) -> Path:
+        return self.jsonl_dir / {"train": "train.jsonl", "dev": "devel.jsonl", "test": "test.jsonl"}[split]
+
+    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        from slu_lightning.data.readers.slurp import read_slurp
+
+        return read_slurp(self._file(split), self.audio_dir, modality="speech",
+                          recordings=self.recordings, skips=skips)
+
+    def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        from slu_lightning.data.readers.slurp import read_slurp
+
+        return read_slurp(self._file(split), None, modality="text", skips=skips)
+
+
+class SpeechMassiveCorpus(Corpus):
+    """Speech-MASSIVE for one locale (``save_to_disk`` folder or hub parquet snapshot)."""
+
+    def __init__(self, path: str, locale: str = "fr-FR", train_split: str = "train"):
+        """
+        Args:
+            path: the dataset folder on disk.
+            locale: e.g. ``fr-FR``; full training data exists only for fr-FR and de-DE.
+            train_split: ``train`` or the few-shot ``train_115``.
+        """
+        self.path, self.locale, self.train_split = path, locale, train_split
+
+    def _split(self, split: Split) -> str:
+        return {"train": self.train_split, "dev": "validation", "test": "test"}[split]
+
+    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        from slu_lightning.data.readers.speech_massive import read_speech_massive
+
+        return read_speech_massive(self.path, self.locale, self._split(split), modality="speech", skips=skips)

@@ -1,0 +1,325 @@
+"""The three training regimes as swappable LightningDataModules.
+
+All three share ``SLUDataModule``: a corpus, a speech subset, batching, evaluation sets. They
+differ only in their phase table (see ``curriculum.py``): ``TextOnlyDataModule`` trains on all
+transcripts, ``MixedDataModule`` on all transcripts plus the speech subset shuffled together, and
+``CurriculumDataModule`` on whatever phases the config lists (the paper: text, text, text+speech).
+
+The train dataloader is rebuilt every epoch (``reload_dataloaders_every_n_epochs=1``, set by the
+CLI) from the epoch's phase, so an epoch of text plus speech is as long as it should be.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from slu_lightning.curriculum import CurriculumPhase, SourceMix, phase_index_at
+from slu_lightning.data.audio import MAX_ENCODER_SECONDS, audio_seconds, load_audio
+from slu_lightning.data.collate import SLUCollator, SLUItem
+from slu_lightning.data.corpora import Corpus, Split
+from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.features import LogMelExtractor
+from slu_lightning.data.records import SLUExample
+from slu_lightning.data.sampler import EpochBatchSampler
+from slu_lightning.data.subsets import SpeechSubset, write_ids
+from slu_lightning.task import PromptTemplate
+
+log = logging.getLogger(__name__)
+
+Entry = tuple[SLUExample, bool]  # (example, whether the model hears its audio)
+
+
+class SLUDataset(Dataset):
+    """Examples as model inputs: audio is decoded and turned into log-mel features here (in workers)."""
+
+    def __init__(self, entries: list[Entry], extractor: LogMelExtractor):
+        self.entries, self.extractor = entries, extractor
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> SLUItem:
+        example, heard = self.entries[index]
+        if not heard:
+            return SLUItem(example)
+        waveform = load_audio(example.audio, record=example.id)  # (samples,)
+        features, n_frames = self.extractor(waveform)  # (mels, frames + margin)
+        return SLUItem(example, features, n_frames)
+
+
+class SLUDataModule(L.LightningDataModule):
+    """Shared data plumbing of the regimes; subclasses define ``phases()``."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        speech_subset: SpeechSubset = SpeechSubset(),
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        train_locales: list[str] | None = None,
+        eval_locales: list[str] | None = None,
+        eval_modality: Literal["speech", "text", "both"] = "speech",
+        max_eval_examples: int | None = None,
+        length_bucketing: bool = False,
+        bad_input: Literal["error", "skip"] = "error",
+    ):
+        """
+        Args:
+            corpus: where the examples come from (``DemoCorpus``, ``ManifestCorpus``, ``SlurpCorpus``...).
+            speech_subset: which speech training examples are used (proportion, unit, seed).
+            batch_size: training examples per batch and process (before gradient accumulation).
+            eval_batch_size: examples per batch for validation, test and predict.
+            num_workers: dataloader worker processes decoding audio and computing features.
+            seed: seeds the batch order of every epoch (with the epoch number).
+            train_locales: keep only these locales for training (None: all). Cross-lingual runs
+                train on a source locale and evaluate on the others.
+            eval_locales: keep only these locales for validation and test (None: all).
+            eval_modality: evaluate on speech input, on transcripts, or on both.
+            max_eval_examples: evaluate on a seeded subset of this many examples (None: all).
+            length_bucketing: batch training examples of similar length together (less padding).
+            bad_input: ``error`` stops at the first bad record or file with its name; ``skip``
+                drops it, counts it and logs it.
+        """
+        super().__init__()
+        self.corpus, self.speech_subset = corpus, speech_subset
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.seed, self.train_locales, self.eval_locales = seed, train_locales, eval_locales
+        self.eval_modality, self.max_eval_examples = eval_modality, max_eval_examples
+        self.length_bucketing = length_bucketing
+        self.skips = SkipLog(bad_input)
+        self.sources: dict[str, list[SLUExample]] = {}
+        self.eval_sets: dict[str, list[Entry]] = {}
+        self.collators: dict[str, SLUCollator] = {}
+        self.extractor: LogMelExtractor | None = None
+
+    def connect(self, tokenizer, prompt: PromptTemplate, n_mels: int) -> None:
+        """Settings known only once the model is built: its tokenizer, prompt and mel bins."""
+        self.extractor = LogMelExtractor(n_mels=n_mels)
+        self.collators = {
+            "train": SLUCollator(tokenizer, prompt, with_labels=True),
+            "val": SLUCollator(tokenizer, prompt, with_labels=True, with_prompts=True),
+            "test": SLUCollator(tokenizer, prompt, with_labels=False, with_prompts=True),
+        }
+
+    def phases(self) -> list[CurriculumPhase]:
+        raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        self.corpus.prepare()
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit" and not self.sources:
+            self._setup_train()
+            if self.trainer and self.trainer.is_global_zero and self.trainer.log_dir:
+                self.write_subset_ids(self.trainer.log_dir)
+        split: Split = "test" if stage in ("test", "predict") else "dev"
+        if split not in self.eval_sets:
+            self.eval_sets[split] = self._eval_entries(split)
+        if self.skips.total:
+            log.warning("%s", self.skips.summary())
+
+    def _setup_train(self) -> None:
+        text = _by_locale(self.corpus.text("train", self.skips), self.train_locales)
+        speech = self._checked(_by_locale(self.corpus.speech("train", self.skips), self.train_locales))
+        if any(phase.uses_speech for phase in self.phases()):
+            if not speech:
+                raise DataError(f"this regime trains on speech but {self.corpus.describe()} has no "
+                                "speech training examples")
+            speech = self.speech_subset.select(speech)
+        self.sources = {"text": text, "speech": speech}
+        log.info("training data: %d transcripts, %d speech examples (subset %s)",
+                 len(text), len(speech), self.speech_subset)
+
+    def write_subset_ids(self, run_dir: str | Path) -> None:
+        """Record the selected speech example ids in the run directory (reload with ``ids_file``)."""
+        if self.sources.get("speech"):
+            write_ids(Path(run_dir) / "speech_subset_ids.txt", self.sources["speech"])
+
+    def _checked(self, speech: list[SLUExample]) -> list[SLUExample]:
+        """Speech examples whose audio is readable and fits the encoder; the rest per the bad-input policy.
+
+        Checking headers up front turns a bad file into a named error (or a counted skip) before
+        training starts, instead of a crash inside a dataloader worker hours later.
+        """
+        kept = []
+        for example in speech:
+            try:
+                if isinstance(example.audio, str):
+                    seconds = audio_seconds(example.audio, record=example.id)
+                    if seconds > MAX_ENCODER_SECONDS:
+                        raise DataError(f"clip is longer than the encoder's {MAX_ENCODER_SECONDS:.0f} s",
+                                        file=example.audio, record=example.id)
+                kept.append(example)
+            except DataError as error:
+                self.skips.handle(error)
+        return kept
+
+    def _eval_entries(self, split: Split) -> list[Entry]:
+        entries: list[Entry] = []
+        if self.eval_modality in ("speech", "both"):
+            speech = self._checked(_by_locale(self.corpus.speech(split, self.skips), self.eval_locales))
+            entries += [(example, True) for example in speech]
+        if self.eval_modality in ("text", "both"):
+            entries += [(e, False) for e in _by_locale(self.corpus.text(split, self.skips), self.eval_locales)]
+        if not entries:
+            raise DataError(f"no {self.eval_modality} examples for the {split} split of {self.corpus.describe()}")
+        if self.max_eval_examples is not None and len(entries) > self.max_eval_examples:
+            keep = sorted(random.Random(self.seed).sample(range(len(entries)), self.max_eval_examples))
+            entries = [entries[i] for i in keep]
+        return entries
+
+    @property
+    def locales(self) -> list[str]:
+        """Every locale of the evaluation sets, sorted (fixes the metric's locale indices)."""
+        return sorted({example.locale for entries in self.eval_sets.values() for example, _ in entries})
+
+    def epoch_entries(self, epoch: int) -> list[Entry]:
+        """What epoch ``epoch`` trains on, before shuffling: a pure function of the config."""
+        phase = self.phases()[phase_index_at(self.phases(), epoch)]
+        entries: list[Entry] = []
+        for source, mix in sorted(phase.mix.items()):
+            examples = _nested_fraction(self.sources[source], mix, self.seed)
+            entries += [(example, source == "speech") for example in examples] * mix.oversample
+        return entries
+
+    def batches_in_epoch(self, epoch: int) -> int:
+        return len(self._sampler(epoch, start_batch=0))
+
+    def _sampler(self, epoch: int, start_batch: int) -> EpochBatchSampler:
+        entries = self.epoch_entries(epoch)
+        lengths = [_length_key(e, heard) for e, heard in entries] if self.length_bucketing else None
+        trainer = self.trainer
+        return EpochBatchSampler(
+            len(entries), self.batch_size, seed=self.seed, epoch=epoch, lengths=lengths,
+            rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1,
+            start_batch=start_batch,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        epoch = self.trainer.current_epoch
+        start = self._restored_batches()
+        if start:
+            log.info("resuming epoch %d at batch %d", epoch, start)
+        return self._loader(self.epoch_entries(epoch), "train", batch_sampler=self._sampler(epoch, start))
+
+    def _restored_batches(self) -> int:
+        """Batches of the current epoch already trained, from the restored loop progress."""
+        fit_loop = self.trainer.fit_loop
+        return fit_loop.epoch_loop.batch_progress.current.processed if fit_loop.restarting else 0
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.eval_sets["dev"], "val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.eval_sets["test"], "test")
+
+    def _eval_loader(self, entries: list[Entry], kind: str) -> DataLoader:
+        """Each rank gets a disjoint slice, without the repeats a DistributedSampler would add."""
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        mine = entries[rank::world]
+        batches = [list(range(i, min(i + self.eval_batch_size, len(mine))))
+                   for i in range(0, len(mine), self.eval_batch_size)]
+        return self._loader(mine, kind, batch_sampler=batches)
+
+    def _loader(self, entries: list[Entry], kind: str, batch_sampler) -> DataLoader:
+        if self.extractor is None:
+            raise RuntimeError("call connect() before asking for dataloaders (the CLI does this)")
+        return DataLoader(
+            SLUDataset(entries, self.extractor),
+            batch_sampler=batch_sampler,
+            collate_fn=self.collators[kind],
+            num_workers=self.num_workers,
+            persistent_workers=False,
+        )
+
+    def state_dict(self) -> dict:
+        return {"fingerprint": self.fingerprint()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved, current = state_dict.get("fingerprint"), self.fingerprint()
+        if saved and current and saved != current:
+            raise ValueError(
+                "the checkpoint was trained on different data (corpus, locales, speech subset or "
+                "phases changed); resume with the original data config or start a new run"
+            )
+
+    def fingerprint(self) -> str:
+        """A hash of what the training data is, to refuse resuming on different data."""
+        if not self.sources:
+            return ""
+        digest = hashlib.sha256()
+        for source in sorted(self.sources):
+            digest.update(source.encode())
+            digest.update("\n".join(example.id for example in self.sources[source]).encode())
+        digest.update(repr(self.phases()).encode())
+        return digest.hexdigest()[:16]
+
+
+def _by_locale(examples: list[SLUExample], locales: list[str] | None) -> list[SLUExample]:
+    return examples if locales is None else [e for e in examples if e.locale in set(locales)]
+
+
+def _nested_fraction(examples: list[SLUExample], mix: SourceMix, seed: int) -> list[SLUExample]:
+    """The seeded prefix holding ``mix.fraction`` of ``examples`` (nested across fractions)."""
+    if mix.fraction >= 1.0:
+        return examples
+    order = sorted(range(len(examples)), key=lambda i: random.Random(f"{seed}:{examples[i].id}").random())
+    keep = set(order[: round(mix.fraction * len(examples))])
+    return [example for i, example in enumerate(examples) if i in keep]
+
+
+def _length_key(example: SLUExample, heard: bool) -> int:
+    """A cheap length estimate for bucketing: characters of the transcript, x10 for audio."""
+    return len(example.text) * (10 if heard else 1)
+
+
+class TextOnlyDataModule(SLUDataModule):
+    """Transcripts only, for every epoch: the paper's text-only fine-tuning (0 % speech)."""
+
+    def phases(self) -> list[CurriculumPhase]:
+        return [CurriculumPhase("text", epochs=self._max_epochs(), mix={"text": SourceMix()})]
+
+    def _max_epochs(self) -> int:
+        return max(self.trainer.max_epochs if self.trainer and self.trainer.max_epochs else 1, 1)
+
+
+class MixedDataModule(TextOnlyDataModule):
+    """All transcripts plus the speech subset, shuffled together every epoch (direct mixing)."""
+
+    def phases(self) -> list[CurriculumPhase]:
+        return [CurriculumPhase("mixed", epochs=self._max_epochs(),
+                                mix={"text": SourceMix(), "speech": SourceMix()})]
+
+
+class CurriculumDataModule(SLUDataModule):
+    """Phases from config, e.g. the paper's two text-only epochs, then text plus speech."""
+
+    def __init__(self, *args, phases: list[CurriculumPhase], **kwargs):
+        """
+        Args:
+            phases: the phase table, in order; their epochs must add up to ``trainer.max_epochs``.
+        """
+        super().__init__(*args, **kwargs)
+        if not phases:
+            raise ValueError("a curriculum needs at least one phase")
+        self._phases = list(phases)
+
+    def phases(self) -> list[CurriculumPhase]:
+        return self._phases
+
+    def setup(self, stage: str) -> None:
+        total = sum(phase.epochs for phase in self._phases)
+        if stage == "fit" and self.trainer and self.trainer.max_epochs != total:
+            raise ValueError(f"the curriculum's phases last {total} epochs but trainer.max_epochs is "
+                             f"{self.trainer.max_epochs}; make them equal")
+        super().setup(stage)

@@ -1,0 +1,54 @@
+"""The training batch order: deterministic in (seed, epoch), split across ranks, resumable mid-epoch."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from torch.utils.data import Sampler
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Yields this rank's batches of one epoch, starting at ``start_batch``.
+
+    ``len()`` is always the full epoch's batch count, so Lightning's batch counter and the
+    ``is_last_batch`` check stay right after a mid-epoch resume that starts at ``start_batch``.
+    With ``lengths`` given, examples of similar length are batched together (length bucketing)
+    and the batch order is shuffled, both seeded by (seed, epoch).
+    """
+
+    BUCKET_BATCHES = 50  # sort by length within windows of 50 batches: close lengths, still random
+
+    def __init__(self, n_items: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
+                 rank: int = 0, world_size: int = 1, lengths: list[int] | None = None, start_batch: int = 0):
+        self.n_items, self.batch_size, self.seed, self.epoch = n_items, batch_size, seed, epoch
+        self.shuffle, self.rank, self.world_size = shuffle, rank, world_size
+        self.lengths, self.start_batch = lengths, start_batch
+
+    def batches(self) -> list[list[int]]:
+        """All of this rank's batches for the epoch, in order."""
+        rng = random.Random(self.seed * 1_000_003 + self.epoch)
+        order = list(range(self.n_items))
+        if self.shuffle:
+            rng.shuffle(order)
+        per_rank = math.ceil(self.n_items / self.world_size)
+        order += order[: per_rank * self.world_size - len(order)]  # pad like DistributedSampler
+        mine = order[self.rank :: self.world_size]
+        if self.lengths is None:
+            return [mine[i : i + self.batch_size] for i in range(0, len(mine), self.batch_size)]
+        return self._bucketed(mine, rng)
+
+    def _bucketed(self, indices: list[int], rng: random.Random) -> list[list[int]]:
+        window = self.batch_size * self.BUCKET_BATCHES
+        batches = []
+        for start in range(0, len(indices), window):
+            chunk = sorted(indices[start : start + window], key=lambda i: self.lengths[i])
+            batches.extend(chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size))
+        rng.shuffle(batches)
+        return batches
+
+    def __len__(self) -> int:
+        return math.ceil(math.ceil(self.n_items / self.world_size) / self.batch_size)
+
+    def __iter__(self):
+        return iter(self.batches()[self.start_batch :])

@@ -1,0 +1,63 @@
+"""Export a trained checkpoint for use outside the toolkit.
+
+A LoRA run exports a peft adapter directory (``save_pretrained`` format, loadable with
+``PeftModel.from_pretrained(base, dir)``) plus the processor; ``merged=True`` also writes the
+base model with the adapters merged in, loadable with plain transformers. A full fine-tuning run
+exports the full model. The checkpoint's own hyper-parameters say how to rebuild the model, so no
+config file is needed. Each output directory is written to a temporary sibling and renamed into
+place, so an interrupted export never leaves a half-written directory behind.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from slu_lightning.model.finetuning import LoraSettings
+from slu_lightning.model.module import SLUModule
+
+
+def load_for_export(ckpt: str | Path) -> SLUModule:
+    """Rebuild the ``SLUModule`` of a checkpoint and load its trained tensors."""
+    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
+    hparams = checkpoint["hyper_parameters"]
+    module = SLUModule(backbone=hparams["backbone"], finetuning=hparams["finetuning"],
+                       lora=LoraSettings(**hparams["lora"]))
+    module.configure_model()
+    module.on_load_checkpoint(checkpoint)
+    module.load_state_dict(checkpoint["state_dict"], strict=False)
+    return module
+
+
+def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -> Path:
+    """Write ``out/adapter`` (LoRA) or ``out/model`` (full), and ``out/merged`` if asked."""
+    module = load_for_export(ckpt)
+    out = Path(out)
+    if module.finetuning == "lora":
+        _write_dir(out / "adapter", lambda tmp: module.model.save_pretrained(tmp))
+        if merged:
+            _write_dir(out / "merged", lambda tmp: _save_full(module.model.merge_and_unload(), module, tmp))
+    else:
+        _write_dir(out / "model", lambda tmp: _save_full(module.model, module, tmp))
+    return out
+
+
+def _save_full(model, module: SLUModule, directory: Path) -> None:
+    model.save_pretrained(directory)
+    module.processor.save_pretrained(directory)
+
+
+def _write_dir(target: Path, write) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,360 @@
+"""``SLUModule``: Qwen2-Audio (+ LoRA) fine-tuned to emit one JSON line per utterance.
+
+What it does, in order: loads the backbone (a local Qwen2-Audio directory or a tiny preset),
+applies LoRA or full fine-tuning with per-part freeze switches, embeds each batch (text tokens,
+plus audio features through the dynamic-length encoder for the speech rows only), computes the
+loss on the answer tokens only, and decodes with beam search for evaluation.
+
+Resume: checkpoints hold the trainable tensors (all weights under ``full``; adapters and any
+unfrozen encoder/projector under ``lora``), the optimizer and the LR schedule; the frozen base is
+reloaded from the backbone directory. A checkpoint of another backbone or fine-tuning mode is
+refused with a message saying which setting differs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from slu_lightning.atomic import atomic_write_text
+from slu_lightning.curriculum import build_schedule
+from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
+from slu_lightning.data.features import padding_value
+from slu_lightning.model.audio_encoder import PADDED_FRAMES, encode_audio, padded_encode_audio
+from slu_lightning.model.backbone import load_model, load_processor, resolve_backbone
+from slu_lightning.model.finetuning import (
+    FinetuningMode,
+    LoraSettings,
+    apply_lora,
+    freeze_all,
+    set_trainable,
+    trainable_candidates,
+)
+from slu_lightning.task import PromptTemplate, parse_prediction
+
+log = logging.getLogger(__name__)
+PARTS = ("audio_encoder", "projector", "llm")
+
+
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """AdamW with warm-up and decay; the paper: lr 5e-6, warm-up 0.04, cosine."""
+
+    lr: float = 5e-6
+    """Peak learning rate (a curriculum phase may override it)."""
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.04
+    """Warm-up share of the optimizer steps (of each phase, under a curriculum)."""
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    betas: tuple[float, float] = (0.9, 0.999)
+    min_lr_ratio: float = 0.0
+    """Floor of the decay relative to the peak."""
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding for validation, test and predict."""
+
+    num_beams: int = 3
+    """Beam width; the paper decodes with beam 3. 1 is greedy."""
+    max_new_tokens: int = 128
+    """Upper bound on the answer length in tokens."""
+
+
+class SLUModule(L.LightningModule):
+    """Qwen2-Audio fine-tuned for SLU. See the module docstring for what resume restores."""
+
+    def __init__(
+        self,
+        backbone: str = "tiny",
+        finetuning: FinetuningMode = "lora",
+        lora: LoraSettings = LoraSettings(),
+        train_audio_encoder: bool = False,
+        train_projector: bool = False,
+        train_llm: bool = True,
+        optimizer: OptimizerSettings = OptimizerSettings(),
+        prompt: PromptTemplate = PromptTemplate(),
+        generation: GenerationSettings = GenerationSettings(),
+        dynamic_audio: bool = True,
+        gradient_checkpointing: bool = False,
+        generate_during_validation: bool = True,
+    ):
+        """
+        Args:
+            backbone: a local Qwen2-Audio(-7B-Instruct) directory, or a tiny preset (``tiny``,
+                ``tiny-test``) built from config on first use.
+            finetuning: ``lora`` (adapters on the language model) or ``full`` (all weights of the
+                parts switched on below; the paper's setting).
+            lora: LoRA rank, alpha, dropout and target projections.
+            train_audio_encoder: train the audio encoder (the paper: only in speech runs).
+            train_projector: train the audio-to-LLM projector (the paper: only in speech runs).
+            train_llm: train the language model (adapters under LoRA).
+            optimizer: AdamW and learning-rate schedule settings.
+            prompt: the prompt templates for text and audio input (saved with the run).
+            generation: beam width and answer length for decoding.
+            dynamic_audio: run the audio encoder on features cut to the batch's longest clip
+                instead of 30 s of padding (same outputs, several times faster).
+            gradient_checkpointing: recompute activations in backward to save memory.
+            generate_during_validation: decode the dev set at each validation and log SLU metrics
+                (teacher-forced loss is always logged).
+        """
+        super().__init__()
+        self.save_hyperparameters(
+            {
+                "backbone": backbone, "finetuning": finetuning, "lora": asdict(lora),
+                "train_audio_encoder": train_audio_encoder, "train_projector": train_projector,
+                "train_llm": train_llm, "optimizer": asdict(optimizer), "prompt": asdict(prompt),
+                "generation": asdict(generation), "dynamic_audio": dynamic_audio,
+            }
+        )
+        self.backbone_path = resolve_backbone(backbone)
+        self.processor = load_processor(self.backbone_path)
+        self.finetuning, self.lora_settings = finetuning, lora
+        self.default_switches = {"audio_encoder": train_audio_encoder, "projector": train_projector,
+                                 "llm": train_llm}
+        self.optimizer_settings, self.prompt, self.generation = optimizer, prompt, generation
+        self.dynamic_audio, self.gradient_checkpointing = dynamic_audio, gradient_checkpointing
+        self.generate_during_validation = generate_during_validation
+        self.strict_loading = False  # checkpoints hold trainable tensors only
+        self.model = None
+        self.metrics: torch.nn.ModuleDict = torch.nn.ModuleDict()
+        self._predictions: list[dict] = []
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer
+
+    @property
+    def n_mels(self) -> int:
+        return int(self.processor.feature_extractor.feature_size)
+
+    def configure_model(self) -> None:
+        """Load the backbone and set up fine-tuning (once; Lightning may call this again)."""
+        if self.model is not None:
+            return
+        model = load_model(self.backbone_path)
+        freeze_all(model)
+        if self.finetuning == "lora":
+            model = apply_lora(model, self.lora_settings)
+        if self.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.model = model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes
+        self.candidates = trainable_candidates(model, self.finetuning)
+        self.set_trainable()
+
+    @property
+    def hf(self):
+        """The ``Qwen2AudioForConditionalGeneration`` inside (under peft, with adapters injected)."""
+        return self.model.get_base_model() if self.finetuning == "lora" else self.model
+
+    def set_trainable(self, audio_encoder: bool | None = None, projector: bool | None = None,
+                      llm: bool | None = None) -> None:
+        """Apply freeze switches; None keeps this module's configured default for that part."""
+        overrides = {"audio_encoder": audio_encoder, "projector": projector, "llm": llm}
+        switches = {part: self.default_switches[part] if overrides[part] is None else overrides[part]
+                    for part in PARTS}
+        set_trainable(self.candidates, switches)
+
+    # ---- forward -------------------------------------------------------------------------
+    def embed(self, input_ids: torch.Tensor, batch: dict) -> torch.Tensor:
+        """Token embeddings with the audio embeddings scattered into the ``<|AUDIO|>`` positions."""
+        embeds = self.hf.get_input_embeddings()(input_ids)  # (batch, tokens, hidden)
+        if "input_features" not in batch:
+            return embeds
+        features, mask = batch["input_features"], batch["feature_attention_mask"]  # (clips, mels, frames)
+        if self.dynamic_audio:
+            audio = encode_audio(self.hf, features, mask)  # (audio tokens, hidden)
+        else:
+            audio = padded_encode_audio(self.hf, *pad_to_30_seconds(features, mask))
+        slots = (input_ids == self.hf.config.audio_token_id).unsqueeze(-1)  # (batch, tokens, 1)
+        if int(slots.sum()) != audio.shape[0]:
+            raise ValueError(f"batch has {int(slots.sum())} audio tokens but {audio.shape[0]} audio embeddings")
+        return embeds.masked_scatter(slots, audio.to(embeds.dtype))
+
+    def example_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed answer-token cross-entropy and answer-token count per example: (batch,), (batch,)."""
+        input_ids, labels = batch["input_ids"], batch["labels"]
+        embeds = self.embed(input_ids, batch)
+        hidden = self.hf.model.language_model(
+            inputs_embeds=embeds, attention_mask=batch["attention_mask"]
+        ).last_hidden_state  # (batch, tokens, hidden)
+        targets = labels[:, 1:]  # token t predicts token t + 1
+        answer = targets != -100  # (batch, tokens - 1)
+        logits = self.hf.lm_head(hidden[:, :-1][answer]).float()  # (answer tokens, vocab): no full-vocab waste
+        token_loss = F.cross_entropy(logits, targets[answer], reduction="none")
+        rows = answer.nonzero()[:, 0]
+        sums = torch.zeros(len(input_ids), device=logits.device).index_add(0, rows, token_loss)
+        counts = answer.sum(dim=1).float()
+        return sums, counts
+
+    def _loss(self, batch: dict, stage: str) -> torch.Tensor:
+        sums, counts = self.example_losses(batch)
+        loss = sums.sum() / counts.sum().clamp(min=1)
+        size = len(batch["examples"])
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=size, sync_dist=stage != "train")
+        for modality, rows in (("speech", batch["is_speech"]), ("text", ~batch["is_speech"])):
+            if rows.any():
+                value = sums[rows.to(sums.device)].sum() / counts[rows.to(counts.device)].sum().clamp(min=1)
+                self.log(f"{stage}/loss_{modality}", value, batch_size=int(rows.sum()), sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        return self._loss(batch, "train")
+
+    # ---- decoding and evaluation --------------------------------------------------------------
+    @torch.no_grad()
+    def generate_texts(self, batch: dict) -> list[str]:
+        """Decode an answer for every row of a left-padded prompt batch."""
+        embeds = self.embed(batch["prompt_ids"], batch)
+        output = self.hf.generate(
+            inputs_embeds=embeds,
+            attention_mask=batch["prompt_attention_mask"],
+            num_beams=self.generation.num_beams,
+            max_new_tokens=self.generation.max_new_tokens,
+            do_sample=False,
+            eos_token_id=self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        return self.tokenizer.batch_decode(output, skip_special_tokens=True)
+
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self.trainer else None
+        if datamodule is not None and not self.metrics:
+            locales = datamodule.locales or ["und"]
+            self.metrics = torch.nn.ModuleDict({
+                f"{split}_{modality}": SLUMetrics(locales)
+                for split in ("val", "test") for modality in ("speech", "text")
+            })
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._loss(batch, "val")
+        if self.generate_during_validation:
+            self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def _evaluate(self, batch: dict, split: str) -> None:
+        raw = self.generate_texts(batch)
+        predictions = [parse_prediction(text) for text in raw]
+        locales = self.trainer.datamodule.locales
+        for modality, heard in (("speech", True), ("text", False)):
+            rows = [i for i, flag in enumerate(batch["is_speech"].tolist()) if flag == heard]
+            if not rows:
+                continue
+            golds = [batch["examples"][i] for i in rows]
+            counts = rows_from_predictions(golds, [predictions[i] for i in rows])
+            locale_idx = torch.tensor([locales.index(g.locale) for g in golds])
+            clusters = torch.tensor([_cluster_id(g.utterance_id) for g in golds])
+            self.metrics[f"{split}_{modality}"].update(counts.to(self.device), locale_idx.to(self.device),
+                                                       clusters.to(self.device))
+        if split == "test":
+            self._predictions += [_prediction_row(e, text, p, heard) for e, text, p, heard
+                                  in zip(batch["examples"], raw, predictions, batch["is_speech"].tolist())]
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+        self._write_predictions()
+
+    def _log_metrics(self, split: str) -> None:
+        for modality in ("speech", "text"):
+            metric = self.metrics[f"{split}_{modality}"] if self.metrics else None
+            if metric is None or not metric.update_count:
+                continue
+            values = metric.compute()
+            self.log_dict({f"{split}/{modality}/{name}": float(value) for name, value in values.items()},
+                          sync_dist=False)
+            metric.reset()
+
+    def _write_predictions(self) -> None:
+        rows = self._predictions
+        if self.trainer.world_size > 1:
+            gathered = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, rows)
+            rows = [row for part in gathered for row in part]
+        self._predictions = []
+        if self.trainer.is_global_zero and self.trainer.log_dir:
+            path = Path(self.trainer.log_dir) / "predictions_test.jsonl"
+            atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+            log.info("wrote %d predictions to %s", len(rows), path)
+
+    # ---- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self):
+        datamodule = self.trainer.datamodule
+        phases = datamodule.phases()
+        parts = {part for part in PARTS if self.default_switches[part]}
+        for phase in phases:
+            parts |= {part for part, on in zip(PARTS, (phase.train_audio_encoder, phase.train_projector,
+                                                        phase.train_llm)) if on}
+        params = [p for part in sorted(parts) for p in self.candidates[part]]
+        if not params:
+            raise ValueError("nothing to train: every part is frozen in every phase")
+        settings = self.optimizer_settings
+        optimizer = torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas,
+                                      weight_decay=settings.weight_decay)
+        accumulate = self.trainer.accumulate_grad_batches
+        steps = [-(-datamodule.batches_in_epoch(e) // accumulate) for e in range(self.trainer.max_epochs)]
+        schedule = build_schedule(phases, steps, settings.lr, settings.warmup_ratio, settings.schedule,
+                                  settings.min_lr_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        self.trained_parts = sorted(parts)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep only tensors that can change: the frozen base is reloaded from the backbone."""
+        keep = {id(p) for part in getattr(self, "trained_parts", PARTS) for p in self.candidates[part]}
+        names = {name for name, p in self.named_parameters() if id(p) in keep}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in ("backbone", "finetuning", "lora"):
+            if key in saved and saved[key] != self.hparams[key]:
+                raise ValueError(
+                    f"checkpoint was trained with {key}={saved[key]!r} but this run has {key}="
+                    f"{self.hparams[key]!r}; use the checkpoint's setting or start a new run"
+                )
+        unknown = set(checkpoint["state_dict"]) - {name for name, _ in self.named_parameters()}
+        if unknown:
+            raise ValueError(f"checkpoint holds {len(unknown)} tensors this model lacks, e.g. {sorted(unknown)[:3]}")
+
+
+def pad_to_30_seconds(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The stock layout: every clip padded to 3000 frames with Whisper's padding value."""
+    extra = PADDED_FRAMES - features.shape[-1]
+    fills = [torch.full((features.shape[1], extra), padding_value(clip), dtype=features.dtype,
+                        device=features.device) for clip in features]
+    padded = torch.cat([features, torch.stack(fills)], dim=-1)  # (clips, mels, 3000)
+    return padded, F.pad(mask, (0, extra))
+
+
+def _cluster_id(utterance_id: str) -> int:
+    """A stable integer per utterance (tensor metric state cannot hold strings)."""
+    import zlib
+
+    return zlib.crc32(utterance_id.encode()) & 0x7FFFFFFF
+
+
+def _prediction_row(example, raw: str, prediction, heard: bool) -> dict:
+    """One line of the predictions file: SLURP scorer fields plus reference and raw output."""
+    return {
+        "file": Path(example.id).name if heard and example.source == "slurp" else example.id,
+        "id": example.id,
+        "locale": example.locale,
+        "modality": "speech" if heard else "text",
+        **prediction.to_json(),
+        "status": prediction.status.value,
+        "raw": raw,
+        "reference": {"text": example.text, "scenario": example.scenario, "action": example.action,
+                      "entities": [{"type": e.type, "filler": e.filler} for e in example.entities]},
+    }

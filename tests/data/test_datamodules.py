@@ -1,0 +1,108 @@
+import json
+
+import lightning as L
+import pytest
+
+from slu_lightning.curriculum import CurriculumCallback, CurriculumPhase, SourceMix
+from slu_lightning.data.corpora import ManifestCorpus
+from slu_lightning.data.datamodules import CurriculumDataModule, MixedDataModule, TextOnlyDataModule
+from slu_lightning.data.errors import DataError
+from slu_lightning.data.subsets import SpeechSubset
+from slu_lightning.model.module import SLUModule
+
+TEXT, BOTH = {"text": SourceMix()}, {"text": SourceMix(), "speech": SourceMix()}
+
+
+def corpus(root):
+    return ManifestCorpus(str(root / "train.jsonl"), str(root / "dev.jsonl"), str(root / "test.jsonl"))
+
+
+def ready(datamodule):
+    datamodule.setup("fit")
+    return datamodule
+
+
+def test_text_only_epochs_hold_every_transcript_and_no_speech(toy_corpus):
+    dm = ready(TextOnlyDataModule(corpus(toy_corpus)))
+    entries = dm.epoch_entries(0)
+    assert len(entries) == 24 and not any(heard for _, heard in entries)
+    assert all(heard for _, heard in dm.eval_sets["dev"])  # evaluation on speech by default
+
+
+def test_mixed_epochs_add_the_speech_subset(toy_corpus):
+    dm = ready(MixedDataModule(corpus(toy_corpus), speech_subset=SpeechSubset(0.25)))
+    entries = dm.epoch_entries(0)
+    assert sum(heard for _, heard in entries) == 6 and len(entries) == 30
+
+
+def test_curriculum_mix_fraction_and_oversampling(toy_corpus):
+    phases = [CurriculumPhase("t", 1, TEXT),
+              CurriculumPhase("ramp", 1, {"text": SourceMix(0.5), "speech": SourceMix(0.5, oversample=2)})]
+    dm = ready(CurriculumDataModule(corpus(toy_corpus), phases=phases))
+    assert len(dm.epoch_entries(0)) == 24
+    ramp = dm.epoch_entries(1)
+    assert sum(not heard for _, heard in ramp) == 12 and sum(heard for _, heard in ramp) == 24
+    smaller = CurriculumDataModule(corpus(toy_corpus), phases=[
+        CurriculumPhase("r", 1, {"text": SourceMix(), "speech": SourceMix(0.25)})])
+    small_ids = {e.id for e, heard in ready(smaller).epoch_entries(0) if heard}
+    assert small_ids <= {e.id for e, heard in ramp if heard}  # fractions are nested
+
+
+def test_eval_modality_both_and_locale_filters(toy_corpus):
+    dm = TextOnlyDataModule(corpus(toy_corpus), eval_modality="both", eval_locales=["fr-FR"],
+                            train_locales=["en-US"])
+    dm.setup("fit")
+    assert {e.locale for e, _ in dm.eval_sets["dev"]} == {"fr-FR"}
+    assert {heard for _, heard in dm.eval_sets["dev"]} == {True, False}
+    assert {e.locale for e in dm.sources["text"]} == {"en-US"}
+
+
+def test_a_speech_regime_without_speech_fails_clearly(tmp_path, toy_corpus):
+    rows = [json.loads(line) for line in (toy_corpus / "train.jsonl").read_text().splitlines()]
+    (tmp_path / "train.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "audio"}) + "\n"
+                                                  for r in rows))
+    dm = MixedDataModule(ManifestCorpus(str(tmp_path / "train.jsonl"), str(toy_corpus / "dev.jsonl")))
+    with pytest.raises(DataError, match="no speech training examples"):
+        dm.setup("fit")
+
+
+def test_bad_audio_is_named_or_counted(tmp_path, toy_corpus):
+    rows = [json.loads(line) for line in (toy_corpus / "dev.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["audio"] = str(toy_corpus / row["audio"])
+    rows[0]["audio"] = str(tmp_path / "missing.flac")
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    bad = ManifestCorpus(str(toy_corpus / "train.jsonl"), str(tmp_path / "dev.jsonl"))
+    with pytest.raises(DataError, match="missing.flac"):
+        TextOnlyDataModule(bad).setup("validate")
+    lenient = TextOnlyDataModule(bad, bad_input="skip")
+    lenient.setup("validate")
+    assert len(lenient.eval_sets["dev"]) == 7 and lenient.skips.total == 1
+
+
+class CountExamples(L.Callback):
+    def __init__(self):
+        self.per_epoch: dict[int, list[int]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        text_speech = self.per_epoch.setdefault(trainer.current_epoch, [0, 0])
+        text_speech[0] += int((~batch["is_speech"]).sum())
+        text_speech[1] += int(batch["is_speech"].sum())
+
+
+@pytest.mark.slow
+def test_fit_sees_every_example_of_every_phase_epoch(toy_corpus, tmp_path):
+    phases = [CurriculumPhase("text", 2, TEXT, train_audio_encoder=False),
+              CurriculumPhase("text+speech", 1, BOTH, lr=5e-4, train_audio_encoder=True)]
+    dm = CurriculumDataModule(corpus(toy_corpus), phases=phases, speech_subset=SpeechSubset(0.5), batch_size=5)
+    module = SLUModule(backbone="tiny-test", generate_during_validation=False)
+    dm.connect(module.tokenizer, module.prompt, module.n_mels)
+    counter = CountExamples()
+    trainer = L.Trainer(max_epochs=3, reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False,
+                        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        callbacks=[CurriculumCallback(), counter], default_root_dir=tmp_path)
+    trainer.fit(module, dm)
+    assert counter.per_epoch == {0: [24, 0], 1: [24, 0], 2: [24, 12]}
+    # 5 + 5 + 8 batches of 5: the speech epoch was not cut to the text epochs' length
+    assert trainer.global_step == 5 + 5 + 8
+    assert trainer.callbacks[0].speech_examples_seen == 12

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+
+from slu_lightning.data.collate import SLUCollator, SLUItem
+from slu_lightning.data.features import LogMelExtractor
+from slu_lightning.data.records import Entity, SLUExample
+from slu_lightning.model.module import GenerationSettings, SLUModule
+
+EXAMPLES = [
+    SLUExample("a", "en-US", "wake me at seven", "alarm", "set", (Entity("time", "seven"),)),
+    SLUExample("b", "en-US", "weather in rome", "weather", "query", (Entity("place_name", "rome"),), audio="x"),
+    SLUExample("c", "fr-FR", "joue du jazz", "play", "music", (Entity("music_genre", "jazz"),), audio="y"),
+]
+
+
+@pytest.fixture(scope="module")
+def module():
+    torch.manual_seed(0)
+    module = SLUModule(backbone="tiny-test", finetuning="full", train_audio_encoder=True, train_projector=True,
+                       generation=GenerationSettings(num_beams=1, max_new_tokens=12))
+    module.configure_model()
+    return module
+
+
+def items(examples):
+    """Items whose noise clip is a function of the example alone (length and content)."""
+    out = []
+    for example in examples:
+        if example.audio is None:
+            out.append(SLUItem(example))
+            continue
+        rng = np.random.default_rng(ord(example.id))
+        wave = rng.standard_normal(12_000 + 9_000 * (ord(example.id) % 3)).astype(np.float32)
+        out.append(SLUItem(example, *LogMelExtractor()(torch.from_numpy(wave))))
+    return out
+
+
+def batch_of(module, examples, **kwargs):
+    return SLUCollator(module.tokenizer, module.prompt, **kwargs)(items(examples))
+
+
+def encoder_calls(module) -> list[int]:
+    calls = []
+    module.hf.model.audio_tower.conv1.register_forward_hook(lambda *args: calls.append(1))
+    return calls
+
+
+def test_mixed_batch_forward_backward_reaches_every_part(module):
+    batch = batch_of(module, EXAMPLES)
+    module.zero_grad()
+    sums, counts = module.example_losses(batch)
+    (sums.sum() / counts.sum()).backward()
+    assert torch.isfinite(sums).all() and (counts > 0).all()
+    hf = module.hf
+    for part in (hf.model.audio_tower.conv1, hf.model.multi_modal_projector, hf.model.language_model.layers[0]):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+
+
+def test_text_only_batches_never_run_the_audio_encoder(module):
+    calls = encoder_calls(module)
+    module.example_losses(batch_of(module, [EXAMPLES[0], EXAMPLES[1].as_text()]))
+    assert calls == []
+    module.example_losses(batch_of(module, EXAMPLES))
+    assert calls == [1]  # one encoder pass for the whole batch's clips
+
+
+def test_per_example_loss_does_not_depend_on_batch_companions(module):
+    together, _ = module.example_losses(batch_of(module, EXAMPLES))
+    alone = torch.cat([module.example_losses(batch_of(module, [e]))[0] for e in EXAMPLES])
+    assert torch.allclose(together, alone, atol=1e-4)
+
+
+def test_dynamic_audio_path_gives_the_padded_paths_loss(module):
+    batch = batch_of(module, EXAMPLES)
+    dynamic, _ = module.example_losses(batch)
+    module.dynamic_audio = False
+    try:
+        padded, _ = module.example_losses(batch)
+    finally:
+        module.dynamic_audio = True
+    assert torch.allclose(dynamic, padded, atol=1e-4)
+
+
+@pytest.mark.parametrize("beams", [1, 3])
+def test_batched_decoding_equals_one_at_a_time(module, beams):
+    module.generation = GenerationSettings(num_beams=beams, max_new_tokens=12)
+    batched = module.generate_texts(batch_of(module, EXAMPLES, with_labels=False, with_prompts=True))
+    single = [module.generate_texts(batch_of(module, [e], with_labels=False, with_prompts=True))[0]
+              for e in EXAMPLES]
+    assert batched == single
+    assert all(isinstance(text, str) for text in batched)

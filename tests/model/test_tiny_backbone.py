@@ -1,0 +1,54 @@
+import pytest
+import torch
+from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor
+
+from slu_lightning.model.backbone import BackboneError, check_untied_embeddings, load_model, resolve_backbone
+from slu_lightning.model.tiny import TINY_PRESETS, general_text, whisper_sinusoids
+
+
+def test_tiny_backbone_round_trips_through_from_pretrained(tiny_backbone, tmp_path):
+    model = load_model(tiny_backbone)
+    processor = AutoProcessor.from_pretrained(tiny_backbone, local_files_only=True)
+    assert isinstance(processor, Qwen2AudioProcessor)
+    assert processor.feature_extractor.feature_size == 128
+    model.save_pretrained(tmp_path)
+    again = Qwen2AudioForConditionalGeneration.from_pretrained(tmp_path, local_files_only=True)
+    for (name, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_tiny_backbone_has_the_configured_sizes_and_untied_embeddings(tiny_backbone):
+    model = load_model(tiny_backbone)
+    preset = TINY_PRESETS["tiny-test"]
+    assert model.config.audio_config.d_model == preset.encoder_dim
+    assert model.config.text_config.hidden_size == preset.llm_dim
+    assert model.config.text_config.tie_word_embeddings is False
+    check_untied_embeddings(model)
+
+
+def test_audio_positions_are_whisper_sinusoids_not_random(tiny_backbone):
+    positions = load_model(tiny_backbone).model.audio_tower.embed_positions.weight
+    assert torch.allclose(positions, whisper_sinusoids(*positions.shape), atol=1e-6)
+
+
+def test_tied_embeddings_are_refused(tiny_backbone):
+    model = load_model(tiny_backbone)
+    model.lm_head.weight = model.get_input_embeddings().weight
+    with pytest.raises(BackboneError, match="ties its word embeddings"):
+        check_untied_embeddings(model)
+
+
+def test_tokenizer_text_is_general_not_slu_data(toy_corpus):
+    text = "\n".join(general_text(max_number=20))
+    for line in (toy_corpus / "test.jsonl").read_text().splitlines()[:5]:
+        assert '"text": "' in line
+        sentence = line.split('"text": "')[1].split('"')[0]
+        assert sentence not in text
+
+
+def test_unknown_backbone_and_incomplete_directory_get_clear_errors(tmp_path):
+    with pytest.raises(BackboneError, match="neither a tiny preset"):
+        resolve_backbone("no-such-model")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(BackboneError, match=r"missing .*safetensors"):
+        resolve_backbone(str(tmp_path))
