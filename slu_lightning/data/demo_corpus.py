@@ -1,0 +1,252 @@
+"""Build the synthetic multilingual spoken SLU corpus that the demo, the tests and the README run on.
+
+``make_demo_corpus`` renders templates from ``demo_lexicon`` with eSpeak NG voices from
+``partition`` and writes a folder in the manifest format::
+
+    out_dir/
+        train.jsonl  dev.jsonl  test.jsonl      # one SLUExample per line (readers/manifest.py)
+        audio/<split>/<id>.flac                 # 16 kHz mono, 16 bit
+        corpus.json                             # config, counts, hours, content hash
+
+Every intent appears in every split of every locale; dev and test use only held-out voices and
+templates. The same arguments give byte-identical files, so a second call with the same config
+returns at once. The build happens in a temporary sibling folder that is renamed into place at
+the end: an interrupted build never leaves a folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from importlib.metadata import version
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Literal
+
+import soundfile
+import torch
+from tqdm import tqdm
+
+from slu_lightning.atomic import atomic_write_text
+from slu_lightning.data import demo_lexicon
+from slu_lightning.data.demo_lexicon import INTENTS, LOCALES, TEMPLATES, SlotSampler
+from slu_lightning.data.partition import Share, Use, partition
+from slu_lightning.data.readers.manifest import write_manifest
+from slu_lightning.data.records import SLUExample
+from slu_lightning.data.tts import SAMPLE_RATE, EspeakSynthesizer
+
+log = logging.getLogger(__name__)
+
+Size = Literal["tiny", "small", "large"]
+SPLITS = ("train", "dev", "test")
+SPLIT_USE: dict[str, Use] = {"train": "train", "dev": "heldout", "test": "heldout"}
+
+SIZES: dict[str, dict[str, int]] = {
+    # utterances per locale and split; every split needs >= len(INTENTS) (26) to hold every intent
+    "tiny": {"train": 26, "dev": 26, "test": 26},  # tests: one utterance per intent and split
+    "small": {"train": 500, "dev": 80, "test": 160},  # the README demo: 2.2 h of audio, ~1 min on 2 cores
+    "large": {"train": 4000, "dev": 400, "test": 800},  # ~16 h of audio, ~1.2 GB (estimated)
+}
+CORPUS_FORMAT = 1
+"""Bump when the corpus layout or the generation procedure changes, to invalidate caches."""
+
+
+def default_demo_dir(size: Size = "small", seed: int = 0) -> Path:
+    """``$SLU_LIGHTNING_CACHE/demo-<size>-seed<seed>``, the cache defaulting to ``~/.cache/slu-lightning``."""
+    cache = Path(os.environ.get("SLU_LIGHTNING_CACHE", Path.home() / ".cache" / "slu-lightning"))
+    return cache / f"demo-{size}-seed{seed}"
+
+
+@dataclass(frozen=True)
+class _Clip:
+    """One utterance to synthesise, and where its audio goes."""
+
+    split: str
+    example: SLUExample
+    voice: str
+    rate: int
+    pitch: int
+    path: Path
+
+
+def make_demo_corpus(
+    out_dir: str | Path,
+    *,
+    size: Size = "small",
+    seed: int = 0,
+    locales: Sequence[str] | None = None,
+    workers: int | None = None,
+) -> Path:
+    """Build the demo corpus in ``out_dir``, or return at once if it is already there.
+
+    Args:
+        out_dir: Folder to create. An existing corpus with another config is replaced; any other
+            non-empty folder is left alone and raises ``FileExistsError``.
+        size: ``tiny`` (tests), ``small`` (the README demo) or ``large``; see ``SIZES``.
+        seed: Decides the voice/template partition, the sentences and the voices of each clip.
+        locales: Subset of ``LOCALES`` (default: all six). A locale's data does not depend on
+            which other locales are built.
+        workers: Synthesis processes. By default one per CPU core for builds of 2000 clips and more;
+            smaller builds run in the calling process, as starting workers would cost more than
+            it saves. The files do not depend on it.
+
+    Returns:
+        ``out_dir``.
+    """
+    out_dir = Path(out_dir).resolve()
+    locales = list(locales or LOCALES)
+    unknown = sorted(set(locales) - set(LOCALES))
+    if unknown or size not in SIZES:
+        raise ValueError(f"unknown locales {unknown} or size {size!r}: choose from {LOCALES}, {list(SIZES)}")
+    config = {
+        "format": CORPUS_FORMAT,
+        "size": size,
+        "sizes": SIZES[size],
+        "seed": seed,
+        "locales": locales,
+        "lexicon": demo_lexicon.lexicon_fingerprint(),
+        "versions": {name: version(name) for name in ("espeakng-loader", "faker", "babel", "num2words")},
+    }
+    config_key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    if _finished_key(out_dir) == config_key:
+        log.info("demo corpus %s is up to date", out_dir)
+        return out_dir
+    if out_dir.exists() and _finished_key(out_dir) is None and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} exists and is not a demo corpus; choose another folder")
+
+    started = time.perf_counter()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        summary = _build(staging, config, seed, locales, workers)
+        summary["config_key"] = config_key
+        atomic_write_text(staging / "corpus.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        _install(staging, out_dir, config_key)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info("built demo corpus %s (%.2f h of audio) in %.0f s", out_dir, summary["hours"],
+             time.perf_counter() - started)
+    return out_dir
+
+
+def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int | None) -> dict:
+    """Write manifests and audio under ``root``; returns the summary for ``corpus.json``."""
+    shares = partition(seed, locales)
+    clips: dict[str, list[_Clip]] = {split: [] for split in SPLITS}
+    for split in SPLITS:
+        for locale in locales:
+            share = shares[locale][SPLIT_USE[split]]
+            clips[split] += _plan(root, split, locale, share, config["sizes"][split], seed)
+    all_clips = [clip for split in SPLITS for clip in clips[split]]
+    for split in SPLITS:
+        (root / "audio" / split).mkdir(parents=True)
+    if workers is None:  # a spawned worker takes seconds to start (torch): worth it from ~1000 clips
+        workers = max(1, min(os.cpu_count() or 1, len(all_clips) // 1000))
+    durations = _synthesise(all_clips, workers)
+
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        manifest = write_manifest(root / f"{split}.jsonl", [clip.example for clip in clips[split]])
+        digest.update(manifest.read_bytes())
+    for clip in all_clips:
+        digest.update(clip.path.read_bytes())
+    seconds = dict.fromkeys(SPLITS, 0.0)
+    for clip, duration in zip(all_clips, durations, strict=True):
+        seconds[clip.split] += duration
+    return {
+        "config": config,
+        "counts": {
+            split: {locale: sum(c.example.locale == locale for c in clips[split]) for locale in locales}
+            for split in SPLITS
+        },
+        "hours_per_split": {split: round(seconds[split] / 3600, 4) for split in SPLITS},
+        "hours": round(sum(seconds.values()) / 3600, 4),
+        "content_sha256": digest.hexdigest(),
+    }
+
+
+def _plan(root: Path, split: str, locale: str, share: Share, count: int, seed: int) -> list[_Clip]:
+    """The utterances of one split and locale: intents in shuffled rounds, so each appears evenly."""
+    rng = random.Random(f"corpus:{seed}:{split}:{locale}")
+    sampler = SlotSampler(locale, f"slots:{seed}:{split}:{locale}")
+    intents: list[str] = []
+    while len(intents) < count:
+        intents += rng.sample(INTENTS, len(INTENTS))
+    clips = []
+    for index, intent in enumerate(intents[:count]):
+        template = rng.choice(share.templates[intent])
+        text, entities = demo_lexicon.render(TEMPLATES[locale][intent][template], sampler)
+        voice = rng.choice(share.voices)
+        rate, pitch = rng.randint(*share.rate), rng.randint(*share.pitch)
+        utterance_id = f"demo-{locale.lower()}-{split}-{index:05d}"
+        path = root / "audio" / split / f"{utterance_id}.flac"
+        scenario, action = demo_lexicon.split_intent(intent)
+        meta = {"voice": voice, "rate": str(rate), "pitch": str(pitch), "template": f"{intent}/{template}"}
+        example = SLUExample(id=utterance_id, locale=locale, text=text, scenario=scenario, action=action,
+                             entities=entities, audio=str(path), source="demo", meta=meta)
+        clips.append(_Clip(split, example, voice, rate, pitch, path))
+    return clips
+
+
+def _synthesise(clips: list[_Clip], workers: int) -> list[float]:
+    """Speak and write every clip, with a progress bar; returns their durations in seconds."""
+    progress = dict(total=len(clips), desc="synthesising demo corpus", unit="clip", leave=False)
+    if workers <= 1:
+        with _single_torch_thread():
+            return [_speak_and_write(clip) for clip in tqdm(clips, **progress)]
+    context = get_context("spawn")  # a clean process: no inherited torch threads or locks
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,))
+    with pool:
+        return list(tqdm(pool.map(_speak_and_write, clips, chunksize=32), **progress))
+
+
+@contextlib.contextmanager
+def _single_torch_thread() -> Iterator[None]:
+    """Resampling short clips is fastest on one thread; more threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _speak_and_write(clip: _Clip) -> float:
+    audio = EspeakSynthesizer().synthesize(clip.example.text, clip.voice, clip.rate, clip.pitch)
+    soundfile.write(clip.path, audio, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
+    return len(audio) / SAMPLE_RATE
+
+
+def _finished_key(folder: Path) -> str | None:
+    """The config key of the finished corpus in ``folder``, or ``None`` if there is none."""
+    try:
+        return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config_key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _install(staging: Path, out_dir: Path, config_key: str) -> None:
+    """Rename the finished ``staging`` folder to ``out_dir``, replacing an outdated corpus there."""
+    outdated = None
+    if out_dir.exists():
+        outdated = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.outdated")
+        os.replace(out_dir, outdated)
+    try:
+        os.replace(staging, out_dir)
+    except OSError:
+        if _finished_key(out_dir) != config_key:  # not a concurrent build of the same corpus: a real error
+            raise
+        shutil.rmtree(staging)
+    if outdated is not None:
+        shutil.rmtree(outdated, ignore_errors=True)
