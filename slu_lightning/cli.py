@@ -147,9 +147,24 @@ def main(argv: list[str] | None = None) -> None:
             COMMANDS[command](rest)
         else:
             lightning_main(None if from_command_line else argv)
-    except (BackboneError, DataError, RunError) as error:
-        print(f"slu-lightning {command}: error: {error}", file=sys.stderr)
+    except Exception as error:  # noqa: BLE001 - only user errors are caught, the rest re-raised
+        cause = user_error(error)
+        if cause is None:
+            raise
+        print(f"slu-lightning {command}: error: {cause}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def user_error(error: BaseException) -> BaseException | None:
+    """The error a user caused (bad backbone, data or resume request), even when wrapped by
+    jsonargparse during instantiation; None for anything else (a bug: keep the traceback)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, (BackboneError, DataError, RunError)):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 if __name__ == "__main__":

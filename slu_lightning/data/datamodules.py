@@ -254,15 +254,22 @@ class SLUDataModule(L.LightningDataModule):
             )
 
     def fingerprint(self) -> str:
-        """A hash of what the training data is, to refuse resuming on different data."""
+        """A hash of the training data and phase table, to refuse resuming on different ones.
+
+        A single-phase regime may be extended (more epochs) on resume; a curriculum may not.
+        """
         if not self.sources:
             return ""
         digest = hashlib.sha256()
         for source in sorted(self.sources):
             digest.update(source.encode())
             digest.update("\n".join(example.id for example in self.sources[source]).encode())
-        digest.update(repr(self.phases()).encode())
+        digest.update(self.schedule_signature().encode())
         return digest.hexdigest()[:16]
+
+    def schedule_signature(self) -> str:
+        """The part of the phase table that a resumed run must not change (none for one phase)."""
+        return ""
 
 
 def _by_locale(examples: list[SLUExample], locales: list[str] | None) -> list[SLUExample]:
@@ -316,6 +323,9 @@ class CurriculumDataModule(SLUDataModule):
 
     def phases(self) -> list[CurriculumPhase]:
         return self._phases
+
+    def schedule_signature(self) -> str:
+        return repr(self._phases)
 
     def setup(self, stage: str) -> None:
         total = sum(phase.epochs for phase in self._phases)

@@ -85,6 +85,7 @@ class SLUModule(L.LightningModule):
         dynamic_audio: bool = True,
         gradient_checkpointing: bool = False,
         generate_during_validation: bool = True,
+        seed: int = 0,
     ):
         """
         Args:
@@ -104,6 +105,7 @@ class SLUModule(L.LightningModule):
             gradient_checkpointing: recompute activations in backward to save memory.
             generate_during_validation: decode the dev set at each validation and log SLU metrics
                 (teacher-forced loss is always logged).
+            seed: seeds the dropout masks of every training batch (with the batch number).
         """
         super().__init__()
         self.save_hyperparameters(
@@ -121,7 +123,7 @@ class SLUModule(L.LightningModule):
                                  "llm": train_llm}
         self.optimizer_settings, self.prompt, self.generation = optimizer, prompt, generation
         self.dynamic_audio, self.gradient_checkpointing = dynamic_audio, gradient_checkpointing
-        self.generate_during_validation = generate_during_validation
+        self.generate_during_validation, self.seed = generate_during_validation, seed
         self.strict_loading = False  # checkpoints hold trainable tensors only
         self.model = None
         self.metrics: torch.nn.ModuleDict = torch.nn.ModuleDict()
@@ -142,7 +144,9 @@ class SLUModule(L.LightningModule):
         model = load_model(self.backbone_path)
         freeze_all(model)
         if self.finetuning == "lora":
-            model = apply_lora(model, self.lora_settings)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed)  # adapter init independent of whatever ran before
+                model = apply_lora(model, self.lora_settings)
         if self.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes
@@ -206,7 +210,11 @@ class SLUModule(L.LightningModule):
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self._loss(batch, "train")
+        """Dropout masks depend only on (seed, batch number), so a resumed run draws the same ones."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed * 1_000_003 + self.trainer.fit_loop.total_batch_idx)
+            return self._loss(batch, "train")
 
     # ---- decoding and evaluation --------------------------------------------------------------
     @torch.no_grad()

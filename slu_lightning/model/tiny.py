@@ -174,8 +174,9 @@ def build_tiny_backbone(out_dir: str | Path, config: TinyBackboneConfig) -> Path
 
     out_dir = Path(out_dir)
     tokenizer = train_tokenizer(config.vocab_size)
-    torch.manual_seed(config.seed)
-    model = Qwen2AudioForConditionalGeneration(tiny_model_config(config, tokenizer))
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random stream untouched
+        torch.manual_seed(config.seed)
+        model = Qwen2AudioForConditionalGeneration(tiny_model_config(config, tokenizer))
     positions = model.model.audio_tower.embed_positions
     positions.weight.data.copy_(whisper_sinusoids(*positions.weight.shape))
     feature_extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)

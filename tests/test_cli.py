@@ -1,0 +1,108 @@
+"""The toolkit through its command line, as a user runs it (tiny model, toy corpus)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from slu_lightning.cli import main
+
+CONFIGS = sorted(Path(__file__).parents[1].glob("configs/**/*.yaml"))
+
+
+def write_config(tmp_path: Path, corpus: Path, regime: str = "MixedDataModule") -> Path:
+    config = {
+        "run": {"name": "toy", "root": str(tmp_path / "logs")},
+        "trainer": {"max_epochs": 2, "accelerator": "cpu", "log_every_n_steps": 1, "enable_progress_bar": False},
+        "model": {"class_path": "slu_lightning.model.module.SLUModule", "init_args": {
+            "backbone": "tiny-test", "optimizer": {"lr": 1e-3},
+            "generation": {"num_beams": 1, "max_new_tokens": 8}, "generate_during_validation": False}},
+        "data": {"class_path": f"slu_lightning.data.datamodules.{regime}", "init_args": {
+            "corpus": {"class_path": "slu_lightning.data.corpora.ManifestCorpus", "init_args": {
+                "train": str(corpus / "train.jsonl"), "dev": str(corpus / "dev.jsonl")}},
+            "speech_subset": {"proportion": 0.25}, "batch_size": 6}},
+    }
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def exit_code(args: list[str]) -> int:
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    return stop.value.code
+
+
+@pytest.fixture(scope="module")
+def trained(toy_corpus, tmp_path_factory):
+    """One short fit shared by the tests below."""
+    tmp_path = tmp_path_factory.mktemp("cli")
+    config = write_config(tmp_path, toy_corpus)
+    main(["fit", "--config", str(config)])
+    return config, tmp_path / "logs" / "toy"
+
+
+def test_fit_writes_a_named_run_directory(trained):
+    _, run = trained
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents.*"))
+    assert len((run / "speech_subset_ids.txt").read_text().split()) == 6
+
+
+def test_checkpoint_loads_weights_only_and_holds_only_trainable_tensors(trained):
+    _, run = trained
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    names = list(checkpoint["state_dict"])
+    assert names and all("lora_" in name for name in names)  # LoRA run: no frozen base in the file
+    assert checkpoint["global_step"] == 10  # 2 epochs x ceil((24 + 6) / 6)
+
+
+def test_relaunching_never_silently_restarts(trained, capsys):
+    config, run = trained
+    assert exit_code(["fit", "--config", str(config)]) == 2
+    assert "already holds a checkpoint" in capsys.readouterr().err
+    assert exit_code(["fit", "--config", str(config), "--run.name", "other", "--ckpt_path", "last"]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stop_at_step", [5, 7], ids=["epoch-boundary", "mid-epoch"])
+def test_an_interrupted_run_resumed_ends_with_the_uninterrupted_weights(trained, stop_at_step):
+    config, run = trained
+    name = f"split-{stop_at_step}"
+    main(["fit", "--config", str(config), "--run.name", name, "--trainer.max_steps", str(stop_at_step)])
+    main(["fit", "--config", str(config), "--run.name", name, "--ckpt_path", "last"])
+    split = torch.load(run.parent / name / "checkpoints" / "last.ckpt", weights_only=True)
+    whole = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert split["global_step"] == whole["global_step"] == 10
+    for key, tensor in whole["state_dict"].items():
+        assert torch.equal(split["state_dict"][key], tensor), key
+
+
+def test_test_writes_scorer_format_predictions(trained):
+    config, run = trained
+    main(["test", "--config", str(config), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    rows = [json.loads(line) for line in (run / "predictions_test.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and {row["modality"] for row in rows} == {"speech"}
+    assert {"file", "scenario", "action", "entities", "raw", "status", "reference"} <= set(rows[0])
+
+
+def test_a_wrong_config_key_gets_one_clear_message(trained, capsys):
+    config, _ = trained
+    assert exit_code(["fit", "--config", str(config), "--model.init_args.no_such_option", "1"]) == 2
+    assert "no_such_option" in capsys.readouterr().err
+
+
+def test_a_missing_backbone_gets_one_clear_message(trained, capsys):
+    config, _ = trained
+    assert exit_code(["fit", "--config", str(config), "--run.name", "x",
+                      "--model.init_args.backbone", "/no/such/dir"]) == 2
+    err = capsys.readouterr().err
+    assert "neither a tiny preset" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda path: str(path.relative_to(path.parents[1])))
+def test_every_shipped_config_parses_against_the_code(config, capsys):
+    assert exit_code(["fit", "--config", str(config), "--print_config"]) == 0
+    assert "class_path" in capsys.readouterr().out
