@@ -236,8 +236,8 @@ class SLUModule(L.LightningModule):
         datamodule = self.trainer.datamodule if self.trainer else None
         if datamodule is not None and not self.metrics:
             locales = datamodule.locales or ["und"]
-            self.metrics = torch.nn.ModuleDict({
-                f"{split}_{modality}": SLUMetrics(locales)
+            self.metrics = torch.nn.ModuleDict({  # test metrics carry 95 % utterance-bootstrap CIs
+                f"{split}_{modality}": SLUMetrics(locales, n_resamples=1000 if split == "test" else 0)
                 for split in ("val", "test") for modality in ("speech", "text")
             })
 
@@ -275,14 +275,18 @@ class SLUModule(L.LightningModule):
         self._write_predictions()
 
     def _log_metrics(self, split: str) -> None:
+        """Log every metric per modality (and locale); after a test, also write metrics_test.json."""
+        summary = {}
         for modality in ("speech", "text"):
             metric = self.metrics[f"{split}_{modality}"] if self.metrics else None
             if metric is None or not metric.update_count:
                 continue
-            values = metric.compute()
-            self.log_dict({f"{split}/{modality}/{name}": float(value) for name, value in values.items()},
+            summary[modality] = {name: float(value) for name, value in metric.compute().items()}
+            self.log_dict({f"{split}/{modality}/{name}": value for name, value in summary[modality].items()},
                           sync_dist=False)
             metric.reset()
+        if split == "test" and summary and self.trainer.is_global_zero and self.trainer.log_dir:
+            atomic_write_text(Path(self.trainer.log_dir) / "metrics_test.json", json.dumps(summary, indent=1))
 
     def _write_predictions(self) -> None:
         rows = self._predictions
@@ -358,6 +362,7 @@ def _prediction_row(example, raw: str, prediction, heard: bool) -> dict:
     return {
         "file": Path(example.id).name if heard and example.source == "slurp" else example.id,
         "id": example.id,
+        "utterance_id": example.utterance_id,
         "locale": example.locale,
         "modality": "speech" if heard else "text",
         **prediction.to_json(),
