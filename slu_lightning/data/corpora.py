@@ -118,21 +118,98 @@ class SlurpCorpus(Corpus):
 
 
 class SpeechMassiveCorpus(Corpus):
-    """Speech-MASSIVE for one locale (``save_to_disk`` folder or hub parquet snapshot)."""
+    """Speech-MASSIVE (``save_to_disk`` folder or hub parquet snapshot), one or more locales.
 
-    def __init__(self, path: str, locale: str = "fr-FR", train_split: str = "train"):
+    Cross-lingual runs train on ``train_locales`` and evaluate on ``eval_locales``: the paper
+    trains on French and tests zero-shot on the 11 other locales.
+    """
+
+    def __init__(self, path: str, train_locales: list[str] | None = None, eval_locales: list[str] | None = None,
+                 train_split: str = "train", test_path: str | None = None):
         """
         Args:
             path: the dataset folder on disk.
-            locale: e.g. ``fr-FR``; full training data exists only for fr-FR and de-DE.
+            train_locales: locales whose training split is read (full ``train`` exists only for
+                fr-FR and de-DE; every locale has the few-shot ``train_115``).
+            eval_locales: locales whose validation and test splits are read (default: train_locales).
             train_split: ``train`` or the few-shot ``train_115``.
+            test_path: folder of the separate Speech-MASSIVE test release (default: ``path``).
         """
-        self.path, self.locale, self.train_split = path, locale, train_split
-
-    def _split(self, split: Split) -> str:
-        return {"train": self.train_split, "dev": "validation", "test": "test"}[split]
+        self.path, self.test_path = path, test_path or path
+        self.train_locales = train_locales or ["fr-FR"]
+        self.eval_locales = eval_locales or self.train_locales
+        self.train_split = train_split
 
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.speech_massive import read_speech_massive
 
-        return read_speech_massive(self.path, self.locale, self._split(split), modality="speech", skips=skips)
+        name = {"train": self.train_split, "dev": "validation", "test": "test"}[split]
+        locales = self.train_locales if split == "train" else self.eval_locales
+        path = self.test_path if split == "test" else self.path
+        return [e for locale in locales
+                for e in read_speech_massive(path, locale, name, modality="speech", skips=skips)]
+
+    def describe(self) -> str:
+        return f"Speech-MASSIVE at {self.path} (train {self.train_locales}, eval {self.eval_locales})"
+
+
+class MassiveTextCorpus(Corpus):
+    """MASSIVE transcripts (text only): extra target-language text for cross-lingual runs."""
+
+    def __init__(self, path: str, locales: list[str]):
+        """
+        Args:
+            path: MASSIVE's ``data`` folder of ``<locale>.jsonl`` files.
+            locales: which locales to read.
+        """
+        self.path, self.locales = path, locales
+
+    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        return []
+
+    def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        from slu_lightning.data.readers.massive import read_massive
+
+        return [e for locale in self.locales for e in read_massive(self.path, split, locale=locale, skips=skips)]
+
+
+class ItalicCorpus(Corpus):
+    """ITALIC (Italian speech aligned with MASSIVE it-IT; entities joined from MASSIVE by id)."""
+
+    def __init__(self, path: str, massive_it: str):
+        """
+        Args:
+            path: the ``save_to_disk`` folder of one ITALIC configuration.
+            massive_it: MASSIVE's ``it-IT.jsonl`` (or its ``data`` folder) for the entity labels.
+        """
+        self.path, self.massive_it = path, massive_it
+
+    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        from slu_lightning.data.readers.italic import read_italic
+
+        name = {"train": "train", "dev": "validation", "test": "test"}[split]
+        return read_italic(self.path, name, massive_it=self.massive_it, modality="speech", skips=skips)
+
+
+class CombinedCorpus(Corpus):
+    """Several corpora as one, e.g. source-language speech plus target-language MASSIVE text."""
+
+    def __init__(self, parts: list[Corpus]):
+        """
+        Args:
+            parts: the corpora; each split's examples are concatenated in this order.
+        """
+        self.parts = parts
+
+    def prepare(self) -> None:
+        for part in self.parts:
+            part.prepare()
+
+    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        return [e for part in self.parts for e in part.speech(split, skips)]
+
+    def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        return [e for part in self.parts for e in part.text(split, skips)]
+
+    def describe(self) -> str:
+        return " + ".join(part.describe() for part in self.parts)

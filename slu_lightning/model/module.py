@@ -27,7 +27,7 @@ from slu_lightning.atomic import atomic_write_text
 from slu_lightning.curriculum import build_schedule
 from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
 from slu_lightning.data.features import padding_value
-from slu_lightning.model.audio_encoder import PADDED_FRAMES, encode_audio, padded_encode_audio
+from slu_lightning.model.audio_encoder import CONV_MARGIN, PADDED_FRAMES, encode_audio, padded_encode_audio
 from slu_lightning.model.backbone import load_model, load_processor, resolve_backbone
 from slu_lightning.model.finetuning import (
     FinetuningMode,
@@ -86,6 +86,8 @@ class SLUModule(L.LightningModule):
         gradient_checkpointing: bool = False,
         generate_during_validation: bool = True,
         seed: int = 0,
+        base_dtype: Literal["float32", "bfloat16"] = "float32",
+        always_run_audio_encoder: bool = False,
     ):
         """
         Args:
@@ -106,6 +108,12 @@ class SLUModule(L.LightningModule):
             generate_during_validation: decode the dev set at each validation and log SLU metrics
                 (teacher-forced loss is always logged).
             seed: seeds the dropout masks of every training batch (with the batch number).
+            base_dtype: dtype the backbone is loaded in. ``bfloat16`` halves the memory of a frozen
+                7B base under LoRA; parts that train are always kept in float32.
+            always_run_audio_encoder: run a masked dummy clip through the audio encoder when a
+                training batch has no audio. Needed under FSDP/ZeRO-3 (every rank must run every
+                sharded module) and under DDP with a trainable tower; it adds zero to the loss and
+                to every gradient.
         """
         super().__init__()
         self.save_hyperparameters(
@@ -124,6 +132,7 @@ class SLUModule(L.LightningModule):
         self.optimizer_settings, self.prompt, self.generation = optimizer, prompt, generation
         self.dynamic_audio, self.gradient_checkpointing = dynamic_audio, gradient_checkpointing
         self.generate_during_validation, self.seed = generate_during_validation, seed
+        self.base_dtype, self.always_run_audio_encoder = getattr(torch, base_dtype), always_run_audio_encoder
         self.strict_loading = False  # checkpoints hold trainable tensors only
         self.model = None
         self.metrics: torch.nn.ModuleDict = torch.nn.ModuleDict()
@@ -141,7 +150,7 @@ class SLUModule(L.LightningModule):
         """Load the backbone and set up fine-tuning (once; Lightning may call this again)."""
         if self.model is not None:
             return
-        model = load_model(self.backbone_path)
+        model = load_model(self.backbone_path, dtype=self.base_dtype)
         freeze_all(model)
         if self.finetuning == "lora":
             with torch.random.fork_rng(devices=[]):
@@ -151,7 +160,19 @@ class SLUModule(L.LightningModule):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes
         self.candidates = trainable_candidates(model, self.finetuning)
+        for part in self._parts_ever_trained():
+            for param in self.candidates[part]:
+                param.data = param.data.float()  # trainable tensors stay fp32 under bf16-mixed
         self.set_trainable()
+
+    def _parts_ever_trained(self) -> list[str]:
+        """Parts switched on by default or by any curriculum phase."""
+        parts = {part for part in PARTS if self.default_switches[part]}
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        for phase in datamodule.phases() if datamodule is not None else []:
+            parts |= {part for part, on in zip(PARTS, (phase.train_audio_encoder, phase.train_projector,
+                                                        phase.train_llm)) if on}
+        return sorted(parts)
 
     @property
     def hf(self):
@@ -172,7 +193,7 @@ class SLUModule(L.LightningModule):
         embeds = self.hf.get_input_embeddings()(input_ids)  # (batch, tokens, hidden)
         if "input_features" not in batch:
             return embeds
-        features, mask = batch["input_features"], batch["feature_attention_mask"]  # (clips, mels, frames)
+        features, mask = batch["input_features"].to(self.audio_dtype), batch["feature_attention_mask"]
         if self.dynamic_audio:
             audio = encode_audio(self.hf, features, mask)  # (audio tokens, hidden)
         else:
@@ -186,6 +207,8 @@ class SLUModule(L.LightningModule):
         """Summed answer-token cross-entropy and answer-token count per example: (batch,), (batch,)."""
         input_ids, labels = batch["input_ids"], batch["labels"]
         embeds = self.embed(input_ids, batch)
+        if self.always_run_audio_encoder and self.training and "input_features" not in batch:
+            embeds = embeds + 0.0 * self.dummy_audio().sum()  # keeps every rank's collectives in step
         hidden = self.hf.model.language_model(
             inputs_embeds=embeds, attention_mask=batch["attention_mask"]
         ).last_hidden_state  # (batch, tokens, hidden)
@@ -197,6 +220,18 @@ class SLUModule(L.LightningModule):
         sums = torch.zeros(len(input_ids), device=logits.device).index_add(0, rows, token_loss)
         counts = answer.sum(dim=1).float()
         return sums, counts
+
+    def dummy_audio(self) -> torch.Tensor:
+        """Audio embeddings of a 1 s silent clip (100 mel frames at the feature floor value)."""
+        n_mels = self.n_mels
+        features = torch.full((1, n_mels, 100 + CONV_MARGIN), -1.5, device=self.device)  # (1, mels, frames)
+        mask = torch.zeros((1, 100 + CONV_MARGIN), dtype=torch.long, device=self.device)
+        mask[:, :100] = 1
+        return encode_audio(self.hf, features.to(self.audio_dtype), mask)
+
+    @property
+    def audio_dtype(self) -> torch.dtype:
+        return self.hf.model.audio_tower.conv1.weight.dtype
 
     def _loss(self, batch: dict, stage: str) -> torch.Tensor:
         sums, counts = self.example_losses(batch)
@@ -304,11 +339,8 @@ class SLUModule(L.LightningModule):
     def configure_optimizers(self):
         datamodule = self.trainer.datamodule
         phases = datamodule.phases()
-        parts = {part for part in PARTS if self.default_switches[part]}
-        for phase in phases:
-            parts |= {part for part, on in zip(PARTS, (phase.train_audio_encoder, phase.train_projector,
-                                                        phase.train_llm)) if on}
-        params = [p for part in sorted(parts) for p in self.candidates[part]]
+        parts = self._parts_ever_trained()
+        params = [p for part in parts for p in self.candidates[part]]
         if not params:
             raise ValueError("nothing to train: every part is frozen in every phase")
         settings = self.optimizer_settings
@@ -319,7 +351,7 @@ class SLUModule(L.LightningModule):
         schedule = build_schedule(phases, steps, settings.lr, settings.warmup_ratio, settings.schedule,
                                   settings.min_lr_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        self.trained_parts = sorted(parts)
+        self.trained_parts = parts
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

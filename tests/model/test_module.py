@@ -90,3 +90,36 @@ def test_batched_decoding_equals_one_at_a_time(module, beams):
               for e in EXAMPLES]
     assert batched == single
     assert all(isinstance(text, str) for text in batched)
+
+
+def test_dummy_clip_changes_neither_loss_nor_gradients(module):
+    batch = batch_of(module, [EXAMPLES[0], EXAMPLES[1].as_text()])
+    results = []
+    for always in (False, True):
+        module.always_run_audio_encoder = always
+        module.zero_grad()
+        sums, counts = module.example_losses(batch)
+        (sums.sum() / counts.sum()).backward()
+        results.append((sums.detach(), {n: p.grad.clone() for n, p in module.named_parameters()
+                                        if p.grad is not None}))
+    module.always_run_audio_encoder = False
+    (plain, plain_grads), (dummy, dummy_grads) = results
+    assert torch.equal(plain, dummy)
+    for name, grad in plain_grads.items():
+        assert torch.equal(grad, dummy_grads[name]), name
+    tower = {n for n in dummy_grads if "audio_tower" in n}
+    assert tower and not {n for n in plain_grads if "audio_tower" in n}  # the tower took part, with zeros
+    assert all(dummy_grads[n].abs().sum() == 0 for n in tower)
+
+
+def test_bfloat16_base_keeps_trainable_parts_in_float32():
+    module = SLUModule(backbone="tiny-test", finetuning="lora", train_projector=True, base_dtype="bfloat16")
+    module.configure_model()
+    dtypes = {name: p.dtype for name, p in module.named_parameters()}
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    assert trainable and all(dtypes[name] == torch.float32 for name in trainable)
+    assert dtypes["model.base_model.model.model.audio_tower.conv1.weight"] == torch.bfloat16
+    batch = batch_of(module, EXAMPLES)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        sums, _ = module.example_losses(batch)
+    assert torch.isfinite(sums).all()
