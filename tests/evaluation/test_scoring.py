@@ -1,0 +1,275 @@
+"""``slu-lightning score``: gold and prediction files in, hand-computed official-scorer numbers out."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from slu_lightning.cli import main
+from slu_lightning.data.errors import DataError
+from slu_lightning.data.readers import read_massive, read_slurp, write_manifest
+from slu_lightning.data.records import Entity, SLUExample
+from slu_lightning.evaluation.counts import count_rows, summarize
+from slu_lightning.evaluation.scoring import SHOWN_METRICS, score_files
+from slu_lightning.model.module import _prediction_row
+from slu_lightning.task import ParseStatus, Prediction
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "scoring"
+SLURP_GOLD = FIXTURES / "slurp_gold.jsonl"
+"""Four utterances, six recordings; utterance 3 has no entities and an ``intent`` field that is not
+``scenario_action``."""
+SLURP_PRED = FIXTURES / "slurp_pred.jsonl"
+"""Predictions for five of the six recordings, plus one for a recording that is not in the gold."""
+
+
+def write_jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((row if isinstance(row, str) else json.dumps(row)) + "\n" for row in rows))
+    return path
+
+
+def pred(key: str, scenario: str, action: str, *entities: tuple[str, str], **extra) -> dict:
+    return {"file": key, "scenario": scenario, "action": action,
+            "entities": [{"type": t, "filler": f} for t, f in entities], **extra}
+
+
+def as_predictions(examples: list[SLUExample], **extra) -> list[dict]:
+    """The gold itself in prediction format: a perfect system."""
+    return [pred(e.id, e.scenario, e.action, *((x.type, x.filler) for x in e.entities), **extra)
+            for e in examples]
+
+
+def manifest(tmp_path: Path, *examples: SLUExample) -> Path:
+    return write_manifest(tmp_path / "gold.jsonl", examples)
+
+
+def example(key: str, *entities: tuple[str, str], locale: str = "en-US", utterance: str = "") -> SLUExample:
+    return SLUExample(id=key, locale=locale, text="some words", scenario="calendar", action="set",
+                      entities=tuple(Entity(t, f) for t, f in entities), utterance_id=utterance)
+
+
+def massive_row(key: str, locale: str, partition: str, intent: str, annot_utt: str) -> dict:
+    return {"id": key, "locale": locale, "partition": partition, "scenario": intent.split("_")[0],
+            "intent": intent, "utt": annot_utt.replace("[", "").replace("]", ""), "annot_utt": annot_utt}
+
+
+def test_covered_items_give_the_official_scorers_numbers_computed_by_hand():
+    report = score_files(SLURP_GOLD, SLURP_PRED, n_resamples=0)
+    covered = report.covered_metrics  # the official scorer skips the one recording without prediction
+    assert covered["num_examples"] == 5
+    # audio-1-headset right; audio-1 calendar_set for alarm_set; audio-2 right; audio-3-headset right
+    # (iot_hue_lighton, whatever the intent field says); audio-4 calendar_query for calendar_set
+    assert (covered["scenario_acc"], covered["action_acc"], covered["intent_acc"]) == (0.8, 0.8, 0.6)
+    assert covered["exact_match"] == 0.4  # audio-2 predicts "Paris" for the gold "paris"
+    # Exact entities: TP 2 (five am, tomorrow), FP 4 (five, Paris, please call..., person mom), FN 3
+    assert covered["entity_f1"] == pytest.approx(2 * 2 / (2 * 2 + 4 + 3))
+    # Word: "five am"->"five" WER 1/2, "paris"->"Paris" 1, "call mom"->"please call my mom now" 3/2 (> 1),
+    # person has no gold of its type: FP 1. TP 5, FP 1/2 + 1 + 3/2 + 1 = 4, FN 1/2 + 1 + 3/2 = 3
+    assert covered["word_f1"] == pytest.approx(10 / 17)
+    # Char: 3/7 ("five am"->"five"), 1/5 (P->p), 14/22 (14 inserted characters, 22 the longer length)
+    char_fn = 3 / 7 + 1 / 5 + 14 / 22
+    assert covered["char_f1"] == pytest.approx(10 / (10 + 2 * char_fn + 1))
+    # SLU-F1 pools word and char counts: TP 10, FP 4 + char_fn + 1, FN 3 + char_fn
+    assert covered["slu_f1"] == pytest.approx(20 / (20 + 4 + 3 + 2 * char_fn + 1))
+    assert {name: round(covered[name], 4) for name in ("entity_f1", "word_f1", "char_f1", "slu_f1")} == {
+        "entity_f1": 0.3636, "word_f1": 0.5882, "char_f1": 0.7391, "slu_f1": 0.6551}
+
+
+def test_gold_items_without_prediction_count_as_wrong_and_coverage_is_reported():
+    report = score_files(SLURP_GOLD, SLURP_PRED, n_resamples=0)
+    metrics = report.metrics  # audio-3.flac (iot_hue_lighton, no entities) is scored as an empty prediction
+    assert metrics["num_examples"] == 6
+    assert (metrics["scenario_acc"], metrics["intent_acc"], metrics["exact_match"]) == (4 / 6, 3 / 6, 2 / 6)
+    assert metrics["invalid_rate"] == pytest.approx(1 / 6)
+    assert metrics["slu_f1"] == report.covered_metrics["slu_f1"]  # no gold entity went missing
+    coverage = report.coverage
+    assert (coverage.gold_items, coverage.predicted, coverage.missing) == (6, 5, 1)
+    assert coverage.unmatched_predictions == 1
+    assert coverage.duplicate_predictions == coverage.malformed_lines == 0
+    assert any("'audio-3.flac'" in w for w in report.warnings)
+    assert any("'audio-9.flac'" in w and "no gold item" in w for w in report.warnings)
+    assert report.unit == "recording" and report.gold_format == "slurp" and report.per_locale == {}
+
+
+def test_the_slurp_intent_is_scenario_action_not_the_intent_field(tmp_path):
+    # utterance 3's release row has intent "hue_lighton" but scenario "iot", action "hue_lighton"
+    predictions = write_jsonl(tmp_path / "pred.jsonl", [pred("audio-3-headset.flac", "iot", "hue_lighton")])
+    assert score_files(SLURP_GOLD, predictions, n_resamples=0).covered_metrics["intent_acc"] == 1.0
+
+
+def test_partial_credit_with_a_word_error_rate_above_one(tmp_path):
+    gold = manifest(tmp_path, example("k1", ("event_name", "call mom")))
+    predictions = write_jsonl(tmp_path / "pred.jsonl", [
+        pred("k1", "calendar", "set", ("event_name", "please call my mom now"))])
+    metrics = score_files(gold, predictions, n_resamples=0).metrics
+    assert metrics["entity_f1"] == 0.0
+    assert metrics["word_f1"] == pytest.approx(2 / (2 + 1.5 + 1.5))  # WER 3 / 2: TP 1, FP 1.5, FN 1.5
+    assert metrics["char_f1"] == pytest.approx(11 / 18)  # d = 14 / 22: P = R = 1 / (1 + 14 / 22)
+    assert metrics["slu_f1"] == pytest.approx(4 / (4 + 2 * (1.5 + 14 / 22)))
+
+
+def test_empty_entity_lists(tmp_path):
+    gold = manifest(tmp_path, example("k1"), example("k2"))
+    predictions = write_jsonl(tmp_path / "pred.jsonl", [
+        pred("k1", "calendar", "set"), pred("k2", "calendar", "set", ("date", "today"))])
+    metrics = score_files(gold, predictions, n_resamples=0).metrics
+    assert (metrics["intent_acc"], metrics["exact_match"]) == (1.0, 0.5)
+    assert (metrics["entity_precision"], metrics["entity_recall"], metrics["entity_f1"]) == (0.0, 0.0, 0.0)
+    assert metrics["slu_f1"] == 0.0  # only FP: the scorer's zero conventions, not 1.0
+
+
+def test_the_first_of_duplicate_predictions_wins(tmp_path):
+    gold = manifest(tmp_path, example("k1", ("date", "today")), example("k2"))
+    predictions = write_jsonl(tmp_path / "pred.jsonl", [
+        pred("k1", "calendar", "set", ("date", "today")),
+        pred("k2", "calendar", "set"),
+        pred("k1", "alarm", "query"),  # later lines for k1 are counted and ignored
+        {"id": "k1", "scenario": "alarm", "action": "set", "entities": []}])
+    report = score_files(gold, predictions, n_resamples=0)
+    assert report.metrics["exact_match"] == 1.0
+    assert report.coverage.duplicate_predictions == 2 and report.coverage.predicted == 2
+    assert [w.split(":")[0] for w in report.warnings] == ["line 3", "line 4"]
+
+
+def test_malformed_lines_are_reported_by_line_and_scored_wrong(tmp_path):
+    gold = manifest(tmp_path, *(example(f"k{i}", ("date", "today")) for i in range(1, 6)))
+    predictions = write_jsonl(tmp_path / "pred.jsonl", [
+        pred("k1", "calendar", "set", ("date", "today")),
+        '{"file": "k2", "scenario": "calendar", "action": "se',  # truncated: the key is still found
+        {"file": "k3", "scenario": "calendar", "action": "set"},  # no entities
+        {"file": "k4", "scenario": "calendar", "action": "set", "entities": [{"type": "date"}]},
+        {"file": "k5", "scenario": "calendar", "action": "set", "entities": "today"},
+        "not json at all",
+        {"scenario": "calendar", "action": "set", "entities": []},  # no key
+    ])
+    report = score_files(gold, predictions, n_resamples=0)
+    assert report.metrics["intent_acc"] == 0.2 and report.metrics["invalid_rate"] == 0.8
+    assert report.metrics["entity_f1"] == pytest.approx(2 * 1 / (2 * 1 + 0 + 4))
+    assert report.coverage.malformed_lines == 6 and report.coverage.missing == 0
+    assert [w.split(":")[0] for w in report.warnings] == [f"line {n}" for n in range(2, 8)]
+    assert "scored as a wrong prediction for 'k2'" in report.warnings[0]
+    assert "'entities'" in report.warnings[2] and "left out" in report.warnings[5]
+
+
+def test_massive_folder_per_locale_with_bare_or_prefixed_ids(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_jsonl(data / "fr-FR.jsonl", [
+        massive_row("1", "fr-FR", "test", "alarm_set", "réveille-moi à [time : sept heures]"),
+        massive_row("2", "fr-FR", "test", "weather_query", "quel temps fait-il"),
+        massive_row("3", "fr-FR", "dev", "alarm_set", "réveil")])  # another partition: not gold
+    write_jsonl(data / "it-IT.jsonl", [
+        massive_row("1", "it-IT", "test", "alarm_set", "svegliami alle [time : sette]")])
+    predictions = write_jsonl(tmp_path / "pred.jsonl", [
+        pred("fr-FR/1", "alarm", "set", ("time", "sept heures")),
+        {"id": "2", "locale": "fr-FR", "scenario": "weather", "action": "query", "entities": []},
+        {"id": "1", "locale": "it-IT", "scenario": "alarm", "action": "query", "entities": []},
+        {"id": "1", "locale": "fr-FR", "scenario": "x", "action": "y", "entities": []}])  # fr-FR/1 again
+    report = score_files(data, predictions, n_resamples=0)
+    assert report.gold_format == "massive" and report.coverage.gold_items == 3
+    assert report.coverage.duplicate_predictions == 1
+    assert set(report.per_locale) == {"fr-FR", "it-IT"}
+    assert report.per_locale["fr-FR"].metrics["exact_match"] == 1.0
+    it = report.per_locale["it-IT"].metrics
+    assert (it["scenario_acc"], it["intent_acc"], it["entity_f1"]) == (1.0, 0.0, 0.0)
+    assert report.metrics["intent_acc"] == pytest.approx(2 / 3)
+    # a single-locale file also takes bare ids without a locale field
+    bare = write_jsonl(tmp_path / "bare.jsonl", [{"id": "1", "scenario": "alarm", "action": "set",
+                                                  "entities": [{"type": "time", "filler": "sette"}]}])
+    assert score_files(data / "it-IT.jsonl", bare, n_resamples=0).metrics["exact_match"] == 1.0
+
+
+def test_slurp_id_keys_score_one_item_per_utterance_as_the_official_load_gold_mode(tmp_path):
+    utterances = read_slurp(SLURP_GOLD, modality="text")
+    rows = [{"slurp_id": int(row.pop("file")), **row} for row in as_predictions(utterances)]
+    report = score_files(SLURP_GOLD, write_jsonl(tmp_path / "pred.jsonl", rows), n_resamples=0)
+    assert report.unit == "utterance" and report.coverage.gold_items == 4
+    assert report.metrics["exact_match"] == 1.0
+
+
+def perfect_metrics(report) -> dict[str, float]:
+    """Every metric but the example count and the invalid rate (0.0 when perfect)."""
+    return {name: v for name, v in report.metrics.items() if name not in ("num_examples", "invalid_rate")}
+
+
+def test_gold_scored_against_itself_is_perfect_in_every_format(tmp_path):
+    recordings = read_slurp(SLURP_GOLD, tmp_path, modality="speech")
+    massive = write_jsonl(tmp_path / "fr-FR.jsonl", [
+        massive_row("1", "fr-FR", "test", "alarm_set", "réveille-moi à [time : sept heures]"),
+        massive_row("2", "fr-FR", "test", "weather_query", "quel temps à [place_name : paris]")])
+    gold_manifest = manifest(tmp_path, example("a", ("date", "today"), locale="fr-FR", utterance="u1"),
+                             example("b", ("date", "today"), locale="en-US", utterance="u1"))
+    cases = {
+        "slurp": (SLURP_GOLD, recordings),
+        "massive": (massive, read_massive(massive, "test")),
+        "manifest": (gold_manifest, [example("a", ("date", "today")), example("b", ("date", "today"))]),
+    }
+    for gold_format, (gold, examples) in cases.items():
+        predictions = write_jsonl(tmp_path / f"{gold_format}-pred.jsonl", as_predictions(examples))
+        report = score_files(gold, predictions, n_resamples=50)
+        assert report.gold_format == gold_format
+        assert set(perfect_metrics(report).values()) == {1.0}, gold_format
+        assert report.metrics["invalid_rate"] == 0.0 and report.coverage.missing == 0
+        assert all(report.cis[name] == (1.0, 1.0) for name in SHOWN_METRICS)
+    assert set(score_files(gold_manifest, tmp_path / "manifest-pred.jsonl", n_resamples=0).per_locale) == {
+        "en-US", "fr-FR"}
+    predictions_gold = write_jsonl(tmp_path / "predictions.jsonl", [
+        {**row, "reference": {"text": "x", "scenario": row["scenario"], "action": row["action"],
+                              "entities": row["entities"]}} for row in as_predictions(recordings)])
+    report = score_files(predictions_gold, predictions_gold, n_resamples=0)
+    assert report.gold_format == "predictions" and set(perfect_metrics(report).values()) == {1.0}
+
+
+def test_round_trip_of_the_predictions_file_that_test_writes(tmp_path):
+    gold = [
+        SLUExample(id="slurp_real/audio-7.flac", locale="en-US", text="wake me at five", scenario="alarm",
+                   action="set", entities=(Entity("time", "five"),), audio="x.flac", utterance_id="7",
+                   source="slurp"),
+        SLUExample(id="fr-FR/1", locale="fr-FR", text="réveil à cinq", scenario="alarm", action="set",
+                   entities=(Entity("time", "cinq"),), audio="y.flac", source="speech-massive"),
+        SLUExample(id="fr-FR/2", locale="fr-FR", text="quel temps", scenario="weather", action="query",
+                   audio="z.flac", source="speech-massive"),
+    ]
+    predictions = [
+        Prediction("alarm", "set", (Entity("time", "five am"),), ParseStatus.VALID),
+        Prediction("alarm", "query", (Entity("time", "cinq"),), ParseStatus.TRUNCATED),
+        Prediction("", "", (), ParseStatus.INVALID),
+    ]
+    pairs = list(zip(gold, predictions, strict=True))
+    rows = [_prediction_row(e, "raw", p, heard=True) for e, p in pairs]
+    rows += [_prediction_row(e.as_text(), "raw", p, heard=False) for e, p in pairs]  # a run on both
+    path = write_jsonl(tmp_path / "predictions_test.jsonl", rows)
+    with pytest.raises(DataError, match="--modality"):  # the same key in both modalities
+        score_files(path, path, gold_format="predictions")
+    report = score_files(path, path, gold_format="predictions", modality="speech", n_resamples=0)
+    assert report.metrics == summarize(count_rows(gold, predictions))  # what SLUMetrics computes
+    assert report.metrics["invalid_rate"] == pytest.approx(2 / 3)  # statuses are kept
+    assert set(report.per_locale) == {"en-US", "fr-FR"} and report.coverage.missing == 0
+
+
+def test_cli_prints_a_table_or_one_json_object(capsys):
+    main(["score", "--gold", str(SLURP_GOLD), "--pred", str(SLURP_PRED), "--resamples", "100"])
+    table = capsys.readouterr().out
+    assert "slu_f1" in table and "0.6551" in table and "audio-9.flac" in table
+    main(["score", "--gold", str(SLURP_GOLD), "--pred", str(SLURP_PRED), "--resamples", "100", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert round(report["covered_metrics"]["slu_f1"], 4) == 0.6551
+    low, high = report["ci95"]["slu_f1"]
+    assert low <= report["metrics"]["slu_f1"] <= high
+    assert report["coverage"]["missing"] == 1 and report["unit"] == "recording"
+
+
+def test_intervals_depend_on_the_seed_only():
+    first = score_files(SLURP_GOLD, SLURP_PRED, n_resamples=200, seed=3)
+    assert first.cis == score_files(SLURP_GOLD, SLURP_PRED, n_resamples=200, seed=3).cis
+    assert score_files(SLURP_GOLD, SLURP_PRED, n_resamples=0).cis == {}
+
+
+def test_unknown_gold_format_is_a_clear_error(tmp_path, capsys):
+    gold = write_jsonl(tmp_path / "gold.jsonl", [{"utterance": "hello", "label": "greet"}])
+    with pytest.raises(DataError, match=r"gold\.jsonl, record line 1: cannot tell the gold format"):
+        score_files(gold, SLURP_PRED)
+    with pytest.raises(ValueError, match="unknown gold format 'xml'"):
+        score_files(SLURP_GOLD, SLURP_PRED, gold_format="xml")
+    with pytest.raises(SystemExit) as stop:
+        main(["score", "--gold", str(gold), "--pred", str(SLURP_PRED)])
+    assert stop.value.code == 2 and "--gold-format" in capsys.readouterr().err
