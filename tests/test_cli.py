@@ -109,3 +109,48 @@ def test_every_shipped_config_parses_against_the_code(config, capsys):
     args = (base if config.parent.name == "trainer" else []) + ["--config", str(config)]
     assert exit_code(["fit", *args, "--print_config"]) == 0
     assert "class_path" in capsys.readouterr().out
+
+
+def test_predict_on_a_folder_of_audio_in_any_rate_prints_one_json_line_per_file(trained, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    config, run = trained
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    sf.write(folder / "a.wav", np.zeros(8000, dtype=np.float32), 8000)
+    sf.write(folder / "b.flac", np.random.default_rng(0).standard_normal((44100, 2)).astype(np.float32) * 0.1, 44100)
+    capsys.readouterr()
+    main(["predict", "--config", str(config), "--data.init_args.predict_audio", str(folder),
+          "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"file"')]
+    assert [Path(row["file"]).name for row in lines] == ["a.wav", "b.flac"]
+    assert all({"scenario", "action", "entities", "status"} <= set(row) for row in lines)
+    assert len((run / "predictions_predict.jsonl").read_text().splitlines()) == 2
+
+
+def test_predict_without_audio_fails_clearly(trained, capsys):
+    config, _ = trained
+    assert exit_code(["predict", "--config", str(config)]) == 2
+    assert "predict_audio" in capsys.readouterr().err
+
+
+def test_exported_adapter_and_merged_model_generate_like_the_toolkit(trained, tmp_path):
+    from peft import PeftModel
+
+    from slu_lightning.cli import main as cli
+    from slu_lightning.export import load_for_export
+    from slu_lightning.model.backbone import load_model
+
+    _, run = trained
+    ckpt = run / "checkpoints" / "last.ckpt"
+    cli(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "export"), "--merged"])
+    module = load_for_export(ckpt).eval()
+    prompt = module.tokenizer(module.prompt.render_prompt("set alarm seven"), return_tensors="pt")
+    kwargs = {"max_new_tokens": 10, "do_sample": False, "num_beams": 1,
+              "pad_token_id": module.tokenizer.pad_token_id}
+    ours = module.hf.generate(**prompt, **kwargs)
+    plain = PeftModel.from_pretrained(load_model(module.backbone_path), tmp_path / "export" / "adapter").eval()
+    merged = load_model(tmp_path / "export" / "merged").eval()
+    assert torch.equal(plain.generate(**prompt, **kwargs), ours)
+    assert torch.equal(merged.generate(**prompt, **kwargs), ours)

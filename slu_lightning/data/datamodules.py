@@ -27,7 +27,7 @@ from slu_lightning.data.corpora import Corpus, Split
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.records import SLUExample
-from slu_lightning.data.sampler import EpochBatchSampler
+from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler
 from slu_lightning.data.subsets import SpeechSubset, write_ids
 from slu_lightning.task import PromptTemplate
 
@@ -71,6 +71,7 @@ class SLUDataModule(L.LightningDataModule):
         max_eval_examples: int | None = None,
         length_bucketing: bool = False,
         bad_input: Literal["error", "skip"] = "error",
+        predict_audio: str | None = None,
     ):
         """
         Args:
@@ -88,13 +89,15 @@ class SLUDataModule(L.LightningDataModule):
             length_bucketing: batch training examples of similar length together (less padding).
             bad_input: ``error`` stops at the first bad record or file with its name; ``skip``
                 drops it, counts it and logs it.
+            predict_audio: for ``predict``: an audio file, a folder of audio files (searched
+                recursively), or a text file listing one audio path per line.
         """
         super().__init__()
         self.corpus, self.speech_subset = corpus, speech_subset
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
         self.seed, self.train_locales, self.eval_locales = seed, train_locales, eval_locales
         self.eval_modality, self.max_eval_examples = eval_modality, max_eval_examples
-        self.length_bucketing = length_bucketing
+        self.length_bucketing, self.predict_audio = length_bucketing, predict_audio
         self.skips = SkipLog(bad_input)
         self.sources: dict[str, list[SLUExample]] = {}
         self.eval_sets: dict[str, list[Entry]] = {}
@@ -109,6 +112,7 @@ class SLUDataModule(L.LightningDataModule):
             "val": SLUCollator(tokenizer, prompt, with_labels=True, with_prompts=True),
             "test": SLUCollator(tokenizer, prompt, with_labels=False, with_prompts=True),
         }
+        self.collators["predict"] = self.collators["test"]
 
     def phases(self) -> list[CurriculumPhase]:
         raise NotImplementedError
@@ -121,7 +125,10 @@ class SLUDataModule(L.LightningDataModule):
             self._setup_train()
             if self.trainer and self.trainer.is_global_zero and self.trainer.log_dir:
                 self.write_subset_ids(self.trainer.log_dir)
-        split: Split = "test" if stage in ("test", "predict") else "dev"
+        if stage == "predict":
+            self.eval_sets["predict"] = [(example, True) for example in self._checked(audio_inputs(self.predict_audio))]
+            return
+        split: Split = "test" if stage == "test" else "dev"
         if split not in self.eval_sets:
             self.eval_sets[split] = self._eval_entries(split)
         if self.skips.total:
@@ -222,14 +229,15 @@ class SLUDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader(self.eval_sets["test"], "test")
 
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.eval_sets["predict"], "predict")
+
     def _eval_loader(self, entries: list[Entry], kind: str) -> DataLoader:
         """Each rank gets a disjoint slice, without the repeats a DistributedSampler would add."""
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
         mine = entries[rank::world]
-        batches = [list(range(i, min(i + self.eval_batch_size, len(mine))))
-                   for i in range(0, len(mine), self.eval_batch_size)]
-        return self._loader(mine, kind, batch_sampler=batches)
+        return self._loader(mine, kind, batch_sampler=SequentialBatchSampler(len(mine), self.eval_batch_size))
 
     def _loader(self, entries: list[Entry], kind: str, batch_sampler) -> DataLoader:
         if self.extractor is None:
@@ -270,6 +278,28 @@ class SLUDataModule(L.LightningDataModule):
     def schedule_signature(self) -> str:
         """The part of the phase table that a resumed run must not change (none for one phase)."""
         return ""
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def audio_inputs(source: str | None) -> list[SLUExample]:
+    """Unlabelled speech examples for ``predict`` from a file, a folder or a list file."""
+    if source is None:
+        raise DataError("predict needs data.init_args.predict_audio: an audio file, a folder or a list file")
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    elif path.suffix.lower() in AUDIO_SUFFIXES:
+        files = [path]
+    elif path.is_file():
+        files = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
+    else:
+        raise DataError("no such audio file, folder or list", file=source)
+    if not files:
+        raise DataError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found", file=source)
+    return [SLUExample(id=str(f), locale="und", text="", scenario="", action="", audio=str(f), source="predict")
+            for f in files]
 
 
 def _by_locale(examples: list[SLUExample], locales: list[str] | None) -> list[SLUExample]:

@@ -52,3 +52,17 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __iter__(self):
         return iter(self.batches()[self.start_batch :])
+
+
+class SequentialBatchSampler(Sampler[list[int]]):
+    """Consecutive batches in order: evaluation and prediction, where order must not change."""
+
+    def __init__(self, n_items: int, batch_size: int):
+        self.n_items, self.batch_size = n_items, batch_size
+
+    def __len__(self) -> int:
+        return math.ceil(self.n_items / self.batch_size)
+
+    def __iter__(self):
+        for start in range(0, self.n_items, self.batch_size):
+            yield list(range(start, min(start + self.batch_size, self.n_items)))

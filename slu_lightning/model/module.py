@@ -302,12 +302,29 @@ class SLUModule(L.LightningModule):
             self._predictions += [_prediction_row(e, text, p, heard) for e, text, p, heard
                                   in zip(batch["examples"], raw, predictions, batch["is_speech"].tolist())]
 
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        """One JSON-ready prediction per input file, in the SLURP scorer's format."""
+        raw = self.generate_texts(batch)
+        rows = []
+        for example, text in zip(batch["examples"], raw):
+            prediction = parse_prediction(text)
+            rows.append({"file": example.id, **prediction.to_json(), "status": prediction.status.value, "raw": text})
+        self._predictions += rows
+        return rows
+
+    def on_predict_epoch_end(self) -> None:
+        """Print one JSON line per file and write them to the run directory."""
+        rows = self._write_predictions("predict")
+        if self.trainer.is_global_zero:
+            for row in rows:
+                print(json.dumps(row, ensure_ascii=False))
+
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
-        self._write_predictions()
+        self._write_predictions("test")
 
     def _log_metrics(self, split: str) -> None:
         """Log every metric per modality (and locale); after a test, also write metrics_test.json."""
@@ -323,7 +340,8 @@ class SLUModule(L.LightningModule):
         if split == "test" and summary and self.trainer.is_global_zero and self.trainer.log_dir:
             atomic_write_text(Path(self.trainer.log_dir) / "metrics_test.json", json.dumps(summary, indent=1))
 
-    def _write_predictions(self) -> None:
+    def _write_predictions(self, stage: str) -> list[dict]:
+        """Gather every rank's rows and write them (rank 0) as ``predictions_<stage>.jsonl``."""
         rows = self._predictions
         if self.trainer.world_size > 1:
             gathered = [None] * self.trainer.world_size
@@ -331,9 +349,10 @@ class SLUModule(L.LightningModule):
             rows = [row for part in gathered for row in part]
         self._predictions = []
         if self.trainer.is_global_zero and self.trainer.log_dir:
-            path = Path(self.trainer.log_dir) / "predictions_test.jsonl"
+            path = Path(self.trainer.log_dir) / f"predictions_{stage}.jsonl"
             atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
             log.info("wrote %d predictions to %s", len(rows), path)
+        return rows
 
     # ---- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
