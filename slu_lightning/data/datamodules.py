@@ -12,6 +12,7 @@ CLI) from the epoch's phase, so an epoch of text plus speech is as long as it sh
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import random
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Literal
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
+from slu_lightning.atomic import atomic_write_text
 from slu_lightning.curriculum import CurriculumPhase, SourceMix, phase_index_at
 from slu_lightning.data.audio import MAX_ENCODER_SECONDS, audio_seconds, load_audio
 from slu_lightning.data.collate import SLUCollator, SLUItem
@@ -103,6 +105,7 @@ class SLUDataModule(L.LightningDataModule):
         self.eval_sets: dict[str, list[Entry]] = {}
         self.collators: dict[str, SLUCollator] = {}
         self.extractor: LogMelExtractor | None = None
+        self.seconds: dict[str, float] = {}
 
     def connect(self, tokenizer, prompt: PromptTemplate, n_mels: int) -> None:
         """Settings known only once the model is built: its tokenizer, prompt and mel bins."""
@@ -126,7 +129,8 @@ class SLUDataModule(L.LightningDataModule):
             if self.trainer and self.trainer.is_global_zero and self.trainer.log_dir:
                 self.write_subset_ids(self.trainer.log_dir)
         if stage == "predict":
-            self.eval_sets["predict"] = [(example, True) for example in self._checked(audio_inputs(self.predict_audio))]
+            inputs = self._checked(audio_inputs(self.predict_audio))
+            self.eval_sets["predict"] = [(example, True) for example in inputs]
             return
         split: Split = "test" if stage == "test" else "dev"
         if split not in self.eval_sets:
@@ -143,13 +147,26 @@ class SLUDataModule(L.LightningDataModule):
                                 "speech training examples")
             speech = self.speech_subset.select(speech)
         self.sources = {"text": text, "speech": speech}
-        log.info("training data: %d transcripts, %d speech examples (subset %s)",
-                 len(text), len(speech), self.speech_subset)
+        log.info("training data: %d transcripts, %d speech examples, %.2f h of speech (subset %s)",
+                 len(text), len(speech), self.speech_hours(), self.speech_subset)
+
+    def speech_hours(self) -> float:
+        """Hours of speech in the selected training subset (from file headers)."""
+        return sum(self.seconds.get(example.id, 0.0) for example in self.sources.get("speech", [])) / 3600
 
     def write_subset_ids(self, run_dir: str | Path) -> None:
-        """Record the selected speech example ids in the run directory (reload with ``ids_file``)."""
-        if self.sources.get("speech"):
+        """Record the training data in the run directory: the selected speech ids (reload them with
+        ``ids_file``) and ``training_data.json`` with example counts and hours of speech."""
+        summary = {"text_examples": len(self.sources["text"]), "speech_examples": len(self.sources["speech"]),
+                   "speech_hours": round(self.speech_hours(), 4), "speech_subset": repr(self.speech_subset),
+                   "corpus": self.corpus.describe()}
+        atomic_write_text(Path(run_dir) / "training_data.json", json.dumps(summary, indent=1))
+        if self.sources["speech"]:
             write_ids(Path(run_dir) / "speech_subset_ids.txt", self.sources["speech"])
+
+    def eval_modalities(self, split: str) -> list[str]:
+        """The modalities of an evaluation set: the same list on every rank."""
+        return sorted({"speech" if heard else "text" for _, heard in self.eval_sets.get(split, [])})
 
     def _checked(self, speech: list[SLUExample]) -> list[SLUExample]:
         """Speech examples whose audio is readable and fits the encoder; the rest per the bad-input policy.
@@ -160,11 +177,10 @@ class SLUDataModule(L.LightningDataModule):
         kept = []
         for example in speech:
             try:
-                if isinstance(example.audio, str):
-                    seconds = audio_seconds(example.audio, record=example.id)
-                    if seconds > MAX_ENCODER_SECONDS:
-                        raise DataError(f"clip is longer than the encoder's {MAX_ENCODER_SECONDS:.0f} s",
-                                        file=example.audio, record=example.id)
+                seconds = self.seconds[example.id] = audio_seconds(example.audio, record=example.id)
+                if seconds > MAX_ENCODER_SECONDS:
+                    raise DataError(f"clip is longer than the encoder's {MAX_ENCODER_SECONDS:.0f} s",
+                                    file=str(example.audio)[:200], record=example.id)
                 kept.append(example)
             except DataError as error:
                 self.skips.handle(error)

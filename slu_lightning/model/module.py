@@ -22,6 +22,7 @@ from typing import Literal
 import lightning as L
 import torch
 import torch.nn.functional as F
+import torchmetrics
 
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.curriculum import build_schedule
@@ -137,6 +138,7 @@ class SLUModule(L.LightningModule):
         self.model = None
         self.metrics: torch.nn.ModuleDict = torch.nn.ModuleDict()
         self._predictions: list[dict] = []
+        self.val_losses = torch.nn.ModuleDict({m: TokenLossSum() for m in ("speech", "text")})
 
     @property
     def tokenizer(self):
@@ -237,11 +239,14 @@ class SLUModule(L.LightningModule):
         sums, counts = self.example_losses(batch)
         loss = sums.sum() / counts.sum().clamp(min=1)
         size = len(batch["examples"])
-        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=size, sync_dist=stage != "train")
+        if stage == "train":
+            self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for modality, rows in (("speech", batch["is_speech"]), ("text", ~batch["is_speech"])):
-            if rows.any():
-                value = sums[rows.to(sums.device)].sum() / counts[rows.to(counts.device)].sum().clamp(min=1)
-                self.log(f"{stage}/loss_{modality}", value, batch_size=int(rows.sum()), sync_dist=stage != "train")
+            rows = rows.to(sums.device)
+            if stage == "train" and rows.any():
+                self.log(f"train/loss_{modality}", sums[rows].sum() / counts[rows].sum(), batch_size=int(rows.sum()))
+            if stage == "val":  # token-weighted means that every rank computes, whatever its batches held
+                self.val_losses[modality].update(sums[rows].sum(), counts[rows].sum())
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -320,6 +325,14 @@ class SLUModule(L.LightningModule):
                 print(json.dumps(row, ensure_ascii=False))
 
     def on_validation_epoch_end(self) -> None:
+        sums = {m: self.val_losses[m].compute() for m in ("speech", "text")}  # (loss sum, tokens), synced
+        for modality, (loss_sum, tokens) in sums.items():
+            if tokens > 0:
+                self.log(f"val/loss_{modality}", loss_sum / tokens)
+        total_tokens = sum(tokens for _, tokens in sums.values())
+        self.log("val/loss", sum(loss for loss, _ in sums.values()) / max(total_tokens, 1), prog_bar=True)
+        for metric in self.val_losses.values():
+            metric.reset()
         self._log_metrics("val")
 
     def on_test_epoch_end(self) -> None:
@@ -327,12 +340,16 @@ class SLUModule(L.LightningModule):
         self._write_predictions("test")
 
     def _log_metrics(self, split: str) -> None:
-        """Log every metric per modality (and locale); after a test, also write metrics_test.json."""
+        """Log every metric per modality (and locale); after a test, also write metrics_test.json.
+
+        Which modalities are computed comes from the evaluation set, not from what this rank saw,
+        so every rank joins the same metric synchronisations.
+        """
+        if split == "val" and not self.generate_during_validation:
+            return
         summary = {}
-        for modality in ("speech", "text"):
-            metric = self.metrics[f"{split}_{modality}"] if self.metrics else None
-            if metric is None or not metric.update_count:
-                continue
+        for modality in self.trainer.datamodule.eval_modalities("dev" if split == "val" else split):
+            metric = self.metrics[f"{split}_{modality}"]
             summary[modality] = {name: float(value) for name, value in metric.compute().items()}
             self.log_dict({f"{split}/{modality}/{name}": value for name, value in summary[modality].items()},
                           sync_dist=False)
@@ -390,6 +407,22 @@ class SLUModule(L.LightningModule):
         unknown = set(checkpoint["state_dict"]) - {name for name, _ in self.named_parameters()}
         if unknown:
             raise ValueError(f"checkpoint holds {len(unknown)} tensors this model lacks, e.g. {sorted(unknown)[:3]}")
+
+
+class TokenLossSum(torchmetrics.Metric):
+    """Summed token loss and token count, reduced across ranks: a token-weighted mean loss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("loss", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("tokens", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, loss_sum: torch.Tensor, tokens: torch.Tensor) -> None:
+        self.loss += loss_sum.detach().double()
+        self.tokens += tokens.double()
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loss, self.tokens
 
 
 def pad_to_30_seconds(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
