@@ -13,6 +13,14 @@ CONFIGS = sorted(path for path in Path(__file__).parents[1].glob("configs/**/*.y
                  if "axes" not in yaml.safe_load(path.read_text()))  # sweep grids are tested with the sweep
 
 
+CURRICULUM = [  # 1 text epoch (4 steps of 6), then text + speech (5 steps) with the audio side unfrozen
+    {"name": "text", "epochs": 1, "mix": {"text": {"fraction": 1.0}}},
+    {"name": "text+speech", "epochs": 1, "mix": {"text": {"fraction": 1.0}, "speech": {"fraction": 1.0}},
+     "lr": 5e-4, "warmup_ratio": 0.2, "train_audio_encoder": True, "train_projector": True,
+     "reset_optimizer": True},
+]
+
+
 def write_config(tmp_path: Path, corpus: Path, regime: str = "MixedDataModule") -> Path:
     config = {
         "run": {"name": "toy", "root": str(tmp_path / "logs")},
@@ -25,7 +33,9 @@ def write_config(tmp_path: Path, corpus: Path, regime: str = "MixedDataModule") 
                 "train": str(corpus / "train.jsonl"), "dev": str(corpus / "dev.jsonl")}},
             "speech_subset": {"proportion": 0.25}, "batch_size": 6}},
     }
-    path = tmp_path / "toy.yaml"
+    if regime == "CurriculumDataModule":
+        config["data"]["init_args"]["phases"] = CURRICULUM
+    path = tmp_path / f"{regime}.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -71,17 +81,35 @@ def test_relaunching_never_silently_restarts(trained, capsys):
     assert "no checkpoint at" in capsys.readouterr().err
 
 
+def assert_same_weights(first: Path, second: Path) -> None:
+    a, b = (torch.load(path, weights_only=True) for path in (first, second))
+    assert a["global_step"] == b["global_step"]
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    for key, tensor in a["state_dict"].items():
+        assert torch.equal(b["state_dict"][key], tensor), key
+
+
 @pytest.mark.parametrize("stop_at_step", [5, 7], ids=["epoch-boundary", "mid-epoch"])
 def test_an_interrupted_run_resumed_ends_with_the_uninterrupted_weights(trained, stop_at_step):
     config, run = trained
     name = f"split-{stop_at_step}"
     main(["fit", "--config", str(config), "--run.name", name, "--trainer.max_steps", str(stop_at_step)])
     main(["fit", "--config", str(config), "--run.name", name, "--ckpt_path", "last"])
-    split = torch.load(run.parent / name / "checkpoints" / "last.ckpt", weights_only=True)
-    whole = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert split["global_step"] == whole["global_step"] == 10
-    for key, tensor in whole["state_dict"].items():
-        assert torch.equal(split["state_dict"][key], tensor), key
+    assert_same_weights(run.parent / name / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt")
+
+
+@pytest.mark.slow
+def test_a_curriculum_resumed_at_or_inside_a_phase_ends_with_the_uninterrupted_weights(toy_corpus, tmp_path):
+    config = write_config(tmp_path, toy_corpus, "CurriculumDataModule")
+    logs = tmp_path / "logs"
+    main(["fit", "--config", str(config), "--run.name", "whole"])
+    whole = logs / "whole" / "checkpoints" / "last.ckpt"
+    assert torch.load(whole, weights_only=True)["global_step"] == 4 + 5
+    for stop in (4, 6):  # at the phase boundary, and inside the speech phase
+        name = f"stop-{stop}"
+        main(["fit", "--config", str(config), "--run.name", name, "--trainer.max_steps", str(stop)])
+        main(["fit", "--config", str(config), "--run.name", name, "--ckpt_path", "last"])
+        assert_same_weights(logs / name / "checkpoints" / "last.ckpt", whole)
 
 
 def test_test_writes_scorer_format_predictions(trained):
@@ -158,3 +186,15 @@ def test_exported_adapter_and_merged_model_generate_like_the_toolkit(trained, tm
     merged = load_model(tmp_path / "export" / "merged").eval()
     assert torch.equal(plain.generate(**prompt, **kwargs), ours)
     assert torch.equal(merged.generate(**prompt, **kwargs), ours)
+
+
+def test_score_reproduces_the_metrics_of_test_from_its_predictions_file(trained, capsys):
+    config, run = trained
+    main(["test", "--config", str(config), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    capsys.readouterr()
+    main(["score", "--gold", str(run / "predictions_test.jsonl"), "--pred", str(run / "predictions_test.jsonl"),
+          "--gold-format", "predictions", "--modality", "speech", "--json"])
+    scored = json.loads(capsys.readouterr().out)
+    logged = json.loads((run / "metrics_test.json").read_text())["speech"]
+    for name in ("intent_acc", "entity_f1", "slu_f1", "invalid_rate"):
+        assert scored["metrics"][name] == pytest.approx(logged[name], abs=1e-9), name

@@ -140,8 +140,9 @@ class SLUDataModule(L.LightningDataModule):
 
     def _setup_train(self) -> None:
         text = _by_locale(self.corpus.text("train", self.skips), self.train_locales)
-        speech = self._checked(_by_locale(self.corpus.speech("train", self.skips), self.train_locales))
+        speech: list[SLUExample] = []
         if any(phase.uses_speech for phase in self.phases()):
+            speech = self._checked(_by_locale(self.corpus.speech("train", self.skips), self.train_locales))
             if not speech:
                 raise DataError(f"this regime trains on speech but {self.corpus.describe()} has no "
                                 "speech training examples")

@@ -8,7 +8,7 @@ from slu_lightning.data.corpora import ManifestCorpus
 from slu_lightning.data.datamodules import CurriculumDataModule, MixedDataModule, TextOnlyDataModule
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.subsets import SpeechSubset
-from slu_lightning.model.module import SLUModule
+from slu_lightning.model.module import GenerationSettings, SLUModule
 
 TEXT, BOTH = {"text": SourceMix()}, {"text": SourceMix(), "speech": SourceMix()}
 
@@ -106,3 +106,38 @@ def test_fit_sees_every_example_of_every_phase_epoch(toy_corpus, tmp_path):
     # 5 + 5 + 8 batches of 5: the speech epoch was not cut to the text epochs' length
     assert trainer.global_step == 5 + 5 + 8
     assert trainer.callbacks[0].speech_examples_seen == 12
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory):
+    from slu_lightning.data.corpora import DemoCorpus
+
+    corpus = DemoCorpus(size="tiny", seed=0, root=str(tmp_path_factory.mktemp("demo") / "tiny"))
+    corpus.prepare()
+    return corpus
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("regime", ["text_only", "mixed", "curriculum"])
+def test_each_regime_fits_a_few_steps_on_the_demo_corpus(tiny_demo, tmp_path, regime):
+    common = {"speech_subset": SpeechSubset(0.05), "batch_size": 4, "train_locales": ["en-US", "fr-FR"],
+              "eval_locales": ["de-DE"], "max_eval_examples": 4, "eval_modality": "both"}
+    datamodule = {
+        "text_only": lambda: TextOnlyDataModule(tiny_demo, **common),
+        "mixed": lambda: MixedDataModule(tiny_demo, **common),
+        "curriculum": lambda: CurriculumDataModule(tiny_demo, phases=[CurriculumPhase("t", 1, TEXT),
+                                                                      CurriculumPhase("s", 1, BOTH)], **common),
+    }[regime]()
+    module = SLUModule(backbone="tiny-test", generation=GenerationSettings(num_beams=1, max_new_tokens=4))
+    datamodule.connect(module.tokenizer, module.prompt, module.n_mels)
+    counter = CountExamples()
+    trainer = L.Trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=1, reload_dataloaders_every_n_epochs=1,
+                        use_distributed_sampler=False, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, callbacks=[CurriculumCallback(), counter],
+                        default_root_dir=tmp_path)
+    trainer.fit(module, datamodule)
+    assert trainer.global_step == 6
+    assert datamodule.locales == ["de-DE"] and {e.locale for e in datamodule.sources["text"]} == {"en-US", "fr-FR"}
+    n_speech = len(datamodule.sources["speech"])
+    assert (n_speech == 0) == (regime == "text_only")
+    assert trainer.callback_metrics["val/loss"] > 0
