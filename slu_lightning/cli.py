@@ -24,6 +24,7 @@ from slu_lightning.data.datamodules import SLUDataModule
 from slu_lightning.data.errors import DataError
 from slu_lightning.model.backbone import BackboneError
 from slu_lightning.model.module import SLUModule
+from slu_lightning.preemption import PreemptionCallback
 
 log = logging.getLogger("slu_lightning")
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -99,7 +100,8 @@ def lightning_main(args: list[str] | None) -> None:
             "reload_dataloaders_every_n_epochs": 1,  # each epoch's loader is built from its curriculum phase
             "use_distributed_sampler": False,  # the DataModule splits data across ranks itself
             "num_sanity_val_steps": 0,
-            "callbacks": [CurriculumCallback(), LearningRateMonitor(logging_interval="step")],
+            "callbacks": [CurriculumCallback(), LearningRateMonitor(logging_interval="step"),
+                          PreemptionCallback()],  # last: saves after the others' batch-end hooks
         },
         seed_everything_default=0,
     )
@@ -131,7 +133,26 @@ def export_main(args: list[str]) -> None:
     print(export_checkpoint(options.ckpt, options.out, merged=options.merged))
 
 
-COMMANDS = {"make-demo-corpus": make_demo_corpus_main, "export": export_main}
+def score_main(args: list[str]) -> None:
+    from slu_lightning.evaluation.scoring import score_main as score
+
+    score(args)
+
+
+def sweep_main(args: list[str]) -> None:
+    from slu_lightning.experiments.sweep import main as sweep
+
+    sweep(args)
+
+
+def report_main(args: list[str]) -> None:
+    from slu_lightning.experiments.report import main as report
+
+    report(args)
+
+
+COMMANDS = {"make-demo-corpus": make_demo_corpus_main, "export": export_main,
+            "score": score_main, "sweep": sweep_main, "report": report_main}
 
 
 def main(argv: list[str] | None = None) -> None:

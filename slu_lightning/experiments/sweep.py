@@ -1,0 +1,395 @@
+"""``slu-lightning sweep``: a grid of ordinary named runs, resumable cell by cell.
+
+A sweep file names the run config every cell starts from, the folder the cells go to, and the
+config keys that vary (any key, dotted as on the command line)::
+
+    base: configs/demo/curriculum.yaml     # run config of every cell
+    root: logs/sweeps/demo                 # cell runs live in <root>/<cell name>/
+    axes:                                  # config key -> the values it takes
+      data.class_path: [MixedDataModule, CurriculumDataModule]
+      data.init_args.speech_subset.proportion: [0.02, 0.10, 1.0]
+      seed_everything: [1, 2]
+    include:                               # extra cells; axes an entry does not name are crossed in
+      - {data.class_path: TextOnlyDataModule, data.init_args.speech_subset.proportion: 0}
+    exclude:                               # drop cells of the axes grid that match every key
+      - {data.class_path: MixedDataModule, seed_everything: 2}
+
+The cells are the product of ``axes`` minus the ``exclude`` matches, plus the ``include`` entries
+(not subject to ``exclude``). Rule values may be a value or a list of values; class paths may be
+written in full or by class name.
+
+Regimes: swapping ``data.class_path`` on one base works because jsonargparse keeps the init_args
+the new class accepts and drops the others (the curriculum's ``phases``), in any order of the
+overrides. When regimes differ in more than their class (frozen parts, phases), make ``base`` an
+axis (or set it in ``include``) and give each regime its own run config, as
+``configs/demo/sweep.yaml`` does. Paths are relative to the working directory.
+
+Each cell is an ordinary run named after its axis values (``CurriculumDataModule-p0.05-seed1``),
+run as two subprocesses whose output goes to ``<root>/<cell>/sweep.log``::
+
+    slu-lightning fit  --config BASE --run.root ROOT --run.name CELL --ckpt_path auto --KEY VALUE ...
+    slu-lightning test --config BASE --run.root ROOT --run.name CELL --ckpt_path <its last.ckpt> ...
+
+A cell with ``predictions_test.jsonl`` is finished and skipped; an interrupted one resumes from its
+last checkpoint (``--ckpt_path auto``). ``<root>/sweep.json`` (cells, values, overrides, status) is
+rewritten atomically as the sweep goes. A failing cell is recorded with its log and the sweep goes
+on; the command exits non-zero at the end if any cell failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from slu_lightning.atomic import atomic_write_text
+
+BASE_KEY = "base"
+"""Pseudo-key of axes and rules: the run config a cell starts from, not a config override."""
+MANAGED_KEYS = frozenset({"config", "run.name", "run.root", "ckpt_path"})
+"""Keys the sweep sets itself for every cell."""
+SHORT_NAMES = {"proportion": "p", "seed_everything": "seed"}
+VALUE_ONLY = frozenset({"class_path", BASE_KEY})
+"""Keys whose value alone names them in a cell name (``MixedDataModule``, ``curriculum``)."""
+PREDICTIONS = "predictions_test.jsonl"
+SWEEP_FILE = "sweep.json"
+
+
+class SweepError(ValueError):
+    """A sweep file that cannot be run; the message lists every problem found."""
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed sweep file (see the module docstring)."""
+
+    base: Path
+    """Run config of every cell that does not set ``base`` itself."""
+    root: Path
+    """Folder holding the cells' run directories and ``sweep.json``."""
+    axes: dict[str, list[Any]]
+    """Config key, dotted as on the command line, to the values it takes."""
+    include: list[dict[str, Any]] = field(default_factory=list)
+    """Extra cells: key to value(s), crossed with the axes the entry does not name."""
+    exclude: list[dict[str, Any]] = field(default_factory=list)
+    """Rules dropping the cells of the axes grid that match all their keys."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the sweep."""
+
+    name: str
+    """Run name, derived from the values; also the run directory under the sweep root."""
+    values: dict[str, Any]
+    """Axis key to this cell's value, in axis order (may hold ``base``)."""
+    base: Path
+    """The run config this cell starts from."""
+
+    def overrides(self) -> list[str]:
+        """Command-line overrides; class paths first, so later keys apply to the chosen class."""
+        keys = sorted(
+            (key for key in self.values if key != BASE_KEY), key=lambda key: not key.endswith("class_path")
+        )
+        return [arg for key in keys for arg in (f"--{key}", command_value(self.values[key]))]
+
+    def commands(self, root: Path) -> list[list[str]]:
+        """The ``fit`` (resuming when it can) and ``test`` subprocess command lines."""
+        entry = [sys.executable, "-m", "slu_lightning.cli"]
+        common = ["--config", str(self.base), "--run.root", str(root), "--run.name", self.name]
+        checkpoint = str(last_checkpoint(root / self.name))
+        return [
+            [*entry, "fit", *common, "--ckpt_path", "auto", *self.overrides()],
+            [*entry, "test", *common, "--ckpt_path", checkpoint, *self.overrides()],
+        ]
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return run_dir / "checkpoints" / "last.ckpt"
+
+
+def command_value(value: Any) -> str:
+    """A value as jsonargparse reads it on the command line: strings verbatim, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def value_label(key: str, value: Any) -> str:
+    """How a value reads in cell names and reports: class paths by class name, base configs by
+    file stem, numbers in shortest form (``0.1``, ``1``, ``1e-05``), lists joined by ``+``."""
+    if key == BASE_KEY:
+        text = Path(str(value)).stem
+    elif key.endswith("class_path"):
+        text = str(value).rsplit(".", 1)[-1]
+    elif isinstance(value, bool) or value is None or isinstance(value, dict):
+        text = json.dumps(value, separators=(",", ":"))
+    elif isinstance(value, (int, float)):
+        text = f"{value:g}"
+    elif isinstance(value, list):
+        text = "+".join(value_label("", item) for item in value)
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9._+=-]", "_", text)
+
+
+def axis_labels(keys: list[str]) -> dict[str, str]:
+    """Name prefixes of the axes: the key's last part (``p``, ``seed``, ``lr``), or as many last
+    parts as make it unique (``speech_subset.seed`` beside ``seed_everything``)."""
+    parts = {key: [part for part in key.split(".") if part != "init_args"] for key in keys}
+
+    def label(key: str, depth: int) -> str:
+        tail = parts[key][-depth:]
+        if depth > 1:
+            return ".".join(tail)
+        return "" if tail[0] in VALUE_ONLY else SHORT_NAMES.get(tail[0], tail[0])
+
+    labels = {}
+    for key in keys:
+        depth = 1
+        while (
+            label(key, depth)
+            and depth < len(parts[key])
+            and any(label(other, depth) == label(key, depth) for other in keys if other != key)
+        ):
+            depth += 1
+        labels[key] = label(key, depth)
+    return labels
+
+
+def cell_name(values: dict[str, Any], labels: dict[str, str]) -> str:
+    return "-".join(labels[key] + value_label(key, value) for key, value in values.items())
+
+
+def matches(values: dict[str, Any], rule: dict[str, Any]) -> bool:
+    """Whether a cell's values satisfy every key of a rule (compared as labels: 0 == 0.0)."""
+    return all(
+        key in values and value_label(key, values[key]) in {value_label(key, v) for v in _as_list(wanted)}
+        for key, wanted in rule.items()
+    )
+
+
+def expand_cells(spec: SweepSpec) -> list[Cell]:
+    """The cells of a sweep, in axis order, then the ``include`` entries.
+
+    Raises:
+        SweepError: if two different cells would get the same name.
+    """
+    grid = [
+        values for values in _product(spec.axes) if not any(matches(values, rule) for rule in spec.exclude)
+    ]
+    for entry in spec.include:
+        crossed = {key: values for key, values in spec.axes.items() if key not in entry}
+        grid += _product({**{key: _as_list(value) for key, value in entry.items()}, **crossed})
+    keys = list(dict.fromkeys([*spec.axes, *(key for entry in spec.include for key in entry)]))
+    labels = axis_labels(keys)
+    cells: dict[str, Cell] = {}
+    for values in grid:
+        ordered = {key: values[key] for key in keys if key in values}
+        cell = Cell(cell_name(ordered, labels), ordered, Path(ordered.get(BASE_KEY, spec.base)))
+        known = cells.setdefault(cell.name, cell)
+        if (known.base, known.overrides()) != (cell.base, cell.overrides()):
+            raise SweepError(
+                f"two different cells are both named {cell.name!r}: {known.values} and {cell.values}"
+            )
+    return list(cells.values())
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _product(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    return [dict(zip(axes, combination, strict=True)) for combination in itertools.product(*axes.values())]
+
+
+def load_spec(path: Path) -> SweepSpec:
+    """Read and check a sweep file.
+
+    Raises:
+        SweepError: listing every problem at once (unreadable file, missing base config, bad axes).
+    """
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise SweepError(f"cannot read sweep file {path}: {error}") from error
+    if not isinstance(raw, dict):
+        raise SweepError(f"{path}: expected a mapping with base, root and axes")
+    problems = []
+    unknown = set(raw) - {"base", "root", "axes", "include", "exclude"}
+    if unknown:
+        problems.append(f"unknown keys {sorted(unknown)} (allowed: base, root, axes, include, exclude)")
+    for name in ("base", "root"):
+        if not isinstance(raw.get(name), str):
+            problems.append(f"{name!r} must be a path")
+    axes = raw.get("axes") or {}
+    if not isinstance(axes, dict):
+        problems.append("'axes' must map config keys to lists of values")
+        axes = {}
+    for key, values in axes.items():
+        if not isinstance(values, list) or not values:
+            problems.append(f"axis {key!r}: expected a non-empty list of values, got {values!r}")
+    rules = {name: raw.get(name) or [] for name in ("include", "exclude")}
+    for name, entries in rules.items():
+        if not isinstance(entries, list) or not all(isinstance(entry, dict) and entry for entry in entries):
+            problems.append(f"{name!r} must be a list of non-empty mappings from config key to value(s)")
+            rules[name] = []
+    keys = set(axes) | {key for entry in rules["include"] for key in entry}
+    if not keys:
+        problems.append("no axes and no include entries: nothing to sweep")
+    problems += [
+        f"{key!r} is set by the sweep for every cell; it cannot vary" for key in sorted(keys & MANAGED_KEYS)
+    ]
+    problems += [
+        f"exclude rule {rule}: {key!r} is not an axis"
+        for rule in rules["exclude"]
+        for key in rule
+        if key not in axes
+    ]
+    bases = [
+        raw.get("base"),
+        *axes.get(BASE_KEY, []),
+        *(v for e in rules["include"] for v in _as_list(e.get(BASE_KEY, []))),
+    ]
+    problems += [
+        f"base config {base} not found (paths are relative to the working directory)"
+        for base in dict.fromkeys(map(str, bases))
+        if base != "None" and not Path(base).is_file()
+    ]
+    if problems:
+        raise SweepError(f"invalid sweep file {path}:\n  - " + "\n  - ".join(problems))
+    return SweepSpec(Path(raw["base"]), Path(raw["root"]), axes, rules["include"], rules["exclude"])
+
+
+def plan(cell: Cell, root: Path) -> str:
+    """What a cell needs: ``skip`` (finished), ``resume`` (has a checkpoint) or ``fresh``."""
+    run_dir = root / cell.name
+    if (run_dir / PREDICTIONS).is_file():
+        return "skip"
+    return "resume" if last_checkpoint(run_dir).is_file() else "fresh"
+
+
+class SweepState:
+    """``sweep.json``: the sweep's cells with values, overrides and status, rewritten atomically."""
+
+    def __init__(self, spec: SweepSpec, source: Path, cells: list[Cell]):
+        self.path = spec.root / SWEEP_FILE
+        self._lock = threading.Lock()
+        self._records = {
+            cell.name: {
+                "name": cell.name,
+                "values": cell.values,
+                "base": str(cell.base),
+                "overrides": cell.overrides(),
+                "run_dir": str(spec.root / cell.name),
+                "status": "finished" if plan(cell, spec.root) == "skip" else "pending",
+            }
+            for cell in cells
+        }
+        self._header = {
+            "sweep": str(source),
+            "base": str(spec.base),
+            "root": str(spec.root),
+            "axes": spec.axes,
+            "include": spec.include,
+            "exclude": spec.exclude,
+        }
+        self._write()
+
+    def update(self, name: str, **fields: Any) -> None:
+        with self._lock:
+            self._records[name].update(fields)
+            self._write()
+
+    def _write(self) -> None:
+        document = {**self._header, "cells": list(self._records.values())}
+        atomic_write_text(self.path, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
+
+
+def run_cell(cell: Cell, root: Path, state: SweepState, progress: str) -> bool:
+    """Fit (resuming when it can) and test one cell, its output appended to its ``sweep.log``."""
+    run_dir = root / cell.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = run_dir / "sweep.log"
+    print(f"{progress} {cell.name}: {plan(cell, root)} run, log {log_path}", flush=True)
+    state.update(cell.name, status="running", log=str(log_path))
+    start = time.monotonic()
+    with log_path.open("a", encoding="utf-8") as log:
+        for command in cell.commands(root):
+            log.write(f"$ {shlex.join(command)}\n")
+            log.flush()
+            returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+            if returncode != 0:
+                break
+    seconds = round(time.monotonic() - start, 1)
+    status = "finished" if returncode == 0 else "failed"
+    state.update(cell.name, status=status, returncode=returncode, seconds=seconds)
+    outcome = "finished" if returncode == 0 else f"FAILED (exit {returncode}), see {log_path}"
+    print(f"{progress} {cell.name}: {outcome} in {seconds:.0f} s", flush=True)
+    return returncode == 0
+
+
+def run_sweep(spec: SweepSpec, source: Path, jobs: int = 1, dry_run: bool = False) -> list[str]:
+    """Run every unfinished cell (``jobs`` at a time) and return the names of those that failed.
+
+    With ``dry_run``, print each cell's plan and commands and touch nothing.
+    """
+    cells = expand_cells(spec)
+    todo = [cell for cell in cells if plan(cell, spec.root) != "skip"]
+    print(
+        f"sweep {source}: {len(cells)} cells in {spec.root}, {len(cells) - len(todo)} finished, "
+        f"{len(todo)} to run",
+        flush=True,
+    )
+    if dry_run:
+        for cell in cells:
+            print(f"{cell.name}: {plan(cell, spec.root)}")
+            for command in cell.commands(spec.root) if cell in todo else []:
+                print(f"  {shlex.join(command)}")
+        return []
+    state = SweepState(spec, source, cells)
+    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        succeeded = list(
+            pool.map(
+                lambda item: run_cell(item[1], spec.root, state, f"[{item[0]}/{len(todo)}]"),
+                enumerate(todo, start=1),
+            )
+        )
+    return [cell.name for cell, ok in zip(todo, succeeded, strict=True) if not ok]
+
+
+def main(args: list[str]) -> None:
+    """``slu-lightning sweep --config SWEEP.yaml [--dry-run] [--jobs N]``."""
+    parser = argparse.ArgumentParser(
+        prog="slu-lightning sweep",
+        description="Run a grid of named, resumable runs (see configs/demo/sweep.yaml).",
+    )
+    parser.add_argument("--config", type=Path, required=True, help="the sweep file")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print each cell's plan and commands, run nothing"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="cells run at once (1 per accelerator; default 1)"
+    )
+    options = parser.parse_args(args)
+    try:
+        spec = load_spec(options.config)
+        failed = run_sweep(spec, options.config, jobs=options.jobs, dry_run=options.dry_run)
+    except SweepError as error:
+        print(f"slu-lightning sweep: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if failed:
+        print(f"{len(failed)} cell(s) failed: {', '.join(failed)}", file=sys.stderr)
+        raise SystemExit(1)
+    if not options.dry_run:
+        print(f"done; tables and plots: slu-lightning report --root {spec.root}")

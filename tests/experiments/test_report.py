@@ -1,0 +1,198 @@
+"""``slu-lightning report`` on hand-made cell directories: its numbers are the counting core's."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from slu_lightning.data.records import Entity, SLUExample
+from slu_lightning.evaluation.counts import count_rows, summarize
+from slu_lightning.experiments.report import ReportError, main, write_report
+from slu_lightning.task import ParseStatus, Prediction
+
+PROPORTION = "data.init_args.speech_subset.proportion"
+SCENARIOS = [("alarm", "set", "time"), ("weather", "query", "place_name"), ("music", "play", "artist_name")]
+FILLERS = ["seven", "paris", "adele", "nine"]
+SEEDS = (1, 2)
+QUALITY = {"text_only": 0.4, "mixed": 0.8}
+"""Chance that a cell predicts an utterance right."""
+
+
+def gold_examples() -> list[SLUExample]:
+    """30 utterances x 2 recordings, alternating English and French."""
+    examples = []
+    for u in range(30):
+        scenario, action, kind = SCENARIOS[u % 3]
+        entities = (Entity(kind, FILLERS[u % 4]),) if u % 5 else ()
+        for r in range(2):
+            examples.append(
+                SLUExample(
+                    id=f"u{u}-r{r}",
+                    locale="en-US" if u % 2 else "fr-FR",
+                    text="...",
+                    scenario=scenario,
+                    action=action,
+                    entities=entities,
+                    utterance_id=f"u{u}",
+                )
+            )
+    return examples
+
+
+def predict(golds: list[SLUExample], quality: float, seed: int) -> list[Prediction]:
+    rng = np.random.default_rng(seed)
+    predictions = []
+    for gold in golds:
+        draw = rng.random()
+        if draw < quality:
+            predictions.append(Prediction(gold.scenario, gold.action, gold.entities, ParseStatus.VALID))
+        elif draw < quality + 0.1:
+            predictions.append(Prediction("", "", (), ParseStatus.INVALID))
+        else:  # wrong scenario, entity filler off by a few characters
+            entities = tuple(Entity(e.type, e.filler + "s") for e in gold.entities)
+            predictions.append(Prediction("calendar", gold.action, entities, ParseStatus.VALID))
+    return predictions
+
+
+def prediction_row(gold: SLUExample, prediction: Prediction, modality: str = "speech") -> dict:
+    """A line as ``SLUModule`` writes it."""
+    return {
+        "file": gold.id,
+        "id": gold.id,
+        "utterance_id": gold.utterance_id,
+        "locale": gold.locale,
+        "modality": modality,
+        **prediction.to_json(),
+        "status": prediction.status.value,
+        "raw": "",
+        "reference": {
+            "text": gold.text,
+            "scenario": gold.scenario,
+            "action": gold.action,
+            "entities": [{"type": e.type, "filler": e.filler} for e in gold.entities],
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def sweep_root(tmp_path_factory):
+    """Four finished cells (two regimes x two seeds) and one unfinished, without any training."""
+    root = tmp_path_factory.mktemp("report") / "sweep"
+    golds = gold_examples()
+    records, expected = [], {}
+    for regime, proportion in (("text_only", 0), ("mixed", 0.1)):
+        for seed in SEEDS:
+            name = f"{regime}-p{proportion:g}-seed{seed}"
+            values = {"base": f"configs/{regime}.yaml", PROPORTION: proportion, "seed_everything": seed}
+            records.append({"name": name, "values": values, "status": "finished"})
+            predictions = predict(golds, QUALITY[regime], seed)
+            expected[name] = summarize(count_rows(golds, predictions))
+            alarm = [i for i, gold in enumerate(golds) if gold.scenario == "alarm"]
+            expected[f"{name}/alarm"] = summarize(
+                count_rows([golds[i] for i in alarm], [predictions[i] for i in alarm])
+            )
+            run = root / name
+            run.mkdir(parents=True)
+            text_row = prediction_row(golds[0], predictions[0], modality="text")  # not scored: speech only
+            lines = [prediction_row(g, p) for g, p in zip(golds, predictions, strict=True)] + [text_row]
+            (run / "predictions_test.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+            (run / "config.yaml").write_text(
+                yaml.safe_dump({"data": {"init_args": {"train_locales": ["en-US"]}}})
+            )
+    records.append(
+        {
+            "name": "curriculum-p0.1-seed1",
+            "status": "failed",
+            "values": {"base": "configs/curriculum.yaml", PROPORTION: 0.1, "seed_everything": 1},
+        }
+    )
+    (root / "sweep.json").write_text(json.dumps({"cells": records}))
+    main(["--root", str(root), "--resamples", "300"])
+    return root, expected
+
+
+def table(root: Path) -> dict[str, dict[str, str]]:
+    with (root / "results.csv").open() as file:
+        return {row["base"]: row for row in csv.DictReader(file)}
+
+
+def test_numbers_are_the_counting_cores_averaged_over_seeds(sweep_root):
+    root, expected = sweep_root
+    rows = table(root)
+    assert list(rows) == ["text_only", "mixed"]  # the baseline row first
+    for regime, row in rows.items():
+        assert row["seeds"] == "2" and row["n"] == "60" and row[PROPORTION.replace("init_args.", "")]
+        for metric in ("intent_acc", "entity_f1", "slu_f1", "invalid_rate"):
+            per_seed = [
+                expected[f"{regime}-p{row[PROPORTION.replace('init_args.', '')]}-seed{s}"][metric]
+                for s in SEEDS
+            ]
+            assert float(row[metric]) == pytest.approx(np.mean(per_seed), abs=1e-12), (regime, metric)
+            if metric != "invalid_rate":
+                assert float(row[f"{metric}_std"]) == pytest.approx(np.std(per_seed, ddof=1), abs=1e-12)
+                assert float(row[f"{metric}_ci_low"]) <= float(row[metric]) <= float(row[f"{metric}_ci_high"])
+
+
+def test_each_row_is_compared_with_the_text_only_baseline_on_the_same_items(sweep_root):
+    root, _ = sweep_root
+    rows = table(root)
+    assert rows["text_only"]["baseline"] == "True" and rows["text_only"]["slu_f1_p"] == ""
+    mixed = rows["mixed"]
+    for metric in ("intent_acc", "slu_f1"):
+        difference = float(mixed[metric]) - float(rows["text_only"][metric])
+        assert float(mixed[f"{metric}_diff"]) == pytest.approx(difference, abs=1e-12)
+        assert 0 < float(mixed[f"{metric}_p"]) < 0.05  # 0.8 against 0.4 correct: clearly better
+
+
+def test_markdown_report_error_analysis_and_plot(sweep_root):
+    root, expected = sweep_root
+    md = (root / "results.md").read_text()
+    for section in (
+        "| base |",
+        "± ",
+        "(p=",
+        "Not finished, left out: curriculum-p0.1-seed1",
+        "## Cross-lingual",
+        "average over targets",
+        "| fr-FR |",
+        "### Invalid outputs",
+        "### Per scenario",
+        "| alarm |",
+        "### Per entity type",
+        "| place_name |",
+        "alarm → calendar",
+    ):
+        assert section in md, section
+    assert (root / "slu_f1_vs_proportion.png").read_bytes()[:4] == b"\x89PNG"
+    alarm = next(line for line in md.splitlines() if line.startswith("| alarm |")).split(" | ")
+    for column, regime, proportion in ((2, "text_only", 0), (3, "mixed", 0.1)):
+        per_seed = [expected[f"{regime}-p{proportion:g}-seed{s}/alarm"] for s in SEEDS]
+        slu_f1, intent_acc = map(float, alarm[column].strip(" |").split(" / "))
+        assert slu_f1 == pytest.approx(np.mean([m["slu_f1"] for m in per_seed]), abs=5e-4)
+        assert intent_acc == pytest.approx(np.mean([m["intent_acc"] for m in per_seed]), abs=5e-4)
+
+
+def test_an_explicit_baseline_and_a_bad_selector(sweep_root, tmp_path, capsys):
+    root, _ = sweep_root
+    main(
+        [
+            "--root",
+            str(root),
+            "--out",
+            str(tmp_path),
+            "--baseline",
+            "base=configs/mixed.yaml",
+            "--resamples",
+            "50",
+        ]
+    )
+    rows = table(tmp_path)
+    assert list(rows) == ["mixed", "text_only"] and float(rows["text_only"]["slu_f1_diff"]) < 0
+    with pytest.raises(SystemExit) as stop:
+        main(["--root", str(root), "--out", str(tmp_path), "--baseline", "seed_everything=1"])
+    assert stop.value.code == 2 and "KEY=VALUE" in capsys.readouterr().err
+    with pytest.raises(ReportError):
+        write_report(tmp_path / "nowhere", tmp_path)

@@ -1,0 +1,204 @@
+"""``slu-lightning sweep`` on real tiny cells (tiny-test backbone, toy corpus, 1 epoch, subprocesses)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slu_lightning.experiments.sweep import SweepError, SweepSpec, axis_labels, expand_cells, load_spec, main
+
+PROPORTION = "data.init_args.speech_subset.proportion"
+
+
+def write_yaml(path: Path, content: dict) -> Path:
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    return path
+
+
+def write_base(tmp_path: Path, corpus: Path) -> Path:
+    """The smallest real run: direct mixing, 1 epoch cut to 1 training and 1 validation batch."""
+    return write_yaml(
+        tmp_path / "base.yaml",
+        {
+            "trainer": {
+                "max_epochs": 1,
+                "accelerator": "cpu",
+                "log_every_n_steps": 1,
+                "enable_progress_bar": False,
+                "enable_model_summary": False,
+                "limit_train_batches": 1,
+                "limit_val_batches": 1,
+            },
+            "model": {
+                "class_path": "slu_lightning.model.module.SLUModule",
+                "init_args": {"backbone": "tiny-test", "generation": {"num_beams": 1, "max_new_tokens": 8}},
+            },
+            "data": {
+                "class_path": "slu_lightning.data.datamodules.MixedDataModule",
+                "init_args": {
+                    "corpus": {
+                        "class_path": "slu_lightning.data.corpora.ManifestCorpus",
+                        "init_args": {"train": str(corpus / "train.jsonl"), "dev": str(corpus / "dev.jsonl")},
+                    },
+                    "batch_size": 12,
+                    "max_eval_examples": 4,
+                },
+            },
+        },
+    )
+
+
+def mtimes(root: Path, name: str) -> list[int]:
+    """When the cell's checkpoint and predictions were last written: unchanged if nothing ran."""
+    files = ("checkpoints/last.ckpt", "predictions_test.jsonl")
+    return [(root / name / file).stat().st_mtime_ns for file in files]
+
+
+def cells_of(root: Path) -> dict[str, dict]:
+    return {cell["name"]: cell for cell in json.loads((root / "sweep.json").read_text())["cells"]}
+
+
+@pytest.fixture(scope="module")
+def swept(toy_corpus, tmp_path_factory):
+    """A 2-cell sweep (speech proportion 0.25 and 0.5), run once for the slow tests below; with the
+    resume test it starts 7 subprocesses, each importing Lightning (~10 s of CPU)."""
+    tmp_path = tmp_path_factory.mktemp("sweep")
+    spec = {
+        "base": str(write_base(tmp_path, toy_corpus)),
+        "root": str(tmp_path / "sweeps" / "toy"),
+        "axes": {PROPORTION: [0.25, 0.5]},
+    }
+    main(["--config", str(write_yaml(tmp_path / "sweep.yaml", spec)), "--jobs", "2"])
+    return tmp_path, spec
+
+
+@pytest.mark.slow
+def test_every_cell_is_an_ordinary_named_run_with_its_overrides(swept):
+    _, spec = swept
+    root = Path(spec["root"])
+    cells = cells_of(root)
+    assert list(cells) == ["p0.25", "p0.5"]
+    for name, proportion in (("p0.25", 0.25), ("p0.5", 0.5)):
+        assert cells[name]["status"] == "finished" and cells[name]["values"] == {PROPORTION: proportion}
+        assert cells[name]["overrides"] == [f"--{PROPORTION}", str(proportion)]
+        run = root / name
+        assert (run / "predictions_test.jsonl").read_text().count("\n") == 4
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["data"]["init_args"]["speech_subset"]["proportion"] == proportion
+        log = (run / "sweep.log").read_text()
+        assert " fit " in log and " test " in log and "--ckpt_path auto" in log
+
+
+@pytest.mark.slow
+def test_a_rerun_skips_finished_cells(swept, capsys):
+    tmp_path, spec = swept
+    root = Path(spec["root"])
+    before = {name: mtimes(root, name) for name in ("p0.25", "p0.5")}
+    main(["--config", str(tmp_path / "sweep.yaml")])
+    assert "2 finished, 0 to run" in capsys.readouterr().out
+    assert {name: mtimes(root, name) for name in before} == before
+
+
+@pytest.mark.slow
+def test_an_interrupted_cell_resumes_alone_and_a_failing_cell_is_recorded(swept):
+    tmp_path, spec = swept
+    root = Path(spec["root"])
+    finished = mtimes(root, "p0.25")
+    (root / "p0.5" / "predictions_test.jsonl").unlink()  # interrupted after training, before testing
+    spec = {**spec, "include": [{PROPORTION: 2.0}]}  # not a proportion: this cell's fit fails
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", str(write_yaml(tmp_path / "sweep-more.yaml", spec)), "--jobs", "2"])
+    assert stop.value.code == 1
+    cells = cells_of(root)
+    assert mtimes(root, "p0.25") == finished
+    assert cells["p0.5"]["status"] == "finished" and (root / "p0.5" / "predictions_test.jsonl").is_file()
+    assert "resuming from" in (root / "p0.5" / "sweep.log").read_text()
+    failed = cells["p2"]
+    assert failed["status"] == "failed" and failed["returncode"] != 0
+    assert "proportion" in Path(failed["log"]).read_text()
+    assert not (root / "p2" / "predictions_test.jsonl").exists()
+
+
+def test_dry_run_lists_plans_and_commands_and_writes_nothing(tmp_path, capsys):
+    spec = {
+        "base": str(write_yaml(tmp_path / "base.yaml", {})),
+        "root": str(tmp_path / "dry"),
+        "axes": {PROPORTION: [0.25, 0.5]},
+    }
+    main(["--config", str(write_yaml(tmp_path / "dry.yaml", spec)), "--dry-run"])
+    out = capsys.readouterr().out
+    assert "p0.25: fresh" in out and f"--run.name p0.5 --ckpt_path auto --{PROPORTION} 0.5" in out
+    assert not Path(spec["root"]).exists()
+
+
+def test_cells_cross_axes_minus_exclude_plus_include(tmp_path):
+    spec = SweepSpec(
+        base=tmp_path / "base.yaml",
+        root=tmp_path,
+        axes={
+            "data.class_path": ["MixedDataModule", "slu_lightning.data.datamodules.CurriculumDataModule"],
+            PROPORTION: [0.05, 1.0],
+            "seed_everything": [1, 2],
+        },
+        include=[{"data.class_path": "TextOnlyDataModule", PROPORTION: 0, "base": "text.yaml"}],
+        exclude=[{"data.class_path": "CurriculumDataModule", PROPORTION: [1]}],
+    )
+    cells = {cell.name: cell for cell in expand_cells(spec)}
+    assert list(cells) == [
+        "MixedDataModule-p0.05-seed1",
+        "MixedDataModule-p0.05-seed2",
+        "MixedDataModule-p1-seed1",
+        "MixedDataModule-p1-seed2",
+        "CurriculumDataModule-p0.05-seed1",
+        "CurriculumDataModule-p0.05-seed2",
+        "TextOnlyDataModule-p0-seed1-text",
+        "TextOnlyDataModule-p0-seed2-text",
+    ]
+    text_only = cells["TextOnlyDataModule-p0-seed2-text"]
+    assert text_only.base == Path("text.yaml")
+    assert text_only.overrides() == [
+        "--data.class_path",
+        "TextOnlyDataModule",
+        f"--{PROPORTION}",
+        "0",
+        "--seed_everything",
+        "2",
+    ]
+
+
+def test_axis_labels_are_short_and_unique():
+    keys = ["seed_everything", "data.init_args.speech_subset.seed", "model.init_args.optimizer.lr", "base"]
+    assert axis_labels(keys) == {
+        "seed_everything": "seed",
+        "model.init_args.optimizer.lr": "lr",
+        "base": "",
+        "data.init_args.speech_subset.seed": "speech_subset.seed",
+    }
+
+
+def test_a_bad_sweep_file_gets_every_problem_in_one_message(tmp_path):
+    bad = write_yaml(
+        tmp_path / "bad.yaml",
+        {
+            "base": "missing.yaml",
+            "root": "x",
+            "colour": 1,
+            "axes": {"run.name": ["a"], PROPORTION: []},
+            "exclude": [{"seed_everything": 1}],
+        },
+    )
+    with pytest.raises(SweepError) as error:
+        load_spec(bad)
+    message = str(error.value)
+    problems = ("colour", "'run.name'", "non-empty list", "'seed_everything' is not an axis", "missing.yaml")
+    assert all(problem in message for problem in problems), message
+
+
+def test_the_demo_sweep_is_the_papers_reduced_grid(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])  # its paths are relative to the repository root
+    cells = expand_cells(load_spec(Path("configs/demo/sweep.yaml")))
+    assert sorted(cell.name for cell in cells) == sorted(
+        [f"{regime}-p{p}-seed0" for regime in ("mixed", "curriculum") for p in ("0.02", "0.1", "1")]
+        + ["text_only-p0-seed0"]
+    )
