@@ -1,0 +1,141 @@
+"""Graceful stop on SIGTERM and SIGINT: finish the optimizer step, save ``last.ckpt``, exit non-zero.
+
+A cluster preempts a job with SIGTERM (and SIGKILL after a grace period); a user stops one with
+Ctrl-C (SIGINT). Lightning 2.6 on its own raises at the end of the current *batch*, possibly in the
+middle of a gradient-accumulation cycle whose gradients no checkpoint can hold, saves nothing, and
+exits with status 0 on SIGTERM, so a wrapper cannot tell an interrupted run from a finished one.
+
+``PreemptionCallback`` replaces that while training runs (``on_train_start`` to ``on_train_end``):
+its handlers only note the signal; after the next batch that ends an optimizer step, it saves
+``<checkpoints>/last.ckpt`` (the file ``--ckpt_path last`` resumes from) through a temporary file
+and a rename, logs how to resume, and raises ``TrainingInterrupted``, which exits with status
+128 + the signal number (143 for SIGTERM, 130 for SIGINT). It raises rather than setting
+``trainer.should_stop``, which would first run a whole validation (Lightning validates on an early
+stop) and let ModelCheckpoint save again, eating into a preemption's grace period. The previous
+handlers (Lightning's SIGTERM handler, Python's SIGINT handler) are put back when training ends,
+so setup, validation-only commands and teardown keep Lightning's behaviour: the two never compete.
+
+Notes:
+    - A signal that arrives during validation takes effect after the next optimizer step.
+    - The metrics of the step that saved are not logged (the loop stops before logging them).
+    - Under DDP the ranks agree at every optimizer step (one all-reduce of a flag), so a signal
+      that reaches any rank stops all of them at the same step.
+    - The checkpoint is one file (single device, DDP, FSDP with a ``full`` state dict); a sharded
+      FSDP checkpoint is a directory, which a rename cannot put over an older one.
+    - With ``num_workers > 0``, a signal sent to the whole process group (Ctrl-C in a terminal,
+      SLURM) also reaches the DataLoader workers; they must ignore it (a ``worker_init_fn``), or
+      PyTorch aborts the run when they die.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+
+from slu_lightning.atomic import atomic_write
+
+log = logging.getLogger(__name__)
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class TrainingInterrupted(SystemExit):
+    """The run stopped on a signal after saving a checkpoint; exits with status 128 + signal number.
+
+    A ``SystemExit`` (like Lightning's own ``SIGTERMException``) so that the process ends with that
+    status without a traceback, while in-process callers can still catch it by name.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+class PreemptionCallback(L.Callback):
+    """Stops training at an optimizer-step boundary on SIGTERM/SIGINT. See the module docstring."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous_handlers: dict[int, Handler] = {}
+        self._steps_seen = 0
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.received = None
+        self._steps_seen = trainer.global_step
+        if threading.current_thread() is not threading.main_thread():
+            log.warning("training runs outside the main thread: SIGTERM/SIGINT will not save a checkpoint")
+            return
+        for signum in SIGNALS:
+            self._previous_handlers[signum] = signal.signal(signum, self._note_signal)
+        if trainer.is_global_zero:
+            log.info("SIGTERM or SIGINT now stops the run after the current optimizer step and saves %s",
+                     last_checkpoint_path(trainer))
+
+    def _note_signal(self, signum: int, frame: FrameType | None) -> None:
+        """Only record the signal: the training loop acts on it at the next optimizer step."""
+        self.received = self.received or signum
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        """Save and stop if a signal came and this batch ended an optimizer step.
+
+        Watching ``global_step`` instead of re-deriving Lightning's ``_should_accumulate`` covers
+        every case it covers: each ``accumulate_grad_batches``-th batch and the last, partial
+        cycle of an epoch.
+        """
+        stepped, self._steps_seen = trainer.global_step != self._steps_seen, trainer.global_step
+        if not stepped or not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
+            return
+        signum = self.received or signal.SIGTERM  # a rank told by another rank
+        path = save_last_checkpoint(trainer)
+        if trainer.is_global_zero:
+            log.warning("run interrupted by %s at step %d (epoch %d, batch %d): saved %s. Resume it by "
+                        "running the same command with --ckpt_path last", signal.Signals(signum).name,
+                        trainer.global_step, trainer.current_epoch, batch_idx + 1, path)
+        raise TrainingInterrupted(signum)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
+        self._restore_handlers()
+
+    def _restore_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers = {}
+
+
+def last_checkpoint_path(trainer: L.Trainer) -> Path:
+    """The file ModelCheckpoint(save_last=True) writes: ``<run>/checkpoints/last.ckpt`` in the CLI."""
+    callback = trainer.checkpoint_callback
+    if callback is None:
+        return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+    return Path(callback.format_checkpoint_name({}, callback.CHECKPOINT_NAME_LAST))
+
+
+def save_last_checkpoint(trainer: L.Trainer) -> Path:
+    """Save ``last.ckpt`` so that no reader or crash ever meets a half-written one.
+
+    ``Trainer.save_checkpoint`` is not atomic: its fsspec transaction writes the system temporary
+    folder and moves the file into place, a copy when that folder is on another file system. So
+    rank 0 saves to a temporary file beside the target and renames it over. ModelCheckpoint is told
+    that this file is its last checkpoint: it would otherwise see a file it did not write and save
+    the next one as ``last-v1.ckpt``, which ``--ckpt_path last`` does not read.
+    """
+    path = last_checkpoint_path(trainer)
+    if trainer.checkpoint_callback is not None:
+        trainer.checkpoint_callback.last_model_path = str(path)  # before saving: part of its state
+    if trainer.is_global_zero:
+        atomic_write(path, lambda tmp: trainer.save_checkpoint(tmp, weights_only=False))
+    else:
+        trainer.save_checkpoint(path, weights_only=False)  # a collective call: only rank 0 writes
+    return path

@@ -1,0 +1,84 @@
+"""SIGINT and SIGTERM during ``slu-lightning fit``: real processes, real signals, exact resume."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from slu_lightning.cli import main
+from slu_lightning.preemption import PreemptionCallback
+from tests.test_cli import write_config
+
+ROOT = Path(__file__).parents[1]
+# 24 transcripts in batches of 4: 6 batches per epoch, 3 optimizer steps of 2 batches; 2 epochs.
+ARGS = ["--data.class_path", "slu_lightning.data.datamodules.TextOnlyDataModule",
+        "--data.init_args.batch_size", "4", "--trainer.accumulate_grad_batches", "2"]
+TOTAL_STEPS = 6
+PAUSED = "paused between the micro-batches of an optimizer step"
+
+
+class PauseForSignal(L.Callback):
+    """Holds a run after the first batch that ends no optimizer step, until a signal has come.
+
+    The signal then lands where Lightning's own SIGTERM handling would stop: mid-accumulation.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.paused or (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
+            return
+        self.paused = True
+        preemption = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptionCallback))
+        print(PAUSED, file=sys.stderr, flush=True)
+        deadline = time.monotonic() + 120
+        while preemption.received is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def interrupt(config: Path, signum: int, *extra: str) -> tuple[int, str]:
+    """Run a fit in a subprocess, send ``signum`` while it is paused, return its exit code and stderr."""
+    command = [sys.executable, "-m", "slu_lightning.cli", "fit", "--config", str(config), *ARGS,
+               "--trainer.callbacks+=tests.test_preemption.PauseForSignal", *extra]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if PAUSED in line:
+            process.send_signal(signum)
+            break
+    seen.append(process.communicate(timeout=300)[1])
+    return process.returncode, "".join(seen)
+
+
+def test_interrupted_twice_then_resumed_ends_with_the_uninterrupted_weights(toy_corpus, tiny_backbone,
+                                                                             tmp_path):
+    """Ctrl-C a fresh run, then preempt its resumption: each stops after a whole optimizer step."""
+    config = write_config(tmp_path, toy_corpus)
+    checkpoints = tmp_path / "logs" / "toy" / "checkpoints"
+    interruptions = [(signal.SIGINT, ()), (signal.SIGTERM, ("--ckpt_path", "last"))]
+    for step, (signum, extra) in enumerate(interruptions, start=1):
+        code, err = interrupt(config, signum, *extra)
+        assert code == 128 + signum, err[-3000:]  # 130, then 143
+        assert f"interrupted by {signum.name} at step {step}" in err and "--ckpt_path last" in err
+        assert "Traceback" not in err
+        stopped = torch.load(checkpoints / "last.ckpt", weights_only=True)
+        progress = stopped["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+        assert stopped["global_step"] == step and progress["processed"] == 2 * step  # whole steps only
+        assert not [path.name for path in checkpoints.iterdir() if path.name != "last.ckpt"]  # no temporary
+
+    main(["fit", "--config", str(config), *ARGS, "--ckpt_path", "last"])
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    assert not list(checkpoints.glob("last-v*"))  # the resumed run updated last.ckpt itself
+    main(["fit", "--config", str(config), *ARGS, "--run.name", "whole"])
+    resumed = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    whole = torch.load(checkpoints.parents[1] / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == whole["global_step"] == TOTAL_STEPS
+    for key, tensor in whole["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], tensor), key
