@@ -23,7 +23,7 @@ from slu_lightning.curriculum import CurriculumCallback
 from slu_lightning.data.datamodules import SLUDataModule
 from slu_lightning.data.errors import DataError
 from slu_lightning.model.backbone import BackboneError
-from slu_lightning.model.module import SLUModule
+from slu_lightning.model.module import CheckpointError, SLUModule
 from slu_lightning.preemption import PreemptionCallback
 
 log = logging.getLogger("slu_lightning")
@@ -66,21 +66,21 @@ class SLUCli(LightningCLI):
 
 def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
     """Turn ``last``/``auto`` into a real path, or fail clearly instead of restarting silently."""
-    last = checkpoint_dir / "last.ckpt"
+    last = checkpoint_dir / "last.ckpt"  # a file, or a folder under FSDP's sharded state dicts
     if ckpt_path == "auto":
-        if last.is_file():
+        if last.exists():
             log.info("resuming from %s", last)
             return str(last)
         log.info("no checkpoint in %s: starting a fresh run", checkpoint_dir)
         return None
     if ckpt_path == "last":
-        if not last.is_file():
+        if not last.exists():
             raise RunError(f"--ckpt_path last: no checkpoint at {last}. Check --run.name/--run.root, "
                            "or use --ckpt_path auto to start fresh when there is none.")
         log.info("resuming from %s", last)
         return str(last)
     if ckpt_path is None:
-        if last.is_file():
+        if last.exists():
             raise RunError(f"run directory {checkpoint_dir.parent} already holds a checkpoint; resume it with "
                            "--ckpt_path last (or auto), or pick another --run.name")
         log.info("starting a fresh run in %s", checkpoint_dir.parent)
@@ -181,7 +181,7 @@ def user_error(error: BaseException) -> BaseException | None:
     jsonargparse during instantiation; None for anything else (a bug: keep the traceback)."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, (BackboneError, DataError, RunError)):
+        if isinstance(error, (BackboneError, CheckpointError, DataError, RunError)):
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__

@@ -120,6 +120,14 @@ def test_test_writes_scorer_format_predictions(trained):
     assert {"file", "scenario", "action", "entities", "raw", "status", "reference"} <= set(rows[0])
 
 
+def test_a_checkpoint_of_another_configuration_is_refused_clearly(trained, capsys):
+    config, run = trained
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    assert exit_code(["test", "--config", str(config), "--model.init_args.finetuning", "full",
+                      "--ckpt_path", ckpt]) == 2
+    assert "finetuning='lora'" in capsys.readouterr().err
+
+
 def test_a_wrong_config_key_gets_one_clear_message(trained, capsys):
     config, _ = trained
     assert exit_code(["fit", "--config", str(config), "--model.init_args.no_such_option", "1"]) == 2

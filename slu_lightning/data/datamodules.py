@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import random
+import signal
 from pathlib import Path
 from typing import Literal
 
@@ -126,8 +127,9 @@ class SLUDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and not self.sources:
             self._setup_train()
-            if self.trainer and self.trainer.is_global_zero and self.trainer.log_dir:
-                self.write_subset_ids(self.trainer.log_dir)
+            run_dir = self.trainer.log_dir if self.trainer else None  # a collective: every rank asks
+            if run_dir and self.trainer.is_global_zero:
+                self.write_subset_ids(run_dir)
         if stage == "predict":
             inputs = self._checked(audio_inputs(self.predict_audio))
             self.eval_sets["predict"] = [(example, True) for example in inputs]
@@ -215,12 +217,19 @@ class SLUDataModule(L.LightningDataModule):
             entries += [(example, source == "speech") for example in examples] * mix.oversample
         return entries
 
+    def _length_key(self, example: SLUExample, heard: bool) -> int:
+        """Estimated prompt tokens for bucketing: 25 audio tokens per second of speech (from the file
+        header), or about one token per 3 characters of transcript."""
+        if heard:
+            return int(25 * self.seconds.get(example.id, len(example.text) / 15))
+        return len(example.text) // 3
+
     def batches_in_epoch(self, epoch: int) -> int:
         return len(self._sampler(epoch, start_batch=0))
 
     def _sampler(self, epoch: int, start_batch: int) -> EpochBatchSampler:
         entries = self.epoch_entries(epoch)
-        lengths = [_length_key(e, heard) for e, heard in entries] if self.length_bucketing else None
+        lengths = [self._length_key(e, heard) for e, heard in entries] if self.length_bucketing else None
         trainer = self.trainer
         return EpochBatchSampler(
             len(entries), self.batch_size, seed=self.seed, epoch=epoch, lengths=lengths,
@@ -265,6 +274,7 @@ class SLUDataModule(L.LightningDataModule):
             collate_fn=self.collators[kind],
             num_workers=self.num_workers,
             persistent_workers=False,
+            worker_init_fn=ignore_stop_signals,
         )
 
     def state_dict(self) -> dict:
@@ -273,7 +283,7 @@ class SLUDataModule(L.LightningDataModule):
     def load_state_dict(self, state_dict: dict) -> None:
         saved, current = state_dict.get("fingerprint"), self.fingerprint()
         if saved and current and saved != current:
-            raise ValueError(
+            raise DataError(
                 "the checkpoint was trained on different data (corpus, locales, speech subset or "
                 "phases changed); resume with the original data config or start a new run"
             )
@@ -298,6 +308,13 @@ class SLUDataModule(L.LightningDataModule):
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """Workers leave SIGINT/SIGTERM to the main process, which saves before exiting: a signal sent to
+    the whole process group (Ctrl-C, SLURM) would otherwise kill them and abort the run unsaved."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def audio_inputs(source: str | None) -> list[SLUExample]:
@@ -330,11 +347,6 @@ def _nested_fraction(examples: list[SLUExample], mix: SourceMix, seed: int) -> l
     order = sorted(range(len(examples)), key=lambda i: random.Random(f"{seed}:{examples[i].id}").random())
     keep = set(order[: round(mix.fraction * len(examples))])
     return [example for i, example in enumerate(examples) if i in keep]
-
-
-def _length_key(example: SLUExample, heard: bool) -> int:
-    """A cheap length estimate for bucketing: characters of the transcript, x10 for audio."""
-    return len(example.text) * (10 if heard else 1)
 
 
 class TextOnlyDataModule(SLUDataModule):

@@ -16,6 +16,7 @@ from typing import Literal
 import torch
 
 FinetuningMode = Literal["lora", "full"]
+FIXED_TABLES = ("audio_tower.embed_positions.weight",)  # Whisper's sinusoids: fixed, never trained
 MODULE_PREFIXES = {
     "audio_encoder": ("model.audio_tower.",),
     "projector": ("model.multi_modal_projector.",),
@@ -74,6 +75,8 @@ def trainable_candidates(model: torch.nn.Module, mode: FinetuningMode) -> dict[s
     """
     groups: dict[str, list[torch.nn.Parameter]] = {part: [] for part in MODULE_PREFIXES}
     for name, param in model.named_parameters():
+        if name.endswith(FIXED_TABLES):
+            continue
         part = module_of(name)
         if part == "llm" and mode == "lora" and "lora_" not in name:
             continue

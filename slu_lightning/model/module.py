@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -42,6 +43,10 @@ from slu_lightning.task import PromptTemplate, parse_prediction
 
 log = logging.getLogger(__name__)
 PARTS = ("audio_encoder", "projector", "llm")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that does not belong to this configuration."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,7 @@ class SLUModule(L.LightningModule):
         self.optimizer_settings, self.prompt, self.generation = optimizer, prompt, generation
         self.dynamic_audio, self.gradient_checkpointing = dynamic_audio, gradient_checkpointing
         self.generate_during_validation, self.seed = generate_during_validation, seed
+        self.logged_examples = 4  # decoded examples shown in TensorBoard per evaluation
         self.base_dtype, self.always_run_audio_encoder = getattr(torch, base_dtype), always_run_audio_encoder
         self.strict_loading = False  # checkpoints hold trainable tensors only
         self.model = None
@@ -256,6 +262,16 @@ class SLUModule(L.LightningModule):
             torch.manual_seed(self.seed * 1_000_003 + self.trainer.fit_loop.total_batch_idx)
             return self._loss(batch, "train")
 
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        self._batch_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        """Throughput of this process, data loading excluded: examples and tokens per second."""
+        seconds = max(time.perf_counter() - self._batch_started, 1e-9)
+        self.log_dict({"throughput/examples_per_second": len(batch["examples"]) / seconds,
+                       "throughput/tokens_per_second": float(batch["attention_mask"].sum()) / seconds},
+                      on_step=True, on_epoch=False)
+
     # ---- decoding and evaluation --------------------------------------------------------------
     @torch.no_grad()
     def generate_texts(self, batch: dict) -> list[str]:
@@ -269,8 +285,16 @@ class SLUModule(L.LightningModule):
             do_sample=False,
             eos_token_id=self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
             pad_token_id=self.tokenizer.pad_token_id,
+            synced_gpus=self._sharded(),  # ranks whose beams finish early keep joining the all-gathers
         )
         return self.tokenizer.batch_decode(output, skip_special_tokens=True)
+
+    def _sharded(self) -> bool:
+        """Whether weights are sharded across ranks (FSDP, DeepSpeed), so every rank must run every step."""
+        if self._trainer is None or self.trainer.world_size < 2:
+            return False
+        name = type(self.trainer.strategy).__name__
+        return "FSDP" in name or "DeepSpeed" in name
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self.trainer else None
@@ -284,12 +308,22 @@ class SLUModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._loss(batch, "val")
         if self.generate_during_validation:
-            self._evaluate(batch, "val")
+            self._evaluate(batch, "val", batch_idx)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        self._evaluate(batch, "test", batch_idx)
 
-    def _evaluate(self, batch: dict, split: str) -> None:
+    def _log_decoded_examples(self, split: str, rows: list[dict]) -> None:
+        """A few decoded examples as text in TensorBoard: reference, raw output, parse status."""
+        experiment = getattr(self.logger, "experiment", None)
+        if not rows or not hasattr(experiment, "add_text"):
+            return
+        lines = [f"**{row['id']}** ({row['modality']}, {row['locale']}): `{row['reference']['text']}`  \n"
+                 f"gold: `{json.dumps(row['reference'], ensure_ascii=False)}`  \n"
+                 f"output ({row['status']}): `{row['raw']}`" for row in rows]
+        experiment.add_text(f"{split}/decoded_examples", "\n\n".join(lines), self.global_step)
+
+    def _evaluate(self, batch: dict, split: str, batch_idx: int) -> None:
         raw = self.generate_texts(batch)
         predictions = [parse_prediction(text) for text in raw]
         locales = self.trainer.datamodule.locales
@@ -303,9 +337,12 @@ class SLUModule(L.LightningModule):
             clusters = torch.tensor([_cluster_id(g.utterance_id) for g in golds])
             self.metrics[f"{split}_{modality}"].update(counts.to(self.device), locale_idx.to(self.device),
                                                        clusters.to(self.device))
+        rows = [_prediction_row(e, text, p, heard) for e, text, p, heard
+                in zip(batch["examples"], raw, predictions, batch["is_speech"].tolist())]
         if split == "test":
-            self._predictions += [_prediction_row(e, text, p, heard) for e, text, p, heard
-                                  in zip(batch["examples"], raw, predictions, batch["is_speech"].tolist())]
+            self._predictions += rows
+        if batch_idx == 0:
+            self._log_decoded_examples(split, rows[: self.logged_examples])
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
         """One JSON-ready prediction per input file, in the SLURP scorer's format."""
@@ -354,8 +391,10 @@ class SLUModule(L.LightningModule):
             self.log_dict({f"{split}/{modality}/{name}": value for name, value in summary[modality].items()},
                           sync_dist=False)
             metric.reset()
-        if split == "test" and summary and self.trainer.is_global_zero and self.trainer.log_dir:
-            atomic_write_text(Path(self.trainer.log_dir) / "metrics_test.json", json.dumps(summary, indent=1))
+        run_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
+        if split == "test" and summary and self.trainer.is_global_zero and run_dir:
+            summary["checkpoint"] = str(self.trainer.ckpt_path)  # which checkpoint these numbers are for
+            atomic_write_text(Path(run_dir) / "metrics_test.json", json.dumps(summary, indent=1))
 
     def _write_predictions(self, stage: str) -> list[dict]:
         """Gather every rank's rows and write them (rank 0) as ``predictions_<stage>.jsonl``."""
@@ -365,8 +404,9 @@ class SLUModule(L.LightningModule):
             torch.distributed.all_gather_object(gathered, rows)
             rows = [row for part in gathered for row in part]
         self._predictions = []
-        if self.trainer.is_global_zero and self.trainer.log_dir:
-            path = Path(self.trainer.log_dir) / f"predictions_{stage}.jsonl"
+        run_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
+        if self.trainer.is_global_zero and run_dir:
+            path = Path(run_dir) / f"predictions_{stage}.jsonl"
             atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
             log.info("wrote %d predictions to %s", len(rows), path)
         return rows
@@ -400,13 +440,15 @@ class SLUModule(L.LightningModule):
         saved = checkpoint.get("hyper_parameters", {})
         for key in ("backbone", "finetuning", "lora"):
             if key in saved and saved[key] != self.hparams[key]:
-                raise ValueError(
+                raise CheckpointError(
                     f"checkpoint was trained with {key}={saved[key]!r} but this run has {key}="
                     f"{self.hparams[key]!r}; use the checkpoint's setting or start a new run"
                 )
         unknown = set(checkpoint["state_dict"]) - {name for name, _ in self.named_parameters()}
         if unknown:
-            raise ValueError(f"checkpoint holds {len(unknown)} tensors this model lacks, e.g. {sorted(unknown)[:3]}")
+            raise CheckpointError(f"checkpoint holds {len(unknown)} tensors this model lacks, e.g. {sorted(unknown)[:3]}")
+        log.info("loaded checkpoint of global step %s (epoch %s)", checkpoint.get("global_step"),
+                 checkpoint.get("epoch"))
 
 
 class TokenLossSum(torchmetrics.Metric):
