@@ -18,6 +18,7 @@ from pathlib import Path
 
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.readers.rows import collect, json_object, jsonl_records, nonempty_str, require_keys
 from slu_lightning.data.records import Entity, SLUExample
 
 REQUIRED_KEYS = ("id", "locale", "text", "scenario", "action", "entities")
@@ -26,34 +27,12 @@ REQUIRED_KEYS = ("id", "locale", "text", "scenario", "action", "entities")
 def read_manifest(path: str | Path, skips: SkipLog | None = None) -> list[SLUExample]:
     """Read a manifest; each bad row raises a ``DataError`` or is counted in ``skips``."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("manifest not found", file=str(path))
-    skips = skips or SkipLog("error")
-    examples = []
-    with path.open(encoding="utf-8") as lines:
-        for line_number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                examples.append(_parse_row(line, path.parent))
-            except DataError as error:
-                skips.handle(DataError(error.reason, file=str(path), record=f"line {line_number}"))
-    return examples
+    return collect(path, jsonl_records(path), lambda line: [_parse_row(json_object(line), path.parent)], skips)
 
 
-def _parse_row(line: str, root: Path) -> SLUExample:
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise DataError(f"not valid JSON ({error.msg})") from None
-    if not isinstance(row, dict):
-        raise DataError("row is not a JSON object")
-    missing = [key for key in REQUIRED_KEYS if key not in row]
-    if missing:
-        raise DataError(f"missing keys {missing}")
-    for key in ("id", "locale", "text", "scenario", "action"):
-        if not isinstance(row[key], str) or not row[key].strip():
-            raise DataError(f"{key!r} must be a non-empty string")
+def _parse_row(row: dict, root: Path) -> SLUExample:
+    require_keys(row, REQUIRED_KEYS)
+    labels = {key: nonempty_str(row, key) for key in ("id", "locale", "text", "scenario", "action")}
     entities = row["entities"]
     if not isinstance(entities, list) or not all(
         isinstance(e, dict) and isinstance(e.get("type"), str) and isinstance(e.get("filler"), str)
@@ -64,11 +43,7 @@ def _parse_row(line: str, root: Path) -> SLUExample:
     if audio is not None and not isinstance(audio, str):
         raise DataError("'audio' must be a path string")
     return SLUExample(
-        id=row["id"],
-        locale=row["locale"],
-        text=row["text"].strip(),
-        scenario=row["scenario"],
-        action=row["action"],
+        **labels,
         entities=tuple(Entity(e["type"], e["filler"]) for e in entities),
         audio=str(root / audio) if audio else None,
         utterance_id=row.get("utterance_id") or "",

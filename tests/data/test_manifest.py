@@ -1,0 +1,53 @@
+import json
+
+import pytest
+
+from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.readers.manifest import read_manifest, write_manifest
+from slu_lightning.data.records import Entity, SLUExample
+
+
+def test_round_trip_keeps_everything_and_writes_audio_relative_to_the_manifest(tmp_path):
+    audio = tmp_path / "audio" / "a.flac"
+    examples = [
+        SLUExample("a", "fr-FR", "réveille-moi à sept heures", "alarm", "set", (Entity("time", "sept heures"),),
+                   audio=str(audio), utterance_id="u1", source="demo", meta={"voice": "fr+m3"}),
+        SLUExample("b", "en-US", "play jazz", "play", "music", (Entity("music_genre", "jazz"),)),
+    ]
+    path = write_manifest(tmp_path / "train.jsonl", examples)
+    assert json.loads(path.read_text().splitlines()[0])["audio"] == "audio/a.flac"
+    moved = tmp_path.rename(tmp_path.with_name("moved")) / "train.jsonl"  # a corpus folder moves as a whole
+    again = read_manifest(moved)
+    assert again[0].audio == str(moved.parent / "audio" / "a.flac")
+    assert [(e.id, e.text, e.entities, e.utterance_id, e.meta) for e in again] == [
+        (e.id, e.text, e.entities, e.utterance_id, e.meta) for e in examples]
+    assert again[1].source == "manifest" and again[1].audio is None
+
+
+BAD_ROWS = [
+    ("{not json", "not valid JSON"),
+    ("[1, 2]", "not a JSON object"),
+    ('{"id": "x", "locale": "en-US", "text": "hi", "scenario": "a"}', "missing keys"),
+    ('{"id": "x", "locale": "en-US", "text": "  ", "scenario": "a", "action": "b", "entities": []}', "'text'"),
+    ('{"id": "x", "locale": "en-US", "text": "hi", "scenario": "a", "action": "b", "entities": [{"type": 1}]}',
+     "entities"),
+    ('{"id": "x", "locale": "en-US", "text": "hi", "scenario": "a", "action": "b", "entities": [], "audio": 3}',
+     "audio"),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_ROWS)
+def test_a_bad_row_is_named_by_file_and_line_or_counted(tmp_path, bad, message):
+    good = '{"id": "g", "locale": "en-US", "text": "hi", "scenario": "a", "action": "b", "entities": []}'
+    path = tmp_path / "m.jsonl"
+    path.write_text(f"{good}\n\n{bad}\n")
+    with pytest.raises(DataError, match=message) as error:
+        read_manifest(path)
+    assert error.value.file == str(path) and error.value.record == "line 3"
+    skips = SkipLog("skip")
+    assert [e.id for e in read_manifest(path, skips)] == ["g"] and skips.total == 1
+
+
+def test_a_missing_manifest_is_named(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        read_manifest(tmp_path / "nope.jsonl")
