@@ -38,15 +38,28 @@ class SLUCli(LightningCLI):
     """LightningCLI with named run directories, resume checks and the data/model connection."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_argument("--run.name", type=str, default="default",
-                            help="Run name: fixes the log and checkpoint directory <run.root>/<run.name>.")
+        parser.add_argument(
+            "--run.name",
+            type=str,
+            default="default",
+            help="Run name: fixes the log and checkpoint directory <run.root>/<run.name>.",
+        )
         parser.add_argument("--run.root", type=str, default="logs", help="Folder holding all runs.")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 1,
-                             "checkpoint.monitor": "val/loss", "checkpoint.mode": "min",
-                             "checkpoint.filename": "best-{epoch}-{step}"})
-        parser.link_arguments(("run.root", "run.name"), "checkpoint.dirpath",
-                              compute_fn=lambda root, name: str(Path(root) / name / "checkpoints"))
+        parser.set_defaults(
+            {
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.monitor": "val/loss",
+                "checkpoint.mode": "min",
+                "checkpoint.filename": "best-{epoch}-{step}",
+            }
+        )
+        parser.link_arguments(
+            ("run.root", "run.name"),
+            "checkpoint.dirpath",
+            compute_fn=lambda root, name: str(Path(root) / name / "checkpoints"),
+        )
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -75,14 +88,18 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
         return None
     if ckpt_path == "last":
         if not last.exists():
-            raise RunError(f"--ckpt_path last: no checkpoint at {last}. Check --run.name/--run.root, "
-                           "or use --ckpt_path auto to start fresh when there is none.")
+            raise RunError(
+                f"--ckpt_path last: no checkpoint at {last}. Check --run.name/--run.root, "
+                "or use --ckpt_path auto to start fresh when there is none."
+            )
         log.info("resuming from %s", last)
         return str(last)
     if ckpt_path is None:
         if last.exists():
-            raise RunError(f"run directory {checkpoint_dir.parent} already holds a checkpoint; resume it with "
-                           "--ckpt_path last (or auto), or pick another --run.name")
+            raise RunError(
+                f"run directory {checkpoint_dir.parent} already holds a checkpoint; resume it with "
+                "--ckpt_path last (or auto), or pick another --run.name"
+            )
         log.info("starting a fresh run in %s", checkpoint_dir.parent)
     return ckpt_path
 
@@ -100,8 +117,11 @@ def lightning_main(args: list[str] | None) -> None:
             "reload_dataloaders_every_n_epochs": 1,  # each epoch's loader is built from its curriculum phase
             "use_distributed_sampler": False,  # the DataModule splits data across ranks itself
             "num_sanity_val_steps": 0,
-            "callbacks": [CurriculumCallback(), LearningRateMonitor(logging_interval="step"),
-                          PreemptionCallback()],  # last: saves after the others' batch-end hooks
+            "callbacks": [
+                CurriculumCallback(),
+                LearningRateMonitor(logging_interval="step"),
+                PreemptionCallback(),
+            ],  # last: saves after the others' batch-end hooks
         },
         seed_everything_default=0,
     )
@@ -110,22 +130,27 @@ def lightning_main(args: list[str] | None) -> None:
 def make_demo_corpus_main(args: list[str]) -> None:
     from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus
 
-    parser = argparse.ArgumentParser(prog="slu-lightning make-demo-corpus",
-                                     description="Synthesise the offline multilingual spoken SLU demo corpus.")
+    parser = argparse.ArgumentParser(
+        prog="slu-lightning make-demo-corpus",
+        description="Synthesise the offline multilingual spoken SLU demo corpus.",
+    )
     parser.add_argument("--size", choices=("tiny", "small", "large"), default="small")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the cache)")
     options = parser.parse_args(args)
-    out = make_demo_corpus(options.out or default_demo_dir(options.size, options.seed),
-                           size=options.size, seed=options.seed)
+    out = make_demo_corpus(
+        options.out or default_demo_dir(options.size, options.seed), size=options.size, seed=options.seed
+    )
     print(out)
 
 
 def export_main(args: list[str]) -> None:
     from slu_lightning.export import export_checkpoint
 
-    parser = argparse.ArgumentParser(prog="slu-lightning export",
-                                     description="Write a peft adapter directory (and optionally a merged model).")
+    parser = argparse.ArgumentParser(
+        prog="slu-lightning export",
+        description="Write a peft adapter directory (and optionally a merged model).",
+    )
     parser.add_argument("--ckpt", type=Path, required=True, help="a checkpoint of `slu-lightning fit`")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--merged", action="store_true", help="also write the merged full model")
@@ -151,8 +176,13 @@ def report_main(args: list[str]) -> None:
     report(args)
 
 
-COMMANDS = {"make-demo-corpus": make_demo_corpus_main, "export": export_main,
-            "score": score_main, "sweep": sweep_main, "report": report_main}
+COMMANDS = {
+    "make-demo-corpus": make_demo_corpus_main,
+    "export": export_main,
+    "score": score_main,
+    "sweep": sweep_main,
+    "report": report_main,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -111,8 +111,14 @@ class PhaseSchedule:
         return self.peaks[index] * (self.min_ratio + (1 - self.min_ratio) * decay)
 
 
-def build_schedule(phases: list[CurriculumPhase], steps_per_epoch: list[int], base_lr: float,
-                   base_warmup: float, base_schedule: str, min_ratio: float = 0.0) -> PhaseSchedule:
+def build_schedule(
+    phases: list[CurriculumPhase],
+    steps_per_epoch: list[int],
+    base_lr: float,
+    base_warmup: float,
+    base_schedule: str,
+    min_ratio: float = 0.0,
+) -> PhaseSchedule:
     """The schedule of ``phases`` given the optimizer steps of every epoch of the run."""
     starts, lengths, first_epoch = [], [], 0
     for phase in phases:

@@ -24,8 +24,9 @@ def load_for_export(ckpt: str | Path) -> SLUModule:
     """Rebuild the ``SLUModule`` of a checkpoint and load its trained tensors."""
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     hparams = checkpoint["hyper_parameters"]
-    module = SLUModule(backbone=hparams["backbone"], finetuning=hparams["finetuning"],
-                       lora=LoraSettings(**hparams["lora"]))
+    module = SLUModule(
+        backbone=hparams["backbone"], finetuning=hparams["finetuning"], lora=LoraSettings(**hparams["lora"])
+    )
     module.configure_model()
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"], strict=False)

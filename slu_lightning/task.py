@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from slu_lightning.data.records import Entity, SLUExample
 
@@ -84,7 +84,7 @@ def target_for(example: SLUExample) -> str:
     return format_target(example.scenario, example.action, example.entities) + END_OF_TURN
 
 
-class ParseStatus(str, Enum):
+class ParseStatus(StrEnum):
     """What the parser saw in a generated string."""
 
     VALID = "valid"
@@ -154,7 +154,11 @@ def _from_object(obj: dict, status: ParseStatus) -> Prediction:
         raw_entities, complete = [], False
     entities = []
     for item in raw_entities:
-        if isinstance(item, dict) and isinstance(item.get("type"), str) and isinstance(item.get("filler"), str):
+        if (
+            isinstance(item, dict)
+            and isinstance(item.get("type"), str)
+            and isinstance(item.get("filler"), str)
+        ):
             entities.append(Entity(item["type"], item["filler"]))
         else:
             complete = False

@@ -40,10 +40,18 @@ def make_toy_corpus(root: Path, n_train: int = 24, n_eval: int = 8, seed: int = 
             audio.parent.mkdir(parents=True, exist_ok=True)
             seconds = 0.6 + 0.9 * rng.random()
             sf.write(audio, (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32), 16000)
-            examples.append(SLUExample(
-                id=f"{split}-{i}", locale=locale, text=f"{action} {scenario} {filler}", scenario=scenario,
-                action=action, entities=(Entity(etype, filler),), audio=str(audio), source="toy",
-            ))
+            examples.append(
+                SLUExample(
+                    id=f"{split}-{i}",
+                    locale=locale,
+                    text=f"{action} {scenario} {filler}",
+                    scenario=scenario,
+                    action=action,
+                    entities=(Entity(etype, filler),),
+                    audio=str(audio),
+                    source="toy",
+                )
+            )
         write_manifest(root / f"{split}.jsonl", examples)
     return root
 

@@ -9,29 +9,57 @@ import yaml
 
 from slu_lightning.cli import main
 
-CONFIGS = sorted(path for path in Path(__file__).parents[1].glob("configs/**/*.yaml")
-                 if "axes" not in yaml.safe_load(path.read_text()))  # sweep grids are tested with the sweep
+CONFIGS = sorted(
+    path
+    for path in Path(__file__).parents[1].glob("configs/**/*.yaml")
+    if "axes" not in yaml.safe_load(path.read_text())
+)  # sweep grids are tested with the sweep
 
 
 CURRICULUM = [  # 1 text epoch (4 steps of 6), then text + speech (5 steps) with the audio side unfrozen
     {"name": "text", "epochs": 1, "mix": {"text": {"fraction": 1.0}}},
-    {"name": "text+speech", "epochs": 1, "mix": {"text": {"fraction": 1.0}, "speech": {"fraction": 1.0}},
-     "lr": 5e-4, "warmup_ratio": 0.2, "train_audio_encoder": True, "train_projector": True,
-     "reset_optimizer": True},
+    {
+        "name": "text+speech",
+        "epochs": 1,
+        "mix": {"text": {"fraction": 1.0}, "speech": {"fraction": 1.0}},
+        "lr": 5e-4,
+        "warmup_ratio": 0.2,
+        "train_audio_encoder": True,
+        "train_projector": True,
+        "reset_optimizer": True,
+    },
 ]
 
 
 def write_config(tmp_path: Path, corpus: Path, regime: str = "MixedDataModule") -> Path:
     config = {
         "run": {"name": "toy", "root": str(tmp_path / "logs")},
-        "trainer": {"max_epochs": 2, "accelerator": "cpu", "log_every_n_steps": 1, "enable_progress_bar": False},
-        "model": {"class_path": "slu_lightning.model.module.SLUModule", "init_args": {
-            "backbone": "tiny-test", "optimizer": {"lr": 1e-3},
-            "generation": {"num_beams": 1, "max_new_tokens": 8}, "generate_during_validation": False}},
-        "data": {"class_path": f"slu_lightning.data.datamodules.{regime}", "init_args": {
-            "corpus": {"class_path": "slu_lightning.data.corpora.ManifestCorpus", "init_args": {
-                "train": str(corpus / "train.jsonl"), "dev": str(corpus / "dev.jsonl")}},
-            "speech_subset": {"proportion": 0.25}, "batch_size": 6}},
+        "trainer": {
+            "max_epochs": 2,
+            "accelerator": "cpu",
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+        },
+        "model": {
+            "class_path": "slu_lightning.model.module.SLUModule",
+            "init_args": {
+                "backbone": "tiny-test",
+                "optimizer": {"lr": 1e-3},
+                "generation": {"num_beams": 1, "max_new_tokens": 8},
+                "generate_during_validation": False,
+            },
+        },
+        "data": {
+            "class_path": f"slu_lightning.data.datamodules.{regime}",
+            "init_args": {
+                "corpus": {
+                    "class_path": "slu_lightning.data.corpora.ManifestCorpus",
+                    "init_args": {"train": str(corpus / "train.jsonl"), "dev": str(corpus / "dev.jsonl")},
+                },
+                "speech_subset": {"proportion": 0.25},
+                "batch_size": 6,
+            },
+        },
     }
     if regime == "CurriculumDataModule":
         config["data"]["init_args"]["phases"] = CURRICULUM
@@ -123,8 +151,12 @@ def test_test_writes_scorer_format_predictions(trained):
 def test_a_checkpoint_of_another_configuration_is_refused_clearly(trained, capsys):
     config, run = trained
     ckpt = str(run / "checkpoints" / "last.ckpt")
-    assert exit_code(["test", "--config", str(config), "--model.init_args.finetuning", "full",
-                      "--ckpt_path", ckpt]) == 2
+    assert (
+        exit_code(
+            ["test", "--config", str(config), "--model.init_args.finetuning", "full", "--ckpt_path", ckpt]
+        )
+        == 2
+    )
     assert "finetuning='lora'" in capsys.readouterr().err
 
 
@@ -136,8 +168,12 @@ def test_a_wrong_config_key_gets_one_clear_message(trained, capsys):
 
 def test_a_missing_backbone_gets_one_clear_message(trained, capsys):
     config, _ = trained
-    assert exit_code(["fit", "--config", str(config), "--run.name", "x",
-                      "--model.init_args.backbone", "/no/such/dir"]) == 2
+    assert (
+        exit_code(
+            ["fit", "--config", str(config), "--run.name", "x", "--model.init_args.backbone", "/no/such/dir"]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "neither a tiny preset" in err and "Traceback" not in err
 
@@ -159,10 +195,23 @@ def test_predict_on_a_folder_of_audio_in_any_rate_prints_one_json_line_per_file(
     folder = tmp_path / "clips"
     folder.mkdir()
     sf.write(folder / "a.wav", np.zeros(8000, dtype=np.float32), 8000)
-    sf.write(folder / "b.flac", np.random.default_rng(0).standard_normal((44100, 2)).astype(np.float32) * 0.1, 44100)
+    sf.write(
+        folder / "b.flac",
+        np.random.default_rng(0).standard_normal((44100, 2)).astype(np.float32) * 0.1,
+        44100,
+    )
     capsys.readouterr()
-    main(["predict", "--config", str(config), "--data.init_args.predict_audio", str(folder),
-          "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    main(
+        [
+            "predict",
+            "--config",
+            str(config),
+            "--data.init_args.predict_audio",
+            str(folder),
+            "--ckpt_path",
+            str(run / "checkpoints" / "last.ckpt"),
+        ]
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"file"')]
     assert [Path(row["file"]).name for row in lines] == ["a.wav", "b.flac"]
     assert all({"scenario", "action", "entities", "status"} <= set(row) for row in lines)
@@ -187,10 +236,16 @@ def test_exported_adapter_and_merged_model_generate_like_the_toolkit(trained, tm
     cli(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "export"), "--merged"])
     module = load_for_export(ckpt).eval()
     prompt = module.tokenizer(module.prompt.render_prompt("set alarm seven"), return_tensors="pt")
-    kwargs = {"max_new_tokens": 10, "do_sample": False, "num_beams": 1,
-              "pad_token_id": module.tokenizer.pad_token_id}
+    kwargs = {
+        "max_new_tokens": 10,
+        "do_sample": False,
+        "num_beams": 1,
+        "pad_token_id": module.tokenizer.pad_token_id,
+    }
     ours = module.hf.generate(**prompt, **kwargs)
-    plain = PeftModel.from_pretrained(load_model(module.backbone_path), tmp_path / "export" / "adapter").eval()
+    plain = PeftModel.from_pretrained(
+        load_model(module.backbone_path), tmp_path / "export" / "adapter"
+    ).eval()
     merged = load_model(tmp_path / "export" / "merged").eval()
     assert torch.equal(plain.generate(**prompt, **kwargs), ours)
     assert torch.equal(merged.generate(**prompt, **kwargs), ours)
@@ -200,8 +255,20 @@ def test_score_reproduces_the_metrics_of_test_from_its_predictions_file(trained,
     config, run = trained
     main(["test", "--config", str(config), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
     capsys.readouterr()
-    main(["score", "--gold", str(run / "predictions_test.jsonl"), "--pred", str(run / "predictions_test.jsonl"),
-          "--gold-format", "predictions", "--modality", "speech", "--json"])
+    main(
+        [
+            "score",
+            "--gold",
+            str(run / "predictions_test.jsonl"),
+            "--pred",
+            str(run / "predictions_test.jsonl"),
+            "--gold-format",
+            "predictions",
+            "--modality",
+            "speech",
+            "--json",
+        ]
+    )
     scored = json.loads(capsys.readouterr().out)
     logged = json.loads((run / "metrics_test.json").read_text())["speech"]
     for name in ("intent_acc", "entity_f1", "slu_f1", "invalid_rate"):

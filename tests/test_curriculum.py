@@ -6,8 +6,9 @@ from slu_lightning.curriculum import CurriculumPhase, SourceMix, build_schedule,
 
 PAPER = [
     CurriculumPhase("text", epochs=2, mix={"text": SourceMix()}),
-    CurriculumPhase("text+speech", epochs=1, mix={"text": SourceMix(), "speech": SourceMix()},
-                    lr=3e-6, warmup_ratio=0.02),
+    CurriculumPhase(
+        "text+speech", epochs=1, mix={"text": SourceMix(), "speech": SourceMix()}, lr=3e-6, warmup_ratio=0.02
+    ),
 ]
 
 
@@ -39,13 +40,16 @@ def test_single_phase_regimes_use_the_models_schedule():
     assert {schedule(s) for s in range(15)} == {1.0}
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"mix": {"audio": SourceMix()}},
-    {"mix": {}},
-    {"epochs": 0},
-    {"mix": {"speech": SourceMix(fraction=0.0)}},
-    {"mix": {"speech": SourceMix(oversample=0)}},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"mix": {"audio": SourceMix()}},
+        {"mix": {}},
+        {"epochs": 0},
+        {"mix": {"speech": SourceMix(fraction=0.0)}},
+        {"mix": {"speech": SourceMix(oversample=0)}},
+    ],
+)
 def test_bad_phases_are_refused_with_the_phase_name(kwargs):
     with pytest.raises(ValueError, match="phase 'p'"):
         CurriculumPhase("p", **kwargs)

@@ -1,4 +1,5 @@
-"""Two CPU processes under DDP (gloo): mixed text/speech batches train, evaluation counts each example once."""
+"""Two CPU processes under DDP (gloo): mixed text/speech batches train; evaluation counts each example
+once."""
 
 import json
 import subprocess
@@ -14,14 +15,29 @@ pytestmark = pytest.mark.slow
 
 def cli(*args: str, cwd) -> subprocess.CompletedProcess:
     """Run the CLI in a fresh process: Lightning's DDP launcher re-runs this command for rank 1."""
-    result = subprocess.run([sys.executable, "-m", "slu_lightning.cli", *args], cwd=cwd, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "slu_lightning.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
 
-DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
-       "--model.init_args.train_audio_encoder", "true", "--model.init_args.always_run_audio_encoder", "true"]
+DDP = [
+    "--trainer.strategy",
+    "ddp",
+    "--trainer.devices",
+    "2",
+    "--trainer.accelerator",
+    "cpu",
+    "--model.init_args.train_audio_encoder",
+    "true",
+    "--model.init_args.always_run_audio_encoder",
+    "true",
+]
 
 
 def test_ddp_fit_and_test_on_two_processes_match_one_process(toy_corpus, tmp_path):
@@ -35,9 +51,21 @@ def test_ddp_fit_and_test_on_two_processes_match_one_process(toy_corpus, tmp_pat
 
     ckpt = str(run / "checkpoints" / "last.ckpt")
     cli("test", "--config", str(config), "--run.name", "ddp-test", *DDP, "--ckpt_path", ckpt, cwd=tmp_path)
-    cli("test", "--config", str(config), "--run.name", "single-test", "--ckpt_path", ckpt,
-        "--model.init_args.train_audio_encoder", "true", cwd=tmp_path)
+    cli(
+        "test",
+        "--config",
+        str(config),
+        "--run.name",
+        "single-test",
+        "--ckpt_path",
+        ckpt,
+        "--model.init_args.train_audio_encoder",
+        "true",
+        cwd=tmp_path,
+    )
     two, one = (tmp_path / "logs" / name for name in ("ddp-test", "single-test"))
     rows = [json.loads(line) for line in (two / "predictions_test.jsonl").read_text().splitlines()]
     assert sorted(row["id"] for row in rows) == [f"dev-{i}" for i in range(8)]  # each example exactly once
-    assert json.loads((two / "metrics_test.json").read_text()) == json.loads((one / "metrics_test.json").read_text())
+    assert json.loads((two / "metrics_test.json").read_text()) == json.loads(
+        (one / "metrics_test.json").read_text()
+    )

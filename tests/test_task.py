@@ -39,17 +39,22 @@ def test_prompt_matches_the_chat_template_of_the_backbone(tiny_backbone):
 
     processor = load_processor(tiny_backbone)
     template = PromptTemplate()
-    messages = [{"role": "system", "content": template.system},
-                {"role": "user", "content": template.user_turn("play jazz")}]
+    messages = [
+        {"role": "system", "content": template.system},
+        {"role": "user", "content": template.user_turn("play jazz")},
+    ]
     rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert rendered == template.render_prompt("play jazz")
 
 
-@pytest.mark.parametrize("bad", [
-    {"instruction": "no slot"},
-    {"text_input": "no transcript"},
-    {"audio_input": "no audio"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"instruction": "no slot"},
+        {"text_input": "no transcript"},
+        {"audio_input": "no audio"},
+    ],
+)
 def test_invalid_templates_are_refused(bad):
     with pytest.raises(ValueError, match="invalid prompt template"):
         PromptTemplate(**bad)
@@ -66,8 +71,12 @@ VALID = '{"scenario": "alarm", "action": "set", "entities": [{"type": "time", "f
         (VALID + " and more text {", ParseStatus.TRAILING, "alarm", (Entity("time", "seven am"),)),
         (VALID[:-12], ParseStatus.TRUNCATED, "alarm", (Entity("time", ""),)),
         (VALID[:-30], ParseStatus.TRUNCATED, "alarm", ()),
-        ('{"scenario": "alarm", "action": "set", "entities": [{"type": "time", "filler": "sev',
-         ParseStatus.TRUNCATED, "alarm", (Entity("time", "sev"),)),
+        (
+            '{"scenario": "alarm", "action": "set", "entities": [{"type": "time", "filler": "sev',
+            ParseStatus.TRUNCATED,
+            "alarm",
+            (Entity("time", "sev"),),
+        ),
         ('{"scenario": "alarm"}', ParseStatus.MISSING_KEYS, "alarm", ()),
         ('{"scenario": 3, "action": "set", "entities": "x"}', ParseStatus.MISSING_KEYS, "", ()),
         ("I think it is an alarm", ParseStatus.INVALID, "", ()),

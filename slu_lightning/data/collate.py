@@ -62,8 +62,9 @@ class SLUItem:
 class SLUCollator:
     """Builds batches from ``SLUItem`` lists with a tokenizer and a prompt template."""
 
-    def __init__(self, tokenizer, prompt: PromptTemplate, *, with_labels: bool = True,
-                 with_prompts: bool = False):
+    def __init__(
+        self, tokenizer, prompt: PromptTemplate, *, with_labels: bool = True, with_prompts: bool = False
+    ):
         self.tokenizer = tokenizer
         self.prompt = prompt
         self.with_labels = with_labels

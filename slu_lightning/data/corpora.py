@@ -66,8 +66,9 @@ class ManifestCorpus(Corpus):
 class DemoCorpus(ManifestCorpus):
     """The synthetic multilingual spoken SLU corpus, built offline with eSpeak NG on first use."""
 
-    def __init__(self, size: Literal["tiny", "small", "large"] = "small", seed: int = 0,
-                 root: str | None = None):
+    def __init__(
+        self, size: Literal["tiny", "small", "large"] = "small", seed: int = 0, root: str | None = None
+    ):
         """
         Args:
             size: ``tiny`` (tests), ``small`` (the README demo, a few minutes to build) or ``large``.
@@ -92,8 +93,9 @@ class DemoCorpus(ManifestCorpus):
 class SlurpCorpus(Corpus):
     """SLURP: ``dataset/slurp/{train,devel,test}.jsonl`` plus the ``slurp_real`` audio folder."""
 
-    def __init__(self, jsonl_dir: str, audio_dir: str,
-                 recordings: Literal["all", "headset", "far_field"] = "all"):
+    def __init__(
+        self, jsonl_dir: str, audio_dir: str, recordings: Literal["all", "headset", "far_field"] = "all"
+    ):
         """
         Args:
             jsonl_dir: folder holding SLURP's ``train.jsonl``, ``devel.jsonl`` and ``test.jsonl``.
@@ -108,8 +110,9 @@ class SlurpCorpus(Corpus):
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.slurp import read_slurp
 
-        return read_slurp(self._file(split), self.audio_dir, modality="speech",
-                          recordings=self.recordings, skips=skips)
+        return read_slurp(
+            self._file(split), self.audio_dir, modality="speech", recordings=self.recordings, skips=skips
+        )
 
     def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.slurp import read_slurp
@@ -124,8 +127,14 @@ class SpeechMassiveCorpus(Corpus):
     trains on French and tests zero-shot on the 11 other locales.
     """
 
-    def __init__(self, path: str, train_locales: list[str] | None = None, eval_locales: list[str] | None = None,
-                 train_split: str = "train", test_path: str | None = None):
+    def __init__(
+        self,
+        path: str,
+        train_locales: list[str] | None = None,
+        eval_locales: list[str] | None = None,
+        train_split: str = "train",
+        test_path: str | None = None,
+    ):
         """
         Args:
             path: the dataset folder on disk.
@@ -146,8 +155,11 @@ class SpeechMassiveCorpus(Corpus):
         name = {"train": self.train_split, "dev": "validation", "test": "test"}[split]
         locales = self.train_locales if split == "train" else self.eval_locales
         path = self.test_path if split == "test" else self.path
-        return [e for locale in locales
-                for e in read_speech_massive(path, locale, name, modality="speech", skips=skips)]
+        return [
+            e
+            for locale in locales
+            for e in read_speech_massive(path, locale, name, modality="speech", skips=skips)
+        ]
 
     def describe(self) -> str:
         return f"Speech-MASSIVE at {self.path} (train {self.train_locales}, eval {self.eval_locales})"
@@ -170,7 +182,9 @@ class MassiveTextCorpus(Corpus):
     def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.massive import read_massive
 
-        return [e for locale in self.locales for e in read_massive(self.path, split, locale=locale, skips=skips)]
+        return [
+            e for locale in self.locales for e in read_massive(self.path, split, locale=locale, skips=skips)
+        ]
 
 
 class ItalicCorpus(Corpus):

@@ -146,12 +146,19 @@ class SLUDataModule(L.LightningDataModule):
         if any(phase.uses_speech for phase in self.phases()):
             speech = self._checked(_by_locale(self.corpus.speech("train", self.skips), self.train_locales))
             if not speech:
-                raise DataError(f"this regime trains on speech but {self.corpus.describe()} has no "
-                                "speech training examples")
+                raise DataError(
+                    f"this regime trains on speech but {self.corpus.describe()} has no "
+                    "speech training examples"
+                )
             speech = self.speech_subset.select(speech)
         self.sources = {"text": text, "speech": speech}
-        log.info("training data: %d transcripts, %d speech examples, %.2f h of speech (subset %s)",
-                 len(text), len(speech), self.speech_hours(), self.speech_subset)
+        log.info(
+            "training data: %d transcripts, %d speech examples, %.2f h of speech (subset %s)",
+            len(text),
+            len(speech),
+            self.speech_hours(),
+            self.speech_subset,
+        )
 
     def speech_hours(self) -> float:
         """Hours of speech in the selected training subset (from file headers)."""
@@ -160,9 +167,13 @@ class SLUDataModule(L.LightningDataModule):
     def write_subset_ids(self, run_dir: str | Path) -> None:
         """Record the training data in the run directory: the selected speech ids (reload them with
         ``ids_file``) and ``training_data.json`` with example counts and hours of speech."""
-        summary = {"text_examples": len(self.sources["text"]), "speech_examples": len(self.sources["speech"]),
-                   "speech_hours": round(self.speech_hours(), 4), "speech_subset": repr(self.speech_subset),
-                   "corpus": self.corpus.describe()}
+        summary = {
+            "text_examples": len(self.sources["text"]),
+            "speech_examples": len(self.sources["speech"]),
+            "speech_hours": round(self.speech_hours(), 4),
+            "speech_subset": repr(self.speech_subset),
+            "corpus": self.corpus.describe(),
+        }
         atomic_write_text(Path(run_dir) / "training_data.json", json.dumps(summary, indent=1))
         if self.sources["speech"]:
             write_ids(Path(run_dir) / "speech_subset_ids.txt", self.sources["speech"])
@@ -182,8 +193,11 @@ class SLUDataModule(L.LightningDataModule):
             try:
                 seconds = self.seconds[example.id] = audio_seconds(example.audio, record=example.id)
                 if seconds > MAX_ENCODER_SECONDS:
-                    raise DataError(f"clip is longer than the encoder's {MAX_ENCODER_SECONDS:.0f} s",
-                                    file=str(example.audio)[:200], record=example.id)
+                    raise DataError(
+                        f"clip is longer than the encoder's {MAX_ENCODER_SECONDS:.0f} s",
+                        file=str(example.audio)[:200],
+                        record=example.id,
+                    )
                 kept.append(example)
             except DataError as error:
                 self.skips.handle(error)
@@ -195,9 +209,13 @@ class SLUDataModule(L.LightningDataModule):
             speech = self._checked(_by_locale(self.corpus.speech(split, self.skips), self.eval_locales))
             entries += [(example, True) for example in speech]
         if self.eval_modality in ("text", "both"):
-            entries += [(e, False) for e in _by_locale(self.corpus.text(split, self.skips), self.eval_locales)]
+            entries += [
+                (e, False) for e in _by_locale(self.corpus.text(split, self.skips), self.eval_locales)
+            ]
         if not entries:
-            raise DataError(f"no {self.eval_modality} examples for the {split} split of {self.corpus.describe()}")
+            raise DataError(
+                f"no {self.eval_modality} examples for the {split} split of {self.corpus.describe()}"
+            )
         if self.max_eval_examples is not None and len(entries) > self.max_eval_examples:
             keep = sorted(random.Random(self.seed).sample(range(len(entries)), self.max_eval_examples))
             entries = [entries[i] for i in keep]
@@ -232,8 +250,13 @@ class SLUDataModule(L.LightningDataModule):
         lengths = [self._length_key(e, heard) for e, heard in entries] if self.length_bucketing else None
         trainer = self.trainer
         return EpochBatchSampler(
-            len(entries), self.batch_size, seed=self.seed, epoch=epoch, lengths=lengths,
-            rank=trainer.global_rank if trainer else 0, world_size=trainer.world_size if trainer else 1,
+            len(entries),
+            self.batch_size,
+            seed=self.seed,
+            epoch=epoch,
+            lengths=lengths,
+            rank=trainer.global_rank if trainer else 0,
+            world_size=trainer.world_size if trainer else 1,
             start_batch=start_batch,
         )
 
@@ -332,8 +355,10 @@ def audio_inputs(source: str | None) -> list[SLUExample]:
         raise DataError("no such audio file, folder or list", file=source)
     if not files:
         raise DataError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found", file=source)
-    return [SLUExample(id=str(f), locale="und", text="", scenario="", action="", audio=str(f), source="predict")
-            for f in files]
+    return [
+        SLUExample(id=str(f), locale="und", text="", scenario="", action="", audio=str(f), source="predict")
+        for f in files
+    ]
 
 
 def _by_locale(examples: list[SLUExample], locales: list[str] | None) -> list[SLUExample]:
@@ -363,8 +388,11 @@ class MixedDataModule(TextOnlyDataModule):
     """All transcripts plus the speech subset, shuffled together every epoch (direct mixing)."""
 
     def phases(self) -> list[CurriculumPhase]:
-        return [CurriculumPhase("mixed", epochs=self._max_epochs(),
-                                mix={"text": SourceMix(), "speech": SourceMix()})]
+        return [
+            CurriculumPhase(
+                "mixed", epochs=self._max_epochs(), mix={"text": SourceMix(), "speech": SourceMix()}
+            )
+        ]
 
 
 class CurriculumDataModule(SLUDataModule):
@@ -389,6 +417,8 @@ class CurriculumDataModule(SLUDataModule):
     def setup(self, stage: str) -> None:
         total = sum(phase.epochs for phase in self._phases)
         if stage == "fit" and self.trainer and self.trainer.max_epochs != total:
-            raise ValueError(f"the curriculum's phases last {total} epochs but trainer.max_epochs is "
-                             f"{self.trainer.max_epochs}; make them equal")
+            raise ValueError(
+                f"the curriculum's phases last {total} epochs but trainer.max_epochs is "
+                f"{self.trainer.max_epochs}; make them equal"
+            )
         super().setup(stage)

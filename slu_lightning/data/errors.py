@@ -16,7 +16,9 @@ class DataError(ValueError):
 
     def __init__(self, message: str, *, file: str | None = None, record: str | int | None = None):
         where = ", ".join(
-            part for part in (f"file {file}" if file else "", f"record {record}" if record is not None else "") if part
+            part
+            for part in (f"file {file}" if file else "", f"record {record}" if record is not None else "")
+            if part
         )
         super().__init__(f"{where}: {message}" if where else message)
         self.file = file

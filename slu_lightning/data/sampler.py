@@ -19,8 +19,19 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     BUCKET_BATCHES = 50  # sort by length within windows of 50 batches: close lengths, still random
 
-    def __init__(self, n_items: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
-                 rank: int = 0, world_size: int = 1, lengths: list[int] | None = None, start_batch: int = 0):
+    def __init__(
+        self,
+        n_items: int,
+        batch_size: int,
+        *,
+        seed: int,
+        epoch: int,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        lengths: list[int] | None = None,
+        start_batch: int = 0,
+    ):
         self.n_items, self.batch_size, self.seed, self.epoch = n_items, batch_size, seed, epoch
         self.shuffle, self.rank, self.world_size = shuffle, rank, world_size
         self.lengths, self.start_batch = lengths, start_batch

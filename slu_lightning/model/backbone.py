@@ -12,8 +12,12 @@ import torch
 
 from slu_lightning.model.tiny import TINY_PRESETS, ensure_tiny_backbone
 
-REQUIRED_FILES = ("config.json", "preprocessor_config.json|processor_config.json",
-                  "tokenizer.json|vocab.json", "*.safetensors|*.bin")
+REQUIRED_FILES = (
+    "config.json",
+    "preprocessor_config.json|processor_config.json",
+    "tokenizer.json|vocab.json",
+    "*.safetensors|*.bin",
+)
 
 
 class BackboneError(ValueError):

@@ -27,8 +27,8 @@ import torchmetrics
 
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.curriculum import build_schedule
-from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
 from slu_lightning.data.features import padding_value
+from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
 from slu_lightning.model.audio_encoder import CONV_MARGIN, PADDED_FRAMES, encode_audio, padded_encode_audio
 from slu_lightning.model.backbone import load_model, load_processor, resolve_backbone
 from slu_lightning.model.finetuning import (
@@ -124,17 +124,26 @@ class SLUModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(
             {
-                "backbone": backbone, "finetuning": finetuning, "lora": asdict(lora),
-                "train_audio_encoder": train_audio_encoder, "train_projector": train_projector,
-                "train_llm": train_llm, "optimizer": asdict(optimizer), "prompt": asdict(prompt),
-                "generation": asdict(generation), "dynamic_audio": dynamic_audio,
+                "backbone": backbone,
+                "finetuning": finetuning,
+                "lora": asdict(lora),
+                "train_audio_encoder": train_audio_encoder,
+                "train_projector": train_projector,
+                "train_llm": train_llm,
+                "optimizer": asdict(optimizer),
+                "prompt": asdict(prompt),
+                "generation": asdict(generation),
+                "dynamic_audio": dynamic_audio,
             }
         )
         self.backbone_path = resolve_backbone(backbone)
         self.processor = load_processor(self.backbone_path)
         self.finetuning, self.lora_settings = finetuning, lora
-        self.default_switches = {"audio_encoder": train_audio_encoder, "projector": train_projector,
-                                 "llm": train_llm}
+        self.default_switches = {
+            "audio_encoder": train_audio_encoder,
+            "projector": train_projector,
+            "llm": train_llm,
+        }
         self.optimizer_settings, self.prompt, self.generation = optimizer, prompt, generation
         self.dynamic_audio, self.gradient_checkpointing = dynamic_audio, gradient_checkpointing
         self.generate_during_validation, self.seed = generate_during_validation, seed
@@ -178,8 +187,13 @@ class SLUModule(L.LightningModule):
         parts = {part for part in PARTS if self.default_switches[part]}
         datamodule = self.trainer.datamodule if self._trainer is not None else None
         for phase in datamodule.phases() if datamodule is not None else []:
-            parts |= {part for part, on in zip(PARTS, (phase.train_audio_encoder, phase.train_projector,
-                                                        phase.train_llm)) if on}
+            parts |= {
+                part
+                for part, on in zip(
+                    PARTS, (phase.train_audio_encoder, phase.train_projector, phase.train_llm), strict=True
+                )
+                if on
+            }
         return sorted(parts)
 
     @property
@@ -187,12 +201,15 @@ class SLUModule(L.LightningModule):
         """The ``Qwen2AudioForConditionalGeneration`` inside (under peft, with adapters injected)."""
         return self.model.get_base_model() if self.finetuning == "lora" else self.model
 
-    def set_trainable(self, audio_encoder: bool | None = None, projector: bool | None = None,
-                      llm: bool | None = None) -> None:
+    def set_trainable(
+        self, audio_encoder: bool | None = None, projector: bool | None = None, llm: bool | None = None
+    ) -> None:
         """Apply freeze switches; None keeps this module's configured default for that part."""
         overrides = {"audio_encoder": audio_encoder, "projector": projector, "llm": llm}
-        switches = {part: self.default_switches[part] if overrides[part] is None else overrides[part]
-                    for part in PARTS}
+        switches = {
+            part: self.default_switches[part] if overrides[part] is None else overrides[part]
+            for part in PARTS
+        }
         set_trainable(self.candidates, switches)
 
     # ---- forward -------------------------------------------------------------------------
@@ -208,7 +225,9 @@ class SLUModule(L.LightningModule):
             audio = padded_encode_audio(self.hf, *pad_to_30_seconds(features, mask))
         slots = (input_ids == self.hf.config.audio_token_id).unsqueeze(-1)  # (batch, tokens, 1)
         if int(slots.sum()) != audio.shape[0]:
-            raise ValueError(f"batch has {int(slots.sum())} audio tokens but {audio.shape[0]} audio embeddings")
+            raise ValueError(
+                f"batch has {int(slots.sum())} audio tokens but {audio.shape[0]} audio embeddings"
+            )
         return embeds.masked_scatter(slots, audio.to(embeds.dtype))
 
     def example_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -222,7 +241,9 @@ class SLUModule(L.LightningModule):
         ).last_hidden_state  # (batch, tokens, hidden)
         targets = labels[:, 1:]  # token t predicts token t + 1
         answer = targets != -100  # (batch, tokens - 1)
-        logits = self.hf.lm_head(hidden[:, :-1][answer]).float()  # (answer tokens, vocab): no full-vocab waste
+        logits = self.hf.lm_head(
+            hidden[:, :-1][answer]
+        ).float()  # (answer tokens, vocab): no full-vocab waste
         token_loss = F.cross_entropy(logits, targets[answer], reduction="none")
         rows = answer.nonzero()[:, 0]
         sums = torch.zeros(len(input_ids), device=logits.device).index_add(0, rows, token_loss)
@@ -250,7 +271,11 @@ class SLUModule(L.LightningModule):
         for modality, rows in (("speech", batch["is_speech"]), ("text", ~batch["is_speech"])):
             rows = rows.to(sums.device)
             if stage == "train" and rows.any():
-                self.log(f"train/loss_{modality}", sums[rows].sum() / counts[rows].sum(), batch_size=int(rows.sum()))
+                self.log(
+                    f"train/loss_{modality}",
+                    sums[rows].sum() / counts[rows].sum(),
+                    batch_size=int(rows.sum()),
+                )
             if stage == "val":  # token-weighted means that every rank computes, whatever its batches held
                 self.val_losses[modality].update(sums[rows].sum(), counts[rows].sum())
         return loss
@@ -268,9 +293,14 @@ class SLUModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
         """Throughput of this process, data loading excluded: examples and tokens per second."""
         seconds = max(time.perf_counter() - self._batch_started, 1e-9)
-        self.log_dict({"throughput/examples_per_second": len(batch["examples"]) / seconds,
-                       "throughput/tokens_per_second": float(batch["attention_mask"].sum()) / seconds},
-                      on_step=True, on_epoch=False)
+        self.log_dict(
+            {
+                "throughput/examples_per_second": len(batch["examples"]) / seconds,
+                "throughput/tokens_per_second": float(batch["attention_mask"].sum()) / seconds,
+            },
+            on_step=True,
+            on_epoch=False,
+        )
 
     # ---- decoding and evaluation --------------------------------------------------------------
     @torch.no_grad()
@@ -300,10 +330,13 @@ class SLUModule(L.LightningModule):
         datamodule = self.trainer.datamodule if self.trainer else None
         if datamodule is not None and not self.metrics:
             locales = datamodule.locales or ["und"]
-            self.metrics = torch.nn.ModuleDict({  # test metrics carry 95 % utterance-bootstrap CIs
-                f"{split}_{modality}": SLUMetrics(locales, n_resamples=1000 if split == "test" else 0)
-                for split in ("val", "test") for modality in ("speech", "text")
-            })
+            self.metrics = torch.nn.ModuleDict(
+                {  # test metrics carry 95 % utterance-bootstrap CIs
+                    f"{split}_{modality}": SLUMetrics(locales, n_resamples=1000 if split == "test" else 0)
+                    for split in ("val", "test")
+                    for modality in ("speech", "text")
+                }
+            )
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._loss(batch, "val")
@@ -318,9 +351,12 @@ class SLUModule(L.LightningModule):
         experiment = getattr(self.logger, "experiment", None)
         if not rows or not hasattr(experiment, "add_text"):
             return
-        lines = [f"**{row['id']}** ({row['modality']}, {row['locale']}): `{row['reference']['text']}`  \n"
-                 f"gold: `{json.dumps(row['reference'], ensure_ascii=False)}`  \n"
-                 f"output ({row['status']}): `{row['raw']}`" for row in rows]
+        lines = [
+            f"**{row['id']}** ({row['modality']}, {row['locale']}): `{row['reference']['text']}`  \n"
+            f"gold: `{json.dumps(row['reference'], ensure_ascii=False)}`  \n"
+            f"output ({row['status']}): `{row['raw']}`"
+            for row in rows
+        ]
         experiment.add_text(f"{split}/decoded_examples", "\n\n".join(lines), self.global_step)
 
     def _evaluate(self, batch: dict, split: str, batch_idx: int) -> None:
@@ -335,10 +371,14 @@ class SLUModule(L.LightningModule):
             counts = rows_from_predictions(golds, [predictions[i] for i in rows])
             locale_idx = torch.tensor([locales.index(g.locale) for g in golds])
             clusters = torch.tensor([_cluster_id(g.utterance_id) for g in golds])
-            self.metrics[f"{split}_{modality}"].update(counts.to(self.device), locale_idx.to(self.device),
-                                                       clusters.to(self.device))
-        rows = [_prediction_row(e, text, p, heard) for e, text, p, heard
-                in zip(batch["examples"], raw, predictions, batch["is_speech"].tolist())]
+            self.metrics[f"{split}_{modality}"].update(
+                counts.to(self.device), locale_idx.to(self.device), clusters.to(self.device)
+            )
+        heard = batch["is_speech"].tolist()
+        rows = [
+            _prediction_row(*fields)
+            for fields in zip(batch["examples"], raw, predictions, heard, strict=True)
+        ]
         if split == "test":
             self._predictions += rows
         if batch_idx == 0:
@@ -348,9 +388,11 @@ class SLUModule(L.LightningModule):
         """One JSON-ready prediction per input file, in the SLURP scorer's format."""
         raw = self.generate_texts(batch)
         rows = []
-        for example, text in zip(batch["examples"], raw):
+        for example, text in zip(batch["examples"], raw, strict=True):
             prediction = parse_prediction(text)
-            rows.append({"file": example.id, **prediction.to_json(), "status": prediction.status.value, "raw": text})
+            rows.append(
+                {"file": example.id, **prediction.to_json(), "status": prediction.status.value, "raw": text}
+            )
         self._predictions += rows
         return rows
 
@@ -388,8 +430,10 @@ class SLUModule(L.LightningModule):
         for modality in self.trainer.datamodule.eval_modalities("dev" if split == "val" else split):
             metric = self.metrics[f"{split}_{modality}"]
             summary[modality] = {name: float(value) for name, value in metric.compute().items()}
-            self.log_dict({f"{split}/{modality}/{name}": value for name, value in summary[modality].items()},
-                          sync_dist=False)
+            self.log_dict(
+                {f"{split}/{modality}/{name}": value for name, value in summary[modality].items()},
+                sync_dist=False,
+            )
             metric.reset()
         run_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
         if split == "test" and summary and self.trainer.is_global_zero and run_dir:
@@ -420,12 +464,14 @@ class SLUModule(L.LightningModule):
         if not params:
             raise ValueError("nothing to train: every part is frozen in every phase")
         settings = self.optimizer_settings
-        optimizer = torch.optim.AdamW(params, lr=settings.lr, betas=settings.betas,
-                                      weight_decay=settings.weight_decay)
+        optimizer = torch.optim.AdamW(
+            params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay
+        )
         accumulate = self.trainer.accumulate_grad_batches
         steps = [-(-datamodule.batches_in_epoch(e) // accumulate) for e in range(self.trainer.max_epochs)]
-        schedule = build_schedule(phases, steps, settings.lr, settings.warmup_ratio, settings.schedule,
-                                  settings.min_lr_ratio)
+        schedule = build_schedule(
+            phases, steps, settings.lr, settings.warmup_ratio, settings.schedule, settings.min_lr_ratio
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         self.trained_parts = parts
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -446,9 +492,14 @@ class SLUModule(L.LightningModule):
                 )
         unknown = set(checkpoint["state_dict"]) - {name for name, _ in self.named_parameters()}
         if unknown:
-            raise CheckpointError(f"checkpoint holds {len(unknown)} tensors this model lacks, e.g. {sorted(unknown)[:3]}")
-        log.info("loaded checkpoint of global step %s (epoch %s)", checkpoint.get("global_step"),
-                 checkpoint.get("epoch"))
+            raise CheckpointError(
+                f"checkpoint holds {len(unknown)} tensors this model lacks, e.g. {sorted(unknown)[:3]}"
+            )
+        log.info(
+            "loaded checkpoint of global step %s (epoch %s)",
+            checkpoint.get("global_step"),
+            checkpoint.get("epoch"),
+        )
 
 
 class TokenLossSum(torchmetrics.Metric):
@@ -470,8 +521,12 @@ class TokenLossSum(torchmetrics.Metric):
 def pad_to_30_seconds(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The stock layout: every clip padded to 3000 frames with Whisper's padding value."""
     extra = PADDED_FRAMES - features.shape[-1]
-    fills = [torch.full((features.shape[1], extra), padding_value(clip), dtype=features.dtype,
-                        device=features.device) for clip in features]
+    fills = [
+        torch.full(
+            (features.shape[1], extra), padding_value(clip), dtype=features.dtype, device=features.device
+        )
+        for clip in features
+    ]
     padded = torch.cat([features, torch.stack(fills)], dim=-1)  # (clips, mels, 3000)
     return padded, F.pad(mask, (0, extra))
 
@@ -494,6 +549,10 @@ def _prediction_row(example, raw: str, prediction, heard: bool) -> dict:
         **prediction.to_json(),
         "status": prediction.status.value,
         "raw": raw,
-        "reference": {"text": example.text, "scenario": example.scenario, "action": example.action,
-                      "entities": [{"type": e.type, "filler": e.filler} for e in example.entities]},
+        "reference": {
+            "text": example.text,
+            "scenario": example.scenario,
+            "action": example.action,
+            "entities": [{"type": e.type, "filler": e.filler} for e in example.entities],
+        },
     }

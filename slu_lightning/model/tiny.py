@@ -23,7 +23,14 @@ import torch
 
 from slu_lightning.task import AUDIO_PLACEHOLDER, END_OF_TURN, PromptTemplate
 
-SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>")
+SPECIAL_TOKENS = (
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|AUDIO|>",
+    "<|audio_bos|>",
+    "<|audio_eos|>",
+)
 TOKENIZER_LOCALES = ("en_US", "fr_FR", "de_DE", "it_IT", "es_ES", "pt_PT", "nl_NL", "pl_PL")
 # The chat template of Qwen2-Audio-7B-Instruct's processor (one audio placeholder per audio part).
 QWEN2_AUDIO_CHAT_TEMPLATE = (
@@ -67,8 +74,16 @@ TINY_PRESETS = {
     "tiny": TinyBackboneConfig(),
     # For unit tests: a forward/backward takes milliseconds.
     "tiny-test": TinyBackboneConfig(
-        vocab_size=1024, encoder_dim=32, encoder_layers=2, encoder_heads=2, encoder_ffn_dim=64,
-        llm_dim=64, llm_layers=2, llm_heads=4, llm_kv_heads=2, llm_ffn_dim=128,
+        vocab_size=1024,
+        encoder_dim=32,
+        encoder_layers=2,
+        encoder_heads=2,
+        encoder_ffn_dim=64,
+        llm_dim=64,
+        llm_layers=2,
+        llm_heads=4,
+        llm_kv_heads=2,
+        llm_ffn_dim=128,
     ),
 }
 
@@ -96,8 +111,13 @@ def general_text(max_number: int = 1000) -> list[str]:
         lines.extend(num2words(n, lang=lang) for n in range(max_number))
         lines.extend(num2words(n, lang=lang, to="ordinal") for n in range(1, 40))
     template = PromptTemplate()
-    lines.extend([template.render_prompt("") + '{"scenario": "", "action": "", "entities": '
-                  '[{"type": "", "filler": ""}]}' + END_OF_TURN] * 50)
+    lines.extend(
+        [
+            template.render_prompt("") + '{"scenario": "", "action": "", "entities": '
+            '[{"type": "", "filler": ""}]}' + END_OF_TURN
+        ]
+        * 50
+    )
     return lines
 
 
@@ -120,8 +140,11 @@ def train_tokenizer(vocab_size: int):
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        extra_special_tokens={"audio_token": "<|AUDIO|>", "audio_bos_token": "<|audio_bos|>",
-                              "audio_eos_token": "<|audio_eos|>"},
+        extra_special_tokens={
+            "audio_token": "<|AUDIO|>",
+            "audio_bos_token": "<|audio_bos|>",
+            "audio_eos_token": "<|audio_eos|>",
+        },
         additional_special_tokens=list(SPECIAL_TOKENS),
         padding_side="left",
     )

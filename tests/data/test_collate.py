@@ -45,8 +45,12 @@ def test_audio_prompt_matches_the_processors_expansion(processor):
         item, wave = speech_item(samples)
         collate = SLUCollator(processor.tokenizer, PromptTemplate(), with_labels=False, with_prompts=True)
         ours = collate([item])["prompt_ids"][0].tolist()
-        reference = processor(text=[PromptTemplate().render_prompt(None)], audio=[wave], sampling_rate=16000,
-                              return_tensors="pt")["input_ids"][0].tolist()
+        reference = processor(
+            text=[PromptTemplate().render_prompt(None)],
+            audio=[wave],
+            sampling_rate=16000,
+            return_tensors="pt",
+        )["input_ids"][0].tolist()
         assert ours == reference
 
 

@@ -36,21 +36,25 @@ def test_mixed_epochs_add_the_speech_subset(toy_corpus):
 
 
 def test_curriculum_mix_fraction_and_oversampling(toy_corpus):
-    phases = [CurriculumPhase("t", 1, TEXT),
-              CurriculumPhase("ramp", 1, {"text": SourceMix(0.5), "speech": SourceMix(0.5, oversample=2)})]
+    phases = [
+        CurriculumPhase("t", 1, TEXT),
+        CurriculumPhase("ramp", 1, {"text": SourceMix(0.5), "speech": SourceMix(0.5, oversample=2)}),
+    ]
     dm = ready(CurriculumDataModule(corpus(toy_corpus), phases=phases))
     assert len(dm.epoch_entries(0)) == 24
     ramp = dm.epoch_entries(1)
     assert sum(not heard for _, heard in ramp) == 12 and sum(heard for _, heard in ramp) == 24
-    smaller = CurriculumDataModule(corpus(toy_corpus), phases=[
-        CurriculumPhase("r", 1, {"text": SourceMix(), "speech": SourceMix(0.25)})])
+    smaller = CurriculumDataModule(
+        corpus(toy_corpus), phases=[CurriculumPhase("r", 1, {"text": SourceMix(), "speech": SourceMix(0.25)})]
+    )
     small_ids = {e.id for e, heard in ready(smaller).epoch_entries(0) if heard}
     assert small_ids <= {e.id for e, heard in ramp if heard}  # fractions are nested
 
 
 def test_eval_modality_both_and_locale_filters(toy_corpus):
-    dm = TextOnlyDataModule(corpus(toy_corpus), eval_modality="both", eval_locales=["fr-FR"],
-                            train_locales=["en-US"])
+    dm = TextOnlyDataModule(
+        corpus(toy_corpus), eval_modality="both", eval_locales=["fr-FR"], train_locales=["en-US"]
+    )
     dm.setup("fit")
     assert {e.locale for e, _ in dm.eval_sets["dev"]} == {"fr-FR"}
     assert {heard for _, heard in dm.eval_sets["dev"]} == {True, False}
@@ -59,8 +63,9 @@ def test_eval_modality_both_and_locale_filters(toy_corpus):
 
 def test_a_speech_regime_without_speech_fails_clearly(tmp_path, toy_corpus):
     rows = [json.loads(line) for line in (toy_corpus / "train.jsonl").read_text().splitlines()]
-    (tmp_path / "train.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "audio"}) + "\n"
-                                                  for r in rows))
+    (tmp_path / "train.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in r.items() if k != "audio"}) + "\n" for r in rows)
+    )
     dm = MixedDataModule(ManifestCorpus(str(tmp_path / "train.jsonl"), str(toy_corpus / "dev.jsonl")))
     with pytest.raises(DataError, match="no speech training examples"):
         dm.setup("fit")
@@ -92,15 +97,27 @@ class CountExamples(L.Callback):
 
 @pytest.mark.slow
 def test_fit_sees_every_example_of_every_phase_epoch(toy_corpus, tmp_path):
-    phases = [CurriculumPhase("text", 2, TEXT, train_audio_encoder=False),
-              CurriculumPhase("text+speech", 1, BOTH, lr=5e-4, train_audio_encoder=True)]
-    dm = CurriculumDataModule(corpus(toy_corpus), phases=phases, speech_subset=SpeechSubset(0.5), batch_size=5)
+    phases = [
+        CurriculumPhase("text", 2, TEXT, train_audio_encoder=False),
+        CurriculumPhase("text+speech", 1, BOTH, lr=5e-4, train_audio_encoder=True),
+    ]
+    dm = CurriculumDataModule(
+        corpus(toy_corpus), phases=phases, speech_subset=SpeechSubset(0.5), batch_size=5
+    )
     module = SLUModule(backbone="tiny-test", generate_during_validation=False)
     dm.connect(module.tokenizer, module.prompt, module.n_mels)
     counter = CountExamples()
-    trainer = L.Trainer(max_epochs=3, reload_dataloaders_every_n_epochs=1, use_distributed_sampler=False,
-                        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        callbacks=[CurriculumCallback(), counter], default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=3,
+        reload_dataloaders_every_n_epochs=1,
+        use_distributed_sampler=False,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[CurriculumCallback(), counter],
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, dm)
     assert counter.per_epoch == {0: [24, 0], 1: [24, 0], 2: [24, 12]}
     # 5 + 5 + 8 batches of 5: the speech epoch was not cut to the text epochs' length
@@ -120,24 +137,42 @@ def tiny_demo(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("regime", ["text_only", "mixed", "curriculum"])
 def test_each_regime_fits_a_few_steps_on_the_demo_corpus(tiny_demo, tmp_path, regime):
-    common = {"speech_subset": SpeechSubset(0.05), "batch_size": 4, "train_locales": ["en-US", "fr-FR"],
-              "eval_locales": ["de-DE"], "max_eval_examples": 4, "eval_modality": "both"}
+    common = {
+        "speech_subset": SpeechSubset(0.05),
+        "batch_size": 4,
+        "train_locales": ["en-US", "fr-FR"],
+        "eval_locales": ["de-DE"],
+        "max_eval_examples": 4,
+        "eval_modality": "both",
+    }
     datamodule = {
         "text_only": lambda: TextOnlyDataModule(tiny_demo, **common),
         "mixed": lambda: MixedDataModule(tiny_demo, **common),
-        "curriculum": lambda: CurriculumDataModule(tiny_demo, phases=[CurriculumPhase("t", 1, TEXT),
-                                                                      CurriculumPhase("s", 1, BOTH)], **common),
+        "curriculum": lambda: CurriculumDataModule(
+            tiny_demo, phases=[CurriculumPhase("t", 1, TEXT), CurriculumPhase("s", 1, BOTH)], **common
+        ),
     }[regime]()
     module = SLUModule(backbone="tiny-test", generation=GenerationSettings(num_beams=1, max_new_tokens=4))
     datamodule.connect(module.tokenizer, module.prompt, module.n_mels)
     counter = CountExamples()
-    trainer = L.Trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=1, reload_dataloaders_every_n_epochs=1,
-                        use_distributed_sampler=False, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, callbacks=[CurriculumCallback(), counter],
-                        default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_epochs=2,
+        limit_train_batches=3,
+        limit_val_batches=1,
+        reload_dataloaders_every_n_epochs=1,
+        use_distributed_sampler=False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[CurriculumCallback(), counter],
+        default_root_dir=tmp_path,
+    )
     trainer.fit(module, datamodule)
     assert trainer.global_step == 6
-    assert datamodule.locales == ["de-DE"] and {e.locale for e in datamodule.sources["text"]} == {"en-US", "fr-FR"}
+    assert datamodule.locales == ["de-DE"] and {e.locale for e in datamodule.sources["text"]} == {
+        "en-US",
+        "fr-FR",
+    }
     n_speech = len(datamodule.sources["speech"])
     assert (n_speech == 0) == (regime == "text_only")
     assert trainer.callback_metrics["val/loss"] > 0

@@ -10,8 +10,18 @@ from slu_lightning.data.records import Entity, SLUExample
 def test_round_trip_keeps_everything_and_writes_audio_relative_to_the_manifest(tmp_path):
     audio = tmp_path / "audio" / "a.flac"
     examples = [
-        SLUExample("a", "fr-FR", "réveille-moi à sept heures", "alarm", "set", (Entity("time", "sept heures"),),
-                   audio=str(audio), utterance_id="u1", source="demo", meta={"voice": "fr+m3"}),
+        SLUExample(
+            "a",
+            "fr-FR",
+            "réveille-moi à sept heures",
+            "alarm",
+            "set",
+            (Entity("time", "sept heures"),),
+            audio=str(audio),
+            utterance_id="u1",
+            source="demo",
+            meta={"voice": "fr+m3"},
+        ),
         SLUExample("b", "en-US", "play jazz", "play", "music", (Entity("music_genre", "jazz"),)),
     ]
     path = write_manifest(tmp_path / "train.jsonl", examples)
@@ -20,7 +30,8 @@ def test_round_trip_keeps_everything_and_writes_audio_relative_to_the_manifest(t
     again = read_manifest(moved)
     assert again[0].audio == str(moved.parent / "audio" / "a.flac")
     assert [(e.id, e.text, e.entities, e.utterance_id, e.meta) for e in again] == [
-        (e.id, e.text, e.entities, e.utterance_id, e.meta) for e in examples]
+        (e.id, e.text, e.entities, e.utterance_id, e.meta) for e in examples
+    ]
     assert again[1].source == "manifest" and again[1].audio is None
 
 
@@ -28,11 +39,20 @@ BAD_ROWS = [
     ("{not json", "not valid JSON"),
     ("[1, 2]", "not a JSON object"),
     ('{"id": "x", "locale": "en-US", "text": "hi", "scenario": "a"}', "missing keys"),
-    ('{"id": "x", "locale": "en-US", "text": "  ", "scenario": "a", "action": "b", "entities": []}', "'text'"),
-    ('{"id": "x", "locale": "en-US", "text": "hi", "scenario": "a", "action": "b", "entities": [{"type": 1}]}',
-     "entities"),
-    ('{"id": "x", "locale": "en-US", "text": "hi", "scenario": "a", "action": "b", "entities": [], "audio": 3}',
-     "audio"),
+    (
+        '{"id": "x", "locale": "en-US", "text": "  ", "scenario": "a", "action": "b", "entities": []}',
+        "'text'",
+    ),
+    (
+        '{"id": "x", "locale": "en-US", "text": "hi", "scenario": "a", "action": "b", '
+        '"entities": [{"type": 1}]}',
+        "entities",
+    ),
+    (
+        '{"id": "x", "locale": "en-US", "text": "hi", "scenario": "a", "action": "b", '
+        '"entities": [], "audio": 3}',
+        "audio",
+    ),
 ]
 
 

@@ -7,18 +7,31 @@ from slu_lightning.data.subsets import PAPER_PROPORTIONS, SpeechSubset, write_id
 
 
 def speech_examples(n_utterances: int = 200, recordings: int = 3) -> list[SLUExample]:
-    intents = [("alarm", "set"), ("alarm", "query"), ("weather", "query"), ("music", "play"), ("news", "query")]
+    intents = [
+        ("alarm", "set"),
+        ("alarm", "query"),
+        ("weather", "query"),
+        ("music", "play"),
+        ("news", "query"),
+    ]
     return [
-        SLUExample(f"u{u}-r{r}", "en-US", f"text {u}", *intents[u % len(intents)], audio=f"/a/u{u}-r{r}.flac",
-                   utterance_id=f"u{u}")
-        for u in range(n_utterances) for r in range(recordings)
+        SLUExample(
+            f"u{u}-r{r}",
+            "en-US",
+            f"text {u}",
+            *intents[u % len(intents)],
+            audio=f"/a/u{u}-r{r}.flac",
+            utterance_id=f"u{u}",
+        )
+        for u in range(n_utterances)
+        for r in range(recordings)
     ]
 
 
 def test_subsets_are_nested_across_the_paper_proportions():
     speech = speech_examples()
     chosen = [{e.id for e in SpeechSubset(p, seed=3).select(speech)} for p in PAPER_PROPORTIONS]
-    for smaller, larger in zip(chosen, chosen[1:]):
+    for smaller, larger in zip(chosen, chosen[1:], strict=False):
         assert smaller <= larger
     assert chosen[0] == set() and chosen[-1] == {e.id for e in speech}
 

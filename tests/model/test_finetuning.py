@@ -36,7 +36,11 @@ def test_lora_adapters_sit_in_the_language_model_only(tiny_backbone):
     ("mode", "switches", "expected"),
     [
         ("lora", {"audio_encoder": False, "projector": False, "llm": True}, {"llm"}),
-        ("lora", {"audio_encoder": True, "projector": True, "llm": True}, {"audio_encoder", "projector", "llm"}),
+        (
+            "lora",
+            {"audio_encoder": True, "projector": True, "llm": True},
+            {"audio_encoder", "projector", "llm"},
+        ),
         ("full", {"audio_encoder": False, "projector": False, "llm": True}, {"llm"}),
         ("full", {"audio_encoder": False, "projector": True, "llm": False}, {"projector"}),
     ],
@@ -52,7 +56,9 @@ def test_freeze_switches_select_the_trainable_parts(tiny_backbone, mode, switche
 
 def test_lora_trains_far_fewer_parameters_than_full(tiny_backbone):
     def count(model, mode):
-        set_trainable(trainable_candidates(model, mode), {"audio_encoder": False, "projector": False, "llm": True})
+        set_trainable(
+            trainable_candidates(model, mode), {"audio_encoder": False, "projector": False, "llm": True}
+        )
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     full = load_model(tiny_backbone)
@@ -64,7 +70,9 @@ def test_lora_trains_far_fewer_parameters_than_full(tiny_backbone):
 
 def test_one_optimizer_step_changes_every_trainable_tensor_and_no_frozen_one(tiny_backbone):
     model = lora_model(tiny_backbone)
-    set_trainable(trainable_candidates(model, "lora"), {"audio_encoder": False, "projector": True, "llm": True})
+    set_trainable(
+        trainable_candidates(model, "lora"), {"audio_encoder": False, "projector": True, "llm": True}
+    )
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     ids = torch.randint(10, 200, (2, 12))

@@ -9,7 +9,9 @@ from slu_lightning.model.module import GenerationSettings, SLUModule
 
 EXAMPLES = [
     SLUExample("a", "en-US", "wake me at seven", "alarm", "set", (Entity("time", "seven"),)),
-    SLUExample("b", "en-US", "weather in rome", "weather", "query", (Entity("place_name", "rome"),), audio="x"),
+    SLUExample(
+        "b", "en-US", "weather in rome", "weather", "query", (Entity("place_name", "rome"),), audio="x"
+    ),
     SLUExample("c", "fr-FR", "joue du jazz", "play", "music", (Entity("music_genre", "jazz"),), audio="y"),
 ]
 
@@ -17,8 +19,13 @@ EXAMPLES = [
 @pytest.fixture(scope="module")
 def module():
     torch.manual_seed(0)
-    module = SLUModule(backbone="tiny-test", finetuning="full", train_audio_encoder=True, train_projector=True,
-                       generation=GenerationSettings(num_beams=1, max_new_tokens=12))
+    module = SLUModule(
+        backbone="tiny-test",
+        finetuning="full",
+        train_audio_encoder=True,
+        train_projector=True,
+        generation=GenerationSettings(num_beams=1, max_new_tokens=12),
+    )
     module.configure_model()
     return module
 
@@ -53,7 +60,11 @@ def test_mixed_batch_forward_backward_reaches_every_part(module):
     (sums.sum() / counts.sum()).backward()
     assert torch.isfinite(sums).all() and (counts > 0).all()
     hf = module.hf
-    for part in (hf.model.audio_tower.conv1, hf.model.multi_modal_projector, hf.model.language_model.layers[0]):
+    for part in (
+        hf.model.audio_tower.conv1,
+        hf.model.multi_modal_projector,
+        hf.model.language_model.layers[0],
+    ):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
 
 
@@ -86,8 +97,10 @@ def test_dynamic_audio_path_gives_the_padded_paths_loss(module):
 def test_batched_decoding_equals_one_at_a_time(module, beams):
     module.generation = GenerationSettings(num_beams=beams, max_new_tokens=12)
     batched = module.generate_texts(batch_of(module, EXAMPLES, with_labels=False, with_prompts=True))
-    single = [module.generate_texts(batch_of(module, [e], with_labels=False, with_prompts=True))[0]
-              for e in EXAMPLES]
+    single = [
+        module.generate_texts(batch_of(module, [e], with_labels=False, with_prompts=True))[0]
+        for e in EXAMPLES
+    ]
     assert batched == single
     assert all(isinstance(text, str) for text in batched)
 
@@ -100,8 +113,9 @@ def test_dummy_clip_changes_neither_loss_nor_gradients(module):
         module.zero_grad()
         sums, counts = module.example_losses(batch)
         (sums.sum() / counts.sum()).backward()
-        results.append((sums.detach(), {n: p.grad.clone() for n, p in module.named_parameters()
-                                        if p.grad is not None}))
+        results.append(
+            (sums.detach(), {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None})
+        )
     module.always_run_audio_encoder = False
     (plain, plain_grads), (dummy, dummy_grads) = results
     assert torch.equal(plain, dummy)

@@ -27,7 +27,9 @@ REQUIRED_KEYS = ("id", "locale", "text", "scenario", "action", "entities")
 def read_manifest(path: str | Path, skips: SkipLog | None = None) -> list[SLUExample]:
     """Read a manifest; each bad row raises a ``DataError`` or is counted in ``skips``."""
     path = Path(path)
-    return collect(path, jsonl_records(path), lambda line: [_parse_row(json_object(line), path.parent)], skips)
+    return collect(
+        path, jsonl_records(path), lambda line: [_parse_row(json_object(line), path.parent)], skips
+    )
 
 
 def _parse_row(row: dict, root: Path) -> SLUExample:
