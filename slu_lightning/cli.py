@@ -19,6 +19,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from slu_lightning.checkpoint_io import AtomicCheckpointIO
 from slu_lightning.curriculum import CurriculumCallback
 from slu_lightning.data.datamodules import SLUDataModule
 from slu_lightning.data.errors import DataError
@@ -117,6 +118,7 @@ def lightning_main(args: list[str] | None) -> None:
             "reload_dataloaders_every_n_epochs": 1,  # each epoch's loader is built from its curriculum phase
             "use_distributed_sampler": False,  # the DataModule splits data across ranks itself
             "num_sanity_val_steps": 0,
+            "plugins": [AtomicCheckpointIO()],
             "callbacks": [
                 CurriculumCallback(),
                 LearningRateMonitor(logging_interval="step"),

@@ -273,3 +273,28 @@ def test_score_reproduces_the_metrics_of_test_from_its_predictions_file(trained,
     logged = json.loads((run / "metrics_test.json").read_text())["speech"]
     for name in ("intent_acc", "entity_f1", "slu_f1", "invalid_rate"):
         assert scored["metrics"][name] == pytest.approx(logged[name], abs=1e-9), name
+
+
+def test_tensorboard_shows_what_the_curriculum_and_the_model_did(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _, run = trained
+    tags = set()
+    for events in run.glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    expected = {"train/loss", "train/loss_text", "train/loss_speech", "curriculum/speech_fraction",
+                "curriculum/speech_examples_seen", "curriculum/speech_hours_seen", "curriculum/phase",
+                "throughput/examples_per_second", "val/loss", "val/loss_speech"}
+    assert expected <= tags, expected - tags
+    assert any(tag.startswith("lr-") for tag in tags)
+
+
+def test_checkpoints_are_written_atomically_beside_their_target(tmp_path):
+    from slu_lightning.checkpoint_io import AtomicCheckpointIO
+
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(3)}, path)
+    assert torch.load(path, weights_only=True)["step"] == 3
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
