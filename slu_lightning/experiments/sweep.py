@@ -24,6 +24,9 @@ overrides. When regimes differ in more than their class (frozen parts, phases), 
 axis (or set it in ``include``) and give each regime its own run config, as
 ``configs/demo/sweep.yaml`` does. Paths are relative to the working directory.
 
+``configs: [configs/trainer/fsdp_8gpu.yaml]`` adds config files after every cell's base (e.g. the
+multi-GPU trainer fragment of the paper's grid, ``configs/paper/slurp_sweep.yaml``).
+
 Each cell is an ordinary run named after its axis values (``CurriculumDataModule-p0.05-seed1``),
 run as two subprocesses whose output goes to ``<root>/<cell>/sweep.log``::
 
@@ -85,6 +88,8 @@ class SweepSpec:
     """Extra cells: key to value(s), crossed with the axes the entry does not name."""
     exclude: list[dict[str, Any]] = field(default_factory=list)
     """Rules dropping the cells of the axes grid that match all their keys."""
+    configs: list[Path] = field(default_factory=list)
+    """Config files applied after every cell's base, e.g. a multi-GPU trainer fragment."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,8 @@ class Cell:
     """Axis key to this cell's value, in axis order (may hold ``base``)."""
     base: Path
     """The run config this cell starts from."""
+    extra: tuple[Path, ...] = ()
+    """Config files applied after ``base`` (the sweep's ``configs``)."""
 
     def overrides(self) -> list[str]:
         """Command-line overrides; class paths first, so later keys apply to the chosen class."""
@@ -108,7 +115,8 @@ class Cell:
     def commands(self, root: Path) -> list[list[str]]:
         """The ``fit`` (resuming when it can) and ``test`` subprocess command lines."""
         entry = [sys.executable, "-m", "slu_lightning.cli"]
-        common = ["--config", str(self.base), "--run.root", str(root), "--run.name", self.name]
+        configs = [arg for config in (self.base, *self.extra) for arg in ("--config", str(config))]
+        common = [*configs, "--run.root", str(root), "--run.name", self.name]
         checkpoint = str(last_checkpoint(root / self.name))
         return [
             [*entry, "fit", *common, "--ckpt_path", "auto", *self.overrides()],
@@ -196,7 +204,8 @@ def expand_cells(spec: SweepSpec) -> list[Cell]:
     cells: dict[str, Cell] = {}
     for values in grid:
         ordered = {key: values[key] for key in keys if key in values}
-        cell = Cell(cell_name(ordered, labels), ordered, Path(ordered.get(BASE_KEY, spec.base)))
+        base = Path(ordered.get(BASE_KEY, spec.base))
+        cell = Cell(cell_name(ordered, labels), ordered, base, tuple(spec.configs))
         known = cells.setdefault(cell.name, cell)
         if (known.base, known.overrides()) != (cell.base, cell.overrides()):
             raise SweepError(
@@ -226,9 +235,11 @@ def load_spec(path: Path) -> SweepSpec:
     if not isinstance(raw, dict):
         raise SweepError(f"{path}: expected a mapping with base, root and axes")
     problems = []
-    unknown = set(raw) - {"base", "root", "axes", "include", "exclude"}
+    unknown = set(raw) - {"base", "root", "axes", "include", "exclude", "configs"}
     if unknown:
-        problems.append(f"unknown keys {sorted(unknown)} (allowed: base, root, axes, include, exclude)")
+        problems.append(
+            f"unknown keys {sorted(unknown)} (allowed: base, root, axes, include, exclude, configs)"
+        )
     for name in ("base", "root"):
         if not isinstance(raw.get(name), str):
             problems.append(f"{name!r} must be a path")
@@ -256,8 +267,10 @@ def load_spec(path: Path) -> SweepSpec:
         for key in rule
         if key not in axes
     ]
+    configs = [Path(config) for config in _as_list(raw.get("configs") or [])]
     bases = [
         raw.get("base"),
+        *configs,
         *axes.get(BASE_KEY, []),
         *(v for e in rules["include"] for v in _as_list(e.get(BASE_KEY, []))),
     ]
@@ -268,7 +281,7 @@ def load_spec(path: Path) -> SweepSpec:
     ]
     if problems:
         raise SweepError(f"invalid sweep file {path}:\n  - " + "\n  - ".join(problems))
-    return SweepSpec(Path(raw["base"]), Path(raw["root"]), axes, rules["include"], rules["exclude"])
+    return SweepSpec(Path(raw["base"]), Path(raw["root"]), axes, rules["include"], rules["exclude"], configs)
 
 
 def plan(cell: Cell, root: Path) -> str:

@@ -202,3 +202,12 @@ def test_the_demo_sweep_is_the_papers_reduced_grid(monkeypatch):
         [f"{regime}-p{p}-seed0" for regime in ("mixed", "curriculum") for p in ("0.02", "0.1", "1")]
         + ["text_only-p0-seed0"]
     )
+
+
+def test_the_paper_sweep_is_the_full_grid_on_eight_gpus(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    cells = expand_cells(load_spec(Path("configs/paper/slurp_sweep.yaml")))
+    assert len(cells) == 2 * 5 * 3 + 3  # mixing and curriculum x 5 proportions x 3 seeds, text-only x 3 seeds
+    fit = cells[0].commands(Path("logs/sweeps/paper-slurp"))[0]
+    configs = [fit[i + 1] for i, arg in enumerate(fit) if arg == "--config"]
+    assert configs[-1] == "configs/trainer/fsdp_8gpu.yaml" and configs[0].startswith("configs/paper/")
