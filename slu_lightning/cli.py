@@ -26,6 +26,7 @@ from slu_lightning.data.errors import DataError
 from slu_lightning.model.backbone import BackboneError
 from slu_lightning.model.module import CheckpointError, SLUModule
 from slu_lightning.preemption import PreemptionCallback
+from slu_lightning.provenance import ProvenanceCallback
 
 log = logging.getLogger("slu_lightning")
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -121,6 +122,7 @@ def lightning_main(args: list[str] | None) -> None:
             "plugins": [AtomicCheckpointIO()],
             "callbacks": [
                 CurriculumCallback(),
+                ProvenanceCallback(),
                 LearningRateMonitor(logging_interval="step"),
                 PreemptionCallback(),
             ],  # last: saves after the others' batch-end hooks

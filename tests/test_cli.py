@@ -93,6 +93,20 @@ def test_fit_writes_a_named_run_directory(trained):
     assert 6 * 0.6 / 3600 <= summary["speech_hours"] <= 6 * 1.5 / 3600  # toy clips last 0.6-1.5 s
 
 
+def test_the_run_records_its_provenance(trained):
+    _, run = trained
+    record = json.loads((run / "provenance.json").read_text())
+    from importlib.metadata import version
+
+    assert record["packages"]["torch"] == version("torch") and record["packages"]["lightning"] == version(
+        "lightning"
+    )
+    assert len(record["code"]["commit"]) == 40 or record["code"]["commit"].startswith("unknown")
+    assert record["global_step"] == 10 and record["wall_seconds"] > 0
+    assert len(record["data_files"]) == 2 and all(len(h) == 64 for h in record["data_files"].values())
+    assert record["training_data"]["speech_examples"] == 6 and "CPU" in record["device"]
+
+
 def test_checkpoint_loads_weights_only_and_holds_only_trainable_tensors(trained):
     _, run = trained
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
@@ -284,9 +298,18 @@ def test_tensorboard_shows_what_the_curriculum_and_the_model_did(trained):
         accumulator = EventAccumulator(str(events))
         accumulator.Reload()
         tags |= set(accumulator.Tags()["scalars"])
-    expected = {"train/loss", "train/loss_text", "train/loss_speech", "curriculum/speech_fraction",
-                "curriculum/speech_examples_seen", "curriculum/speech_hours_seen", "curriculum/phase",
-                "throughput/examples_per_second", "val/loss", "val/loss_speech"}
+    expected = {
+        "train/loss",
+        "train/loss_text",
+        "train/loss_speech",
+        "curriculum/speech_fraction",
+        "curriculum/speech_examples_seen",
+        "curriculum/speech_hours_seen",
+        "curriculum/phase",
+        "throughput/examples_per_second",
+        "val/loss",
+        "val/loss_speech",
+    }
     assert expected <= tags, expected - tags
     assert any(tag.startswith("lr-") for tag in tags)
 
