@@ -74,7 +74,8 @@ def file_hashes(paths: list[str]) -> dict[str, str]:
 def device_description(trainer: L.Trainer) -> str:
     if torch.cuda.is_available() and trainer.strategy.root_device.type == "cuda":
         return f"{trainer.world_size} x {torch.cuda.get_device_name(trainer.strategy.root_device)}"
-    return f"{trainer.world_size} x CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    cpu = platform.processor() or platform.machine()
+    return f"{trainer.world_size} x CPU ({cpu}, {torch.get_num_threads()} threads)"
 
 
 class ProvenanceCallback(L.Callback):
