@@ -16,10 +16,15 @@ def trainable_parts(model) -> set[str]:
     return {module_of(name) for name, p in model.named_parameters() if p.requires_grad}
 
 
-def lora_model(tiny_backbone):
+def frozen_model(tiny_backbone):
+    """The backbone with every weight frozen, as SLUModule starts before its switches apply."""
     model = load_model(tiny_backbone)
     freeze_all(model)
-    return apply_lora(model, LoraSettings(rank=4))
+    return model
+
+
+def lora_model(tiny_backbone):
+    return apply_lora(frozen_model(tiny_backbone), LoraSettings(rank=4))
 
 
 def test_lora_adapters_sit_in_the_language_model_only(tiny_backbone):
@@ -46,7 +51,7 @@ def test_lora_adapters_sit_in_the_language_model_only(tiny_backbone):
     ],
 )
 def test_freeze_switches_select_the_trainable_parts(tiny_backbone, mode, switches, expected):
-    model = lora_model(tiny_backbone) if mode == "lora" else load_model(tiny_backbone)
+    model = lora_model(tiny_backbone) if mode == "lora" else frozen_model(tiny_backbone)
     set_trainable(trainable_candidates(model, mode), switches)
     assert trainable_parts(model) == expected
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
@@ -61,7 +66,7 @@ def test_lora_trains_far_fewer_parameters_than_full(tiny_backbone):
         )
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    full = load_model(tiny_backbone)
+    full = frozen_model(tiny_backbone)
     lora_count, full_count = count(lora_model(tiny_backbone), "lora"), count(full, "full")
     llm_params = sum(p.numel() for n, p in full.named_parameters() if module_of(n) == "llm")
     assert full_count == llm_params
@@ -88,3 +93,11 @@ def test_one_optimizer_step_changes_every_trainable_tensor_and_no_frozen_one(tin
         if not p.requires_grad:
             assert not changed, f"frozen {name} changed"
         assert p.dtype == torch.float32 or not p.requires_grad
+
+
+def test_whisper_position_table_never_trains(tiny_backbone):
+    model = frozen_model(tiny_backbone)
+    set_trainable(trainable_candidates(model, "full"), {"audio_encoder": True, "projector": True, "llm": True})
+    positions = model.model.audio_tower.embed_positions.weight
+    assert not positions.requires_grad
+    assert all(p.requires_grad for n, p in model.named_parameters() if "embed_positions" not in n)
