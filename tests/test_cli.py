@@ -321,3 +321,11 @@ def test_checkpoints_are_written_atomically_beside_their_target(tmp_path):
     AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(3)}, path)
     assert torch.load(path, weights_only=True)["step"] == 3
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_this_runs_config_wins_over_the_checkpoints_settings_and_says_so(trained, caplog):
+    config, run = trained
+    with caplog.at_level("WARNING", logger="slu_lightning"):
+        main(["validate", "--config", str(config), "--run.name", "other-settings", "--ckpt_path",
+              str(run / "checkpoints" / "last.ckpt"), "--model.init_args.generation.num_beams", "2"])
+    assert "generation" in caplog.text and "this run's value wins" in caplog.text

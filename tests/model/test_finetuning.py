@@ -97,7 +97,9 @@ def test_one_optimizer_step_changes_every_trainable_tensor_and_no_frozen_one(tin
 
 def test_whisper_position_table_never_trains(tiny_backbone):
     model = frozen_model(tiny_backbone)
-    set_trainable(trainable_candidates(model, "full"), {"audio_encoder": True, "projector": True, "llm": True})
+    everything = {"audio_encoder": True, "projector": True, "llm": True}
+    set_trainable(trainable_candidates(model, "full"), everything)
     positions = model.model.audio_tower.embed_positions.weight
     assert not positions.requires_grad
-    assert all(p.requires_grad for n, p in model.named_parameters() if "embed_positions" not in n)
+    trainable = [p.requires_grad for n, p in model.named_parameters() if "embed_positions" not in n]
+    assert all(trainable)
