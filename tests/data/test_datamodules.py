@@ -85,6 +85,20 @@ def test_bad_audio_is_named_or_counted(tmp_path, toy_corpus):
     assert len(lenient.eval_sets["dev"]) == 7 and lenient.skips.total == 1
 
 
+def counting_trainer(tmp_path, counter, **limits) -> L.Trainer:
+    """A quiet CPU trainer set up as the CLI sets it (loader rebuilt per epoch, own rank split)."""
+    return L.Trainer(
+        reload_dataloaders_every_n_epochs=1,
+        use_distributed_sampler=False,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        callbacks=[CurriculumCallback(), counter],
+        default_root_dir=tmp_path,
+        **limits,
+    )
+
+
 class CountExamples(L.Callback):
     def __init__(self):
         self.per_epoch: dict[int, list[int]] = {}
@@ -107,17 +121,7 @@ def test_fit_sees_every_example_of_every_phase_epoch(toy_corpus, tmp_path):
     module = SLUModule(backbone="tiny-test", generate_during_validation=False)
     dm.connect(module.tokenizer, module.prompt, module.n_mels)
     counter = CountExamples()
-    trainer = L.Trainer(
-        max_epochs=3,
-        reload_dataloaders_every_n_epochs=1,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        callbacks=[CurriculumCallback(), counter],
-        default_root_dir=tmp_path,
-    )
+    trainer = counting_trainer(tmp_path, counter, max_epochs=3, limit_val_batches=0)
     trainer.fit(module, dm)
     assert counter.per_epoch == {0: [24, 0], 1: [24, 0], 2: [24, 12]}
     # 5 + 5 + 8 batches of 5: the speech epoch was not cut to the text epochs' length
@@ -155,18 +159,7 @@ def test_each_regime_fits_a_few_steps_on_the_demo_corpus(tiny_demo, tmp_path, re
     module = SLUModule(backbone="tiny-test", generation=GenerationSettings(num_beams=1, max_new_tokens=4))
     datamodule.connect(module.tokenizer, module.prompt, module.n_mels)
     counter = CountExamples()
-    trainer = L.Trainer(
-        max_epochs=2,
-        limit_train_batches=3,
-        limit_val_batches=1,
-        reload_dataloaders_every_n_epochs=1,
-        use_distributed_sampler=False,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        callbacks=[CurriculumCallback(), counter],
-        default_root_dir=tmp_path,
-    )
+    trainer = counting_trainer(tmp_path, counter, max_epochs=2, limit_train_batches=3, limit_val_batches=1)
     trainer.fit(module, datamodule)
     assert trainer.global_step == 6
     assert datamodule.locales == ["de-DE"] and {e.locale for e in datamodule.sources["text"]} == {
