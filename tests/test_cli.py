@@ -323,9 +323,39 @@ def test_checkpoints_are_written_atomically_beside_their_target(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
 
 
+def test_validate_decodes_and_writes_its_predictions(trained):
+    config, run = trained
+    main(
+        [
+            "validate",
+            "--config",
+            str(config),
+            "--run.name",
+            "val-run",
+            "--ckpt_path",
+            str(run / "checkpoints" / "last.ckpt"),
+            "--model.init_args.generate_during_validation",
+            "true",
+        ]
+    )
+    rows = (run.parent / "val-run" / "predictions_val.jsonl").read_text().splitlines()
+    assert len(rows) == 8 and {"raw", "reference", "status"} <= set(json.loads(rows[0]))
+
+
 def test_this_runs_config_wins_over_the_checkpoints_settings_and_says_so(trained, caplog):
     config, run = trained
     with caplog.at_level("WARNING", logger="slu_lightning"):
-        main(["validate", "--config", str(config), "--run.name", "other-settings", "--ckpt_path",
-              str(run / "checkpoints" / "last.ckpt"), "--model.init_args.generation.num_beams", "2"])
+        main(
+            [
+                "validate",
+                "--config",
+                str(config),
+                "--run.name",
+                "other-settings",
+                "--ckpt_path",
+                str(run / "checkpoints" / "last.ckpt"),
+                "--model.init_args.generation.num_beams",
+                "2",
+            ]
+        )
     assert "generation" in caplog.text and "this run's value wins" in caplog.text

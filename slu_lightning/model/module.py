@@ -379,8 +379,7 @@ class SLUModule(L.LightningModule):
             _prediction_row(*fields)
             for fields in zip(batch["examples"], raw, predictions, heard, strict=True)
         ]
-        if split == "test":
-            self._predictions += rows
+        self._predictions += rows
         if batch_idx == 0:
             self._log_decoded_examples(split, rows[: self.logged_examples])
 
@@ -413,6 +412,8 @@ class SLUModule(L.LightningModule):
         for metric in self.val_losses.values():
             metric.reset()
         self._log_metrics("val")
+        if self.generate_during_validation:
+            self._write_predictions("val")
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
