@@ -146,7 +146,7 @@ class SpeechMassiveCorpus(Corpus):
         """
         self.path, self.test_path = path, test_path or path
         self.train_locales = train_locales or ["fr-FR"]
-        self.eval_locales = eval_locales or self.train_locales
+        self.eval_locales = self.train_locales if eval_locales is None else eval_locales
         self.train_split = train_split
 
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
