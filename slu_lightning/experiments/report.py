@@ -398,6 +398,12 @@ def by_locale(row: dict, counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
     return [(row["locale"], counts)]
 
 
+def by_microphone(row: dict, counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """SLURP recordings by microphone (``headset`` close-talk or ``far_field``); others have none."""
+    mic = (row.get("meta") or {}).get("mic")
+    return [(mic, counts)] if mic else []
+
+
 def by_entity_type(row: dict, counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """Each entity type of the gold or predicted entities, counted with both lists cut to it."""
     reference, prediction = row["reference"], prediction_of(row)
@@ -497,6 +503,13 @@ def error_analysis_section(scores: list[GroupScore]) -> str:
     )
     scenarios = breakdown(scores, by_scenario, ("slu_f1", "intent_acc"))
     types = breakdown(scores, by_entity_type, ("slu_f1", "entity_f1"))
+    microphones = breakdown(scores, by_microphone, ("slu_f1", "intent_acc"))
+    microphone_table = (
+        "\n### Per microphone (SLURP headset vs far-field): SLU-F1 / intent accuracy\n\n"
+        + breakdown_table(microphones, labels, "microphone")
+        if microphones
+        else ""
+    )
     confused = "\n".join(
         f"- **{score.group.label}**: scenarios {confusions(score.group, 'scenario')}; "
         f"actions {confusions(score.group, 'action')}"
@@ -509,6 +522,7 @@ def error_analysis_section(scores: list[GroupScore]) -> str:
         + breakdown_table(scenarios, labels, "scenario")
         + "\n### Per entity type: SLU-F1 / entity F1\n\n"
         + breakdown_table(types, labels, "entity type")
+        + microphone_table
         + "\n### Most frequent confusions (gold → predicted, counts summed over seeds)\n\n"
         + confused
         + "\n"

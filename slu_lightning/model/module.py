@@ -550,6 +550,7 @@ def _prediction_row(example, raw: str, prediction, heard: bool) -> dict:
         **prediction.to_json(),
         "status": prediction.status.value,
         "raw": raw,
+        "meta": dict(example.meta),  # e.g. SLURP's microphone, for the report's error analysis
         "reference": {
             "text": example.text,
             "scenario": example.scenario,

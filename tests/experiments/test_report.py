@@ -37,6 +37,7 @@ def gold_examples() -> list[SLUExample]:
                     action=action,
                     entities=entities,
                     utterance_id=f"u{u}",
+                    meta={"mic": "headset" if r == 0 else "far_field"},
                 )
             )
     return examples
@@ -68,6 +69,7 @@ def prediction_row(gold: SLUExample, prediction: Prediction, modality: str = "sp
         **prediction.to_json(),
         "status": prediction.status.value,
         "raw": "",
+        "meta": dict(gold.meta),
         "reference": {
             "text": gold.text,
             "scenario": gold.scenario,
@@ -93,6 +95,10 @@ def sweep_root(tmp_path_factory):
             alarm = [i for i, gold in enumerate(golds) if gold.scenario == "alarm"]
             expected[f"{name}/alarm"] = summarize(
                 count_rows([golds[i] for i in alarm], [predictions[i] for i in alarm])
+            )
+            headset = [i for i, gold in enumerate(golds) if gold.meta["mic"] == "headset"]
+            expected[f"{name}/headset"] = summarize(
+                count_rows([golds[i] for i in headset], [predictions[i] for i in headset])
             )
             run = root / name
             run.mkdir(parents=True)
@@ -173,6 +179,16 @@ def test_markdown_report_error_analysis_and_plot(sweep_root):
         slu_f1, intent_acc = map(float, alarm[column].strip(" |").split(" / "))
         assert slu_f1 == pytest.approx(np.mean([m["slu_f1"] for m in per_seed]), abs=5e-4)
         assert intent_acc == pytest.approx(np.mean([m["intent_acc"] for m in per_seed]), abs=5e-4)
+
+
+def test_slurp_microphones_are_analysed_separately(sweep_root):
+    root, expected = sweep_root
+    md = (root / "results.md").read_text()
+    assert "### Per microphone" in md and "| far_field |" in md
+    headset = next(line for line in md.splitlines() if line.startswith("| headset |")).split(" | ")
+    per_seed = [expected[f"mixed-p0.1-seed{s}/headset"] for s in SEEDS]
+    slu_f1, _ = map(float, headset[3].strip(" |").split(" / "))
+    assert slu_f1 == pytest.approx(np.mean([m["slu_f1"] for m in per_seed]), abs=5e-4)
 
 
 def test_an_explicit_baseline_and_a_bad_selector(sweep_root, tmp_path, capsys):
