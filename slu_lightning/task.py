@@ -29,7 +29,9 @@ class PromptTemplate:
     instruction: str = (
         "{input}\nGive the scenario, action and entities of this utterance as one line of JSON."
     )
-    """User turn; ``{input}`` is replaced by ``text_input`` or ``audio_input``."""
+    """User turn; ``{input}`` is replaced by ``text_input`` or ``audio_input``. An optional
+    ``{labels}`` is replaced by the label inventory (scenarios, actions, entity types) of the training
+    data: the zero-shot baseline lists the labels in the prompt."""
     text_input: str = "Utterance: {transcript}"
     """How a transcript is shown; must contain ``{transcript}``."""
     audio_input: str = f"Utterance: {AUDIO_PLACEHOLDER}"
@@ -46,12 +48,12 @@ class PromptTemplate:
         if problems:
             raise ValueError("invalid prompt template: " + "; ".join(problems))
 
-    def user_turn(self, transcript: str | None) -> str:
+    def user_turn(self, transcript: str | None, labels: str = "") -> str:
         """The user message: the transcript when given, else the audio placeholder."""
         shown = self.audio_input if transcript is None else self.text_input.format(transcript=transcript)
-        return self.instruction.replace("{input}", shown)
+        return self.instruction.replace("{labels}", labels).replace("{input}", shown)
 
-    def render_prompt(self, transcript: str | None) -> str:
+    def render_prompt(self, transcript: str | None, labels: str = "") -> str:
         """The full chat-formatted prompt, ending where the assistant's answer begins.
 
         Identical to Qwen2-Audio's chat template applied to one system and one user turn with
@@ -59,12 +61,19 @@ class PromptTemplate:
         """
         return (
             f"<|im_start|>system\n{self.system}{END_OF_TURN}\n"
-            f"<|im_start|>user\n{self.user_turn(transcript)}{END_OF_TURN}\n"
+            f"<|im_start|>user\n{self.user_turn(transcript, labels)}{END_OF_TURN}\n"
             "<|im_start|>assistant\n"
         )
 
-    def render_example_prompt(self, example: SLUExample, use_audio: bool) -> str:
-        return self.render_prompt(None if use_audio else example.text)
+
+def label_inventory(examples: list[SLUExample]) -> str:
+    """The labels of ``examples`` as one line, for a prompt's ``{labels}`` slot."""
+    scenarios = sorted({e.scenario for e in examples})
+    actions = sorted({e.action for e in examples})
+    types = sorted({entity.type for e in examples for entity in e.entities})
+    return (
+        f"Scenarios: {', '.join(scenarios)}. Actions: {', '.join(actions)}. Entity types: {', '.join(types)}."
+    )
 
 
 def format_target(scenario: str, action: str, entities: tuple[Entity, ...] | list[Entity]) -> str:

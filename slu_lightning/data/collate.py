@@ -71,7 +71,12 @@ class SLUCollator:
         self.with_prompts = with_prompts
         self.pad_id = tokenizer.pad_token_id
         self.audio_id = tokenizer.convert_tokens_to_ids("<|AUDIO|>")
-        self._audio_prompt = self._encode(prompt.render_prompt(None))
+        self.set_labels("")
+
+    def set_labels(self, labels: str) -> None:
+        """Fill the prompt's ``{labels}`` slot (if it has one) with a label inventory."""
+        self.labels = labels
+        self._audio_prompt = self._encode(self.prompt.render_prompt(None, labels))
         if self._audio_prompt.count(self.audio_id) != 1:
             raise ValueError("the audio prompt must tokenize to exactly one <|AUDIO|> token")
 
@@ -81,7 +86,7 @@ class SLUCollator:
     def prompt_ids(self, item: SLUItem) -> list[int]:
         """Token ids of the prompt, with the clip's ``<|AUDIO|>`` token repeated once per audio frame."""
         if not item.is_speech:
-            return self._encode(self.prompt.render_prompt(item.example.text))
+            return self._encode(self.prompt.render_prompt(item.example.text, self.labels))
         n_audio = int(audio_token_count(torch.tensor([item.n_frames]))[0])
         at = self._audio_prompt.index(self.audio_id)
         return self._audio_prompt[:at] + [self.audio_id] * n_audio + self._audio_prompt[at + 1 :]

@@ -32,7 +32,7 @@ from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler
 from slu_lightning.data.subsets import SpeechSubset, write_ids
-from slu_lightning.task import PromptTemplate
+from slu_lightning.task import PromptTemplate, label_inventory
 
 log = logging.getLogger(__name__)
 
@@ -133,12 +133,20 @@ class SLUDataModule(L.LightningDataModule):
         if stage == "predict":
             inputs = self._checked(audio_inputs(self.predict_audio))
             self.eval_sets["predict"] = [(example, True) for example in inputs]
-            return
-        split: Split = "test" if stage == "test" else "dev"
-        if split not in self.eval_sets:
-            self.eval_sets[split] = self._eval_entries(split)
+        else:
+            split: Split = "test" if stage == "test" else "dev"
+            if split not in self.eval_sets:
+                self.eval_sets[split] = self._eval_entries(split)
         if self.skips.total:
             log.warning("%s", self.skips.summary())
+        self._fill_label_slot()
+
+    def _fill_label_slot(self) -> None:
+        """Give prompts with a ``{labels}`` slot the training label inventory (zero-shot prompting)."""
+        if self.collators and "{labels}" in self.collators["train"].prompt.instruction:
+            inventory = label_inventory(self.sources.get("text") or self.corpus.text("train", self.skips))
+            for collator in self.collators.values():
+                collator.set_labels(inventory)
 
     def _setup_train(self) -> None:
         text = _by_locale(self.corpus.text("train", self.skips), self.train_locales)

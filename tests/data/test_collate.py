@@ -70,3 +70,16 @@ def test_generation_form_is_left_padded(processor):
     mask = batch["prompt_attention_mask"]
     assert (mask[:, -1] == 1).all() and mask[:, 0].min() == 0
     assert "labels" not in batch
+
+
+def test_a_labels_slot_is_filled_with_the_label_inventory(processor):
+    from slu_lightning.task import label_inventory
+
+    prompt = PromptTemplate(instruction="{input}\n{labels}\nAnswer with one line of JSON.")
+    collate = SLUCollator(processor.tokenizer, prompt, with_labels=False, with_prompts=True)
+    inventory = label_inventory([TEXT, SPEECH])
+    assert inventory == "Scenarios: play, weather. Actions: music, query. Entity types: music_genre."
+    collate.set_labels(inventory)
+    item, _ = speech_item(16_000)
+    for row in collate([SLUItem(TEXT), item])["prompt_ids"]:
+        assert inventory in processor.tokenizer.decode(row)

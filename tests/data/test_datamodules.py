@@ -169,3 +169,20 @@ def test_each_regime_fits_a_few_steps_on_the_demo_corpus(tiny_demo, tmp_path, re
     n_speech = len(datamodule.sources["speech"])
     assert (n_speech == 0) == (regime == "text_only")
     assert trainer.callback_metrics["val/loss"] > 0
+
+
+def test_zero_shot_prompts_list_the_training_labels(toy_corpus, tiny_backbone):
+    from slu_lightning.data.collate import SLUItem
+    from slu_lightning.model.backbone import load_processor
+    from slu_lightning.task import PromptTemplate
+
+    dm = TextOnlyDataModule(corpus(toy_corpus))
+    dm.connect(load_processor(tiny_backbone).tokenizer, PromptTemplate(instruction="{input}\n{labels}"), 128)
+    dm.setup("test")  # no training: the inventory comes from the training split's labels
+    collate = dm.collators["test"]
+    assert collate.labels == (
+        "Scenarios: alarm, music, weather. Actions: play, query, set. "
+        "Entity types: artist_name, place_name, time."
+    )
+    example = dm.eval_sets["test"][0][0].as_text()
+    assert collate.labels in collate.tokenizer.decode(collate([SLUItem(example)])["prompt_ids"][0])
