@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import time
 from collections import defaultdict
@@ -37,8 +38,13 @@ def examples(tiny):
 def test_label_inventory_meets_the_minimums():
     scenarios = {split_intent(intent)[0] for intent in INTENTS}
     assert len(scenarios) >= 8 and len(INTENTS) >= 25 and len(ENTITY_TYPES) >= 10 and len(LOCALES) >= 6
-    used = {slot for locale in LOCALES for templates in TEMPLATES[locale].values() for t in templates
-            for slot in template_slots(t)}
+    used = {
+        slot
+        for locale in LOCALES
+        for templates in TEMPLATES[locale].values()
+        for t in templates
+        for slot in template_slots(t)
+    }
     assert used == set(ENTITY_TYPES)  # every entity type occurs, and no template uses an unknown one
     for locale in LOCALES:
         assert set(TEMPLATES[locale]) == set(INTENTS)
@@ -182,3 +188,25 @@ def test_default_location_follows_the_cache_variable(monkeypatch, tmp_path):
     assert default_demo_dir("small", 3) == tmp_path / "demo-small-seed3"
     monkeypatch.delenv("SLU_LIGHTNING_CACHE")
     assert default_demo_dir("tiny", 0) == Path.home() / ".cache" / "slu-lightning" / "demo-tiny-seed0"
+
+
+def test_slot_values_do_not_depend_on_the_python_hash_seed():
+    """Faker builds some value lists from sets; place names are drawn from a sorted copy instead."""
+    import subprocess
+    import sys
+
+    code = (
+        "from slu_lightning.data.demo_lexicon import SlotSampler; s = SlotSampler('it-IT', 3); "
+        "print([s.sample('place_name') for _ in range(20)])"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert len(outputs) == 1

@@ -1,0 +1,539 @@
+"""Build the speech-recognition pretraining corpus of the tiny stand-in model.
+
+``make_asr_corpus`` speaks lexically varied general text (never SLU phrasing) with the ``pretrain``
+eSpeak voices of ``partition`` and writes a folder in the manifest format::
+
+    out_dir/
+        train.jsonl  heldout.jsonl              # one SLUExample per line (readers/manifest.py)
+        audio/<split>/<id>.flac                 # 16 kHz mono, 16 bit
+        corpus.json                             # config, counts, hours, config key, content hash
+
+``train`` clips use the ``pretrain`` voices and rate/pitch ranges; ``heldout`` clips use the
+``heldout`` voices (the ones of SLU dev/test), so that WER can be measured on unseen speakers.
+Rows carry the sentence as ``text``, the placeholder intent ``asr``/``transcribe``, no entities,
+``source="asr-pretrain"`` and ``meta = {voice, rate, pitch, kind}``.
+
+Sentences, per locale (lower case, no digits, 3-14 words), in the mix that a CPU probe found to
+teach words rather than templates (shared/NOTES.md):
+
+- ``words`` (~40 %): random word strings from a general vocabulary: Faker's word list where the
+  locale has its own, CLDR names (countries, languages, currencies, months, days) from Babel,
+  num2words numbers and ordinals, Faker names and cities, the demo lexicon's slot values.
+- ``chunks`` (~30 %): salads of 2-5 phrases: spelled-out numbers, dates, names, places, CLDR names,
+  slot values and short word runs.
+- ``template`` (~30 %): a few generic statements per locale ("{name} lives in {city}"), none of
+  them an SLU request.
+
+No sentence may contain an SLU template of ``demo_lexicon`` (any slot filling): a candidate that
+matches one is drawn again. The build reuses the demo corpus's machinery: the same cache rules
+(config key in ``corpus.json``), staging folder renamed into place, progress bar and worker pool.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from functools import cache
+from importlib.metadata import version
+from pathlib import Path
+from string import Formatter
+
+from slu_lightning.atomic import atomic_write_text
+from slu_lightning.data import demo_lexicon
+
+# Private helpers of demo_corpus, reused on purpose so that both corpora are built the same way.
+from slu_lightning.data.demo_corpus import (
+    Size,
+    _Clip,
+    _finished_key,
+    _install,
+    _synthesise,
+    default_demo_dir,
+)
+from slu_lightning.data.demo_lexicon import (  # _SPOKEN_NAME is private there, reused on purpose
+    ENTITY_TYPES,
+    LOCALES,
+    STYLES,
+    TEMPLATES,
+    SlotSampler,
+    listed_cities,
+    unmark,
+)
+from slu_lightning.data.partition import Share, Use, partition
+from slu_lightning.data.readers.manifest import write_manifest
+from slu_lightning.data.records import SLUExample
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "heldout")
+SPLIT_USE: dict[str, Use] = {"train": "pretrain", "heldout": "heldout"}
+SIZES: dict[str, dict[str, int]] = {
+    # clips per locale and split
+    "tiny": {"train": 20, "heldout": 6},  # tests
+    "small": {"train": 1500, "heldout": 100},  # 9.6k clips, ~9 h of audio (~3.5 s a clip), minutes to build
+    "large": {"train": 6000, "heldout": 300},  # 38k clips (the second CPU probe used 34k), ~37 h, ~3 GB
+}
+KINDS = ("words", "chunks", "template")
+KIND_SHARES = {"chunks": 0.3, "template": 0.3}  # "words" gets the rest (~40 %)
+MIN_WORDS, MAX_WORDS = 3, 14
+SCENARIO, ACTION, SOURCE = "asr", "transcribe", "asr-pretrain"
+CORPUS_FORMAT = 1
+"""Bump when the corpus layout or the generation procedure changes, to invalidate caches."""
+
+GENERIC_TEMPLATES: dict[str, tuple[str, ...]] = {
+    # Statements about people, places and numbers: nothing a user asks an assistant to do.
+    "en-US": (
+        "{name} lives in {city}",
+        "{name} was born on the {date}",
+        "there are {number} people in {city}",
+        "{name} speaks {language}",
+        "the price is {number} {currency}",
+        "the next word is {word}",
+        "{name} and {name2} met in {city}",
+    ),
+    "fr-FR": (
+        "{name} habite à {city}",
+        "{name} est né le {date}",
+        "à {city} vivent {number} personnes",
+        "{name} parle {language}",
+        "le prix est de {number} {currency}",
+        "le mot suivant est {word}",
+        "{name} et {name2} se sont rencontrés à {city}",
+    ),
+    "de-DE": (
+        "{name} wohnt in {city}",
+        "{name} wurde am {date} geboren",
+        "in {city} leben {number} menschen",
+        "{name} spricht {language}",
+        "der preis beträgt {number} {currency}",
+        "das nächste wort ist {word}",
+        "{name} und {name2} trafen sich in {city}",
+    ),
+    "it-IT": (
+        "{name} abita a {city}",
+        "{name} è nato il {date}",
+        "a {city} vivono {number} persone",
+        "{name} parla {language}",
+        "il prezzo è di {number} {currency}",
+        "la parola successiva è {word}",
+        "{name} e {name2} si sono incontrati a {city}",
+    ),
+    "es-ES": (
+        "{name} vive en {city}",
+        "{name} nació el {date}",
+        "en {city} viven {number} personas",
+        "{name} habla {language}",
+        "el precio es de {number} {currency}",
+        "la siguiente palabra es {word}",
+        "{name} y {name2} se conocieron en {city}",
+    ),
+    "pt-PT": (
+        "{name} mora em {city}",
+        "{name} nasceu a {date}",
+        "em {city} vivem {number} pessoas",
+        "{name} fala {language}",
+        "o preço é de {number} {currency}",
+        "a palavra seguinte é {word}",
+        "{name} e {name2} conheceram-se em {city}",
+    ),
+}
+DATE_FORMATS = {
+    # day and month without a leading article (the templates bring it); {year} is optional
+    "en-US": ("{day} of {month}", " {year}"),
+    "fr-FR": ("{day} {month}", " {year}"),
+    "de-DE": ("{day} {month}", " {year}"),
+    "it-IT": ("{day} {month}", " {year}"),
+    "es-ES": ("{day} de {month}", " de {year}"),
+    "pt-PT": ("{day} de {month}", " de {year}"),
+}
+
+_WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+"""One spoken word: letters, possibly joined by apostrophes or hyphens."""
+
+
+def default_asr_dir(size: Size = "small", seed: int = 0) -> Path:
+    """``$SLU_LIGHTNING_CACHE/asr-<size>-seed<seed>``, next to the demo corpus."""
+    return default_demo_dir(size, seed).parent / f"asr-{size}-seed{seed}"
+
+
+def make_asr_corpus(
+    out_dir: str | Path,
+    *,
+    size: Size = "small",
+    seed: int = 0,
+    locales: Sequence[str] | None = None,
+    workers: int | None = None,
+) -> Path:
+    """Build the ASR pretraining corpus in ``out_dir``, or return at once if it is already there.
+
+    Args:
+        out_dir: Folder to create. An existing corpus with another config is replaced; any other
+            non-empty folder is left alone and raises ``FileExistsError``.
+        size: ``tiny`` (tests), ``small`` or ``large``; see ``SIZES``.
+        seed: Decides the voice partition, the sentences and the voice of each clip.
+        locales: Subset of ``LOCALES`` (default: all six). A locale's data does not depend on
+            which other locales are built.
+        workers: Synthesis processes, as in ``make_demo_corpus``; the files do not depend on it.
+
+    Returns:
+        ``out_dir``.
+    """
+    out_dir = Path(out_dir).resolve()
+    locales = list(locales or LOCALES)
+    unknown = sorted(set(locales) - set(LOCALES))
+    if unknown or size not in SIZES:
+        raise ValueError(f"unknown locales {unknown} or size {size!r}: choose from {LOCALES}, {list(SIZES)}")
+    config = {
+        "format": CORPUS_FORMAT,
+        "kind": "asr-pretrain",
+        "size": size,
+        "sizes": SIZES[size],
+        "seed": seed,
+        "locales": locales,
+        "lexicon": demo_lexicon.lexicon_fingerprint(),
+        "templates": hashlib.sha256(json.dumps(GENERIC_TEMPLATES, sort_keys=True).encode()).hexdigest()[:16],
+        "versions": {name: version(name) for name in ("espeakng-loader", "faker", "babel", "num2words")},
+    }
+    config_key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    if _finished_key(out_dir) == config_key:
+        log.info("ASR corpus %s is up to date", out_dir)
+        return out_dir
+    if (
+        out_dir.exists()
+        and any(out_dir.iterdir())
+        and (_finished_key(out_dir) is None or _existing_kind(out_dir) != config["kind"])
+    ):  # an outdated ASR corpus is replaced; anything else (a demo corpus, your files) is not
+        raise FileExistsError(f"{out_dir} exists and is not an ASR corpus; choose another folder")
+
+    started = time.perf_counter()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        summary = _build(staging, config, seed, locales, workers)
+        summary["config_key"] = config_key
+        atomic_write_text(staging / "corpus.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        _install(staging, out_dir, config_key)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    log.info(
+        "built ASR corpus %s (%.2f h of audio) in %.0f s",
+        out_dir,
+        summary["hours"],
+        time.perf_counter() - started,
+    )
+    return out_dir
+
+
+def _existing_kind(folder: Path) -> str | None:
+    try:
+        return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config"].get("kind")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def plan_asr_corpus(
+    root: str | Path, *, size: Size = "small", seed: int = 0, locales: Sequence[str] | None = None
+) -> dict[str, list[SLUExample]]:
+    """The examples that ``make_asr_corpus`` would write under ``root``, without any audio."""
+    root = Path(root).resolve()
+    return {
+        split: [clip.example for clip in clips]
+        for split, clips in _plan_all(root, SIZES[size], seed, list(locales or LOCALES)).items()
+    }
+
+
+def _plan_all(root: Path, sizes: dict[str, int], seed: int, locales: list[str]) -> dict[str, list[_Clip]]:
+    shares = partition(seed, locales)
+    clips: dict[str, list[_Clip]] = {split: [] for split in SPLITS}
+    for locale in locales:
+        generator = SentenceGenerator(locale, seed)
+        for split in SPLITS:  # train first: heldout sentences are drawn to differ from train's
+            share = shares[locale][SPLIT_USE[split]]
+            clips[split] += _plan(root, split, locale, share, sizes[split], seed, generator)
+    return clips
+
+
+def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int | None) -> dict:
+    """Write manifests and audio under ``root``; returns the summary for ``corpus.json``."""
+    clips = _plan_all(root, config["sizes"], seed, locales)
+    all_clips = [clip for split in SPLITS for clip in clips[split]]
+    for split in SPLITS:
+        (root / "audio" / split).mkdir(parents=True)
+    if workers is None:  # as in make_demo_corpus: spawned workers pay off from ~1000 clips
+        workers = max(1, min(os.cpu_count() or 1, len(all_clips) // 1000))
+    durations = _synthesise(all_clips, workers)
+
+    digest = hashlib.sha256()
+    for split in SPLITS:
+        manifest = write_manifest(root / f"{split}.jsonl", [clip.example for clip in clips[split]])
+        digest.update(manifest.read_bytes())
+    for clip in all_clips:
+        digest.update(clip.path.read_bytes())
+    seconds = dict.fromkeys(SPLITS, 0.0)
+    for clip, duration in zip(all_clips, durations, strict=True):
+        seconds[clip.split] += duration
+    return {
+        "config": config,
+        "counts": {
+            split: {locale: sum(c.example.locale == locale for c in clips[split]) for locale in locales}
+            for split in SPLITS
+        },
+        "kinds": {
+            split: dict(sorted(Counter(c.example.meta["kind"] for c in clips[split]).items()))
+            for split in SPLITS
+        },
+        "words": {split: sum(len(c.example.text.split()) for c in clips[split]) for split in SPLITS},
+        "hours_per_split": {split: round(seconds[split] / 3600, 4) for split in SPLITS},
+        "hours": round(sum(seconds.values()) / 3600, 4),
+        "content_sha256": digest.hexdigest(),
+    }
+
+
+def _plan(
+    root: Path, split: str, locale: str, share: Share, count: int, seed: int, generator: SentenceGenerator
+) -> list[_Clip]:
+    """The clips of one split and locale: kinds in fixed shares, in shuffled order."""
+    rng = random.Random(f"asr-corpus:{seed}:{split}:{locale}")
+    n_chunks = round(count * KIND_SHARES["chunks"])
+    n_template = round(count * KIND_SHARES["template"])
+    kinds = ["chunks"] * n_chunks + ["template"] * n_template + ["words"] * (count - n_chunks - n_template)
+    rng.shuffle(kinds)
+    clips = []
+    for index, kind in enumerate(kinds):
+        text = generator.sentence(kind)
+        voice = rng.choice(share.voices)
+        rate, pitch = rng.randint(*share.rate), rng.randint(*share.pitch)
+        utterance_id = f"asr-{locale.lower()}-{split}-{index:05d}"
+        path = root / "audio" / split / f"{utterance_id}.flac"
+        meta = {"voice": voice, "rate": str(rate), "pitch": str(pitch), "kind": kind}
+        example = SLUExample(
+            id=utterance_id,
+            locale=locale,
+            text=text,
+            scenario=SCENARIO,
+            action=ACTION,
+            audio=str(path),
+            source=SOURCE,
+            meta=meta,
+        )
+        clips.append(_Clip(split, example, voice, rate, pitch, path))
+    return clips
+
+
+def normalise(text: str) -> str:
+    """Lower case, words only (letters, inner apostrophes and hyphens), single spaces."""
+    return " ".join(_WORD.findall(text.lower().replace("’", "'")))
+
+
+@cache
+def slu_pattern(locale: str) -> re.Pattern[str]:
+    """Matches any text that contains an SLU template of ``locale``, whatever fills its slots."""
+    alternatives = []
+    for templates in TEMPLATES[locale].values():
+        for template in templates:
+            parts = []
+            for literal, slot, _, _ in Formatter().parse(template):
+                words = literal.split()
+                if words:
+                    parts.append(r"\s+".join(map(re.escape, words)))
+                if slot is not None:
+                    parts.append(r"\S.*?")
+            alternatives.append(r"\s+".join(parts))
+    return re.compile(r"(?<!\S)(?:" + "|".join(alternatives) + r")(?!\S)")
+
+
+def _vocabulary(locale: str) -> tuple[list[str], list[str], list[str]]:
+    """General text of ``locale``, sorted and normalised: common words, words of CLDR names (many
+    of them rare: languages, currencies), and multi-word phrases from both. Nothing from templates."""
+    from babel import Locale
+    from babel.units import get_unit_name
+    from num2words import num2words
+
+    style = STYLES[locale]
+    babel = Locale.parse(style.babel)
+    common: set[str] = set()
+    for context in ("format", "stand-alone"):
+        common.update(str(v) for v in babel.months[context]["wide"].values())
+        common.update(str(v) for v in babel.days[context]["wide"].values())
+    for table in demo_lexicon.VALUES[locale].values():
+        common.update(unmark(value)[0] for value in table)
+    common.update(num2words(n, lang=style.number_lang) for n in range(101))
+    common.update(num2words(n, lang=style.number_lang, to="ordinal") for n in range(1, 32))
+    common.update(
+        filter(
+            None,
+            (get_unit_name(unit, length="long", locale=babel) for unit in babel._data["unit_display_names"]),
+        )
+    )
+    for provider in ("lorem", "job"):  # only locales with their own list: pt_PT's lorem would be Latin
+        if importlib.util.find_spec(f"faker.providers.{provider}.{style.faker}") is not None:
+            module = importlib.import_module(f"faker.providers.{provider}.{style.faker}")
+            common.update(module.Provider.word_list if provider == "lorem" else module.Provider.jobs)
+    cldr: set[str] = set()
+    for table in (babel.territories, babel.languages, babel.currencies):
+        cldr.update(str(value) for value in table.values())
+
+    def clean(names: set[str]) -> set[str]:
+        return {normalise(name) for name in names if not re.search(r"\d", name)} - {""}
+
+    common, cldr = clean(common), clean(cldr)
+    common_words = sorted({word for name in common for word in name.split()})
+    cldr_words = sorted({word for name in cldr for word in name.split()} - set(common_words))
+    phrases = sorted(name for name in common | cldr if 2 <= len(name.split()) <= 5)
+    return common_words, cldr_words, phrases
+
+
+class SentenceGenerator:
+    """Draws the sentences of one locale; the same locale and seed give the same sequence.
+
+    Every sentence is new within the generator, has 3-14 words and contains no SLU template.
+    """
+
+    def __init__(self, locale: str, seed: int) -> None:
+        self.locale = locale
+        self.style = STYLES[locale]
+        self._rng = random.Random(f"asr-text:{seed}:{locale}")
+        self._slots = SlotSampler(locale, f"asr-slots:{seed}:{locale}")
+        self._words, self._cldr_words, self._phrases = _vocabulary(locale)
+        self._seen: set[str] = set()
+        self._slu = slu_pattern(locale)
+        self._templates = GENERIC_TEMPLATES[locale]
+        from babel import Locale
+
+        babel = Locale.parse(self.style.babel)
+        self._months = sorted({normalise(str(m)) for m in babel.months["format"]["wide"].values()})
+        self._languages = sorted({normalise(str(v)) for v in babel.languages.values()} - {""})
+        countries = {normalise(str(v)) for k, v in babel.territories.items() if k.isalpha()}  # not "001"
+        self._countries = sorted(countries - {""})
+        self._currencies = sorted({normalise(str(v)) for v in babel.currencies.values()} - {""})
+        self._chunk_makers: tuple[Callable[[], str], ...] = (
+            self._number,
+            self._number,
+            self._ordinal,
+            self._date,
+            self._person,
+            self._person,
+            self._city,
+            self._city,
+            self._name_phrase,
+            self._name_phrase,
+            self._slot_value,
+            self._word_run,
+            self._word_run,
+        )
+
+    def sentence(self, kind: str) -> str:
+        make = {"words": self._random_words, "chunks": self._chunk_salad, "template": self._template}[kind]
+        for _ in range(1000):
+            text = normalise(make())
+            if (
+                MIN_WORDS <= len(text.split()) <= MAX_WORDS
+                and text not in self._seen
+                and self._slu.search(text) is None
+            ):
+                self._seen.add(text)
+                return text
+        raise RuntimeError(f"no new {kind} sentence for {self.locale} in 1000 draws")
+
+    # -- the three kinds
+    def _random_words(self) -> str:
+        return " ".join(self._random_word() for _ in range(self._rng.randint(MIN_WORDS, MAX_WORDS)))
+
+    def _random_word(self) -> str:
+        draw = self._rng.random()
+        if draw < 0.7:
+            return self._rng.choice(self._words)
+        if draw < 0.85:
+            return self._rng.choice(self._cldr_words)
+        return self._rng.choice((self._person() if draw < 0.93 else self._city()).split())
+
+    def _chunk_salad(self) -> str:
+        chunks = [self._rng.choice(self._chunk_makers)() for _ in range(self._rng.randint(2, 5))]
+        while len(" ".join(chunks).split()) > MAX_WORDS and len(chunks) > 1:
+            chunks.pop()
+        return " ".join(chunks)
+
+    def _template(self) -> str:
+        template = self._rng.choice(self._templates)
+        fillers = {
+            "name": self._person,
+            "name2": self._person,
+            "city": self._city,
+            "date": self._date_no_article,
+            "number": self._number,
+            "language": lambda: self._rng.choice(self._languages),
+            "currency": lambda: self._rng.choice(self._currencies),
+            "word": lambda: self._rng.choice(self._words),
+        }
+        slots = [slot for _, slot, _, _ in Formatter().parse(template) if slot]
+        return template.format(**{slot: fillers[slot]() for slot in slots})
+
+    # -- chunks
+    def _number(self) -> str:
+        from num2words import num2words
+
+        magnitude = self._rng.choice((20, 100, 1000, 10_000, 1_000_000))
+        return num2words(self._rng.randrange(magnitude), lang=self.style.number_lang)
+
+    def _ordinal(self) -> str:
+        from num2words import num2words
+
+        return num2words(self._rng.randint(1, 100), lang=self.style.number_lang, to="ordinal")
+
+    def _year(self) -> str:
+        from num2words import num2words
+
+        year = self._rng.randint(1900, 2099)
+        to = "year" if self.locale == "en-US" else "cardinal"  # "nineteen eighty-four"
+        return num2words(year, lang=self.style.number_lang, to=to)
+
+    def _date_no_article(self) -> str:
+        from num2words import num2words
+
+        style = self.style
+        day = self._rng.choice([d for d in range(1, 32) if d not in style.skip_days])
+        if day == 1 and style.first_day:
+            day_words = style.first_day
+        elif style.ordinal_days:
+            day_words = num2words(day, lang=style.number_lang, to="ordinal") + style.ordinal_suffix
+        else:
+            day_words = num2words(day, lang=style.number_lang)
+        date_format, year_format = DATE_FORMATS[self.locale]
+        text = date_format.format(day=day_words, month=self._rng.choice(self._months))
+        if self._rng.random() < 0.4:
+            text += year_format.format(year=self._year())
+        return text
+
+    def _date(self) -> str:
+        return self._date_no_article() if self._rng.random() < 0.5 else unmark(self._slots.sample("date"))[0]
+
+    def _person(self) -> str:
+        return unmark(self._slots.sample(self._rng.choice(("person", "artist_name"))))[0]
+
+    def _city(self) -> str:
+        return self._place() if self._rng.random() < 0.8 else self._rng.choice(self._countries)
+
+    def _place(self) -> str:
+        cities = listed_cities(self.style.faker)
+        return self._rng.choice(cities) if cities else unmark(self._slots.sample("place_name"))[0]
+
+    def _name_phrase(self) -> str:
+        return self._rng.choice(self._phrases)
+
+    def _slot_value(self) -> str:
+        entity_type = self._rng.choice(ENTITY_TYPES)
+        return self._place() if entity_type == "place_name" else unmark(self._slots.sample(entity_type))[0]
+
+    def _word_run(self) -> str:
+        return " ".join(self._random_word() for _ in range(self._rng.randint(1, 3)))

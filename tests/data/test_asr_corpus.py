@@ -1,0 +1,186 @@
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import soundfile
+
+from slu_lightning.data.asr_corpus import (
+    ACTION,
+    KINDS,
+    MAX_WORDS,
+    MIN_WORDS,
+    SCENARIO,
+    SIZES,
+    SOURCE,
+    SPLITS,
+    default_asr_dir,
+    make_asr_corpus,
+    plan_asr_corpus,
+    slu_pattern,
+)
+from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus
+from slu_lightning.data.demo_lexicon import LOCALES, TEMPLATES, SlotSampler, render
+from slu_lightning.data.partition import partition
+from slu_lightning.data.readers.manifest import read_manifest
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """The full tiny ASR corpus (6 locales), built once."""
+    return make_asr_corpus(tmp_path_factory.mktemp("asr") / "tiny", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def examples(tiny):
+    return {split: read_manifest(tiny / f"{split}.jsonl") for split in SPLITS}
+
+
+@pytest.fixture(scope="module")
+def slu_demo(tmp_path_factory) -> Path:
+    return make_demo_corpus(tmp_path_factory.mktemp("demo") / "tiny", size="tiny", seed=0)
+
+
+@pytest.fixture(scope="module")
+def slu_texts(slu_demo) -> set[str]:
+    """Every sentence of the tiny demo corpus (all splits, all locales)."""
+    demo = slu_demo
+    return {e.text for split in ("train", "dev", "test") for e in read_manifest(demo / f"{split}.jsonl")}
+
+
+def test_counts_rows_and_summary(tiny, examples):
+    summary = json.loads((tiny / "corpus.json").read_text())
+    for split in SPLITS:
+        counts = defaultdict(int)
+        for example in examples[split]:
+            counts[example.locale] += 1
+            assert (example.scenario, example.action, example.entities) == (SCENARIO, ACTION, ())
+            assert example.source == SOURCE
+            assert set(example.meta) == {"voice", "rate", "pitch", "kind"}
+        assert dict(counts) == {locale: SIZES["tiny"][split] for locale in LOCALES}
+        assert summary["counts"][split] == dict(counts)
+    assert summary["hours"] > 0 and summary["config_key"] and summary["config"]["size"] == "tiny"
+    ids = [e.id for split in SPLITS for e in examples[split]]
+    assert len(ids) == len(set(ids))
+
+
+def test_audio_is_readable_16k_mono(tiny, examples):
+    for split in SPLITS:
+        for example in examples[split]:
+            path = Path(example.audio)
+            assert path.is_relative_to(tiny / "audio" / split)
+            audio, rate = soundfile.read(path)
+            assert rate == 16_000 and audio.ndim == 1 and len(audio) > 0.5 * rate
+
+
+def test_voices_come_from_the_partition(examples):
+    shares = partition(seed=0)
+    for split, use in (("train", "pretrain"), ("heldout", "heldout")):
+        for example in examples[split]:
+            share = shares[example.locale][use]
+            assert example.meta["voice"] in share.voices
+            assert share.rate[0] <= int(example.meta["rate"]) <= share.rate[1]
+            assert share.pitch[0] <= int(example.meta["pitch"]) <= share.pitch[1]
+    train_voices = {e.meta["voice"] for e in examples["train"]}
+    heldout_voices = {e.meta["voice"] for e in examples["heldout"]}
+    assert not train_voices & heldout_voices
+
+
+def test_sentences_are_spoken_words_of_every_kind(examples):
+    for split in SPLITS:
+        for locale in LOCALES:
+            rows = [e for e in examples[split] if e.locale == locale]
+            assert {e.meta["kind"] for e in rows} == set(KINDS), (split, locale)
+        for example in examples[split]:
+            text = example.text
+            assert text == text.lower() and not re.search(r"[\d\[\]{}.,;:!?()&/]", text), text
+            assert MIN_WORDS <= len(text.split()) <= MAX_WORDS, text
+    texts = [e.text for split in SPLITS for e in examples[split]]
+    assert len(texts) == len(set(texts))  # no repeats, and no heldout sentence seen in train
+
+
+def test_no_slu_phrasing(examples, slu_texts):
+    texts = [e.text for split in SPLITS for e in examples[split]]
+    for slu in slu_texts:  # the demo corpus's renderings of SLU templates
+        pattern = re.compile(rf"(?<!\S){re.escape(slu)}(?!\S)")
+        assert not any(pattern.search(text) for text in texts), slu
+    # the guard used while generating matches every rendering of every SLU template
+    for locale in LOCALES:
+        sampler = SlotSampler(locale, seed=5)
+        for templates in TEMPLATES[locale].values():
+            for template in templates:
+                assert slu_pattern(locale).search(f"one two {render(template, sampler)[0]} three")
+
+
+def test_planning_is_deterministic_and_covers_small(tmp_path):
+    first = plan_asr_corpus(tmp_path, size="small", seed=0, locales=["de-DE"])
+    assert first == plan_asr_corpus(tmp_path, size="small", seed=0, locales=["de-DE"])
+    assert first != plan_asr_corpus(tmp_path, size="small", seed=1, locales=["de-DE"])
+    assert {split: len(rows) for split, rows in first.items()} == SIZES["small"]
+    kinds = defaultdict(int)
+    for example in first["train"]:
+        kinds[example.meta["kind"]] += 1
+    assert kinds == {"words": 600, "chunks": 450, "template": 450}
+    words = {word for example in first["train"] for word in example.text.split()}
+    assert len(words) > 2000  # lexically varied
+
+
+def test_sentences_do_not_depend_on_the_hash_seed(tmp_path):
+    """Faker's it_IT city list comes from a set: its order changes with PYTHONHASHSEED."""
+    script = (
+        "import json, sys; from slu_lightning.data.asr_corpus import plan_asr_corpus; "
+        "plans = [plan_asr_corpus(sys.argv[1], size='tiny'), "
+        "plan_asr_corpus(sys.argv[1], size='small', locales=['it-IT'])]; "
+        "print(json.dumps([[e.text for split in p.values() for e in split] for p in plans]))"
+    )
+    outputs = [
+        subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, capture_output=True,
+                       text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed}).stdout
+        for hash_seed in ("1", "2")
+    ]
+    assert outputs[0] == outputs[1]
+
+
+def test_same_seed_same_bytes_and_locales_are_independent(tiny, tmp_path):
+    again = make_asr_corpus(tmp_path / "again", size="tiny", seed=0)
+    for split in SPLITS:
+        assert (again / f"{split}.jsonl").read_bytes() == (tiny / f"{split}.jsonl").read_bytes()
+    assert json.loads((again / "corpus.json").read_text()) == json.loads((tiny / "corpus.json").read_text())
+    alone = make_asr_corpus(tmp_path / "it", size="tiny", seed=0, locales=["it-IT"])
+    for split in SPLITS:
+        lines = [line for line in (tiny / f"{split}.jsonl").read_text().splitlines() if '"it-IT"' in line]
+        assert (alone / f"{split}.jsonl").read_text().splitlines() == lines
+    first = json.loads(lines[0])["audio"]
+    assert (alone / first).read_bytes() == (tiny / first).read_bytes()
+
+
+def test_second_call_is_cached_and_staging_is_cleaned(tiny):
+    manifest = tiny / "train.jsonl"
+    mtime = manifest.stat().st_mtime_ns
+    started = time.perf_counter()
+    assert make_asr_corpus(tiny, size="tiny", seed=0) == tiny
+    assert time.perf_counter() - started < 1.0
+    assert manifest.stat().st_mtime_ns == mtime
+    assert not [p for p in tiny.parent.iterdir() if p.name.endswith(".partial")]
+
+
+def test_refuses_foreign_folder_and_bad_arguments(tmp_path, slu_demo):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError):
+        make_asr_corpus(tmp_path, size="tiny")
+    with pytest.raises(FileExistsError):  # a demo corpus is not an outdated ASR corpus
+        make_asr_corpus(slu_demo, size="tiny")
+    with pytest.raises(ValueError):
+        make_asr_corpus(tmp_path / "x", size="huge")
+    with pytest.raises(ValueError):
+        make_asr_corpus(tmp_path / "x", size="tiny", locales=["xx-XX"])
+
+
+def test_default_dir_is_next_to_the_demo_corpus():
+    assert default_asr_dir("small", 3).parent == default_demo_dir("small", 3).parent
+    assert default_asr_dir("small", 3).name == "asr-small-seed3"
