@@ -12,12 +12,10 @@ has no checkpoint; ``--ckpt_path auto`` resumes if it can and starts fresh other
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
-import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -77,13 +75,11 @@ class SLUCli(LightningCLI):
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
         elif config.get("ckpt_path") == "last":
             config.ckpt_path = resolve_resume("last", run_dir / "checkpoints")
-        if config.get("ckpt_path"):
-            report_config_changes(config.ckpt_path, config.model.init_args.as_dict())
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI would overwrite this run's model settings with the checkpoint's, silently.
-        Here the run's config wins; ``report_config_changes`` says what differs, and ``SLUModule``
-        refuses a checkpoint of another backbone or fine-tuning mode."""
+        Here the run's config wins; ``SLUModule.on_load_checkpoint`` logs what differs and refuses a
+        checkpoint of another backbone or fine-tuning mode."""
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -115,24 +111,6 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
             )
         log.info("starting a fresh run in %s", checkpoint_dir.parent)
     return ckpt_path
-
-
-def report_config_changes(ckpt_path: str, model_args: dict) -> None:
-    """Log each model setting where this run's config differs from the checkpoint's; the config wins."""
-    path = Path(ckpt_path)
-    if not path.is_file():
-        return
-    saved = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters", {})
-    for key, old in saved.items():
-        new = model_args.get(key)
-        if key in model_args and json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
-            log.warning(
-                "config differs from the checkpoint: model %s = %r here, %r in %s; this run's value wins",
-                key,
-                new,
-                old,
-                path.name,
-            )
 
 
 def lightning_main(args: list[str] | None) -> None:

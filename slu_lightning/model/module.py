@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -363,8 +364,9 @@ class SLUModule(L.LightningModule):
         raw = self.generate_texts(batch)
         predictions = [parse_prediction(text) for text in raw]
         locales = self.trainer.datamodule.locales
-        for modality, heard in (("speech", True), ("text", False)):
-            rows = [i for i, flag in enumerate(batch["is_speech"].tolist()) if flag == heard]
+        heard = batch["is_speech"].tolist()
+        for modality, speech in (("speech", True), ("text", False)):
+            rows = [i for i, flag in enumerate(heard) if flag == speech]
             if not rows:
                 continue
             golds = [batch["examples"][i] for i in rows]
@@ -374,7 +376,6 @@ class SLUModule(L.LightningModule):
             self.metrics[f"{split}_{modality}"].update(
                 counts.to(self.device), locale_idx.to(self.device), clusters.to(self.device)
             )
-        heard = batch["is_speech"].tolist()
         rows = [
             _prediction_row(*fields)
             for fields in zip(batch["examples"], raw, predictions, heard, strict=True)
@@ -388,10 +389,7 @@ class SLUModule(L.LightningModule):
         raw = self.generate_texts(batch)
         rows = []
         for example, text in zip(batch["examples"], raw, strict=True):
-            prediction = parse_prediction(text)
-            rows.append(
-                {"file": example.id, **prediction.to_json(), "status": prediction.status.value, "raw": text}
-            )
+            rows.append({"file": example.id, **_parsed_fields(parse_prediction(text), text)})
         self._predictions += rows
         return rows
 
@@ -474,22 +472,33 @@ class SLUModule(L.LightningModule):
             phases, steps, settings.lr, settings.warmup_ratio, settings.schedule, settings.min_lr_ratio
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        self.trained_parts = parts
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep only tensors that can change: the frozen base is reloaded from the backbone."""
-        keep = {id(p) for part in getattr(self, "trained_parts", PARTS) for p in self.candidates[part]}
+        keep = {id(p) for part in self._parts_ever_trained() for p in self.candidates[part]}
         names = {name for name, p in self.named_parameters() if id(p) in keep}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a checkpoint of another backbone or fine-tuning mode; log every other setting
+        where this run's config differs (the config wins, see ``SLUCli._parse_ckpt_path``)."""
         saved = checkpoint.get("hyper_parameters", {})
         for key in ("backbone", "finetuning", "lora"):
             if key in saved and saved[key] != self.hparams[key]:
                 raise CheckpointError(
                     f"checkpoint was trained with {key}={saved[key]!r} but this run has {key}="
                     f"{self.hparams[key]!r}; use the checkpoint's setting or start a new run"
+                )
+        for key, old in saved.items():
+            new = self.hparams.get(key)
+            if key in self.hparams and json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
+                log.warning(
+                    "config differs from the checkpoint: model %s = %r here, %r in the checkpoint; "
+                    "this run's value wins",
+                    key,
+                    new,
+                    old,
                 )
         unknown = set(checkpoint["state_dict"]) - {name for name, _ in self.named_parameters()}
         if unknown:
@@ -532,10 +541,13 @@ def pad_to_30_seconds(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch
     return padded, F.pad(mask, (0, extra))
 
 
+def _parsed_fields(prediction, raw: str) -> dict:
+    """The SLURP scorer's fields of a parsed output, its parse status and the raw text."""
+    return {**prediction.to_json(), "status": prediction.status.value, "raw": raw}
+
+
 def _cluster_id(utterance_id: str) -> int:
     """A stable integer per utterance (tensor metric state cannot hold strings)."""
-    import zlib
-
     return zlib.crc32(utterance_id.encode()) & 0x7FFFFFFF
 
 
@@ -547,9 +559,7 @@ def _prediction_row(example, raw: str, prediction, heard: bool) -> dict:
         "utterance_id": example.utterance_id,
         "locale": example.locale,
         "modality": "speech" if heard else "text",
-        **prediction.to_json(),
-        "status": prediction.status.value,
-        "raw": raw,
+        **_parsed_fields(prediction, raw),
         "meta": dict(example.meta),  # e.g. SLURP's microphone, for the report's error analysis
         "reference": {
             "text": example.text,
