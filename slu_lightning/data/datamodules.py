@@ -251,10 +251,9 @@ class SLUDataModule(L.LightningDataModule):
         return len(example.text) // 3
 
     def batches_in_epoch(self, epoch: int) -> int:
-        return len(self._sampler(epoch, start_batch=0))
+        return len(self._sampler(self.epoch_entries(epoch), epoch, start_batch=0))
 
-    def _sampler(self, epoch: int, start_batch: int) -> EpochBatchSampler:
-        entries = self.epoch_entries(epoch)
+    def _sampler(self, entries: list[Entry], epoch: int, start_batch: int) -> EpochBatchSampler:
         lengths = [self._length_key(e, heard) for e, heard in entries] if self.length_bucketing else None
         trainer = self.trainer
         return EpochBatchSampler(
@@ -273,7 +272,8 @@ class SLUDataModule(L.LightningDataModule):
         start = self._restored_batches()
         if start:
             log.info("resuming epoch %d at batch %d", epoch, start)
-        return self._loader(self.epoch_entries(epoch), "train", batch_sampler=self._sampler(epoch, start))
+        entries = self.epoch_entries(epoch)
+        return self._loader(entries, "train", batch_sampler=self._sampler(entries, epoch, start))
 
     def _restored_batches(self) -> int:
         """Batches of the current epoch already trained, from the restored loop progress."""
@@ -370,7 +370,10 @@ def audio_inputs(source: str | None) -> list[SLUExample]:
 
 
 def _by_locale(examples: list[SLUExample], locales: list[str] | None) -> list[SLUExample]:
-    return examples if locales is None else [e for e in examples if e.locale in set(locales)]
+    if locales is None:
+        return examples
+    wanted = set(locales)
+    return [e for e in examples if e.locale in wanted]
 
 
 def _nested_fraction(examples: list[SLUExample], mix: SourceMix, seed: int) -> list[SLUExample]:
