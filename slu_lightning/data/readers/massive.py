@@ -65,6 +65,21 @@ def annotated_entities(annot_utt: str) -> tuple[Entity, ...]:
         raise DataError(str(error)) from None
 
 
+def massive_example(row: dict[str, Any], locale: str, intent: str, **fields: Any) -> SLUExample:
+    """The example of a MASSIVE-style row (``id``, ``utt``, ``annot_utt``) with a ``scenario_action``
+    intent; ``fields`` sets the rest (``source``, ``audio``, ``meta``)."""
+    scenario, action = split_intent(intent)
+    return SLUExample(
+        id=f"{locale}/{nonempty_str(row, 'id')}",
+        locale=locale,
+        text=" ".join(nonempty_str(row, "utt").split()),
+        scenario=scenario,
+        action=action,
+        entities=annotated_entities(nonempty_str(row, "annot_utt")),
+        **fields,
+    )
+
+
 def _locale_file(path: Path, locale: str | None) -> Path:
     """``path`` itself if it is a file, else ``path/<locale>.jsonl``, with a clear error if absent."""
     if path.is_file():
@@ -98,15 +113,7 @@ def _parse_row(row: dict[str, Any], locale: str | None) -> SLUExample:
     row_locale = nonempty_str(row, "locale")
     if locale is not None and row_locale != locale:
         raise DataError(f"row is locale {row_locale!r}, expected {locale!r}")
-    scenario, action = split_intent(nonempty_str(row, "intent"))
+    scenario, _ = split_intent(nonempty_str(row, "intent"))
     if scenario != nonempty_str(row, "scenario"):
         raise DataError(f"intent {row['intent']!r} does not start with scenario {row['scenario']!r}")
-    return SLUExample(
-        id=f"{row_locale}/{nonempty_str(row, 'id')}",
-        locale=row_locale,
-        text=" ".join(nonempty_str(row, "utt").split()),
-        scenario=scenario,
-        action=action,
-        entities=annotated_entities(nonempty_str(row, "annot_utt")),
-        source="massive",
-    )
+    return massive_example(row, row_locale, nonempty_str(row, "intent"), source="massive")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from slu_lightning.data.errors import DataError, SkipLog
-from slu_lightning.data.readers.massive import annotated_entities, split_intent
+from slu_lightning.data.readers.massive import massive_example
 from slu_lightning.data.readers.rows import (
     Modality,
     audio_value,
@@ -79,16 +79,12 @@ def read_speech_massive(
     def parse(row: dict[str, Any]) -> list[SLUExample]:
         if nonempty_str(row, "locale") != locale:
             return []
-        scenario, action = split_intent(nonempty_str(row, "intent_str"))
         speaker = row.get("speaker_id")
         return [
-            SLUExample(
-                id=f"{locale}/{nonempty_str(row, 'id')}",
-                locale=locale,
-                text=" ".join(nonempty_str(row, "utt").split()),
-                scenario=scenario,
-                action=action,
-                entities=annotated_entities(nonempty_str(row, "annot_utt")),
+            massive_example(
+                row,
+                locale,
+                nonempty_str(row, "intent_str"),
                 audio=audio_value(row["audio"], root) if modality == "speech" else None,
                 source="speech-massive",
                 meta={"speaker_id": str(speaker)} if speaker is not None else {},
