@@ -35,7 +35,6 @@ import hashlib
 import importlib.util
 import json
 import logging
-import os
 import random
 import re
 import shutil
@@ -57,8 +56,8 @@ from slu_lightning.data.demo_corpus import (
     _Clip,
     _finished_key,
     _install,
-    _synthesise,
     default_demo_dir,
+    write_clips,
 )
 from slu_lightning.data.demo_lexicon import (  # _SPOKEN_NAME is private there, reused on purpose
     ENTITY_TYPES,
@@ -70,7 +69,6 @@ from slu_lightning.data.demo_lexicon import (  # _SPOKEN_NAME is private there, 
     unmark,
 )
 from slu_lightning.data.partition import Share, Use, partition
-from slu_lightning.data.readers.manifest import write_manifest
 from slu_lightning.data.records import SLUExample
 
 log = logging.getLogger(__name__)
@@ -267,36 +265,14 @@ def _plan_all(root: Path, sizes: dict[str, int], seed: int, locales: list[str]) 
 def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int | None) -> dict:
     """Write manifests and audio under ``root``; returns the summary for ``corpus.json``."""
     clips = _plan_all(root, config["sizes"], seed, locales)
-    all_clips = [clip for split in SPLITS for clip in clips[split]]
-    for split in SPLITS:
-        (root / "audio" / split).mkdir(parents=True)
-    if workers is None:  # as in make_demo_corpus: spawned workers pay off from ~1000 clips
-        workers = max(1, min(os.cpu_count() or 1, len(all_clips) // 1000))
-    durations = _synthesise(all_clips, workers)
-
-    digest = hashlib.sha256()
-    for split in SPLITS:
-        manifest = write_manifest(root / f"{split}.jsonl", [clip.example for clip in clips[split]])
-        digest.update(manifest.read_bytes())
-    for clip in all_clips:
-        digest.update(clip.path.read_bytes())
-    seconds = dict.fromkeys(SPLITS, 0.0)
-    for clip, duration in zip(all_clips, durations, strict=True):
-        seconds[clip.split] += duration
     return {
         "config": config,
-        "counts": {
-            split: {locale: sum(c.example.locale == locale for c in clips[split]) for locale in locales}
-            for split in SPLITS
-        },
+        **write_clips(root, clips, locales, workers),
         "kinds": {
             split: dict(sorted(Counter(c.example.meta["kind"] for c in clips[split]).items()))
             for split in SPLITS
         },
         "words": {split: sum(len(c.example.text.split()) for c in clips[split]) for split in SPLITS},
-        "hours_per_split": {split: round(seconds[split] / 3600, 4) for split in SPLITS},
-        "hours": round(sum(seconds.values()) / 3600, 4),
-        "content_sha256": digest.hexdigest(),
     }
 
 

@@ -135,8 +135,12 @@ def make_demo_corpus(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    log.info("built demo corpus %s (%.2f h of audio) in %.0f s", out_dir, summary["hours"],
-             time.perf_counter() - started)
+    log.info(
+        "built demo corpus %s (%.2f h of audio) in %.0f s",
+        out_dir,
+        summary["hours"],
+        time.perf_counter() - started,
+    )
     return out_dir
 
 
@@ -148,29 +152,38 @@ def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int
         for locale in locales:
             share = shares[locale][SPLIT_USE[split]]
             clips[split] += _plan(root, split, locale, share, config["sizes"][split], seed)
-    all_clips = [clip for split in SPLITS for clip in clips[split]]
-    for split in SPLITS:
+    return {"config": config, **write_clips(root, clips, locales, workers)}
+
+
+def write_clips(root: Path, clips: dict[str, list[_Clip]], locales: list[str], workers: int | None) -> dict:
+    """Synthesise every planned clip and write one manifest per split (the keys of ``clips``).
+
+    Returns the counts per split and locale, the hours of audio and a hash of all written bytes;
+    the ASR pretraining corpus is written the same way.
+    """
+    splits = list(clips)
+    all_clips = [clip for split in splits for clip in clips[split]]
+    for split in splits:
         (root / "audio" / split).mkdir(parents=True)
     if workers is None:  # a spawned worker takes seconds to start (torch): worth it from ~1000 clips
         workers = max(1, min(os.cpu_count() or 1, len(all_clips) // 1000))
     durations = _synthesise(all_clips, workers)
 
     digest = hashlib.sha256()
-    for split in SPLITS:
+    for split in splits:
         manifest = write_manifest(root / f"{split}.jsonl", [clip.example for clip in clips[split]])
         digest.update(manifest.read_bytes())
     for clip in all_clips:
         digest.update(clip.path.read_bytes())
-    seconds = dict.fromkeys(SPLITS, 0.0)
+    seconds = dict.fromkeys(splits, 0.0)
     for clip, duration in zip(all_clips, durations, strict=True):
         seconds[clip.split] += duration
     return {
-        "config": config,
         "counts": {
             split: {locale: sum(c.example.locale == locale for c in clips[split]) for locale in locales}
-            for split in SPLITS
+            for split in splits
         },
-        "hours_per_split": {split: round(seconds[split] / 3600, 4) for split in SPLITS},
+        "hours_per_split": {split: round(seconds[split] / 3600, 4) for split in splits},
         "hours": round(sum(seconds.values()) / 3600, 4),
         "content_sha256": digest.hexdigest(),
     }
@@ -193,8 +206,17 @@ def _plan(root: Path, split: str, locale: str, share: Share, count: int, seed: i
         path = root / "audio" / split / f"{utterance_id}.flac"
         scenario, action = demo_lexicon.split_intent(intent)
         meta = {"voice": voice, "rate": str(rate), "pitch": str(pitch), "template": f"{intent}/{template}"}
-        example = SLUExample(id=utterance_id, locale=locale, text=text, scenario=scenario, action=action,
-                             entities=entities, audio=str(path), source="demo", meta=meta)
+        example = SLUExample(
+            id=utterance_id,
+            locale=locale,
+            text=text,
+            scenario=scenario,
+            action=action,
+            entities=entities,
+            audio=str(path),
+            source="demo",
+            meta=meta,
+        )
         clips.append(_Clip(split, example, voice, rate, pitch, path))
     return clips
 
