@@ -37,8 +37,6 @@ import json
 import logging
 import random
 import re
-import shutil
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -47,7 +45,6 @@ from importlib.metadata import version
 from pathlib import Path
 from string import Formatter
 
-from slu_lightning.atomic import atomic_write_text
 from slu_lightning.data import demo_lexicon
 
 # Private helpers of demo_corpus, reused on purpose so that both corpora are built the same way.
@@ -55,7 +52,7 @@ from slu_lightning.data.demo_corpus import (
     Size,
     _Clip,
     _finished_key,
-    _install,
+    build_staged,
     default_demo_dir,
     write_clips,
 )
@@ -214,16 +211,9 @@ def make_asr_corpus(
         raise FileExistsError(f"{out_dir} exists and is not an ASR corpus; choose another folder")
 
     started = time.perf_counter()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        summary = _build(staging, config, seed, locales, workers)
-        summary["config_key"] = config_key
-        atomic_write_text(staging / "corpus.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-        _install(staging, out_dir, config_key)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    summary = build_staged(
+        out_dir, config_key, lambda staging: _build(staging, config, seed, locales, workers)
+    )
     log.info(
         "built ASR corpus %s (%.2f h of audio) in %.0f s",
         out_dir,

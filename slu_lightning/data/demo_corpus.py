@@ -25,7 +25,7 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -125,16 +125,9 @@ def make_demo_corpus(
         raise FileExistsError(f"{out_dir} exists and is not a demo corpus; choose another folder")
 
     started = time.perf_counter()
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        summary = _build(staging, config, seed, locales, workers)
-        summary["config_key"] = config_key
-        atomic_write_text(staging / "corpus.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-        _install(staging, out_dir, config_key)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    summary = build_staged(
+        out_dir, config_key, lambda staging: _build(staging, config, seed, locales, workers)
+    )
     log.info(
         "built demo corpus %s (%.2f h of audio) in %.0f s",
         out_dir,
@@ -153,6 +146,22 @@ def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int
             share = shares[locale][SPLIT_USE[split]]
             clips[split] += _plan(root, split, locale, share, config["sizes"][split], seed)
     return {"config": config, **write_clips(root, clips, locales, workers)}
+
+
+def build_staged(out_dir: Path, config_key: str, build: Callable[[Path], dict]) -> dict:
+    """Run ``build`` in a temporary sibling of ``out_dir``, write its summary as ``corpus.json`` and
+    rename it into place; an interrupted build leaves nothing that looks finished."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        summary = build(staging)
+        summary["config_key"] = config_key
+        atomic_write_text(staging / "corpus.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        _install(staging, out_dir, config_key)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return summary
 
 
 def write_clips(root: Path, clips: dict[str, list[_Clip]], locales: list[str], workers: int | None) -> dict:
