@@ -54,7 +54,7 @@ import transformers
 from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
 
 from benchmarks.train_step import lognormal_durations
-from slu_lightning.data.collate import IGNORE_INDEX, SLUItem, _stack_features
+from slu_lightning.data.collate import IGNORE_INDEX, SLUItem, stack_features
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.tts import SAMPLE_RATE
@@ -170,7 +170,7 @@ def collate(items: list[SLUItem], args: argparse.Namespace, rng: random.Random) 
             torch.tensor(label),
             1,
         )
-    features, feature_mask = _stack_features(items)  # (clips, 128, frames), (clips, frames)
+    features, feature_mask = stack_features(items)  # (clips, 128, frames), (clips, frames)
     return {
         "input_ids": input_ids,
         "labels": labels,

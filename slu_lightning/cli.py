@@ -26,6 +26,7 @@ from slu_lightning.data.errors import DataError
 from slu_lightning.model.backbone import BackboneError
 from slu_lightning.model.module import CheckpointError, SLUModule
 from slu_lightning.preemption import PreemptionCallback
+from slu_lightning.pretrain.recipe import PretrainError
 from slu_lightning.provenance import ProvenanceCallback
 
 log = logging.getLogger("slu_lightning")
@@ -187,8 +188,15 @@ def report_main(args: list[str]) -> None:
     report(args)
 
 
+def pretrain_tiny_main(args: list[str]) -> None:
+    from slu_lightning.pretrain.recipe import main as pretrain
+
+    pretrain(args)
+
+
 COMMANDS = {
     "make-demo-corpus": make_demo_corpus_main,
+    "pretrain-tiny": pretrain_tiny_main,
     "export": export_main,
     "score": score_main,
     "sweep": sweep_main,
@@ -222,7 +230,7 @@ def user_error(error: BaseException) -> BaseException | None:
     jsonargparse during instantiation; None for anything else (a bug: keep the traceback)."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, (BackboneError, CheckpointError, DataError, RunError)):
+        if isinstance(error, (BackboneError, CheckpointError, DataError, RunError, PretrainError)):
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__

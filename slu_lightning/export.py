@@ -10,12 +10,11 @@ place, so an interrupted export never leaves a half-written directory behind.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from slu_lightning.atomic import atomic_write_dir
 from slu_lightning.model.finetuning import LoraSettings
 from slu_lightning.model.module import SLUModule
 
@@ -38,27 +37,15 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -
     module = load_for_export(ckpt)
     out = Path(out)
     if module.finetuning == "lora":
-        _write_dir(out / "adapter", lambda tmp: module.model.save_pretrained(tmp))
+        atomic_write_dir(out / "adapter", lambda tmp: module.model.save_pretrained(tmp))
         if merged:
-            _write_dir(out / "merged", lambda tmp: _save_full(module.model.merge_and_unload(), module, tmp))
+            merged_model = module.model.merge_and_unload()
+            atomic_write_dir(out / "merged", lambda tmp: _save_full(merged_model, module, tmp))
     else:
-        _write_dir(out / "model", lambda tmp: _save_full(module.model, module, tmp))
+        atomic_write_dir(out / "model", lambda tmp: _save_full(module.model, module, tmp))
     return out
 
 
 def _save_full(model, module: SLUModule, directory: Path) -> None:
     model.save_pretrained(directory)
     module.processor.save_pretrained(directory)
-
-
-def _write_dir(target: Path, write) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write(staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

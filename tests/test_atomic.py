@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from slu_lightning.atomic import atomic_write, atomic_write_text
+from slu_lightning.atomic import atomic_write, atomic_write_dir, atomic_write_text
 
 
 def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):
@@ -25,3 +25,20 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(path, crash)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_write_dir_swaps_whole_folders_and_keeps_the_old_one_on_failure(tmp_path):
+    target = atomic_write_dir(tmp_path / "model", lambda tmp: (tmp / "a").write_text("one"))
+    atomic_write_dir(target, lambda tmp: (tmp / "b").write_text("two"))
+    assert [p.name for p in target.iterdir()] == ["b"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o777 & ~umask
+
+    def crash(tmp):
+        (tmp / "c").write_text("half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_dir(target, crash)
+    assert [p.name for p in target.iterdir()] == ["b"] and [p.name for p in tmp_path.iterdir()] == ["model"]

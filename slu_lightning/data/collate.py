@@ -101,21 +101,21 @@ class SLUCollator:
             targets = [self._encode(target_for(item.example)) for item in items]
             batch.update(self._training_form(prompts, targets))
         if self.with_prompts:
-            batch["prompt_ids"], batch["prompt_attention_mask"] = _pad(prompts, self.pad_id, left=True)
+            batch["prompt_ids"], batch["prompt_attention_mask"] = pad_rows(prompts, self.pad_id, left=True)
         speech = [item for item in items if item.is_speech]
         if speech:
-            batch["input_features"], batch["feature_attention_mask"] = _stack_features(speech)
+            batch["input_features"], batch["feature_attention_mask"] = stack_features(speech)
         return batch
 
     def _training_form(self, prompts: list[list[int]], targets: list[list[int]]) -> dict:
         sequences = [p + t for p, t in zip(prompts, targets, strict=True)]
         label_rows = [[IGNORE_INDEX] * len(p) + t for p, t in zip(prompts, targets, strict=True)]
-        input_ids, attention_mask = _pad(sequences, self.pad_id, left=False)
-        labels, _ = _pad(label_rows, IGNORE_INDEX, left=False)
+        input_ids, attention_mask = pad_rows(sequences, self.pad_id, left=False)
+        labels, _ = pad_rows(label_rows, IGNORE_INDEX, left=False)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
-def _pad(rows: list[list[int]], value: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(rows: list[list[int]], value: int, *, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(row) for row in rows)
     ids = torch.full((len(rows), width), value, dtype=torch.long)  # (batch, tokens)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -126,7 +126,7 @@ def _pad(rows: list[list[int]], value: int, *, left: bool) -> tuple[torch.Tensor
     return ids, mask
 
 
-def _stack_features(items: list[SLUItem]) -> tuple[torch.Tensor, torch.Tensor]:
+def stack_features(items: list[SLUItem]) -> tuple[torch.Tensor, torch.Tensor]:
     """Features cut to the batch's longest clip; shorter clips padded with Whisper's padding value."""
     width = max(item.features.shape[-1] for item in items)
     padded = []

@@ -240,16 +240,7 @@ class SLUModule(L.LightningModule):
         hidden = self.hf.model.language_model(
             inputs_embeds=embeds, attention_mask=batch["attention_mask"]
         ).last_hidden_state  # (batch, tokens, hidden)
-        targets = labels[:, 1:]  # token t predicts token t + 1
-        answer = targets != -100  # (batch, tokens - 1)
-        logits = self.hf.lm_head(
-            hidden[:, :-1][answer]
-        ).float()  # (answer tokens, vocab): no full-vocab waste
-        token_loss = F.cross_entropy(logits, targets[answer], reduction="none")
-        rows = answer.nonzero()[:, 0]
-        sums = torch.zeros(len(input_ids), device=logits.device).index_add(0, rows, token_loss)
-        counts = answer.sum(dim=1).float()
-        return sums, counts
+        return answer_cross_entropy(hidden, labels, self.hf.lm_head)
 
     def dummy_audio(self) -> torch.Tensor:
         """Audio embeddings of a 1 s silent clip (100 mel frames at the feature floor value)."""
@@ -526,6 +517,22 @@ class TokenLossSum(torchmetrics.Metric):
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.loss, self.tokens
+
+
+def answer_cross_entropy(
+    hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy of the labelled (answer) tokens and their count, per row: (batch,), (batch,).
+
+    Only the answer positions go through ``lm_head``: no full-vocabulary logits for the prompt.
+    """
+    targets = labels[:, 1:]  # token t predicts token t + 1
+    answer = targets != -100  # (batch, tokens - 1)
+    logits = lm_head(hidden[:, :-1][answer]).float()  # (answer tokens, vocab)
+    token_loss = F.cross_entropy(logits, targets[answer], reduction="none")
+    rows = answer.nonzero()[:, 0]
+    sums = torch.zeros(len(labels), device=logits.device).index_add(0, rows, token_loss)
+    return sums, answer.sum(dim=1).float()
 
 
 def pad_to_30_seconds(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,90 @@
+"""Word error rate of a stand-in backbone, read out two ways: greedy CTC over the audio vectors, and
+the LLM decoder prompted to transcribe. Evaluated on held-out voices, on general sentences (the ASR
+corpus's ``heldout`` split) and on sentences phrased like the SLU domain (the demo corpus's test
+split: templates and voices never used in pretraining)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from slu_lightning.data.asr_corpus import normalise
+from slu_lightning.data.collate import pad_rows
+from slu_lightning.data.datamodules import SLUDataset
+from slu_lightning.data.demo_corpus import Size, default_demo_dir, make_demo_corpus
+from slu_lightning.data.readers.manifest import read_manifest
+from slu_lightning.data.records import SLUExample
+from slu_lightning.evaluation.distance import edit_distance, jiwer_words
+from slu_lightning.pretrain.data import heldout_sample
+from slu_lightning.pretrain.module import TinyPretrainModule
+
+READOUTS = ("ctc", "decoder")
+
+
+def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
+    """Word errors summed over all sentences divided by all reference words (after ``normalise``)."""
+    errors = words = 0
+    for reference, hypothesis in zip(references, hypotheses, strict=True):
+        ref = jiwer_words(normalise(reference))
+        errors += edit_distance(ref, jiwer_words(normalise(hypothesis)))
+        words += len(ref)
+    return errors / max(words, 1)
+
+
+@torch.no_grad()
+def decoder_transcripts(module: TinyPretrainModule, batch: dict, max_new_tokens: int = 48) -> list[str]:
+    """Greedy transcripts from the LLM decoder, given the transcription prompt and each clip."""
+    collator, model = module.collator, module.model
+    prompts = [collator.student_prompt(int(n)) for n in batch["feature_attention_mask"].sum(-1)]
+    ids, mask = pad_rows(prompts, collator.pad_id, left=True)  # (batch, tokens)
+    embeds = model.get_input_embeddings()(ids)
+    slots = (ids == model.config.audio_token_id).unsqueeze(-1)
+    embeds = embeds.masked_scatter(slots, torch.cat(module.audio_clips(batch)).to(embeds.dtype))
+    tokenizer = module.processor.tokenizer
+    output = model.generate(
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return tokenizer.batch_decode(output, skip_special_tokens=True)
+
+
+def measure_wer(
+    module: TinyPretrainModule, examples: list[SLUExample], batch_size: int = 32, desc: str = "WER"
+) -> dict[str, float]:
+    """WER of both read-outs on ``examples`` (clips with transcripts)."""
+    module.eval()
+    dataset = SLUDataset([(example, True) for example in examples], _extractor(module))
+    hypotheses: dict[str, list[str]] = {readout: [] for readout in READOUTS}
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch"):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        batch = module.collator(items)
+        hypotheses["ctc"] += module.ctc_transcripts(batch)
+        hypotheses["decoder"] += decoder_transcripts(module, batch)
+    references = [example.text for example in examples]
+    return {readout: corpus_wer(references, hypotheses[readout]) for readout in READOUTS}
+
+
+def evaluation_sets(
+    asr_corpus: Path, n: int, seed: int = 0, demo_size: Size = "small"
+) -> dict[str, list[SLUExample]]:
+    """``heldout``: general sentences; ``slu-phrased``: demo test utterances. Held-out voices in both."""
+    demo = make_demo_corpus(default_demo_dir(demo_size, seed), size=demo_size, seed=seed)
+    slu = read_manifest(demo / "test.jsonl")
+    return {
+        "heldout": heldout_sample(asr_corpus, n, seed),
+        "slu-phrased": random.Random(f"wer-slu:{seed}").sample(slu, min(n, len(slu))),
+    }
+
+
+def _extractor(module: TinyPretrainModule):
+    from slu_lightning.data.features import LogMelExtractor
+
+    return LogMelExtractor(n_mels=int(module.processor.feature_extractor.feature_size))

@@ -1,0 +1,171 @@
+"""``TinyPretrainModule``: pretrains the tiny Qwen2-Audio stand-in on tasks that are not SLU.
+
+Each step sees a batch of transcribed clips and trains every weight (except the encoder's fixed
+sinusoidal position table) on a weighted sum of five losses (``LossWeights``): recognition
+through the decoder, CTC through the input-embedding matrix, per-token alignment of audio and
+text embeddings, hidden-state distillation from the text teacher, and text continuation. Setting
+a weight to 0 switches that loss off (and skips its compute), which is how the ablation runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import lightning as L
+import torch
+
+from slu_lightning.evaluation.distance import edit_distance, jiwer_words
+from slu_lightning.model.audio_encoder import audio_token_count, encode_audio
+from slu_lightning.model.backbone import load_model, load_processor, resolve_backbone
+from slu_lightning.model.module import answer_cross_entropy
+from slu_lightning.pretrain.batches import PretrainCollator
+from slu_lightning.pretrain.objectives import (
+    ctc_loss,
+    greedy_ctc_ids,
+    hidden_distillation_loss,
+    split_clips,
+    token_alignment_loss,
+)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weight of each pretraining loss in the total; 0 switches a loss off."""
+
+    asr: float = 1.0
+    """Cross-entropy of the transcript given the audio prompt (the decoder read-out)."""
+    ctc: float = 0.5
+    """CTC of the transcript over the audio vectors, scored against the input embeddings."""
+    align: float = 0.5
+    """Per-token regression of CTC-aligned audio vectors to their token embeddings."""
+    distill: float = 1.0
+    """Hidden-state matching of the audio prompt (student) to the text prompt (teacher)."""
+    continuation: float = 0.5
+    """Cross-entropy of a sentence's second half given its first half, as text."""
+
+
+class TinyPretrainModule(L.LightningModule):
+    """The stand-in backbone and its pretraining losses; ``export`` writes the backbone directory."""
+
+    def __init__(
+        self,
+        backbone: str = "tiny",
+        lr: float = 2.0e-3,
+        weight_decay: float = 0.01,
+        warmup_steps: int = 300,
+        max_steps: int = 20_000,
+        min_lr_ratio: float = 0.1,
+        weights: LossWeights | dict | None = None,
+    ):
+        super().__init__()
+        weights = LossWeights(**weights) if isinstance(weights, dict) else weights or LossWeights()
+        self.save_hyperparameters({**locals(), "weights": asdict(weights)}, ignore=["self", "__class__"])
+        self.weights = weights
+        self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
+        self.max_steps, self.min_lr_ratio = max_steps, min_lr_ratio
+        self.backbone_path = resolve_backbone(backbone)
+        self.processor = load_processor(self.backbone_path)
+        self.collator = PretrainCollator(self.processor.tokenizer)
+        self.model = load_model(self.backbone_path).train()
+        self.model.model.audio_tower.embed_positions.requires_grad_(False)  # fixed sinusoids
+        self.blank = self.processor.tokenizer.pad_token_id
+
+    @property
+    def embeddings(self) -> torch.Tensor:
+        return self.model.get_input_embeddings().weight  # (vocab, hidden)
+
+    def audio_clips(self, batch: dict) -> list[torch.Tensor]:
+        """The projector's audio vectors of each clip: [(tokens, hidden), ...]."""
+        mask = batch["feature_attention_mask"]
+        audio = encode_audio(self.model, batch["input_features"], mask)  # (total tokens, hidden)
+        return split_clips(audio, audio_token_count(mask.sum(-1)))
+
+    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        """Every switched-on loss of a batch, unweighted."""
+        w, lm = self.weights, self.model.model.language_model
+        clips = self.audio_clips(batch)
+        targets = [list(t) for t in batch["ctc_targets"]]
+        out: dict[str, torch.Tensor] = {}
+        if w.asr or w.distill:
+            ids = batch["student_ids"]
+            embeds = self.model.get_input_embeddings()(ids)  # (batch, tokens, hidden)
+            slots = (ids == self.model.config.audio_token_id).unsqueeze(-1)
+            embeds = embeds.masked_scatter(slots, torch.cat(clips).to(embeds.dtype))
+            student = lm(
+                inputs_embeds=embeds,
+                attention_mask=batch["student_mask"],
+                output_hidden_states=bool(w.distill),
+            )
+            sums, counts = answer_cross_entropy(
+                student.last_hidden_state, batch["student_labels"], self.model.lm_head
+            )
+            out["asr"] = sums.sum() / counts.sum()
+            if w.distill:
+                with torch.no_grad():
+                    teacher = lm(
+                        input_ids=batch["teacher_ids"],
+                        attention_mask=batch["teacher_mask"],
+                        output_hidden_states=True,
+                    )
+                out["distill"] = hidden_distillation_loss(
+                    student.hidden_states,
+                    teacher.hidden_states,
+                    batch["student_suffix"],
+                    batch["teacher_suffix"],
+                )
+        if w.ctc:
+            out["ctc"] = ctc_loss(clips, targets, self.embeddings, self.blank)
+        if w.align:
+            out["align"], _ = token_alignment_loss(clips, targets, self.embeddings, self.blank)
+        if w.continuation:
+            hidden = lm(
+                input_ids=batch["continue_ids"], attention_mask=batch["continue_mask"]
+            ).last_hidden_state  # (batch, tokens, hidden)
+            sums, counts = answer_cross_entropy(hidden, batch["continue_labels"], self.model.lm_head)
+            out["continuation"] = sums.sum() / counts.sum()
+        return out
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        losses = self.losses(batch)
+        total = sum(getattr(self.weights, name) * value for name, value in losses.items())
+        size = len(batch["examples"])
+        self.log("train/loss", total, prog_bar=True, batch_size=size)
+        self.log_dict({f"train/{name}": value for name, value in losses.items()}, batch_size=size)
+        return total
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        """Losses and the CTC read-out's word errors on held-out voices (cheap: no decoding)."""
+        losses = self.losses(batch)
+        size = len(batch["examples"])
+        self.log_dict({f"val/{name}": value for name, value in losses.items()}, batch_size=size)
+        errors, words = 0, 0
+        for hypothesis, example in zip(self.ctc_transcripts(batch), batch["examples"], strict=True):
+            reference = jiwer_words(example.text)
+            errors += edit_distance(reference, jiwer_words(hypothesis))
+            words += len(reference)
+        self.log("val/ctc_wer", errors / words, batch_size=words, prog_bar=True)
+
+    @torch.no_grad()
+    def ctc_transcripts(self, batch: dict) -> list[str]:
+        """Greedy CTC read-out of each clip, decoded to text."""
+        ids = [greedy_ctc_ids(clip, self.embeddings, self.blank) for clip in self.audio_clips(batch)]
+        return self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+    def configure_optimizers(self):
+        decay = [p for p in self.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.lr,
+            betas=(0.9, 0.98),
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def lr_factor(self, step: int) -> float:
+        """Linear warm-up, then cosine decay to ``min_lr_ratio`` at ``max_steps``."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps))
+        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

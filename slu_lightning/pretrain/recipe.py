@@ -1,0 +1,296 @@
+"""``slu-lightning pretrain-tiny``: pretrain the tiny stand-in, resumably, then export and measure it.
+
+Read top to bottom: settings -> corpus -> module and data -> Lightning fit with a checkpoint every
+few minutes (``--max-minutes`` stops early; the next call resumes from ``last.ckpt``) -> once all
+steps are done, the backbone directory is written (float16 weights, the processor, a model card
+with the command, data, steps, hardware, wall time and measured WER).
+
+The run folder holds ``settings.json``; resuming it with other settings is refused, so a
+checkpoint never silently continues under a different recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import timedelta
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from slu_lightning.atomic import atomic_write_dir, atomic_write_text
+from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
+from slu_lightning.pretrain.asr_eval import evaluation_sets, measure_wer
+from slu_lightning.pretrain.data import PretrainDataModule
+from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
+
+log = logging.getLogger(__name__)
+
+
+class PretrainError(ValueError):
+    """A pretraining run cannot go on as asked; the message says why."""
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Everything that decides the pretrained weights (and so the run's identity)."""
+
+    backbone: str = "tiny"
+    """Tiny preset (architecture and random initial weights) to start from."""
+    corpus_size: str = "large"
+    """ASR corpus size (``data/asr_corpus.py``): 38k clips for ``large``."""
+    seed: int = 0
+    steps: int = 20_000
+    batch_size: int = 32
+    lr: float = 2.0e-3
+    warmup_steps: int = 300
+    weights: LossWeights = field(default_factory=LossWeights)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def pretrain_tiny(
+    settings: PretrainSettings,
+    run_dir: Path,
+    out: Path,
+    *,
+    max_minutes: float | None = None,
+    checkpoint_minutes: float = 5.0,
+    val_every: int = 500,
+    eval_clips: int = 300,
+    workers: int = 1,
+    export_unfinished: bool = False,
+) -> Path | None:
+    """Train (or resume) until ``settings.steps``; then export to ``out`` and return it.
+
+    Returns None when ``max_minutes`` ran out first (call again to resume), unless
+    ``export_unfinished`` asks for the weights as they are (the model card says how far they got).
+    """
+    last = _check_run_dir(run_dir, settings)
+    corpus = make_asr_corpus(
+        default_asr_dir(settings.corpus_size, settings.seed), size=settings.corpus_size, seed=settings.seed
+    )
+    started = time.perf_counter()
+    L.seed_everything(settings.seed, workers=True)
+    module = TinyPretrainModule(
+        backbone=settings.backbone,
+        lr=settings.lr,
+        warmup_steps=settings.warmup_steps,
+        max_steps=settings.steps,
+        weights=settings.weights,
+    )
+    data = PretrainDataModule(
+        module.collator,
+        corpus=corpus,
+        seed=settings.seed,
+        batch_size=settings.batch_size,
+        num_workers=workers,
+    )
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        max_steps=settings.steps,
+        max_epochs=-1,
+        val_check_interval=val_every,
+        check_val_every_n_epoch=None,
+        num_sanity_val_steps=0,
+        gradient_clip_val=1.0,
+        log_every_n_steps=10,
+        precision="bf16-mixed" if torch.cuda.is_available() else "32-true",
+        logger=L.pytorch.loggers.TensorBoardLogger(run_dir, name="tensorboard", version=""),
+        callbacks=[
+            L.pytorch.callbacks.ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                save_last=True,
+                train_time_interval=timedelta(minutes=checkpoint_minutes),
+            ),
+            L.pytorch.callbacks.LearningRateMonitor(),
+            *([StopAfter(max_minutes)] if max_minutes else []),
+        ],
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=last)
+    _save_last(trainer, run_dir)
+    _add_wall_time(run_dir, time.perf_counter() - started)
+    if trainer.global_step < settings.steps:
+        log.info("stopped at step %d of %d; the same command resumes", trainer.global_step, settings.steps)
+        if not export_unfinished:
+            return None
+    return export_backbone(module, out, settings, run_dir, eval_clips, trainer.global_step)
+
+
+class StopAfter(L.Callback):
+    """Stops training after ``minutes`` of this call (Lightning's ``max_time`` counts the time of
+    earlier calls too, restored from the checkpoint, so a resumed run would stop at once)."""
+
+    def __init__(self, minutes: float):
+        self.seconds = 60 * minutes
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.started = time.monotonic()
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if time.monotonic() - self.started > self.seconds:
+            trainer.should_stop = True
+
+
+def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
+    """The checkpoint to resume from (or None), after checking the run's saved settings match."""
+    saved = run_dir / "settings.json"
+    if saved.is_file():
+        previous = json.loads(saved.read_text(encoding="utf-8"))
+        if previous != settings.to_json():
+            changed = sorted(k for k in settings.to_json() if previous.get(k) != settings.to_json()[k])
+            raise PretrainError(
+                f"{run_dir} was started with other settings ({', '.join(changed)} differ); "
+                "pass the original settings to resume, or another --run-dir to start afresh"
+            )
+    else:
+        atomic_write_text(saved, json.dumps(settings.to_json(), indent=2) + "\n")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
+def _save_last(trainer: L.Trainer, run_dir: Path) -> None:
+    """Write ``last.ckpt`` at the step where fit stopped (time budget, end or interrupt)."""
+    path = run_dir / "checkpoints" / "last.ckpt"
+    tmp = path.with_name(".last.ckpt.tmp")
+    trainer.save_checkpoint(tmp)
+    tmp.replace(path)
+
+
+def _add_wall_time(run_dir: Path, seconds: float) -> None:
+    """Accumulate training wall time over resumed calls (for the model card)."""
+    path = run_dir / "wall_time.json"
+    total = json.loads(path.read_text())["seconds"] if path.is_file() else 0.0
+    atomic_write_text(path, json.dumps({"seconds": total + seconds}) + "\n")
+
+
+def export_backbone(
+    module: TinyPretrainModule,
+    out: Path,
+    settings: PretrainSettings,
+    run_dir: Path,
+    eval_clips: int,
+    steps_done: int,
+) -> Path:
+    """Write the backbone directory (float16 weights, processor, model card with measured WER)."""
+    corpus = default_asr_dir(settings.corpus_size, settings.seed)
+    demo_size = "tiny" if settings.corpus_size == "tiny" else "small"  # tiny: the test scale
+    sets = evaluation_sets(corpus, eval_clips, settings.seed, demo_size)
+    wer = {name: measure_wer(module, examples, desc=f"WER {name}") for name, examples in sets.items()}
+    model = copy.deepcopy(module.model).to(torch.float16)  # half the size; loaders upcast to float32
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        module.processor.save_pretrained(tmp)
+        record = {
+            "settings": settings.to_json(),
+            "steps_done": steps_done,
+            "wer": wer,
+            "eval_clips": eval_clips,
+            "wall_time_seconds": json.loads((run_dir / "wall_time.json").read_text())["seconds"],
+            "hardware": _hardware(),
+            "corpus": json.loads((corpus / "corpus.json").read_text())["config"],
+        }
+        (tmp / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(record), encoding="utf-8")
+
+    return atomic_write_dir(out, write)
+
+
+def _hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def model_card(record: dict) -> str:
+    """The README of a pretrained stand-in: how it was made and what it reaches."""
+    s = record["settings"]
+    rows = "\n".join(
+        f"| {name} | {wer['ctc']:.3f} | {wer['decoder']:.3f} |" for name, wer in record["wer"].items()
+    )
+    return (
+        "# Tiny Qwen2-Audio stand-in, pretrained to hear\n\n"
+        "A Qwen2-Audio-architecture model small enough for a CPU, pretrained by slu-lightning on\n"
+        "speech recognition of synthesised (eSpeak NG) general sentences and text continuation, never\n"
+        "on SLU data, so that the study's text-to-speech transfer can be asked of it.\n\n"
+        "Reproduce:\n\n"
+        f"    {command_line(s)}\n\n"
+        f"- steps: {record['steps_done']} of the {s['steps']} planned, at batch {s['batch_size']}, "
+        f"lr {s['lr']}, seed {s['seed']}\n"
+        f"- losses (weights): {json.dumps(s['weights'])}\n"
+        f"- data: ASR corpus `{s['corpus_size']}` ({record['corpus']['sizes']} clips per locale and split, "
+        f"locales {', '.join(record['corpus']['locales'])}); pretrain voices only\n"
+        f"- hardware: {record['hardware']}; training wall time {record['wall_time_seconds'] / 3600:.2f} h\n"
+        "- weights stored in float16; `from_pretrained(..., dtype=torch.float32)` upcasts them\n\n"
+        f"Word error rate on {record['eval_clips']} clips per set, held-out voices:\n\n"
+        "| set | CTC read-out | decoder |\n|---|---|---|\n"
+        f"{rows}\n"
+    )
+
+
+def command_line(settings: dict) -> str:
+    defaults = PretrainSettings().to_json()
+    flags = [
+        f"--{key.replace('_', '-')} {value}"
+        for key, value in settings.items()
+        if key != "weights" and value != defaults[key]
+    ]
+    flags += [
+        f"--{name}-weight {value}"
+        for name, value in settings["weights"].items()
+        if value != defaults["weights"][name]
+    ]
+    return " ".join(["slu-lightning pretrain-tiny", *flags])
+
+
+def main(args: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="slu-lightning pretrain-tiny", description=__doc__.split("\n")[0])
+    defaults = PretrainSettings()
+    for f in fields(PretrainSettings):
+        if f.name != "weights":
+            parser.add_argument(
+                f"--{f.name.replace('_', '-')}",
+                type=type(getattr(defaults, f.name)),
+                default=getattr(defaults, f.name),
+            )
+    for name, value in asdict(defaults.weights).items():
+        parser.add_argument(f"--{name}-weight", type=float, default=value, help="0 switches the loss off")
+    parser.add_argument(
+        "--run-dir", type=Path, default=Path("logs/pretrain"), help="checkpoints and TensorBoard"
+    )
+    parser.add_argument("--out", type=Path, help="backbone directory to write (default: <run-dir>/backbone)")
+    parser.add_argument("--max-minutes", type=float, help="stop after this long; the next call resumes")
+    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument("--val-every", type=int, default=500, help="steps between validations")
+    parser.add_argument("--eval-clips", type=int, default=300, help="clips per WER set at the end")
+    parser.add_argument("--workers", type=int, default=1, help="dataloader processes")
+    parser.add_argument(
+        "--export-unfinished", action="store_true", help="export even if --max-minutes stopped training early"
+    )
+    parsed = parser.parse_args(args)
+    weights = LossWeights(**{name: getattr(parsed, f"{name}_weight") for name in asdict(defaults.weights)})
+    settings = PretrainSettings(
+        **{f.name: getattr(parsed, f.name) for f in fields(PretrainSettings) if f.name != "weights"},
+        weights=weights,
+    )
+    out = pretrain_tiny(
+        settings,
+        parsed.run_dir,
+        parsed.out or parsed.run_dir / "backbone",
+        max_minutes=parsed.max_minutes,
+        checkpoint_minutes=parsed.checkpoint_minutes,
+        val_every=parsed.val_every,
+        eval_clips=parsed.eval_clips,
+        workers=parsed.workers,
+        export_unfinished=parsed.export_unfinished,
+    )
+    if out is not None:
+        print((out / "README.md").read_text(encoding="utf-8"))

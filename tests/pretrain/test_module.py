@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from slu_lightning.data.asr_corpus import make_asr_corpus
+from slu_lightning.data.datamodules import SLUDataset
+from slu_lightning.data.features import LogMelExtractor
+from slu_lightning.data.readers.manifest import read_manifest
+from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
+from slu_lightning.pretrain.objectives import hidden_distillation_loss, token_alignment_loss
+
+ALL_OFF = dict(asr=0.0, ctc=0.0, align=0.0, distill=0.0, continuation=0.0)
+
+
+@pytest.fixture(scope="module")
+def asr_corpus(tmp_path_factory):
+    return make_asr_corpus(tmp_path_factory.mktemp("asr") / "tiny", size="tiny", seed=0, locales=["en-US"])
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_backbone, asr_corpus):
+    examples = read_manifest(asr_corpus / "train.jsonl")[:4]
+    dataset = SLUDataset([(example, True) for example in examples], LogMelExtractor())
+    return TinyPretrainModule(backbone=str(tiny_backbone)).collator([dataset[i] for i in range(len(dataset))])
+
+
+def train(backbone, batch: dict, steps: int, **weights) -> tuple[TinyPretrainModule, list[dict]]:
+    """``steps`` AdamW steps on one batch; returns the module and each step's losses."""
+    module = TinyPretrainModule(backbone=str(backbone), weights=LossWeights(**{**ALL_OFF, **weights}))
+    optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=3e-3)
+    history = []
+    for _ in range(steps):
+        losses = module.losses(batch)
+        total = sum(getattr(module.weights, name) * value for name, value in losses.items())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        history.append({name: value.item() for name, value in losses.items()})
+    return module, history
+
+
+def test_every_pretraining_loss_falls(tiny_backbone, batch):
+    _, history = train(tiny_backbone, batch, 30, **LossWeights().__dict__)
+    first, last = history[0], history[-1]
+    assert set(first) == {"asr", "ctc", "align", "distill", "continuation"}
+    for name in ("asr", "ctc", "continuation"):
+        assert last[name] < 0.8 * first[name], name
+    assert last["align"] < 0.2 * first["align"]
+
+
+def test_switched_off_losses_are_not_computed(tiny_backbone, batch):
+    module = TinyPretrainModule(backbone=str(tiny_backbone), weights=dict(ALL_OFF, ctc=1.0))
+    assert set(module.losses(batch)) == {"ctc"}
+
+
+def per_token_distance(module: TinyPretrainModule, batch: dict) -> float:
+    with torch.no_grad():
+        clips = module.audio_clips(batch)
+        targets = [list(t) for t in batch["ctc_targets"]]
+        return token_alignment_loss(clips, targets, module.embeddings, module.blank)[0].item()
+
+
+def test_the_alignment_objective_brings_audio_vectors_to_their_token_embeddings(tiny_backbone, batch):
+    recognition = dict(asr=1.0, ctc=0.5)
+    without, _ = train(tiny_backbone, batch, 20, **recognition)
+    with_alignment, _ = train(tiny_backbone, batch, 20, **recognition, align=0.5)
+    assert per_token_distance(with_alignment, batch) < 0.3 * per_token_distance(without, batch)
+
+
+def student_teacher_gap(module: TinyPretrainModule, batch: dict) -> float:
+    """The distillation loss measured directly: LLM states after audio vs after the same text."""
+    lm = module.model.model.language_model
+    with torch.no_grad():
+        ids = batch["student_ids"]
+        embeds = module.model.get_input_embeddings()(ids)
+        slots = (ids == module.model.config.audio_token_id).unsqueeze(-1)
+        embeds = embeds.masked_scatter(slots, torch.cat(module.audio_clips(batch)))
+        student = lm(inputs_embeds=embeds, attention_mask=batch["student_mask"], output_hidden_states=True)
+        teacher = lm(
+            input_ids=batch["teacher_ids"], attention_mask=batch["teacher_mask"], output_hidden_states=True
+        )
+        return hidden_distillation_loss(
+            student.hidden_states, teacher.hidden_states, batch["student_suffix"], batch["teacher_suffix"]
+        ).item()
+
+
+def test_distillation_makes_the_llm_read_audio_like_its_transcript(tiny_backbone, batch):
+    without, _ = train(tiny_backbone, batch, 20, asr=1.0)
+    distilled, _ = train(tiny_backbone, batch, 20, asr=1.0, distill=1.0)
+    assert student_teacher_gap(distilled, batch) < 0.5 * student_teacher_gap(without, batch)
+
+
+def test_learning_rate_warms_up_then_decays_to_its_floor(tiny_backbone):
+    module = TinyPretrainModule(backbone=str(tiny_backbone), warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    factors = [module.lr_factor(step) for step in (0, 9, 10, 60, 110, 500)]
+    assert factors[0] == pytest.approx(0.1) and factors[1] == factors[2] == pytest.approx(1.0)
+    assert factors[3] == pytest.approx(0.55) and factors[4] == factors[5] == pytest.approx(0.1)

@@ -1,0 +1,86 @@
+import json
+
+import pytest
+import torch
+
+from slu_lightning.cli import main as cli
+from slu_lightning.model.backbone import load_model, load_processor
+from slu_lightning.pretrain.module import LossWeights
+from slu_lightning.pretrain.recipe import PretrainSettings, command_line
+
+SMALL = ["--backbone", "tiny-test", "--corpus-size", "tiny", "--batch-size", "8", "--warmup-steps", "2"]
+
+
+def last_step(run_dir) -> int:
+    path = run_dir / "checkpoints" / "last.ckpt"
+    return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 6-step pretraining run stopped by its time budget after its first step, then resumed."""
+    root = tmp_path_factory.mktemp("pretrain")
+    args = [*SMALL, "--steps", "6", "--run-dir", str(root / "run"), "--val-every", "3", "--eval-clips", "4"]
+    cli(["pretrain-tiny", *args, "--out", str(root / "six"), "--max-minutes", "0.00001"])
+    stopped_at, exported_early = last_step(root / "run"), (root / "six").exists()
+    cli(["pretrain-tiny", *args, "--out", str(root / "six")])
+    return root, args, stopped_at, exported_early
+
+
+def test_pretraining_writes_a_backbone_that_loads_like_any_other(run):
+    root, *_ = run
+    backbone = root / "six"
+    model, processor = load_model(backbone), load_processor(backbone)
+    assert model.dtype == torch.float32  # stored in float16, upcast on load
+    assert processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>") == model.config.audio_token_id
+    record = json.loads((backbone / "pretraining.json").read_text())
+    assert record["steps_done"] == 6 and record["settings"]["steps"] == 6
+    assert set(record["wer"]) == {"heldout", "slu-phrased"}
+    assert all(0 <= wer[readout] for wer in record["wer"].values() for readout in ("ctc", "decoder"))
+    card = (backbone / "README.md").read_text()
+    assert command_line(record["settings"]) in card and "slu-lightning pretrain-tiny" in card
+
+
+def test_the_exported_weights_are_the_trained_ones(run, tiny_backbone):
+    root, *_ = run
+    checkpoint = torch.load(root / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    trained = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items()}
+    exported, initial = load_model(root / "six").state_dict(), load_model(tiny_backbone).state_dict()
+    for name in ("model.audio_tower.layers.0.fc1.weight", "model.multi_modal_projector.linear.weight"):
+        assert torch.equal(exported[name], trained[name].half().float())
+        assert not torch.allclose(exported[name], initial[name], atol=1e-4)  # trained, not the random init
+
+
+def test_a_stopped_run_resumes_where_it_stopped(run):
+    root, _, stopped_at, exported_early = run
+    assert stopped_at == 1 and not exported_early  # the time budget ran out after the first step
+    assert last_step(root / "run") == 6
+    assert json.loads((root / "run" / "wall_time.json").read_text())["seconds"] > 0
+
+
+def test_a_run_folder_refuses_other_settings(run, capsys):
+    root, args, *_ = run
+    with pytest.raises(SystemExit):
+        cli(["pretrain-tiny", *args, "--lr", "0.01"])
+    assert "other settings (lr differ)" in capsys.readouterr().err
+
+
+def test_validation_reports_the_ctc_word_error_rate(run):
+    root, *_ = run
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(root / "run" / "tensorboard"))
+    events.Reload()
+    wer = events.Scalars("val/ctc_wer")
+    # every 3 steps, and when the time budget stopped the first call (Lightning counts steps from 0)
+    assert [e.step for e in wer] == [0, 2, 5] and all(e.value >= 0 for e in wer)
+    assert {"train/asr", "train/ctc", "train/align", "train/distill", "train/continuation"} <= set(
+        events.Tags()["scalars"]
+    )
+
+
+def test_settings_name_the_command_that_reproduces_them():
+    settings = PretrainSettings(steps=100, lr=1e-3, weights=LossWeights(distill=0.0))
+    assert command_line(settings.to_json()) == (
+        "slu-lightning pretrain-tiny --steps 100 --lr 0.001 --distill-weight 0.0"
+    )
