@@ -194,9 +194,16 @@ def pretrain_tiny_main(args: list[str]) -> None:
     pretrain(args)
 
 
+def transcribe_main(args: list[str]) -> None:
+    from slu_lightning.experiments.cascade import main as transcribe
+
+    transcribe(args)
+
+
 COMMANDS = {
     "make-demo-corpus": make_demo_corpus_main,
     "pretrain-tiny": pretrain_tiny_main,
+    "transcribe": transcribe_main,
     "export": export_main,
     "score": score_main,
     "sweep": sweep_main,

@@ -56,18 +56,33 @@ def decoder_transcripts(module: TinyPretrainModule, batch: dict, max_new_tokens:
     return tokenizer.batch_decode(output, skip_special_tokens=True)
 
 
-def measure_wer(
-    module: TinyPretrainModule, examples: list[SLUExample], batch_size: int = 32, desc: str = "WER"
-) -> dict[str, float]:
-    """WER of both read-outs on ``examples`` (clips with transcripts)."""
+def transcribe(
+    module: TinyPretrainModule,
+    examples: list[SLUExample],
+    readouts: str | tuple[str, ...] = READOUTS,
+    batch_size: int = 32,
+) -> dict[str, list[str]]:
+    """Transcripts of ``examples``' clips by each read-out in ``readouts``, in order."""
+    readouts = (readouts,) if isinstance(readouts, str) else readouts
+    unknown = sorted(set(readouts) - set(READOUTS))
+    if unknown:
+        raise ValueError(f"unknown read-outs {unknown}; choose from {READOUTS}")
     module.eval()
     dataset = SLUDataset([(example, True) for example in examples], _extractor(module))
-    hypotheses: dict[str, list[str]] = {readout: [] for readout in READOUTS}
-    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch"):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        batch = module.collator(items)
-        hypotheses["ctc"] += module.ctc_transcripts(batch)
-        hypotheses["decoder"] += decoder_transcripts(module, batch)
+    read = {"ctc": module.ctc_transcripts, "decoder": lambda batch: decoder_transcripts(module, batch)}
+    hypotheses: dict[str, list[str]] = {readout: [] for readout in readouts}
+    for start in tqdm(range(0, len(dataset), batch_size), desc="transcribing", unit="batch"):
+        batch = module.collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        for readout in readouts:
+            hypotheses[readout] += read[readout](batch)
+    return hypotheses
+
+
+def measure_wer(
+    module: TinyPretrainModule, examples: list[SLUExample], batch_size: int = 32
+) -> dict[str, float]:
+    """WER of both read-outs on ``examples`` (clips with transcripts)."""
+    hypotheses = transcribe(module, examples, READOUTS, batch_size)
     references = [example.text for example in examples]
     return {readout: corpus_wer(references, hypotheses[readout]) for readout in READOUTS}
 

@@ -183,7 +183,7 @@ def export_backbone(
     corpus = default_asr_dir(settings.corpus_size, settings.seed)
     demo_size = "tiny" if settings.corpus_size == "tiny" else "small"  # tiny: the test scale
     sets = evaluation_sets(corpus, eval_clips, settings.seed, demo_size)
-    wer = {name: measure_wer(module, examples, desc=f"WER {name}") for name, examples in sets.items()}
+    wer = {name: measure_wer(module, examples) for name, examples in sets.items()}
     model = copy.deepcopy(module.model).to(torch.float16)  # half the size; loaders upcast to float32
 
     def write(tmp: Path) -> None:
