@@ -20,18 +20,32 @@ REQUIRED_FILES = (
 )
 
 
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "backbones"
+"""Pretrained stand-ins shipped with the package (written by ``slu-lightning pretrain-tiny``)."""
+
+
 class BackboneError(ValueError):
     """The backbone cannot be used as configured; the message says what to fix."""
 
 
+def bundled_backbones() -> dict[str, Path]:
+    """Name -> directory of each backbone shipped in ``slu_lightning/backbones/``."""
+    return {config.parent.name: config.parent for config in sorted(BUNDLED_DIR.glob("*/config.json"))}
+
+
 def resolve_backbone(name_or_path: str) -> Path:
-    """A tiny preset name (built and cached on first use) or a local model directory."""
+    """A tiny preset name (built and cached on first use), a bundled pretrained stand-in, or a local
+    model directory."""
     if name_or_path in TINY_PRESETS:
         return ensure_tiny_backbone(name_or_path)
+    bundled = bundled_backbones()
+    if name_or_path in bundled:
+        return bundled[name_or_path]
     path = Path(name_or_path).expanduser()
     if not path.is_dir():
+        names = ", ".join([*TINY_PRESETS, *bundled])
         raise BackboneError(
-            f"backbone {name_or_path!r} is neither a tiny preset ({', '.join(TINY_PRESETS)}) nor a local "
+            f"backbone {name_or_path!r} is neither a tiny preset or bundled stand-in ({names}) nor a local "
             "directory. Download Qwen2-Audio-7B-Instruct once (e.g. `huggingface-cli download "
             "Qwen/Qwen2-Audio-7B-Instruct --local-dir DIR`) and pass DIR."
         )

@@ -52,3 +52,17 @@ def test_unknown_backbone_and_incomplete_directory_get_clear_errors(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(BackboneError, match=r"missing .*safetensors"):
         resolve_backbone(str(tmp_path))
+
+
+def test_bundled_stand_ins_resolve_by_name(tmp_path, monkeypatch, tiny_backbone):
+    import shutil
+
+    from slu_lightning.model import backbone
+
+    shutil.copytree(tiny_backbone, tmp_path / "tiny-heard")
+    (tmp_path / "half-written").mkdir()  # no config.json: not offered
+    monkeypatch.setattr(backbone, "BUNDLED_DIR", tmp_path)
+    assert backbone.bundled_backbones() == {"tiny-heard": tmp_path / "tiny-heard"}
+    assert resolve_backbone("tiny-heard") == tmp_path / "tiny-heard"
+    with pytest.raises(BackboneError, match="tiny-heard"):  # the error lists what exists
+        resolve_backbone("half-written")
