@@ -17,6 +17,7 @@ import torch
 
 FinetuningMode = Literal["lora", "full"]
 FIXED_TABLES = ("audio_tower.embed_positions.weight",)  # Whisper's sinusoids: fixed, never trained
+INPUT_EMBEDDINGS = "language_model.embed_tokens.weight"
 MODULE_PREFIXES = {
     "audio_encoder": ("model.audio_tower.",),
     "projector": ("model.multi_modal_projector.",),
@@ -67,15 +68,21 @@ def module_of(name: str) -> str:
     raise ValueError(f"parameter {name!r} belongs to no known part of Qwen2-Audio")
 
 
-def trainable_candidates(model: torch.nn.Module, mode: FinetuningMode) -> dict[str, list[torch.nn.Parameter]]:
+def trainable_candidates(
+    model: torch.nn.Module, mode: FinetuningMode, train_input_embeddings: bool = True
+) -> dict[str, list[torch.nn.Parameter]]:
     """The parameters each part would train when switched on, for this fine-tuning mode.
 
     Under LoRA the language model trains its adapters only; the audio encoder and projector
     train their full weights when switched on (they are small next to the language model).
+    ``train_input_embeddings=False`` keeps the LLM's input-embedding matrix fixed under full
+    fine-tuning: text-only training then cannot move the token embeddings that a pretrained
+    audio side was aligned to.
     """
+    fixed = FIXED_TABLES if train_input_embeddings else (*FIXED_TABLES, INPUT_EMBEDDINGS)
     groups: dict[str, list[torch.nn.Parameter]] = {part: [] for part in MODULE_PREFIXES}
     for name, param in model.named_parameters():
-        if name.endswith(FIXED_TABLES):
+        if name.endswith(fixed):
             continue
         part = module_of(name)
         if part == "llm" and mode == "lora" and "lora_" not in name:

@@ -86,6 +86,7 @@ class SLUModule(L.LightningModule):
         train_audio_encoder: bool = False,
         train_projector: bool = False,
         train_llm: bool = True,
+        train_input_embeddings: bool = True,
         optimizer: OptimizerSettings = OptimizerSettings(),
         prompt: PromptTemplate = PromptTemplate(),
         generation: GenerationSettings = GenerationSettings(),
@@ -106,6 +107,9 @@ class SLUModule(L.LightningModule):
             train_audio_encoder: train the audio encoder (the paper: only in speech runs).
             train_projector: train the audio-to-LLM projector (the paper: only in speech runs).
             train_llm: train the language model (adapters under LoRA).
+            train_input_embeddings: under full fine-tuning, also train the LLM's input-embedding
+                matrix. Off keeps the token embeddings a pretrained audio side is aligned to
+                (text-only fine-tuning of a stand-in pretrained by ``pretrain-tiny``).
             optimizer: AdamW and learning-rate schedule settings.
             prompt: the prompt templates for text and audio input (saved with the run).
             generation: beam width and answer length for decoding.
@@ -131,6 +135,7 @@ class SLUModule(L.LightningModule):
                 "train_audio_encoder": train_audio_encoder,
                 "train_projector": train_projector,
                 "train_llm": train_llm,
+                "train_input_embeddings": train_input_embeddings,
                 "optimizer": asdict(optimizer),
                 "prompt": asdict(prompt),
                 "generation": asdict(generation),
@@ -145,6 +150,7 @@ class SLUModule(L.LightningModule):
             "projector": train_projector,
             "llm": train_llm,
         }
+        self.train_input_embeddings = train_input_embeddings
         self.optimizer_settings, self.prompt, self.generation = optimizer, prompt, generation
         self.dynamic_audio, self.gradient_checkpointing = dynamic_audio, gradient_checkpointing
         self.generate_during_validation, self.seed = generate_during_validation, seed
@@ -177,7 +183,7 @@ class SLUModule(L.LightningModule):
         if self.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes
-        self.candidates = trainable_candidates(model, self.finetuning)
+        self.candidates = trainable_candidates(model, self.finetuning, self.train_input_embeddings)
         for part in self._parts_ever_trained():
             for param in self.candidates[part]:
                 param.data = param.data.float()  # trainable tensors stay fp32 under bf16-mixed

@@ -103,3 +103,16 @@ def test_whisper_position_table_never_trains(tiny_backbone):
     assert not positions.requires_grad
     trainable = [p.requires_grad for n, p in model.named_parameters() if "embed_positions" not in n]
     assert all(trainable)
+
+
+def test_input_embeddings_can_stay_fixed_under_full_fine_tuning(tiny_backbone):
+    model = frozen_model(tiny_backbone)
+    everything = {"audio_encoder": True, "projector": True, "llm": True}
+    set_trainable(trainable_candidates(model, "full", train_input_embeddings=False), everything)
+    assert not model.get_input_embeddings().weight.requires_grad
+    assert model.lm_head.weight.requires_grad  # the output embeddings are a separate, trained matrix
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert sorted(frozen) == [
+        "model.audio_tower.embed_positions.weight",
+        "model.language_model.embed_tokens.weight",
+    ]
