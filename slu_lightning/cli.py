@@ -156,6 +156,21 @@ def make_demo_corpus_main(args: list[str]) -> None:
     print(out)
 
 
+def synthesize_main(args: list[str]) -> None:
+    from slu_lightning.data.tts_augment import synthesise_manifest
+
+    parser = argparse.ArgumentParser(
+        prog="slu-lightning synthesize",
+        description="Speak the transcripts of a training manifest with eSpeak NG (the `tts` source).",
+    )
+    parser.add_argument("--manifest", type=Path, required=True, help="a training manifest (JSONL)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder: a TtsCorpus")
+    parser.add_argument("--seed", type=int, default=0, help="voices, rates and pitches (the demo's seed)")
+    parser.add_argument("--workers", type=int, default=None, help="synthesis processes (default: by size)")
+    options = parser.parse_args(args)
+    print(synthesise_manifest(options.manifest, options.out, seed=options.seed, workers=options.workers))
+
+
 def export_main(args: list[str]) -> None:
     from slu_lightning.export import export_checkpoint
 
@@ -202,6 +217,7 @@ def transcribe_main(args: list[str]) -> None:
 
 COMMANDS = {
     "make-demo-corpus": make_demo_corpus_main,
+    "synthesize": synthesize_main,
     "pretrain-tiny": pretrain_tiny_main,
     "transcribe": transcribe_main,
     "export": export_main,

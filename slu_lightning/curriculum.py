@@ -14,14 +14,20 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import lightning as L
+import torch
 
-SOURCES = ("text", "speech")
+SOURCES = ("text", "speech", "tts")
+"""Training sources: all transcripts, the real speech subset, and speech synthesised for transcripts."""
+HEARD_SOURCES = frozenset({"speech", "tts"})
+"""Sources whose examples the model hears (audio input) rather than reads."""
+TTS_SOURCE = "tts"
+"""The ``source`` of every synthesised training example (also the phase-mix source that trains on them)."""
 FRAME_SECONDS = 0.01  # one mel frame = 160 samples = 10 ms at 16 kHz
 
 
 @dataclass(frozen=True)
 class SourceMix:
-    """How much of one source (all transcripts, or the speech subset) a phase uses."""
+    """How much of one source (all transcripts, the speech subset, or all synthesised speech) a phase uses."""
 
     fraction: float = 1.0
     """Share of the source's examples used each epoch (a seeded, nested prefix)."""
@@ -36,7 +42,7 @@ class CurriculumPhase:
     name: str
     epochs: int = 1
     mix: dict[str, SourceMix] = field(default_factory=lambda: {"text": SourceMix()})
-    """Sources ``text`` and/or ``speech`` and how much of each."""
+    """Sources ``text``, ``speech`` (real) and/or ``tts`` (synthesised) and how much of each."""
     lr: float | None = None
     """Peak learning rate of this phase; None keeps the model's optimizer learning rate."""
     warmup_ratio: float | None = None
@@ -65,7 +71,13 @@ class CurriculumPhase:
 
     @property
     def uses_speech(self) -> bool:
+        """Whether the phase trains on real speech (the speech subset)."""
         return "speech" in self.mix
+
+    @property
+    def uses_tts(self) -> bool:
+        """Whether the phase trains on synthesised speech (the DataModule's ``tts_corpus``)."""
+        return TTS_SOURCE in self.mix
 
 
 def phase_index_at(phases: list[CurriculumPhase], epoch: int) -> int:
@@ -141,12 +153,15 @@ class CurriculumCallback(L.Callback):
     The data mix itself comes from the DataModule, which rebuilds its train dataloader every epoch
     from the phase table (``reload_dataloaders_every_n_epochs=1``). This callback sets the
     trainable modules of the phase, resets the optimizer when a phase asks for it, and logs the
-    phase, the speech share of each batch and the cumulative speech examples and hours seen.
+    phase, the real-speech share of each batch and the cumulative real speech examples and hours
+    seen. Synthesised speech (``source == "tts"``) is heard too, but counted apart: the speech
+    figures keep meaning real speech, the quantity the paper varies.
     """
 
     def __init__(self) -> None:
         self.speech_examples_seen = 0
         self.speech_seconds_seen = 0.0
+        self.tts_examples_seen = 0
         self.examples_seen = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -166,29 +181,37 @@ class CurriculumCallback(L.Callback):
         pl_module.log("curriculum/phase", float(index), on_step=False, on_epoch=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        n_speech = int(batch["is_speech"].sum())
+        heard = batch["is_speech"]  # (batch,)
+        synthetic = torch.tensor(
+            [example.source == TTS_SOURCE for example in batch["examples"]], device=heard.device
+        )
+        real = heard & ~synthetic
+        n_speech = int(real.sum())
         self.examples_seen += len(batch["examples"])
         self.speech_examples_seen += n_speech
-        if n_speech:
-            self.speech_seconds_seen += float(batch["feature_attention_mask"].sum()) * FRAME_SECONDS
-        pl_module.log_dict(
-            {
-                "curriculum/speech_fraction": n_speech / max(len(batch["examples"]), 1),
-                "curriculum/speech_examples_seen": float(self.speech_examples_seen),
-                "curriculum/speech_hours_seen": self.speech_seconds_seen / 3600,
-            },
-            on_step=True,
-            on_epoch=False,
-        )
+        self.tts_examples_seen += int((heard & synthetic).sum())
+        if n_speech:  # the clips of the heard rows, in row order
+            real_frames = batch["feature_attention_mask"][real[heard]]  # (real clips, frames)
+            self.speech_seconds_seen += float(real_frames.sum()) * FRAME_SECONDS
+        logged = {
+            "curriculum/speech_fraction": n_speech / max(len(batch["examples"]), 1),
+            "curriculum/speech_examples_seen": float(self.speech_examples_seen),
+            "curriculum/speech_hours_seen": self.speech_seconds_seen / 3600,
+        }
+        if self.tts_examples_seen:
+            logged["curriculum/tts_examples_seen"] = float(self.tts_examples_seen)
+        pl_module.log_dict(logged, on_step=True, on_epoch=False)
 
     def state_dict(self) -> dict:
         return {
             "speech_examples_seen": self.speech_examples_seen,
             "speech_seconds_seen": self.speech_seconds_seen,
+            "tts_examples_seen": self.tts_examples_seen,
             "examples_seen": self.examples_seen,
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.speech_examples_seen = int(state_dict["speech_examples_seen"])
         self.speech_seconds_seen = float(state_dict["speech_seconds_seen"])
+        self.tts_examples_seen = int(state_dict.get("tts_examples_seen", 0))  # absent before TTS existed
         self.examples_seen = int(state_dict["examples_seen"])

@@ -359,3 +359,41 @@ def test_this_runs_config_wins_over_the_checkpoints_settings_and_says_so(trained
             ]
         )
     assert "generation" in caplog.text and "this run's value wins" in caplog.text
+
+
+def test_the_tts_augmented_demo_trains_on_synthesised_speech_and_no_real_speech(tmp_path):
+    """configs/demo/tts_augmented.yaml cut down: the tiny demo corpus and its TTS, tiny-test, 3 steps."""
+    config = Path(__file__).parents[1] / "configs" / "demo" / "tts_augmented.yaml"
+    phases = [{"name": "text+tts", "epochs": 1, "mix": {"text": {}, "tts": {}}}]
+    overrides = {
+        "run.root": str(tmp_path),
+        "model.init_args.backbone": "tiny-test",
+        "data.init_args.corpus.init_args.size": "tiny",
+        "data.init_args.tts_corpus.init_args.size": "tiny",
+        "data.init_args.phases": json.dumps(phases),
+        "data.init_args.max_eval_examples": "8",
+        "trainer.max_epochs": "1",
+        "trainer.limit_train_batches": "3",
+        "trainer.limit_val_batches": "1",
+        "trainer.enable_progress_bar": "false",
+    }
+    main(
+        [
+            "fit",
+            "--config",
+            str(config),
+            *(arg for key, value in overrides.items() for arg in (f"--{key}", value)),
+        ]
+    )
+    run = tmp_path / "demo-tts-augmented"
+    summary = json.loads((run / "training_data.json").read_text())
+    assert summary["text_examples"] == summary["tts_examples"] == 6 * 26 and summary["speech_examples"] == 0
+    assert not (run / "speech_subset_ids.txt").exists()
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"][
+        "CurriculumCallback"
+    ]
+    assert (
+        state["examples_seen"] == 3 * 16
+        and state["speech_examples_seen"] == 0
+        and state["tts_examples_seen"] > 0
+    )

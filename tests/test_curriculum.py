@@ -53,3 +53,10 @@ def test_single_phase_regimes_use_the_models_schedule():
 def test_bad_phases_are_refused_with_the_phase_name(kwargs):
     with pytest.raises(ValueError, match="phase 'p'"):
         CurriculumPhase("p", **kwargs)
+
+
+def test_phases_may_train_on_synthesised_speech_and_hear_it():
+    phase = CurriculumPhase("p", mix={"text": SourceMix(), "tts": SourceMix(fraction=0.5, oversample=2)})
+    assert phase.uses_tts and not phase.uses_speech
+    with pytest.raises(ValueError, match="'speech', 'tts'"):
+        CurriculumPhase("p", mix={"synthetic": SourceMix()})

@@ -51,6 +51,7 @@ from slu_lightning.data import demo_lexicon
 from slu_lightning.data.demo_corpus import (
     Size,
     _Clip,
+    _existing_kind,
     _finished_key,
     build_staged,
     default_demo_dir,
@@ -221,13 +222,6 @@ def make_asr_corpus(
         time.perf_counter() - started,
     )
     return out_dir
-
-
-def _existing_kind(folder: Path) -> str | None:
-    try:
-        return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config"].get("kind")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
 
 
 def plan_asr_corpus(

@@ -90,6 +90,61 @@ class DemoCorpus(ManifestCorpus):
         return f"demo corpus ({self.size}, seed {self.seed}) at {self.root}"
 
 
+class TtsCorpus(Corpus):
+    """Speech synthesised for training transcripts (``slu-lightning synthesize``): a ``tts_corpus``.
+
+    Training data only: its ``train.jsonl`` speech is the ``tts`` source of a DataModule; it has
+    no dev or test split (evaluation stays on real speech).
+    """
+
+    def __init__(self, manifest_dir: str):
+        """
+        Args:
+            manifest_dir: the folder ``slu-lightning synthesize --out`` wrote (``train.jsonl``, ``audio/``).
+        """
+        self.root = Path(manifest_dir)
+
+    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        if split != "train":
+            return []
+        return [e for e in read_manifest(self.root / "train.jsonl", skips) if e.is_speech]
+
+    def describe(self) -> str:
+        return f"TTS speech at {self.root}"
+
+
+class DemoTtsCorpus(TtsCorpus):
+    """Synthesised speech for the demo corpus's training transcripts, built on first use.
+
+    Spoken by the ``pretrain`` voices of the demo's seed: no voice of the demo's real train, dev or
+    test speech. Cached next to the demo corpus (``tts-<size>-seed<seed>``).
+    """
+
+    def __init__(
+        self, size: Literal["tiny", "small", "large"] = "small", seed: int = 0, root: str | None = None
+    ):
+        """
+        Args:
+            size: the ``DemoCorpus`` size whose training transcripts are spoken.
+            seed: the ``DemoCorpus`` seed (also seeds the voices, rates and pitches).
+            root: where to build it; defaults to the cache, next to the demo corpus.
+        """
+        from slu_lightning.data.tts_augment import default_tts_dir
+
+        self.size, self.seed = size, seed
+        super().__init__(str(Path(root) if root else default_tts_dir(size, seed)))
+
+    def prepare(self) -> None:
+        from slu_lightning.data.tts_augment import synthesise_manifest
+
+        demo = DemoCorpus(self.size, self.seed)
+        demo.prepare()
+        synthesise_manifest(demo.paths["train"], self.root, seed=self.seed)
+
+    def describe(self) -> str:
+        return f"TTS speech of the demo corpus ({self.size}, seed {self.seed}) at {self.root}"
+
+
 class SlurpCorpus(Corpus):
     """SLURP: ``dataset/slurp/{train,devel,test}.jsonl`` plus the ``slurp_real`` audio folder."""
 

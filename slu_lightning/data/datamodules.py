@@ -5,6 +5,11 @@ differ only in their phase table (see ``curriculum.py``): ``TextOnlyDataModule``
 transcripts, ``MixedDataModule`` on all transcripts plus the speech subset shuffled together, and
 ``CurriculumDataModule`` on whatever phases the config lists (the paper: text, text, text+speech).
 
+A ``tts_corpus`` (speech synthesised for the transcripts, ``slu-lightning synthesize``) adds a
+third source, ``tts``: heard like real speech, but never subject to the speech subset, and never
+counted as real speech (``speech_hours``, ``speech_subset_ids.txt``). The single-phase regimes
+train on all of it every epoch; a curriculum uses it where a phase's mix names ``tts``.
+
 The train dataloader is rebuilt every epoch (``reload_dataloaders_every_n_epochs=1``, set by the
 CLI) from the epoch's phase, so an epoch of text plus speech is as long as it should be.
 """
@@ -16,6 +21,7 @@ import json
 import logging
 import random
 import signal
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,7 +29,7 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from slu_lightning.atomic import atomic_write_text
-from slu_lightning.curriculum import CurriculumPhase, SourceMix, phase_index_at
+from slu_lightning.curriculum import HEARD_SOURCES, TTS_SOURCE, CurriculumPhase, SourceMix, phase_index_at
 from slu_lightning.data.audio import MAX_ENCODER_SECONDS, audio_seconds, load_audio
 from slu_lightning.data.collate import SLUCollator, SLUItem
 from slu_lightning.data.corpora import Corpus, Split
@@ -75,6 +81,7 @@ class SLUDataModule(L.LightningDataModule):
         length_bucketing: bool = False,
         bad_input: Literal["error", "skip"] = "error",
         predict_audio: str | None = None,
+        tts_corpus: Corpus | None = None,
     ):
         """
         Args:
@@ -94,6 +101,11 @@ class SLUDataModule(L.LightningDataModule):
                 drops it, counts it and logs it.
             predict_audio: for ``predict``: an audio file, a folder of audio files (searched
                 recursively), or a text file listing one audio path per line.
+            tts_corpus: synthesised speech of the training transcripts (``TtsCorpus``,
+                ``DemoTtsCorpus``): its training speech is the ``tts`` source, heard like real
+                speech but all of it used (the speech subset selects real speech only).
+                ``TextOnlyDataModule`` and ``MixedDataModule`` add it to every epoch; a curriculum
+                uses it in the phases whose mix names ``tts``.
         """
         super().__init__()
         self.corpus, self.speech_subset = corpus, speech_subset
@@ -101,6 +113,7 @@ class SLUDataModule(L.LightningDataModule):
         self.seed, self.train_locales, self.eval_locales = seed, train_locales, eval_locales
         self.eval_modality, self.max_eval_examples = eval_modality, max_eval_examples
         self.length_bucketing, self.predict_audio = length_bucketing, predict_audio
+        self.tts_corpus = tts_corpus
         self.skips = SkipLog(bad_input)
         self.sources: dict[str, list[SLUExample]] = {}
         self.eval_sets: dict[str, list[Entry]] = {}
@@ -123,6 +136,8 @@ class SLUDataModule(L.LightningDataModule):
 
     def prepare_data(self) -> None:
         self.corpus.prepare()
+        if self.tts_corpus is not None:
+            self.tts_corpus.prepare()
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and not self.sources:
@@ -149,9 +164,10 @@ class SLUDataModule(L.LightningDataModule):
                 collator.set_labels(inventory)
 
     def _setup_train(self) -> None:
+        phases = self.phases()
         text = _by_locale(self.corpus.text("train", self.skips), self.train_locales)
         speech: list[SLUExample] = []
-        if any(phase.uses_speech for phase in self.phases()):
+        if any(phase.uses_speech for phase in phases):
             speech = self._checked(_by_locale(self.corpus.speech("train", self.skips), self.train_locales))
             if not speech:
                 raise DataError(
@@ -160,17 +176,44 @@ class SLUDataModule(L.LightningDataModule):
                 )
             speech = self.speech_subset.select(speech)
         self.sources = {"text": text, "speech": speech}
+        if any(phase.uses_tts for phase in phases):  # absent otherwise: keeps older fingerprints valid
+            self.sources[TTS_SOURCE] = self._tts_speech()
+        elif self.tts_corpus is not None:
+            log.warning("tts_corpus is set but no phase's mix names %r: it is not used", TTS_SOURCE)
         log.info(
-            "training data: %d transcripts, %d speech examples, %.2f h of speech (subset %s)",
+            "training data: %d transcripts, %d speech examples, %.2f h of speech (subset %s), "
+            "%d synthesised speech examples, %.2f h",
             len(text),
             len(speech),
             self.speech_hours(),
             self.speech_subset,
+            len(self.sources.get(TTS_SOURCE, [])),
+            self.tts_hours(),
         )
 
+    def _tts_speech(self) -> list[SLUExample]:
+        """The synthesised training speech, each example marked ``source="tts"`` (``CurriculumCallback``)."""
+        if self.tts_corpus is None:
+            raise DataError(
+                f"a phase trains on {TTS_SOURCE!r} (synthesised speech) but no TTS corpus is set: set "
+                "data.init_args.tts_corpus (a TtsCorpus folder written by `slu-lightning synthesize`, "
+                "or DemoTtsCorpus), or drop 'tts' from the phases' mix"
+            )
+        tts = self._checked(_by_locale(self.tts_corpus.speech("train", self.skips), self.train_locales))
+        if not tts:
+            raise DataError(f"{self.tts_corpus.describe()} has no speech training examples")
+        return [e if e.source == TTS_SOURCE else replace(e, source=TTS_SOURCE) for e in tts]
+
     def speech_hours(self) -> float:
-        """Hours of speech in the selected training subset (from file headers)."""
-        return sum(self.seconds.get(example.id, 0.0) for example in self.sources.get("speech", [])) / 3600
+        """Hours of real speech in the selected training subset (from file headers)."""
+        return self._hours("speech")
+
+    def tts_hours(self) -> float:
+        """Hours of synthesised training speech (from file headers)."""
+        return self._hours(TTS_SOURCE)
+
+    def _hours(self, source: str) -> float:
+        return sum(self.seconds.get(example.id, 0.0) for example in self.sources.get(source, [])) / 3600
 
     def write_subset_ids(self, run_dir: str | Path) -> None:
         """Record the training data in the run directory: the selected speech ids (reload them with
@@ -182,6 +225,12 @@ class SLUDataModule(L.LightningDataModule):
             "speech_subset": repr(self.speech_subset),
             "corpus": self.corpus.describe(),
         }
+        if TTS_SOURCE in self.sources:
+            summary |= {
+                "tts_examples": len(self.sources[TTS_SOURCE]),
+                "tts_hours": round(self.tts_hours(), 4),
+                "tts_corpus": self.tts_corpus.describe(),
+            }
         atomic_write_text(Path(run_dir) / "training_data.json", json.dumps(summary, indent=1))
         if self.sources["speech"]:
             write_ids(Path(run_dir) / "speech_subset_ids.txt", self.sources["speech"])
@@ -240,7 +289,7 @@ class SLUDataModule(L.LightningDataModule):
         entries: list[Entry] = []
         for source, mix in sorted(phase.mix.items()):
             examples = _nested_fraction(self.sources[source], mix, self.seed)
-            entries += [(example, source == "speech") for example in examples] * mix.oversample
+            entries += [(example, source in HEARD_SOURCES) for example in examples] * mix.oversample
         return entries
 
     def _length_key(self, example: SLUExample, heard: bool) -> int:
@@ -330,6 +379,8 @@ class SLUDataModule(L.LightningDataModule):
         for source in sorted(self.sources):
             digest.update(source.encode())
             digest.update("\n".join(example.id for example in self.sources[source]).encode())
+        for example in self.sources.get(TTS_SOURCE, []):  # a re-synthesis keeps the ids, not the voices
+            digest.update(json.dumps(example.meta, sort_keys=True).encode())
         digest.update(self.schedule_signature().encode())
         return digest.hexdigest()[:16]
 
@@ -386,24 +437,31 @@ def _nested_fraction(examples: list[SLUExample], mix: SourceMix, seed: int) -> l
 
 
 class TextOnlyDataModule(SLUDataModule):
-    """Transcripts only, for every epoch: the paper's text-only fine-tuning (0 % speech)."""
+    """Transcripts only, for every epoch: the paper's text-only fine-tuning (0 % speech).
+
+    With a ``tts_corpus``, every epoch adds its synthesised speech: TTS augmentation, still 0 %
+    real speech.
+    """
 
     def phases(self) -> list[CurriculumPhase]:
-        return [CurriculumPhase("text", epochs=self._max_epochs(), mix={"text": SourceMix()})]
+        return [self._every_epoch("text", {"text": SourceMix()})]
+
+    def _every_epoch(self, name: str, mix: dict[str, SourceMix]) -> CurriculumPhase:
+        """The one phase of a single-phase regime: ``mix``, plus all synthesised speech if there is any."""
+        if self.tts_corpus is not None:
+            name, mix = f"{name}+{TTS_SOURCE}", {**mix, TTS_SOURCE: SourceMix()}
+        return CurriculumPhase(name, epochs=self._max_epochs(), mix=mix)
 
     def _max_epochs(self) -> int:
         return max(self.trainer.max_epochs if self.trainer and self.trainer.max_epochs else 1, 1)
 
 
 class MixedDataModule(TextOnlyDataModule):
-    """All transcripts plus the speech subset, shuffled together every epoch (direct mixing)."""
+    """All transcripts plus the speech subset (and any ``tts_corpus``), shuffled together every epoch
+    (direct mixing)."""
 
     def phases(self) -> list[CurriculumPhase]:
-        return [
-            CurriculumPhase(
-                "mixed", epochs=self._max_epochs(), mix={"text": SourceMix(), "speech": SourceMix()}
-            )
-        ]
+        return [self._every_epoch("mixed", {"text": SourceMix(), "speech": SourceMix()})]
 
 
 class CurriculumDataModule(SLUDataModule):

@@ -267,6 +267,14 @@ def _finished_key(folder: Path) -> str | None:
         return None
 
 
+def _existing_kind(folder: Path) -> str | None:
+    """The ``kind`` of the generated corpus in ``folder`` (``asr-pretrain``, ``tts``), or ``None``."""
+    try:
+        return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config"].get("kind")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _install(staging: Path, out_dir: Path, config_key: str) -> None:
     """Rename the finished ``staging`` folder to ``out_dir``, replacing an outdated corpus there."""
     outdated = None

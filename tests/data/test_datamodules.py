@@ -1,10 +1,11 @@
 import json
+from collections import Counter
 
 import lightning as L
 import pytest
 
 from slu_lightning.curriculum import CurriculumCallback, CurriculumPhase, SourceMix
-from slu_lightning.data.corpora import ManifestCorpus
+from slu_lightning.data.corpora import ManifestCorpus, TtsCorpus
 from slu_lightning.data.datamodules import CurriculumDataModule, MixedDataModule, TextOnlyDataModule
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.subsets import SpeechSubset
@@ -83,6 +84,76 @@ def test_bad_audio_is_named_or_counted(tmp_path, toy_corpus):
     lenient = TextOnlyDataModule(bad, bad_input="skip")
     lenient.setup("validate")
     assert len(lenient.eval_sets["dev"]) == 7 and lenient.skips.total == 1
+
+
+@pytest.fixture(scope="module")
+def toy_tts(toy_corpus, tmp_path_factory) -> TtsCorpus:
+    """eSpeak speech for the toy transcripts: 9 clips (the 24 rows hold 9 distinct transcripts)."""
+    from slu_lightning.data.tts_augment import synthesise_manifest
+
+    out = tmp_path_factory.mktemp("tts") / "toy"
+    return TtsCorpus(str(synthesise_manifest(toy_corpus / "train.jsonl", out, workers=1)))
+
+
+def heard_sources(entries) -> Counter:
+    return Counter(example.source for example, heard in entries if heard)
+
+
+def test_text_only_with_tts_hears_speech_of_every_transcript_and_no_real_speech(toy_corpus, toy_tts):
+    dm = ready(TextOnlyDataModule(corpus(toy_corpus), tts_corpus=toy_tts))
+    entries = dm.epoch_entries(0)
+    assert sum(not heard for _, heard in entries) == 24 and heard_sources(entries) == {"tts": 9}
+    assert {e.text for e, heard in entries if heard} == {e.text for e in dm.sources["text"]}
+    assert dm.speech_hours() == 0 and dm.tts_hours() > 0
+
+
+def test_mixed_with_tts_keeps_the_speech_subset_and_its_records_for_real_speech(
+    toy_corpus, toy_tts, tmp_path
+):
+    dm = ready(MixedDataModule(corpus(toy_corpus), speech_subset=SpeechSubset(0.25), tts_corpus=toy_tts))
+    entries = dm.epoch_entries(0)
+    assert len(entries) == 24 + 6 + 9 and heard_sources(entries) == {"toy": 6, "tts": 9}
+    dm.write_subset_ids(tmp_path)
+    assert set((tmp_path / "speech_subset_ids.txt").read_text().split()) == {
+        e.id for e in dm.sources["speech"]
+    }
+    summary = json.loads((tmp_path / "training_data.json").read_text())
+    assert summary["speech_examples"] == 6 and summary["speech_hours"] <= 6 * 1.5 / 3600
+    assert summary["tts_examples"] == 9 and summary["tts_hours"] > 0
+
+
+def test_a_curriculum_hears_tts_where_its_phases_name_it(toy_corpus, toy_tts):
+    phases = [
+        CurriculumPhase("text", 1, TEXT),
+        CurriculumPhase("text+tts", 1, {"text": SourceMix(), "tts": SourceMix(oversample=2)}),
+    ]
+    dm = CurriculumDataModule(
+        corpus(toy_corpus), phases=phases, tts_corpus=toy_tts, length_bucketing=True, batch_size=8
+    )
+    ready(dm)
+    assert heard_sources(dm.epoch_entries(0)) == {} and dm.sources["speech"] == []
+    assert len(dm.epoch_entries(1)) == 24 + 18 and heard_sources(dm.epoch_entries(1)) == {"tts": 18}
+    assert all(e.id in dm.seconds for e in dm.sources["tts"])  # bucketed by clip duration
+    assert dm.batches_in_epoch(1) == 6
+
+
+def test_a_tts_phase_without_a_tts_corpus_says_what_to_set(toy_corpus):
+    phases = [CurriculumPhase("p", 1, {"text": SourceMix(), "tts": SourceMix()})]
+    with pytest.raises(DataError, match="data.init_args.tts_corpus"):
+        CurriculumDataModule(corpus(toy_corpus), phases=phases).setup("fit")
+
+
+def test_resuming_on_other_synthesised_speech_is_refused(toy_corpus, toy_tts, tmp_path):
+    from slu_lightning.data.tts_augment import synthesise_manifest
+
+    revoiced = TtsCorpus(str(synthesise_manifest(toy_corpus / "train.jsonl", tmp_path / "seed1", seed=1)))
+    plain, with_tts, with_revoiced = (
+        ready(TextOnlyDataModule(corpus(toy_corpus), tts_corpus=tts)) for tts in (None, toy_tts, revoiced)
+    )
+    assert [e.id for e in with_tts.sources["tts"]] == [e.id for e in with_revoiced.sources["tts"]]
+    assert len({dm.fingerprint() for dm in (plain, with_tts, with_revoiced)}) == 3  # same ids, other voices
+    with pytest.raises(DataError, match="different data"):
+        with_revoiced.load_state_dict(with_tts.state_dict())
 
 
 def counting_trainer(tmp_path, counter, **limits) -> L.Trainer:
