@@ -397,3 +397,46 @@ def test_the_tts_augmented_demo_trains_on_synthesised_speech_and_no_real_speech(
         and state["speech_examples_seen"] == 0
         and state["tts_examples_seen"] > 0
     )
+
+
+def test_the_cascade_tests_a_text_checkpoint_on_recognised_transcripts(
+    trained, toy_corpus, tiny_backbone, tmp_path
+):
+    """configs/demo/cascade.yaml's steps 2 and 3 on the toy run: transcribe, then test on the text."""
+    config, run = trained
+    transcripts = tmp_path / "asr-dev.jsonl"
+    main(
+        ["transcribe", "--backbone", str(tiny_backbone), "--manifest", str(toy_corpus / "dev.jsonl")]
+        + ["--out", str(transcripts), "--readout", "ctc"]
+    )
+    base = {
+        "class_path": "slu_lightning.data.corpora.ManifestCorpus",
+        "init_args": {"train": str(toy_corpus / "train.jsonl"), "dev": str(toy_corpus / "dev.jsonl")},
+    }
+    corpus = {
+        "class_path": "slu_lightning.data.corpora.CascadeCorpus",
+        "init_args": {"base": base, "transcripts": str(transcripts)},
+    }
+    main(
+        [
+            "test",
+            "--config",
+            str(config),
+            "--run.name",
+            "toy-cascade",
+            "--data.init_args.corpus",
+            json.dumps(corpus),
+        ]
+        + ["--data.init_args.eval_modality", "text", "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
+    )
+    rows = [
+        json.loads(line)
+        for line in (run.parent / "toy-cascade" / "predictions_test.jsonl").read_text().splitlines()
+    ]
+    recognised = {row["id"]: row for row in map(json.loads, transcripts.read_text().splitlines())}
+    assert sorted(row["id"] for row in rows) == sorted(recognised)  # every recording, once, as text
+    assert all(row["modality"] == "text" for row in rows)
+    assert all(row["reference"]["text"] == recognised[row["id"]]["text"] for row in rows)
+    assert {row["meta"]["gold_text"] for row in rows} == {
+        e["text"] for e in map(json.loads, (toy_corpus / "dev.jsonl").read_text().splitlines())
+    }

@@ -90,6 +90,34 @@ class DemoCorpus(ManifestCorpus):
         return f"demo corpus ({self.size}, seed {self.seed}) at {self.root}"
 
 
+class CascadeCorpus(Corpus):
+    """The cascade baseline's corpus: ``base`` for training and validation; for test, the rows that
+    ``slu-lightning transcribe`` wrote (one text row per recording, its text the recogniser's
+    transcript, gold labels kept). Test a text-fine-tuned checkpoint on it with
+    ``eval_modality: text``."""
+
+    def __init__(self, base: Corpus, transcripts: str):
+        """
+        Args:
+            base: the corpus the parser was trained on.
+            transcripts: the manifest ``slu-lightning transcribe --out`` wrote for the test audio.
+        """
+        self.base, self.transcripts = base, Path(transcripts)
+
+    def prepare(self) -> None:
+        self.base.prepare()
+
+    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        return [] if split == "test" else self.base.speech(split, skips)
+
+    def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        """Test rows stay per recording (each has its own transcript), like speech evaluation."""
+        return read_manifest(self.transcripts, skips) if split == "test" else self.base.text(split, skips)
+
+    def describe(self) -> str:
+        return f"{self.base.describe()}, tested on transcripts {self.transcripts}"
+
+
 class TtsCorpus(Corpus):
     """Speech synthesised for training transcripts (``slu-lightning synthesize``): a ``tts_corpus``.
 
