@@ -46,15 +46,13 @@ from pathlib import Path
 from string import Formatter
 
 from slu_lightning.data import demo_lexicon
-
-# Private helpers of demo_corpus, reused on purpose so that both corpora are built the same way.
-from slu_lightning.data.demo_corpus import (
+from slu_lightning.data.demo_corpus import (  # shared building blocks: every corpus is built alike
+    Clip,
     Size,
-    _Clip,
-    _existing_kind,
-    _finished_key,
     build_staged,
     default_demo_dir,
+    existing_kind,
+    finished_key,
     write_clips,
 )
 from slu_lightning.data.demo_lexicon import (  # _SPOKEN_NAME is private there, reused on purpose
@@ -201,13 +199,13 @@ def make_asr_corpus(
         "versions": {name: version(name) for name in ("espeakng-loader", "faker", "babel", "num2words")},
     }
     config_key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    if _finished_key(out_dir) == config_key:
+    if finished_key(out_dir) == config_key:
         log.info("ASR corpus %s is up to date", out_dir)
         return out_dir
     if (
         out_dir.exists()
         and any(out_dir.iterdir())
-        and (_finished_key(out_dir) is None or _existing_kind(out_dir) != config["kind"])
+        and (finished_key(out_dir) is None or existing_kind(out_dir) != config["kind"])
     ):  # an outdated ASR corpus is replaced; anything else (a demo corpus, your files) is not
         raise FileExistsError(f"{out_dir} exists and is not an ASR corpus; choose another folder")
 
@@ -235,9 +233,9 @@ def plan_asr_corpus(
     }
 
 
-def _plan_all(root: Path, sizes: dict[str, int], seed: int, locales: list[str]) -> dict[str, list[_Clip]]:
+def _plan_all(root: Path, sizes: dict[str, int], seed: int, locales: list[str]) -> dict[str, list[Clip]]:
     shares = partition(seed, locales)
-    clips: dict[str, list[_Clip]] = {split: [] for split in SPLITS}
+    clips: dict[str, list[Clip]] = {split: [] for split in SPLITS}
     for locale in locales:
         generator = SentenceGenerator(locale, seed)
         for split in SPLITS:  # train first: heldout sentences are drawn to differ from train's
@@ -262,7 +260,7 @@ def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int
 
 def _plan(
     root: Path, split: str, locale: str, share: Share, count: int, seed: int, generator: SentenceGenerator
-) -> list[_Clip]:
+) -> list[Clip]:
     """The clips of one split and locale: kinds in fixed shares, in shuffled order."""
     rng = random.Random(f"asr-corpus:{seed}:{split}:{locale}")
     n_chunks = round(count * KIND_SHARES["chunks"])
@@ -287,7 +285,7 @@ def _plan(
             source=SOURCE,
             meta=meta,
         )
-        clips.append(_Clip(split, example, voice, rate, pitch, path))
+        clips.append(Clip(split, example, voice, rate, pitch, path))
     return clips
 
 

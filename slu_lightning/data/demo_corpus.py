@@ -68,7 +68,7 @@ def default_demo_dir(size: Size = "small", seed: int = 0) -> Path:
 
 
 @dataclass(frozen=True)
-class _Clip:
+class Clip:
     """One utterance to synthesise, and where its audio goes."""
 
     split: str
@@ -118,10 +118,10 @@ def make_demo_corpus(
         "versions": {name: version(name) for name in ("espeakng-loader", "faker", "babel", "num2words")},
     }
     config_key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    if _finished_key(out_dir) == config_key:
+    if finished_key(out_dir) == config_key:
         log.info("demo corpus %s is up to date", out_dir)
         return out_dir
-    if out_dir.exists() and _finished_key(out_dir) is None and any(out_dir.iterdir()):
+    if out_dir.exists() and finished_key(out_dir) is None and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not a demo corpus; choose another folder")
 
     started = time.perf_counter()
@@ -140,7 +140,7 @@ def make_demo_corpus(
 def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int | None) -> dict:
     """Write manifests and audio under ``root``; returns the summary for ``corpus.json``."""
     shares = partition(seed, locales)
-    clips: dict[str, list[_Clip]] = {split: [] for split in SPLITS}
+    clips: dict[str, list[Clip]] = {split: [] for split in SPLITS}
     for split in SPLITS:
         for locale in locales:
             share = shares[locale][SPLIT_USE[split]]
@@ -164,7 +164,7 @@ def build_staged(out_dir: Path, config_key: str, build: Callable[[Path], dict]) 
     return summary
 
 
-def write_clips(root: Path, clips: dict[str, list[_Clip]], locales: list[str], workers: int | None) -> dict:
+def write_clips(root: Path, clips: dict[str, list[Clip]], locales: list[str], workers: int | None) -> dict:
     """Synthesise every planned clip and write one manifest per split (the keys of ``clips``).
 
     Returns the counts per split and locale, the hours of audio and a hash of all written bytes;
@@ -198,7 +198,7 @@ def write_clips(root: Path, clips: dict[str, list[_Clip]], locales: list[str], w
     }
 
 
-def _plan(root: Path, split: str, locale: str, share: Share, count: int, seed: int) -> list[_Clip]:
+def _plan(root: Path, split: str, locale: str, share: Share, count: int, seed: int) -> list[Clip]:
     """The utterances of one split and locale: intents in shuffled rounds, so each appears evenly."""
     rng = random.Random(f"corpus:{seed}:{split}:{locale}")
     sampler = SlotSampler(locale, f"slots:{seed}:{split}:{locale}")
@@ -226,11 +226,11 @@ def _plan(root: Path, split: str, locale: str, share: Share, count: int, seed: i
             source="demo",
             meta=meta,
         )
-        clips.append(_Clip(split, example, voice, rate, pitch, path))
+        clips.append(Clip(split, example, voice, rate, pitch, path))
     return clips
 
 
-def _synthesise(clips: list[_Clip], workers: int) -> list[float]:
+def _synthesise(clips: list[Clip], workers: int) -> list[float]:
     """Speak and write every clip, with a progress bar; returns their durations in seconds."""
     progress = dict(total=len(clips), desc="synthesising demo corpus", unit="clip", leave=False)
     if workers <= 1:
@@ -253,13 +253,13 @@ def _single_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _speak_and_write(clip: _Clip) -> float:
+def _speak_and_write(clip: Clip) -> float:
     audio = EspeakSynthesizer().synthesize(clip.example.text, clip.voice, clip.rate, clip.pitch)
     soundfile.write(clip.path, audio, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     return len(audio) / SAMPLE_RATE
 
 
-def _finished_key(folder: Path) -> str | None:
+def finished_key(folder: Path) -> str | None:
     """The config key of the finished corpus in ``folder``, or ``None`` if there is none."""
     try:
         return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config_key"]
@@ -267,7 +267,7 @@ def _finished_key(folder: Path) -> str | None:
         return None
 
 
-def _existing_kind(folder: Path) -> str | None:
+def existing_kind(folder: Path) -> str | None:
     """The ``kind`` of the generated corpus in ``folder`` (``asr-pretrain``, ``tts``), or ``None``."""
     try:
         return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config"].get("kind")
@@ -284,7 +284,7 @@ def _install(staging: Path, out_dir: Path, config_key: str) -> None:
     try:
         os.replace(staging, out_dir)
     except OSError:
-        if _finished_key(out_dir) != config_key:  # not a concurrent build of the same corpus: a real error
+        if finished_key(out_dir) != config_key:  # not a concurrent build of the same corpus: a real error
             raise
         shutil.rmtree(staging)
     if outdated is not None:

@@ -29,15 +29,13 @@ from importlib.metadata import version
 from pathlib import Path
 
 from slu_lightning.curriculum import TTS_SOURCE
-
-# Private helpers of demo_corpus, reused on purpose so that every generated corpus is built the same way.
-from slu_lightning.data.demo_corpus import (
+from slu_lightning.data.demo_corpus import (  # shared building blocks: every corpus is built alike
+    Clip,
     Size,
-    _Clip,
-    _existing_kind,
-    _finished_key,
     build_staged,
     default_demo_dir,
+    existing_kind,
+    finished_key,
     write_clips,
 )
 from slu_lightning.data.demo_lexicon import LOCALES
@@ -105,13 +103,13 @@ def synthesise_manifest(
         "versions": {"espeakng-loader": version("espeakng-loader")},
     }
     config_key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    if _finished_key(out_dir) == config_key:
+    if finished_key(out_dir) == config_key:
         log.info("TTS speech %s is up to date", out_dir)
         return out_dir
     if (
         out_dir.exists()
         and any(out_dir.iterdir())
-        and (_finished_key(out_dir) is None or _existing_kind(out_dir) != KIND)
+        and (finished_key(out_dir) is None or existing_kind(out_dir) != KIND)
     ):  # an outdated TTS corpus is replaced; anything else (a demo corpus, your files) is not
         raise FileExistsError(f"{out_dir} exists and is not a TTS corpus; choose another folder")
 
@@ -175,7 +173,7 @@ def _rows_hash(rows: list[SLUExample]) -> str:
     return hashlib.sha256(json.dumps(labels, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
-def _plan(root: Path, row: SLUExample, share: Share, seed: int) -> _Clip:
+def _plan(root: Path, row: SLUExample, share: Share, seed: int) -> Clip:
     """The clip of one transcript: its id names the text (stable whatever the other rows are)."""
     rng = random.Random(f"tts:{seed}:{row.locale}:{row.text}")
     voice = rng.choice(share.voices)
@@ -194,4 +192,4 @@ def _plan(root: Path, row: SLUExample, share: Share, seed: int) -> _Clip:
         source=TTS_SOURCE,
         meta={"voice": voice, "rate": str(rate), "pitch": str(pitch), "utterance": row.utterance_id},
     )
-    return _Clip(SPLIT, example, voice, rate, pitch, path)
+    return Clip(SPLIT, example, voice, rate, pitch, path)
