@@ -15,6 +15,7 @@ from slu_lightning.data.asr_corpus import normalise
 from slu_lightning.data.collate import pad_rows
 from slu_lightning.data.datamodules import SLUDataset
 from slu_lightning.data.demo_corpus import Size, default_demo_dir, make_demo_corpus
+from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
 from slu_lightning.evaluation.distance import edit_distance, jiwer_words
@@ -40,9 +41,7 @@ def decoder_transcripts(module: TinyPretrainModule, batch: dict, max_new_tokens:
     collator, model = module.collator, module.model
     prompts = [collator.student_prompt(int(n)) for n in batch["feature_attention_mask"].sum(-1)]
     ids, mask = pad_rows(prompts, collator.pad_id, left=True)  # (batch, tokens)
-    embeds = model.get_input_embeddings()(ids)
-    slots = (ids == model.config.audio_token_id).unsqueeze(-1)
-    embeds = embeds.masked_scatter(slots, torch.cat(module.audio_clips(batch)).to(embeds.dtype))
+    embeds = module.embed_with_audio(ids, module.audio_clips(batch))
     tokenizer = module.processor.tokenizer
     output = model.generate(
         inputs_embeds=embeds,
@@ -99,7 +98,5 @@ def evaluation_sets(
     }
 
 
-def _extractor(module: TinyPretrainModule):
-    from slu_lightning.data.features import LogMelExtractor
-
+def _extractor(module: TinyPretrainModule) -> LogMelExtractor:
     return LogMelExtractor(n_mels=int(module.processor.feature_extractor.feature_size))

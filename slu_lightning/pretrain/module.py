@@ -81,6 +81,12 @@ class TinyPretrainModule(L.LightningModule):
         audio = encode_audio(self.model, batch["input_features"], mask)  # (total tokens, hidden)
         return split_clips(audio, audio_token_count(mask.sum(-1)))
 
+    def embed_with_audio(self, ids: torch.Tensor, clips: list[torch.Tensor]) -> torch.Tensor:
+        """Token embeddings of ``ids`` with the clips' audio vectors in the ``<|AUDIO|>`` positions."""
+        embeds = self.model.get_input_embeddings()(ids)  # (batch, tokens, hidden)
+        slots = (ids == self.model.config.audio_token_id).unsqueeze(-1)
+        return embeds.masked_scatter(slots, torch.cat(clips).to(embeds.dtype))
+
     def losses(self, batch: dict) -> dict[str, torch.Tensor]:
         """Every switched-on loss of a batch, unweighted."""
         w, lm = self.weights, self.model.model.language_model
@@ -88,12 +94,8 @@ class TinyPretrainModule(L.LightningModule):
         targets = [list(t) for t in batch["ctc_targets"]]
         out: dict[str, torch.Tensor] = {}
         if w.asr or w.distill:
-            ids = batch["student_ids"]
-            embeds = self.model.get_input_embeddings()(ids)  # (batch, tokens, hidden)
-            slots = (ids == self.model.config.audio_token_id).unsqueeze(-1)
-            embeds = embeds.masked_scatter(slots, torch.cat(clips).to(embeds.dtype))
             student = lm(
-                inputs_embeds=embeds,
+                inputs_embeds=self.embed_with_audio(batch["student_ids"], clips),
                 attention_mask=batch["student_mask"],
                 output_hidden_states=bool(w.distill),
             )

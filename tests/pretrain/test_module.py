@@ -70,10 +70,7 @@ def student_teacher_gap(module: TinyPretrainModule, batch: dict) -> float:
     """The distillation loss measured directly: LLM states after audio vs after the same text."""
     lm = module.model.model.language_model
     with torch.no_grad():
-        ids = batch["student_ids"]
-        embeds = module.model.get_input_embeddings()(ids)
-        slots = (ids == module.model.config.audio_token_id).unsqueeze(-1)
-        embeds = embeds.masked_scatter(slots, torch.cat(module.audio_clips(batch)))
+        embeds = module.embed_with_audio(batch["student_ids"], module.audio_clips(batch))
         student = lm(inputs_embeds=embeds, attention_mask=batch["student_mask"], output_hidden_states=True)
         teacher = lm(
             input_ids=batch["teacher_ids"], attention_mask=batch["teacher_mask"], output_hidden_states=True
