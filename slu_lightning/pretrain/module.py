@@ -5,6 +5,11 @@ sinusoidal position table) on a weighted sum of five losses (``LossWeights``): r
 through the decoder, CTC through the input-embedding matrix, per-token alignment of audio and
 text embeddings, hidden-state distillation from the text teacher, and text continuation. Setting
 a weight to 0 switches that loss off (and skips its compute), which is how the ablation runs.
+
+The first ``hear_steps`` steps train CTC alone: the encoder, projector and embedding matrix learn
+to recognise words before the LLM-side losses start. Measured from the same checkpoint (2 CPU
+cores, 120 steps): CTC alone lowered the held-out CTC loss 3.20 -> 3.06 at 2.4 s a step, all five
+losses moved it 3.20 -> 3.27 at 4.9 s a step (README, "Pretrained stand-in").
 """
 
 from __future__ import annotations
@@ -57,11 +62,14 @@ class TinyPretrainModule(L.LightningModule):
         max_steps: int = 20_000,
         min_lr_ratio: float = 0.1,
         weights: LossWeights | dict | None = None,
+        hear_steps: int = 0,
     ):
         super().__init__()
         weights = LossWeights(**weights) if isinstance(weights, dict) else weights or LossWeights()
         self.save_hyperparameters({**locals(), "weights": asdict(weights)}, ignore=["self", "__class__"])
-        self.weights = weights
+        if hear_steps and not weights.ctc:
+            raise ValueError("hear_steps trains the CTC loss alone; it needs a CTC weight above 0")
+        self.weights, self.hear_steps = weights, hear_steps
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.max_steps, self.min_lr_ratio = max_steps, min_lr_ratio
         self.backbone_path = resolve_backbone(backbone)
@@ -87,9 +95,15 @@ class TinyPretrainModule(L.LightningModule):
         slots = (ids == self.model.config.audio_token_id).unsqueeze(-1)
         return embeds.masked_scatter(slots, torch.cat(clips).to(embeds.dtype))
 
-    def losses(self, batch: dict) -> dict[str, torch.Tensor]:
-        """Every switched-on loss of a batch, unweighted."""
-        w, lm = self.weights, self.model.model.language_model
+    def weights_at(self, step: int) -> LossWeights:
+        """The loss weights in effect at ``step``: CTC alone during the first ``hear_steps``."""
+        if step < self.hear_steps:
+            return LossWeights(asr=0.0, ctc=self.weights.ctc, align=0.0, distill=0.0, continuation=0.0)
+        return self.weights
+
+    def losses(self, batch: dict, weights: LossWeights | None = None) -> dict[str, torch.Tensor]:
+        """Every loss switched on in ``weights`` (default: all of the run's), unweighted."""
+        w, lm = weights or self.weights, self.model.model.language_model
         clips = self.audio_clips(batch)
         targets = [list(t) for t in batch["ctc_targets"]]
         out: dict[str, torch.Tensor] = {}
@@ -129,8 +143,9 @@ class TinyPretrainModule(L.LightningModule):
         return out
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        losses = self.losses(batch)
-        total = sum(getattr(self.weights, name) * value for name, value in losses.items())
+        weights = self.weights_at(self.global_step)
+        losses = self.losses(batch, weights)
+        total = sum(getattr(weights, name) * value for name, value in losses.items())
         size = len(batch["examples"])
         self.log("train/loss", total, prog_bar=True, batch_size=size)
         self.log_dict({f"train/{name}": value for name, value in losses.items()}, batch_size=size)

@@ -50,6 +50,8 @@ class PretrainSettings:
     batch_size: int = 32
     lr: float = 2.0e-3
     warmup_steps: int = 300
+    hear_steps: int = 8_000
+    """Steps of CTC alone before the other losses join (``TinyPretrainModule``)."""
     weights: LossWeights = field(default_factory=LossWeights)
 
     def to_json(self) -> dict:
@@ -85,6 +87,7 @@ def pretrain_tiny(
         warmup_steps=settings.warmup_steps,
         max_steps=settings.steps,
         weights=settings.weights,
+        hear_steps=settings.hear_steps,
     )
     data = PretrainDataModule(
         module.collator,
@@ -93,6 +96,7 @@ def pretrain_tiny(
         batch_size=settings.batch_size,
         num_workers=workers,
     )
+    stop_after = StopAfter(max_minutes, run_dir) if max_minutes else None
     trainer = L.Trainer(
         default_root_dir=run_dir,
         max_steps=settings.steps,
@@ -111,11 +115,12 @@ def pretrain_tiny(
                 train_time_interval=timedelta(minutes=checkpoint_minutes),
             ),
             L.pytorch.callbacks.LearningRateMonitor(),
-            *([StopAfter(max_minutes)] if max_minutes else []),
+            *([stop_after] if stop_after else []),
         ],
     )
     trainer.fit(module, datamodule=data, ckpt_path=last)
-    _save_last(trainer, run_dir)
+    if not stop_after or not stop_after.saved:
+        _save_last(trainer, run_dir)
     _add_wall_time(run_dir, time.perf_counter() - started)
     if trainer.global_step < settings.steps:
         log.info("stopped at step %d of %d; the same command resumes", trainer.global_step, settings.steps)
@@ -125,18 +130,24 @@ def pretrain_tiny(
 
 
 class StopAfter(L.Callback):
-    """Stops training after ``minutes`` of this call (Lightning's ``max_time`` counts the time of
-    earlier calls too, restored from the checkpoint, so a resumed run would stop at once)."""
+    """Saves ``last.ckpt`` and stops training after ``minutes`` of this call.
 
-    def __init__(self, minutes: float):
-        self.seconds = 60 * minutes
+    Lightning's ``max_time`` counts the time of earlier calls too (restored from the checkpoint),
+    so a resumed run would stop at once. The checkpoint is written here, mid-epoch, because one
+    written after ``fit`` returns records the interrupted epoch as finished, and the resumed run
+    would skip the rest of that epoch's batches.
+    """
+
+    def __init__(self, minutes: float, run_dir: Path):
+        self.seconds, self.run_dir, self.saved = 60 * minutes, run_dir, False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.started = time.monotonic()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
-        if time.monotonic() - self.started > self.seconds:
-            trainer.should_stop = True
+        if time.monotonic() - self.started > self.seconds and not trainer.should_stop:
+            _save_last(trainer, self.run_dir)
+            self.saved, trainer.should_stop = True, True
 
 
 def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
@@ -225,7 +236,8 @@ def model_card(record: dict) -> str:
         f"    {command_line(s)}\n\n"
         f"- steps: {record['steps_done']} of the {s['steps']} planned, at batch {s['batch_size']}, "
         f"lr {s['lr']}, seed {s['seed']}\n"
-        f"- losses (weights): {json.dumps(s['weights'])}\n"
+        f"- losses (weights): {json.dumps(s['weights'])}, CTC alone for the first "
+        f"{s.get('hear_steps', 0)} steps\n"
         f"- data: ASR corpus `{s['corpus_size']}` ({record['corpus']['sizes']} clips per locale and split, "
         f"locales {', '.join(record['corpus']['locales'])}); pretrain voices only\n"
         f"- hardware: {record['hardware']}; training wall time {record['wall_time_seconds'] / 3600:.2f} h\n"

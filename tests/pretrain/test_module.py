@@ -91,3 +91,14 @@ def test_learning_rate_warms_up_then_decays_to_its_floor(tiny_backbone):
     factors = [module.lr_factor(step) for step in (0, 9, 10, 60, 110, 500)]
     assert factors[0] == pytest.approx(0.1) and factors[1] == factors[2] == pytest.approx(1.0)
     assert factors[3] == pytest.approx(0.55) and factors[4] == factors[5] == pytest.approx(0.1)
+
+
+def test_the_hearing_stage_trains_ctc_alone_then_every_loss_joins(tiny_backbone, batch):
+    module = TinyPretrainModule(backbone=str(tiny_backbone), hear_steps=5)
+    assert module.weights_at(4) == LossWeights(**dict(ALL_OFF, ctc=LossWeights().ctc))
+    assert module.weights_at(5) == LossWeights()
+    llm = module.model.model.language_model.layers[0].mlp.up_proj.weight
+    module.training_step(batch, 0).backward()  # global step 0: hearing
+    assert llm.grad is None and module.embeddings.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="CTC weight"):
+        TinyPretrainModule(backbone=str(tiny_backbone), hear_steps=5, weights=dict(ALL_OFF, asr=1.0))

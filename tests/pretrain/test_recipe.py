@@ -8,12 +8,26 @@ from slu_lightning.model.backbone import load_model, load_processor
 from slu_lightning.pretrain.module import LossWeights
 from slu_lightning.pretrain.recipe import PretrainSettings, command_line
 
-SMALL = ["--backbone", "tiny-test", "--corpus-size", "tiny", "--batch-size", "8", "--warmup-steps", "2"]
+SMALL = [  # fmt: skip
+    "--backbone",
+    "tiny-test",
+    "--corpus-size",
+    "tiny",
+    "--batch-size",
+    "8",
+    "--warmup-steps",
+    "2",
+    "--hear-steps",
+    "2",
+]
+
+
+def last_checkpoint(run_dir) -> dict:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
 
 
 def last_step(run_dir) -> int:
-    path = run_dir / "checkpoints" / "last.ckpt"
-    return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+    return last_checkpoint(run_dir)["global_step"]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +69,11 @@ def test_a_stopped_run_resumes_where_it_stopped(run):
     root, _, stopped_at, exported_early = run
     assert stopped_at == 1 and not exported_early  # the time budget ran out after the first step
     assert last_step(root / "run") == 6
+    # the tiny corpus has 15 batches an epoch: the resumed call went on with batches 2-6 of the
+    # interrupted epoch (a checkpoint written after fit returned marked epoch 0 as done, and the
+    # resumed call started epoch 1 at its first batch)
+    progress = last_checkpoint(root / "run")["loops"]["fit_loop"]
+    assert progress["epoch_loop.batch_progress"]["current"]["completed"] == 6
     assert json.loads((root / "run" / "wall_time.json").read_text())["seconds"] > 0
 
 
@@ -74,9 +93,9 @@ def test_validation_reports_the_ctc_word_error_rate(run):
     wer = events.Scalars("val/ctc_wer")
     # every 3 steps, and when the time budget stopped the first call (Lightning counts steps from 0)
     assert [e.step for e in wer] == [0, 2, 5] and all(e.value >= 0 for e in wer)
-    assert {"train/asr", "train/ctc", "train/align", "train/distill", "train/continuation"} <= set(
-        events.Tags()["scalars"]
-    )
+    # logged at step 0 (training: the hearing stage, CTC alone) and at each validation (all losses)
+    losses = ("asr", "ctc", "align", "distill", "continuation")
+    assert {"train/ctc", *(f"val/{name}" for name in losses)} <= set(events.Tags()["scalars"])
 
 
 def test_settings_name_the_command_that_reproduces_them():
