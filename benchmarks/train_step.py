@@ -6,7 +6,8 @@ Three paths through the same `SLUModule.example_losses` + backward + AdamW step,
   stock `Qwen2AudioEncoder.forward` (`module.dynamic_audio = False`), batches in random order.
 - `dynamic`: features cut to the batch's longest clip + 2 margin frames (`encode_audio`), random order.
 - `dynamic+bucket`: the same with `EpochBatchSampler` length bucketing, keyed as the project keys it
-  (`datamodules._length_key`: transcript characters x 10; `--bucket-key frames` for the true length).
+  (`datamodules.prompt_length` with no file durations: it falls back on the transcript's length;
+  `--bucket-key frames` for the true length, which the data modules read from the file headers).
 
 Data: speech examples whose audio is white noise (a random model cannot tell noise from speech) of
 durations drawn from
@@ -54,7 +55,7 @@ import torch
 import transformers
 
 from slu_lightning.data.collate import SLUCollator, SLUItem
-from slu_lightning.data.datamodules import _length_key
+from slu_lightning.data.datamodules import prompt_length
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.records import Entity, SLUExample
 from slu_lightning.data.sampler import EpochBatchSampler
@@ -176,7 +177,8 @@ def epoch_batches(
     lengths = None
     if path == "dynamic+bucket":
         lengths = [
-            item.n_frames if bucket_key == "frames" else _length_key(item.example, True) for item in items
+            item.n_frames if bucket_key == "frames" else prompt_length(item.example, True, {})
+            for item in items
         ]
     return EpochBatchSampler(len(items), batch_size, seed=seed, epoch=0, lengths=lengths).batches()
 

@@ -159,6 +159,7 @@ def test_test_writes_scorer_format_predictions(trained):
     main(["test", "--config", str(config), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
     rows = [json.loads(line) for line in (run / "predictions_test.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and {row["modality"] for row in rows} == {"speech"}
+    assert [row["id"] for row in rows] == sorted(row["id"] for row in rows)  # not the decoding order
     assert {"file", "scenario", "action", "entities", "raw", "status", "reference"} <= set(rows[0])
 
 

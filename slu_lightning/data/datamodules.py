@@ -63,6 +63,15 @@ class SLUDataset(Dataset):
         return SLUItem(example, features, n_frames)
 
 
+def prompt_length(example: SLUExample, heard: bool, seconds: dict[str, float]) -> int:
+    """Estimated prompt tokens, the length key of bucketing and of evaluation order: 25 audio tokens
+    per second of speech (``seconds``: from the file headers), or about one token per 3 characters
+    of transcript."""
+    if heard:
+        return int(25 * seconds.get(example.id, len(example.text) / 15))
+    return len(example.text) // 3
+
+
 class SLUDataModule(L.LightningDataModule):
     """Shared data plumbing of the regimes; subclasses define ``phases()``."""
 
@@ -292,18 +301,23 @@ class SLUDataModule(L.LightningDataModule):
             entries += [(example, source in HEARD_SOURCES) for example in examples] * mix.oversample
         return entries
 
-    def _length_key(self, example: SLUExample, heard: bool) -> int:
-        """Estimated prompt tokens for bucketing: 25 audio tokens per second of speech (from the file
-        header), or about one token per 3 characters of transcript."""
-        if heard:
-            return int(25 * self.seconds.get(example.id, len(example.text) / 15))
-        return len(example.text) // 3
+    def decoding_key(self, entry: Entry) -> tuple[bool, int]:
+        """Sort key of evaluation entries: speech before text, longest first.
+
+        A batch pads to its longest input and decodes until its longest answer, and both grow with
+        the utterance, so batching similar lengths saves work. Longest first: a batch too large for
+        memory fails at once, not at the end.
+        """
+        example, heard = entry
+        return (not heard, -prompt_length(example, heard, self.seconds))
 
     def batches_in_epoch(self, epoch: int) -> int:
         return len(self._sampler(self.epoch_entries(epoch), epoch, start_batch=0))
 
     def _sampler(self, entries: list[Entry], epoch: int, start_batch: int) -> EpochBatchSampler:
-        lengths = [self._length_key(e, heard) for e, heard in entries] if self.length_bucketing else None
+        lengths = None
+        if self.length_bucketing:
+            lengths = [prompt_length(example, heard, self.seconds) for example, heard in entries]
         trainer = self.trainer
         return EpochBatchSampler(
             len(entries),
@@ -339,10 +353,11 @@ class SLUDataModule(L.LightningDataModule):
         return self._eval_loader(self.eval_sets["predict"], "predict")
 
     def _eval_loader(self, entries: list[Entry], kind: str) -> DataLoader:
-        """Each rank gets a disjoint slice, without the repeats a DistributedSampler would add."""
+        """Each rank gets a disjoint slice, without the repeats a DistributedSampler would add,
+        in ``decoding_key`` order (the predictions files are written sorted by id, whatever the order)."""
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-        mine = entries[rank::world]
+        mine = sorted(entries[rank::world], key=self.decoding_key)
         return self._loader(mine, kind, batch_sampler=SequentialBatchSampler(len(mine), self.eval_batch_size))
 
     def _loader(self, entries: list[Entry], kind: str, batch_sampler) -> DataLoader:

@@ -437,12 +437,14 @@ class SLUModule(L.LightningModule):
             atomic_write_text(Path(run_dir) / "metrics_test.json", json.dumps(summary, indent=1))
 
     def _write_predictions(self, stage: str) -> list[dict]:
-        """Gather every rank's rows and write them (rank 0) as ``predictions_<stage>.jsonl``."""
+        """Gather every rank's rows and write them (rank 0) as ``predictions_<stage>.jsonl``, sorted by
+        id and modality: the same file whatever the batch order and the number of ranks."""
         rows = self._predictions
         if self.trainer.world_size > 1:
             gathered = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(gathered, rows)
             rows = [row for part in gathered for row in part]
+        rows.sort(key=lambda row: (row.get("id", row["file"]), row.get("modality", "")))
         self._predictions = []
         run_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
         if self.trainer.is_global_zero and run_dir:

@@ -6,7 +6,12 @@ import pytest
 
 from slu_lightning.curriculum import CurriculumCallback, CurriculumPhase, SourceMix
 from slu_lightning.data.corpora import ManifestCorpus, TtsCorpus
-from slu_lightning.data.datamodules import CurriculumDataModule, MixedDataModule, TextOnlyDataModule
+from slu_lightning.data.datamodules import (
+    CurriculumDataModule,
+    MixedDataModule,
+    TextOnlyDataModule,
+    prompt_length,
+)
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.subsets import SpeechSubset
 from slu_lightning.model.module import GenerationSettings, SLUModule
@@ -257,3 +262,21 @@ def test_zero_shot_prompts_list_the_training_labels(toy_corpus, tiny_backbone):
     )
     example = dm.eval_sets["test"][0][0].as_text()
     assert collate.labels in collate.tokenizer.decode(collate([SLUItem(example)])["prompt_ids"][0])
+
+
+def test_evaluation_batches_speech_first_then_text_longest_first(toy_corpus, tiny_backbone):
+    from slu_lightning.model.backbone import load_processor
+    from slu_lightning.task import PromptTemplate
+
+    dm = TextOnlyDataModule(corpus(toy_corpus), eval_modality="both", eval_batch_size=3)
+    dm.connect(load_processor(tiny_backbone).tokenizer, PromptTemplate(), 128)
+    dm.setup("test")
+    loaded = [example.id for batch in dm.test_dataloader() for example in batch["examples"]]
+    entries = sorted(dm.eval_sets["test"], key=dm.decoding_key)
+    assert loaded == [example.id for example, _ in entries]
+    heard = [h for _, h in entries]
+    n_speech = sum(heard)
+    assert heard == [True] * n_speech + [False] * (len(heard) - n_speech) and 0 < n_speech < len(heard)
+    for part in (entries[:n_speech], entries[n_speech:]):
+        lengths = [prompt_length(example, heard, dm.seconds) for example, heard in part]
+        assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) > 1
