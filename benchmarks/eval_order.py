@@ -5,11 +5,11 @@ before text, longest prompt first), so a batch pads its audio and prompts to sim
 and stops decoding when its similar-length answers end. The baseline keeps the corpus order (a
 stable sort on a constant key). Both run the real `test` command in this process, on a trained
 checkpoint (a random model's answers all run to `max_new_tokens`, which hides half of the
-effect), alternating orders for `--repeats` rounds, and compares the predictions files row by
-row (they are written sorted by id, whatever the order).
+effect): an untimed warm-up pass, then both orders alternating for `--repeats` rounds. The
+predictions files of both orders are compared row by row (rows are written sorted by id).
 
 Run from the repository root, after training the demo (README quick start):
-`python -m benchmarks.eval_order` (about 4 x 100 s on 2 cores).
+`python -m benchmarks.eval_order` (about 5 x 90 s on 2 cores).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def main() -> None:
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     seconds: dict[str, list[float]] = {order: [] for order in ORDERS}
     predictions: dict[str, str] = {}
+    cli(test_args(args, "bench-eval-order-warm-up"))  # untimed: first imports, caches, allocations
     for _ in range(args.repeats):
         for order, key in ORDERS.items():
             SLUDataModule.decoding_key = key  # the baseline keeps the corpus order (a stable sort)
