@@ -36,9 +36,9 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain")
     args = [*SMALL, "--steps", "6", "--run-dir", str(root / "run"), "--val-every", "3", "--eval-clips", "4"]
     cli(["pretrain-tiny", *args, "--out", str(root / "six"), "--max-minutes", "0.00001"])
-    stopped_at, exported_early = last_step(root / "run"), (root / "six").exists()
+    stopped, exported_early = last_checkpoint(root / "run"), (root / "six").exists()
     cli(["pretrain-tiny", *args, "--out", str(root / "six")])
-    return root, args, stopped_at, exported_early
+    return root, args, stopped, exported_early
 
 
 def test_pretraining_writes_a_backbone_that_loads_like_any_other(run):
@@ -66,14 +66,14 @@ def test_the_exported_weights_are_the_trained_ones(run, tiny_backbone):
 
 
 def test_a_stopped_run_resumes_where_it_stopped(run):
-    root, _, stopped_at, exported_early = run
-    assert stopped_at == 1 and not exported_early  # the time budget ran out after the first step
+    root, _, stopped, exported_early = run
+    assert stopped["global_step"] == 1 and not exported_early  # the time budget ran out after step 1
+    # saved mid-epoch: the resumed call goes on with batch 2 of the tiny corpus's 15 (a checkpoint
+    # written after fit returned marked epoch 0 as done, and the resumed call started epoch 1)
+    assert (
+        stopped["epoch"] == 0 and stopped["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0
+    )
     assert last_step(root / "run") == 6
-    # the tiny corpus has 15 batches an epoch: the resumed call went on with batches 2-6 of the
-    # interrupted epoch (a checkpoint written after fit returned marked epoch 0 as done, and the
-    # resumed call started epoch 1 at its first batch)
-    progress = last_checkpoint(root / "run")["loops"]["fit_loop"]
-    assert progress["epoch_loop.batch_progress"]["current"]["completed"] == 6
     assert json.loads((root / "run" / "wall_time.json").read_text())["seconds"] > 0
 
 
