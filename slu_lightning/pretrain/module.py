@@ -9,7 +9,7 @@ a weight to 0 switches that loss off (and skips its compute), which is how the a
 The first ``hear_steps`` steps train CTC alone: the encoder, projector and embedding matrix learn
 to recognise words before the LLM-side losses start. Measured from the same checkpoint (2 CPU
 cores, 120 steps): CTC alone lowered the held-out CTC loss 3.20 -> 3.06 at 2.4 s a step, all five
-losses moved it 3.20 -> 3.27 at 4.9 s a step (README, "Pretrained stand-in").
+losses moved it 3.20 -> 3.27 at 4.9 s a step (README, "The pretrained stand-in").
 """
 
 from __future__ import annotations
