@@ -151,20 +151,39 @@ class StopAfter(L.Callback):
 
 
 def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
-    """The checkpoint to resume from (or None), after checking the run's saved settings match."""
+    """The checkpoint to resume from (or None), after checking the run's saved settings match.
+
+    While the hearing stage lasts, the LLM-side loss weights and the stage's length have not yet
+    acted on the weights, so they may change (a fresh run with the new settings would have trained
+    the same steps alike); ``settings.json`` then records the new ones.
+    """
     saved = run_dir / "settings.json"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    new, changed = settings.to_json(), []
     if saved.is_file():
         previous = json.loads(saved.read_text(encoding="utf-8"))
-        if previous != settings.to_json():
-            changed = sorted(k for k in settings.to_json() if previous.get(k) != settings.to_json()[k])
+        changed = sorted(k for k in new if previous.get(k) != new[k])
+        step = torch.load(last, map_location="cpu", weights_only=True)["global_step"] if last.is_file() else 0
+        if changed and not _not_yet_in_effect(previous, new, step):
             raise PretrainError(
                 f"{run_dir} was started with other settings ({', '.join(changed)} differ); "
                 "pass the original settings to resume, or another --run-dir to start afresh"
             )
-    else:
-        atomic_write_text(saved, json.dumps(settings.to_json(), indent=2) + "\n")
-    last = run_dir / "checkpoints" / "last.ckpt"
+        if changed:
+            log.info("%s: %s changed at step %d, before taking effect", run_dir, ", ".join(changed), step)
+    if not saved.is_file() or changed:
+        atomic_write_text(saved, json.dumps(new, indent=2) + "\n")
     return str(last) if last.is_file() else None
+
+
+def _not_yet_in_effect(previous: dict, new: dict, step: int) -> bool:
+    """Whether the changes from ``previous`` to ``new`` settings have not yet acted at ``step``: only
+    the hearing stage's length and the non-CTC weights changed, and both stages last past ``step``."""
+    same_else = {k: v for k, v in previous.items() if k not in ("hear_steps", "weights")} == {
+        k: v for k, v in new.items() if k not in ("hear_steps", "weights")
+    }
+    same_ctc = previous["weights"]["ctc"] == new["weights"]["ctc"]
+    return same_else and same_ctc and step < min(previous.get("hear_steps", 0), new["hear_steps"])
 
 
 def _save_last(trainer: L.Trainer, run_dir: Path) -> None:

@@ -84,6 +84,20 @@ def test_a_run_folder_refuses_other_settings(run, capsys):
     assert "other settings (lr differ)" in capsys.readouterr().err
 
 
+def test_settings_not_yet_in_effect_may_change_during_the_hearing_stage(tmp_path, capsys):
+    args = [*SMALL[:-2], "--steps", "6", "--run-dir", str(tmp_path / "run"), "--eval-clips", "4"]
+    cli(["pretrain-tiny", *args, "--hear-steps", "4", "--max-minutes", "0.00001"])  # stops at step 1
+    cli(["pretrain-tiny", *args, "--hear-steps", "3", "--distill-weight", "0", "--max-minutes", "0.00001"])
+    saved = json.loads((tmp_path / "run" / "settings.json").read_text())
+    assert (
+        saved["hear_steps"] == 3 and saved["weights"]["distill"] == 0.0 and last_step(tmp_path / "run") == 2
+    )
+    for changed in (["--hear-steps", "2"], ["--hear-steps", "3", "--ctc-weight", "1.0"]):
+        with pytest.raises(SystemExit):  # step 2 is past a 2-step stage; CTC has acted since step 0
+            cli(["pretrain-tiny", *args, "--distill-weight", "0", *changed])
+        assert "other settings" in capsys.readouterr().err
+
+
 def test_validation_reports_the_ctc_word_error_rate(run):
     root, *_ = run
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
