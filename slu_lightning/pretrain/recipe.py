@@ -163,13 +163,13 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
     if saved.is_file():
         previous = json.loads(saved.read_text(encoding="utf-8"))
         changed = sorted(k for k in new if previous.get(k) != new[k])
-        step = torch.load(last, map_location="cpu", weights_only=True)["global_step"] if last.is_file() else 0
-        if changed and not _not_yet_in_effect(previous, new, step):
-            raise PretrainError(
-                f"{run_dir} was started with other settings ({', '.join(changed)} differ); "
-                "pass the original settings to resume, or another --run-dir to start afresh"
-            )
-        if changed:
+        if changed:  # only then is the checkpoint's step needed (mmap: its tensors are not read)
+            step = torch.load(last, mmap=True, weights_only=True)["global_step"] if last.is_file() else 0
+            if not _not_yet_in_effect(previous, new, step):
+                raise PretrainError(
+                    f"{run_dir} was started with other settings ({', '.join(changed)} differ); "
+                    "pass the original settings to resume, or another --run-dir to start afresh"
+                )
             log.info("%s: %s changed at step %d, before taking effect", run_dir, ", ".join(changed), step)
     if not saved.is_file() or changed:
         atomic_write_text(saved, json.dumps(new, indent=2) + "\n")
