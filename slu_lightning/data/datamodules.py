@@ -36,7 +36,7 @@ from slu_lightning.data.corpora import Corpus, Split
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.records import SLUExample
-from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler
+from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler, resume_batch
 from slu_lightning.data.subsets import SpeechSubset, write_ids
 from slu_lightning.task import PromptTemplate, label_inventory
 
@@ -332,16 +332,11 @@ class SLUDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         epoch = self.trainer.current_epoch
-        start = self._restored_batches()
+        start = resume_batch(self.trainer)
         if start:
             log.info("resuming epoch %d at batch %d", epoch, start)
         entries = self.epoch_entries(epoch)
         return self._loader(entries, "train", batch_sampler=self._sampler(entries, epoch, start))
-
-    def _restored_batches(self) -> int:
-        """Batches of the current epoch already trained, from the restored loop progress."""
-        fit_loop = self.trainer.fit_loop
-        return fit_loop.epoch_loop.batch_progress.current.processed if fit_loop.restarting else 0
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.eval_sets["dev"], "val")

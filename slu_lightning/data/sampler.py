@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 import random
 
+import lightning as L
 from torch.utils.data import Sampler
+
+from slu_lightning.data.errors import DataError
 
 
 class EpochBatchSampler(Sampler[list[int]]):
@@ -63,6 +66,22 @@ class EpochBatchSampler(Sampler[list[int]]):
 
     def __iter__(self):
         return iter(self.batches()[self.start_batch :])
+
+
+def resume_batch(trainer: L.Trainer) -> int:
+    """Batches of the current epoch already trained (from the restored loop progress): where this
+    epoch's ``EpochBatchSampler`` starts.
+
+    An ``EpochBatchSampler`` serves one epoch, so the Trainer must build a new train loader every
+    epoch; reusing one would replay that epoch, or after a resume its tail, as every later epoch.
+    """
+    if trainer.reload_dataloaders_every_n_epochs != 1:
+        raise DataError(
+            "the train loader serves one epoch: set trainer.reload_dataloaders_every_n_epochs to 1 "
+            f"(it is {trainer.reload_dataloaders_every_n_epochs})"
+        )
+    fit_loop = trainer.fit_loop
+    return fit_loop.epoch_loop.batch_progress.current.processed if fit_loop.restarting else 0
 
 
 class SequentialBatchSampler(Sampler[list[int]]):

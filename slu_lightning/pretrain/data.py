@@ -17,7 +17,7 @@ from slu_lightning.data.datamodules import SLUDataset, ignore_stop_signals
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
-from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler
+from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler, resume_batch
 
 
 class PretrainDataModule(L.LightningDataModule):
@@ -46,15 +46,13 @@ class PretrainDataModule(L.LightningDataModule):
         self.val = heldout_sample(self.corpus, self.val_clips, self.seed)
 
     def train_dataloader(self) -> DataLoader:
-        trainer = self.trainer
-        fit_loop = trainer.fit_loop
         sampler = EpochBatchSampler(
             len(self.train),
             self.batch_size,
             seed=self.seed,
-            epoch=trainer.current_epoch,
+            epoch=self.trainer.current_epoch,
             lengths=[len(example.text) for example in self.train],  # text length tracks duration
-            start_batch=fit_loop.epoch_loop.batch_progress.current.processed if fit_loop.restarting else 0,
+            start_batch=resume_batch(self.trainer),
         )
         return self._loader(self.train, sampler)
 

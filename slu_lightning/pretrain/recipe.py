@@ -97,10 +97,30 @@ def pretrain_tiny(
         num_workers=workers,
     )
     stop_after = StopAfter(max_minutes, run_dir) if max_minutes else None
-    trainer = L.Trainer(
+    trainer = build_trainer(run_dir, settings.steps, val_every, checkpoint_minutes, stop_after)
+    trainer.fit(module, datamodule=data, ckpt_path=last)
+    if not stop_after or not stop_after.saved:
+        _save_last(trainer, run_dir)
+    _add_wall_time(run_dir, time.perf_counter() - started)
+    if trainer.global_step < settings.steps:
+        log.info("stopped at step %d of %d; the same command resumes", trainer.global_step, settings.steps)
+        if not export_unfinished:
+            return None
+    return export_backbone(module, out, settings, run_dir, eval_clips, trainer.global_step)
+
+
+def build_trainer(
+    run_dir: Path, steps: int, val_every: int, checkpoint_minutes: float, stop_after: StopAfter | None
+) -> L.Trainer:
+    """The pretraining Trainer: step-based, validated every ``val_every`` steps, checkpointed every
+    ``checkpoint_minutes``. The train loader is rebuilt each epoch: the batch sampler is made for
+    one epoch (its order, and after a resume its first batch), so reusing it would replay that
+    epoch, or its resumed tail, forever."""
+    return L.Trainer(
         default_root_dir=run_dir,
-        max_steps=settings.steps,
+        max_steps=steps,
         max_epochs=-1,
+        reload_dataloaders_every_n_epochs=1,
         val_check_interval=val_every,
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
@@ -118,15 +138,6 @@ def pretrain_tiny(
             *([stop_after] if stop_after else []),
         ],
     )
-    trainer.fit(module, datamodule=data, ckpt_path=last)
-    if not stop_after or not stop_after.saved:
-        _save_last(trainer, run_dir)
-    _add_wall_time(run_dir, time.perf_counter() - started)
-    if trainer.global_step < settings.steps:
-        log.info("stopped at step %d of %d; the same command resumes", trainer.global_step, settings.steps)
-        if not export_unfinished:
-            return None
-    return export_backbone(module, out, settings, run_dir, eval_clips, trainer.global_step)
 
 
 class StopAfter(L.Callback):
@@ -163,8 +174,8 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
     if saved.is_file():
         previous = json.loads(saved.read_text(encoding="utf-8"))
         changed = sorted(k for k in new if previous.get(k) != new[k])
-        if changed:  # only then is the checkpoint's step needed (mmap: its tensors are not read)
-            step = torch.load(last, mmap=True, weights_only=True)["global_step"] if last.is_file() else 0
+        if changed:  # only then is the checkpoint's step needed
+            step = _saved_step(last)
             if not _not_yet_in_effect(previous, new, step):
                 raise PretrainError(
                     f"{run_dir} was started with other settings ({', '.join(changed)} differ); "
@@ -174,6 +185,14 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
     if not saved.is_file() or changed:
         atomic_write_text(saved, json.dumps(new, indent=2) + "\n")
     return str(last) if last.is_file() else None
+
+
+def _saved_step(last: Path) -> int:
+    """The step ``last.ckpt`` was saved at (0 if there is none), its tensors left unread (mmap); one
+    written on a GPU machine reads on a CPU-only one too."""
+    if not last.is_file():
+        return 0
+    return torch.load(last, map_location="cpu", mmap=True, weights_only=True)["global_step"]
 
 
 def _not_yet_in_effect(previous: dict, new: dict, step: int) -> bool:

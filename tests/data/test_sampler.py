@@ -1,4 +1,8 @@
-from slu_lightning.data.sampler import EpochBatchSampler
+import lightning as L
+import pytest
+
+from slu_lightning.data.errors import DataError
+from slu_lightning.data.sampler import EpochBatchSampler, resume_batch
 
 
 def test_order_is_a_function_of_seed_and_epoch():
@@ -32,3 +36,9 @@ def test_length_bucketing_groups_similar_lengths_and_is_seeded():
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
     assert spread < 2
     assert batches == EpochBatchSampler(400, 8, seed=0, epoch=0, lengths=lengths).batches()
+
+
+def test_a_trainer_that_would_reuse_the_train_loader_is_refused():
+    assert resume_batch(L.Trainer(reload_dataloaders_every_n_epochs=1, logger=False)) == 0
+    with pytest.raises(DataError, match="reload_dataloaders_every_n_epochs to 1"):
+        resume_batch(L.Trainer(logger=False))  # Lightning's default, 0: one loader for every epoch

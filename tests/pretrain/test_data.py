@@ -1,0 +1,48 @@
+from collections import defaultdict
+
+import lightning as L
+import torch
+
+from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
+from slu_lightning.pretrain.data import PretrainDataModule
+from slu_lightning.pretrain.recipe import StopAfter, build_trainer
+
+
+class BatchRecorder(L.LightningModule):
+    """Trains one dummy weight and records the clip ids of every training batch, by epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.seen: dict[int, list[list[str]]] = defaultdict(list)
+
+    def training_step(self, batch: list[str], batch_idx: int) -> torch.Tensor:
+        self.seen[self.current_epoch].append(batch)
+        return (self.weight - 1) ** 2
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def fit(run_dir, steps: int, stop_after: StopAfter | None = None, ckpt: str | None = None) -> BatchRecorder:
+    corpus = make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
+    data = PretrainDataModule(lambda items: [item.example.id for item in items], corpus, batch_size=8)
+    recorder = BatchRecorder()
+    trainer = build_trainer(run_dir, steps, val_every=1000, checkpoint_minutes=60, stop_after=stop_after)
+    trainer.fit(recorder, datamodule=data, ckpt_path=ckpt)
+    return recorder
+
+
+def test_after_a_mid_epoch_resume_each_new_epoch_sees_every_clip_once_in_a_new_order(tmp_path):
+    """The session-4 GPU run resumed at batch 1,109 of 1,125 and then trained on those last 16
+    batches as 300 'epochs', because the train loader (made for the resumed epoch) was reused."""
+    first = fit(tmp_path, 40, stop_after=StopAfter(1e-7, tmp_path))  # stops after one step
+    resumed = fit(tmp_path, 40, ckpt=str(tmp_path / "checkpoints" / "last.ckpt"))
+    assert len(first.seen[0]) == 1 and sorted(resumed.seen) == [0, 1, 2]
+    epoch0 = first.seen[0] + resumed.seen[0]
+    epoch1 = resumed.seen[1]
+    clips = sorted(clip for batch in epoch0 for clip in batch)
+    assert len(clips) == 120 == len(set(clips))  # the tiny corpus: 20 clips x 6 locales
+    assert sorted(clip for batch in epoch1 for clip in batch) == clips
+    assert len(epoch1) == 15 and epoch1 != epoch0  # a whole epoch, in its own order
+    assert len(resumed.seen[2]) == 40 - 30
