@@ -32,8 +32,12 @@ the token embeddings' small norms without flattening the CTC distribution."""
 
 
 def ctc_logits(audio: Tensor, embeddings: Tensor) -> Tensor:
-    """``CTC_SCALE`` x cosine between each audio vector and each token embedding: (..., vocab)."""
-    return CTC_SCALE * F.normalize(audio.float(), dim=-1) @ F.normalize(embeddings.float(), dim=-1).T
+    """``CTC_SCALE`` x cosine between each audio vector and each token embedding: (..., vocab).
+
+    Computed in float32 even under bf16 autocast, where the product would round 20 x cosine by up
+    to 0.06 and blur the read-out's argmax between near tokens."""
+    with torch.autocast(audio.device.type, enabled=False):
+        return CTC_SCALE * F.normalize(audio.float(), dim=-1) @ F.normalize(embeddings.float(), dim=-1).T
 
 
 def ctc_log_probs(audio: Tensor, embeddings: Tensor) -> Tensor:

@@ -2,7 +2,9 @@ import pytest
 import torch
 
 from slu_lightning.pretrain.objectives import (
+    CTC_SCALE,
     ctc_log_probs,
+    ctc_logits,
     ctc_loss,
     greedy_ctc_ids,
     hidden_distillation_loss,
@@ -18,6 +20,20 @@ BLANK = 0
 def embeddings() -> torch.Tensor:
     torch.manual_seed(0)
     return torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)  # (vocab, hidden)
+
+
+def test_ctc_logits_stay_float32_under_bf16_autocast():
+    torch.manual_seed(0)
+    audio, vocab = torch.randn(3, 40, 64), torch.randn(500, 64)
+    reference = CTC_SCALE * torch.nn.functional.cosine_similarity(
+        audio.double()[:, :, None], vocab.double()[None, None], dim=-1
+    )
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = ctc_logits(audio.bfloat16(), vocab)
+    assert logits.dtype == torch.float32
+    # from bf16 audio vectors; a bf16 product would add errors of up to 0.06 on top
+    assert (logits.double() - reference).abs().max() < 0.05
+    assert (ctc_logits(audio, vocab).double() - reference).abs().max() < 1e-4
 
 
 def test_split_clips_follows_counts():
