@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# One call on a lent GPU (see /work/.library/device): what only a GPU can do here, in one command.
+#
+#  1. The ASR pretraining corpus is synthesised on the CPU cores (eSpeak NG) while the GPU runs
+#     the Qwen2-Audio-7B-architecture benchmark (benchmarks/gpu_7b.py, random bf16 weights).
+#  2. Two pretraining arms of the tiny stand-in share the GPU until the time budget ends:
+#     A resumes the run folder $RUN_A (the default recipe), B starts $RUN_B with $B_ARGS.
+#  3. The arm with the lower last validation CTC-WER sends its last.ckpt back in 15 MiB parts
+#     (rejoin with `cat ckpt.part* > last.ckpt`); both arms' TensorBoard logs, settings and wall
+#     times and every log come back in runs.tgz (six files in all: the lease returns at most 8).
+#
+# Needs: the wheels the device lacks in .whl/ (espeakng-loader, faker, babel, num2words), the
+# local tiny tokenizer in .gpu/tokenizer.json (so the resumed arm reads the same token ids), and
+# $RUN_A's settings.json, wall_time.json, tensorboard/ and checkpoints/last.ckpt carried.
+set -u
+start=$(date +%s)
+OUT=${OUT:-/tmp/gpu-lease-out}
+BUDGET=${BUDGET:-565}          # seconds this script may take in all
+SIZE=${SIZE:-large}
+RUN_A=${RUN_A:-logs/pretrain/tiny}
+RUN_B=${RUN_B:-logs/pretrain/gpu-b96}
+B_ARGS=${B_ARGS:---batch-size 96 --lr 0.003 --steps 6000 --hear-steps 2400}
+COMMON=${COMMON:-}
+BENCH=${BENCH:-1}
+LOGS=/tmp/gpu-lease-logs
+mkdir -p "$OUT" "$LOGS"
+left() { echo $((BUDGET - ($(date +%s) - start))); }
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, transformers, lightning; print('torch', torch.__version__, 'transformers', \
+transformers.__version__, 'lightning', lightning.__version__, 'cpus', __import__('os').cpu_count())"
+
+python3 -c "
+import hashlib, shutil
+from pathlib import Path
+from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
+from slu_lightning.model.tiny import ensure_tiny_backbone
+sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
+tiny, local = ensure_tiny_backbone('tiny'), Path('.gpu/tokenizer.json')
+if local.is_file() and sha(local) != sha(tiny / 'tokenizer.json'):
+    print('tokenizer differs from the local one: using the local one')
+    shutil.copy(local, tiny / 'tokenizer.json')
+print('tokenizer', sha(tiny / 'tokenizer.json'))
+corpus = make_asr_corpus(default_asr_dir('$SIZE', 0), size='$SIZE', seed=0, workers=12)
+print('train.jsonl', sha(Path(corpus) / 'train.jsonl'))
+" >"$LOGS/synth.log" 2>&1 &
+synth=$!
+if [ "$BENCH" = 1 ]; then
+    timeout 170 python3 -m benchmarks.gpu_7b --steps 6 2>&1 | tee "$LOGS/gpu_7b.log"
+fi
+wait $synth || { tail -20 "$LOGS/synth.log"; exit 1; }
+tail -3 "$LOGS/synth.log"
+
+minutes=$(python3 -c "print(max(0.5, ($(left) - 60) / 60))")
+echo "training both arms for $minutes min"
+pretrain() { timeout $(($(left) - 20)) python3 -c \
+    "import sys; from slu_lightning.pretrain.recipe import main; main(sys.argv[1:])" \
+    --max-minutes "$minutes" --checkpoint-minutes 2 $COMMON "$@"; }
+pretrain --run-dir "$RUN_A" --workers 8 >"$LOGS/arm_a.log" 2>&1 &
+arm_a=$!
+# shellcheck disable=SC2086
+pretrain --run-dir "$RUN_B" --workers 6 $B_ARGS >"$LOGS/arm_b.log" 2>&1 &
+wait $arm_a; echo "arm A exit $?"; wait; echo "arm B done"
+
+best=$(python3 - "$RUN_A" "$RUN_B" <<'EOF'
+import sys
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+scores = {}
+for run in sys.argv[1:]:
+    events = EventAccumulator(f"{run}/tensorboard").Reload()
+    tags = events.Tags()["scalars"]
+    for tag in ("val/ctc", "val/ctc_wer"):
+        if tag in tags:
+            print(run, tag, [(e.step, round(e.value, 3)) for e in events.Scalars(tag)], file=sys.stderr)
+    if "val/ctc_wer" in tags:
+        scores[run] = events.Scalars("val/ctc_wer")[-1].value
+print(min(scores, key=scores.get) if scores else sys.argv[1])
+EOF
+)
+echo "returning the checkpoint of $best"
+tail -n 4 "$LOGS"/arm_*.log
+tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude='*.safetensors' "$RUN_A" "$RUN_B" "$LOGS"
+split -b 15M -d "$best/checkpoints/last.ckpt" "$OUT/ckpt.part"
+echo "$best" >"$OUT/best.txt"
+ls -la "$OUT"; echo "elapsed $(($(date +%s) - start)) s"
