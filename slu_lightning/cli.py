@@ -56,6 +56,10 @@ class SLUCli(LightningCLI):
                 "checkpoint.monitor": "val/loss",
                 "checkpoint.mode": "min",
                 "checkpoint.filename": "best-{epoch}-{step}",
+                # Overwrite last.ckpt even when the checkpoint's recorded folder differs (a run moved
+                # to another path or machine): Lightning would write last-v1.ckpt, and the next
+                # --ckpt_path last would resume from the stale last.ckpt.
+                "checkpoint.enable_version_counter": False,
             }
         )
         parser.link_arguments(

@@ -131,13 +131,18 @@ def assert_same_weights(first: Path, second: Path) -> None:
         assert torch.equal(b["state_dict"][key], tensor), key
 
 
-@pytest.mark.parametrize("stop_at_step", [5, 7], ids=["epoch-boundary", "mid-epoch"])
+@pytest.mark.parametrize("stop_at_step", [5, 7], ids=["epoch-boundary", "mid-epoch-in-a-moved-folder"])
 def test_an_interrupted_run_resumed_ends_with_the_uninterrupted_weights(trained, stop_at_step):
     config, run = trained
-    name = f"split-{stop_at_step}"
+    name, root = f"split-{stop_at_step}", run.parent
     main(["fit", "--config", str(config), "--run.name", name, "--trainer.max_steps", str(stop_at_step)])
-    main(["fit", "--config", str(config), "--run.name", name, "--ckpt_path", "last"])
-    assert_same_weights(run.parent / name / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt")
+    if stop_at_step == 7:  # resumed elsewhere (another machine, a renamed folder): same last.ckpt
+        root = run.parent.parent / "moved"
+        root.mkdir()
+        (run.parent / name).rename(root / name)
+    main(["fit", "--config", str(config), "--run.name", name, "--run.root", str(root), "--ckpt_path", "last"])
+    assert_same_weights(root / name / "checkpoints" / "last.ckpt", run / "checkpoints" / "last.ckpt")
+    assert not list((root / name / "checkpoints").glob("last-v*.ckpt"))
 
 
 @pytest.mark.slow

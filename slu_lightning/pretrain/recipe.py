@@ -25,6 +25,7 @@ import lightning as L
 import torch
 
 from slu_lightning.atomic import atomic_write_dir, atomic_write_text
+from slu_lightning.checkpoint_io import AtomicCheckpointIO
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.pretrain.asr_eval import evaluation_sets, measure_wer
 from slu_lightning.pretrain.data import PretrainDataModule
@@ -128,11 +129,13 @@ def build_trainer(
         log_every_n_steps=10,
         precision="bf16-mixed" if torch.cuda.is_available() else "32-true",
         logger=L.pytorch.loggers.TensorBoardLogger(run_dir, name="tensorboard", version=""),
+        plugins=[AtomicCheckpointIO()],
         callbacks=[
             L.pytorch.callbacks.ModelCheckpoint(
                 dirpath=run_dir / "checkpoints",
                 save_last=True,
                 train_time_interval=timedelta(minutes=checkpoint_minutes),
+                enable_version_counter=False,  # a moved run folder still saves to last.ckpt
             ),
             L.pytorch.callbacks.LearningRateMonitor(),
             *([stop_after] if stop_after else []),
@@ -206,11 +209,9 @@ def _not_yet_in_effect(previous: dict, new: dict, step: int) -> bool:
 
 
 def _save_last(trainer: L.Trainer, run_dir: Path) -> None:
-    """Write ``last.ckpt`` at the step where fit stopped (time budget, end or interrupt)."""
-    path = run_dir / "checkpoints" / "last.ckpt"
-    tmp = path.with_name(".last.ckpt.tmp")
-    trainer.save_checkpoint(tmp)
-    tmp.replace(path)
+    """Write ``last.ckpt`` at the step where fit stopped (time budget, end or interrupt); atomic,
+    through the Trainer's ``AtomicCheckpointIO``."""
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
 
 
 def _add_wall_time(run_dir: Path, seconds: float) -> None:

@@ -25,19 +25,22 @@ class BatchRecorder(L.LightningModule):
 
 
 def fit(run_dir, steps: int, stop_after: StopAfter | None = None, ckpt: str | None = None) -> BatchRecorder:
+    """The recipe's Trainer on the tiny corpus; a checkpoint after every step (the time interval)."""
     corpus = make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
     data = PretrainDataModule(lambda items: [item.example.id for item in items], corpus, batch_size=8)
     recorder = BatchRecorder()
-    trainer = build_trainer(run_dir, steps, val_every=1000, checkpoint_minutes=60, stop_after=stop_after)
+    trainer = build_trainer(run_dir, steps, val_every=1000, checkpoint_minutes=1e-9, stop_after=stop_after)
     trainer.fit(recorder, datamodule=data, ckpt_path=ckpt)
     return recorder
 
 
 def test_after_a_mid_epoch_resume_each_new_epoch_sees_every_clip_once_in_a_new_order(tmp_path):
     """The session-4 GPU run resumed at batch 1,109 of 1,125 and then trained on those last 16
-    batches as 300 'epochs', because the train loader (made for the resumed epoch) was reused."""
-    first = fit(tmp_path, 40, stop_after=StopAfter(1e-7, tmp_path))  # stops after one step
-    resumed = fit(tmp_path, 40, ckpt=str(tmp_path / "checkpoints" / "last.ckpt"))
+    batches as 305 'epochs', because the train loader (made for the resumed epoch) was reused; and
+    its periodic checkpoints went to last-v1.ckpt, since the folder's path had changed."""
+    first = fit(tmp_path / "run", 40, stop_after=StopAfter(1e-7, tmp_path / "run"))  # stops after a step
+    run = (tmp_path / "run").rename(tmp_path / "moved")  # resumed in another folder, or machine
+    resumed = fit(run, 40, ckpt=str(run / "checkpoints" / "last.ckpt"))
     assert len(first.seen[0]) == 1 and sorted(resumed.seen) == [0, 1, 2]
     epoch0 = first.seen[0] + resumed.seen[0]
     epoch1 = resumed.seen[1]
@@ -46,3 +49,6 @@ def test_after_a_mid_epoch_resume_each_new_epoch_sees_every_clip_once_in_a_new_o
     assert sorted(clip for batch in epoch1 for clip in batch) == clips
     assert len(epoch1) == 15 and epoch1 != epoch0  # a whole epoch, in its own order
     assert len(resumed.seen[2]) == 40 - 30
+    # the periodic checkpoints of the moved run went on saving to last.ckpt, not last-v1.ckpt
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 40
+    assert not list((run / "checkpoints").glob("last-v*.ckpt"))
