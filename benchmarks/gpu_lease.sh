@@ -1,27 +1,26 @@
 #!/usr/bin/env bash
 # One call on a lent GPU (see /work/.library/device): what only a GPU can do here, in one command.
 #
-#  1. The ASR pretraining corpus is synthesised on the CPU cores (eSpeak NG) while the GPU runs
-#     the Qwen2-Audio-7B-architecture benchmark (benchmarks/gpu_7b.py, random bf16 weights).
-#  2. Two pretraining arms of the tiny stand-in share the GPU until the time budget ends:
-#     A resumes the run folder $RUN_A (the default recipe), B starts $RUN_B with $B_ARGS.
-#  3. The arm with the lower last validation CTC-WER sends its last.ckpt back in 15 MiB parts
-#     (rejoin with `cat ckpt.part* > last.ckpt`); both arms' TensorBoard logs, settings and wall
-#     times and every log come back in runs.tgz (six files in all: the lease returns at most 8).
+#  1. The ASR pretraining corpus is synthesised on the CPU cores (eSpeak NG, ~60 s on 12 cores),
+#     while the GPU runs the 7B-architecture benchmark if BENCH holds gpu_7b.py's arguments.
+#  2. Every line of ARMS, "<run dir> <dataloader workers> <pretrain-tiny flags>", trains on the
+#     GPU at the same time until the time budget ends, resuming its run folder if one was carried.
+#  3. The arm with the lowest last validation CTC-WER sends its last.ckpt back in 15 MiB parts
+#     (rejoin: cat ckpt.part* > <run dir>/checkpoints/last.ckpt); every arm's TensorBoard logs,
+#     settings and wall time, and every log, come back in runs.tgz (a lease returns 8 files).
 #
-# Needs: the wheels the device lacks in .whl/ (espeakng-loader, faker, babel, num2words), the
-# local tiny tokenizer in .gpu/tokenizer.json (so the resumed arm reads the same token ids), and
-# $RUN_A's settings.json, wall_time.json, tensorboard/ and checkpoints/last.ckpt carried.
+# Carry: .whl/ (wheels the device image lacks: espeakng-loader, faker, babel, num2words,
+# soundfile, cffi, pycparser), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
+# arm reads the same token ids), and of each resumed arm its settings.json, tensorboard/ and
+# checkpoints/last.ckpt. Session 4 ran BENCH="--steps 6" with two arms: logs/pretrain/tiny (8
+# workers, default flags) and logs/pretrain/gpu-b96 (6 workers, the flags below).
 set -u
 start=$(date +%s)
 OUT=${OUT:-/tmp/gpu-lease-out}
 BUDGET=${BUDGET:-565}          # seconds this script may take in all
 SIZE=${SIZE:-large}
-RUN_A=${RUN_A:-logs/pretrain/tiny}
-RUN_B=${RUN_B:-logs/pretrain/gpu-b96}
-B_ARGS=${B_ARGS:---batch-size 96 --lr 0.003 --steps 6000 --hear-steps 2400}
-COMMON=${COMMON:-}
-BENCH=${BENCH:-1}
+ARMS=${ARMS:-logs/pretrain/gpu-b96 14 --batch-size 96 --lr 0.003 --steps 6000 --hear-steps 2400}
+BENCH=${BENCH:-}
 LOGS=/tmp/gpu-lease-logs
 mkdir -p "$OUT" "$LOGS"
 left() { echo $((BUDGET - ($(date +%s) - start))); }
@@ -51,24 +50,29 @@ corpus = make_asr_corpus(default_asr_dir('$SIZE', 0), size='$SIZE', seed=0, work
 print('train.jsonl', sha(Path(corpus) / 'train.jsonl'))
 " >"$LOGS/synth.log" 2>&1 &
 synth=$!
-if [ "$BENCH" = 1 ]; then
-    timeout 170 python3 -m benchmarks.gpu_7b --steps 6 2>&1 | tee "$LOGS/gpu_7b.log"
+if [ -n "$BENCH" ]; then
+    # shellcheck disable=SC2086
+    timeout 170 python3 -m benchmarks.gpu_7b $BENCH 2>&1 | tee "$LOGS/gpu_7b.log"
 fi
 wait $synth || { tail -20 "$LOGS/synth.log"; exit 1; }
-tail -3 "$LOGS/synth.log"
+tail -n 3 "$LOGS/synth.log"
 
 minutes=$(python3 -c "print(max(0.5, ($(left) - 60) / 60))")
-echo "training both arms for $minutes min"
+echo "training every arm for $minutes min"
 pretrain() { timeout $(($(left) - 20)) python3 -c \
     "import sys; from slu_lightning.pretrain.recipe import main; main(sys.argv[1:])" \
-    --max-minutes "$minutes" --checkpoint-minutes 2 $COMMON "$@"; }
-pretrain --run-dir "$RUN_A" --workers 8 >"$LOGS/arm_a.log" 2>&1 &
-arm_a=$!
-# shellcheck disable=SC2086
-pretrain --run-dir "$RUN_B" --workers 6 $B_ARGS >"$LOGS/arm_b.log" 2>&1 &
-wait $arm_a; echo "arm A exit $?"; wait; echo "arm B done"
+    --max-minutes "$minutes" --checkpoint-minutes 2 "$@"; }
+runs=()
+while read -r run workers flags; do
+    [ -n "$run" ] || continue
+    # shellcheck disable=SC2086
+    pretrain --run-dir "$run" --workers "$workers" $flags >"$LOGS/$(basename "$run").log" 2>&1 &
+    runs+=("$run")
+done <<<"$ARMS"
+wait
+echo "arms done"
 
-best=$(python3 - "$RUN_A" "$RUN_B" <<'EOF'
+best=$(python3 - "${runs[@]}" <<'EOF'
 import sys
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 scores = {}
@@ -84,8 +88,8 @@ print(min(scores, key=scores.get) if scores else sys.argv[1])
 EOF
 )
 echo "returning the checkpoint of $best"
-tail -n 4 "$LOGS"/arm_*.log
-tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude='*.safetensors' "$RUN_A" "$RUN_B" "$LOGS"
+tail -n 4 "$LOGS"/*.log
+tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude='*.safetensors' "${runs[@]}" "$LOGS"
 split -b 15M -d "$best/checkpoints/last.ckpt" "$OUT/ckpt.part"
 echo "$best" >"$OUT/best.txt"
 ls -la "$OUT"; echo "elapsed $(($(date +%s) - start)) s"
