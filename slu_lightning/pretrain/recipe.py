@@ -18,7 +18,6 @@ import logging
 import platform
 import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
@@ -97,12 +96,12 @@ def pretrain_tiny(
         batch_size=settings.batch_size,
         num_workers=workers,
     )
-    stop_after = StopAfter(max_minutes, run_dir) if max_minutes else None
-    trainer = build_trainer(run_dir, settings.steps, val_every, checkpoint_minutes, stop_after)
+    saver = LastCheckpoint(run_dir, checkpoint_minutes, stop_minutes=max_minutes)
+    trainer = build_trainer(run_dir, settings.steps, val_every, saver)
     trainer.fit(module, datamodule=data, ckpt_path=last)
-    if not stop_after or not stop_after.saved:
+    if not saver.stopped:  # all steps done (or interrupted): the state as fit left it
         _save_last(trainer, run_dir)
-    _add_wall_time(run_dir, time.perf_counter() - started)
+    add_wall_time(run_dir, time.perf_counter() - started)
     if trainer.global_step < settings.steps:
         log.info("stopped at step %d of %d; the same command resumes", trainer.global_step, settings.steps)
         if not export_unfinished:
@@ -110,13 +109,11 @@ def pretrain_tiny(
     return export_backbone(module, out, settings, run_dir, eval_clips, trainer.global_step)
 
 
-def build_trainer(
-    run_dir: Path, steps: int, val_every: int, checkpoint_minutes: float, stop_after: StopAfter | None
-) -> L.Trainer:
-    """The pretraining Trainer: step-based, validated every ``val_every`` steps, checkpointed every
-    ``checkpoint_minutes``. The train loader is rebuilt each epoch: the batch sampler is made for
-    one epoch (its order, and after a resume its first batch), so reusing it would replay that
-    epoch, or its resumed tail, forever."""
+def build_trainer(run_dir: Path, steps: int, val_every: int, saver: LastCheckpoint) -> L.Trainer:
+    """The pretraining Trainer: step-based, validated every ``val_every`` steps, ``last.ckpt`` kept
+    by ``saver``. The train loader is rebuilt each epoch: the batch sampler is made for one epoch
+    (its order, and after a resume its first batch), so reusing it would replay that epoch, or its
+    resumed tail, forever."""
     return L.Trainer(
         default_root_dir=run_dir,
         max_steps=steps,
@@ -130,38 +127,38 @@ def build_trainer(
         precision="bf16-mixed" if torch.cuda.is_available() else "32-true",
         logger=L.pytorch.loggers.TensorBoardLogger(run_dir, name="tensorboard", version=""),
         plugins=[AtomicCheckpointIO()],
-        callbacks=[
-            L.pytorch.callbacks.ModelCheckpoint(
-                dirpath=run_dir / "checkpoints",
-                save_last=True,
-                train_time_interval=timedelta(minutes=checkpoint_minutes),
-                enable_version_counter=False,  # a moved run folder still saves to last.ckpt
-            ),
-            L.pytorch.callbacks.LearningRateMonitor(),
-            *([stop_after] if stop_after else []),
-        ],
+        enable_checkpointing=False,
+        callbacks=[L.pytorch.callbacks.LearningRateMonitor(), saver],
     )
 
 
-class StopAfter(L.Callback):
-    """Saves ``last.ckpt`` and stops training after ``minutes`` of this call.
+class LastCheckpoint(L.Callback):
+    """Keeps ``checkpoints/last.ckpt`` current: every ``every_minutes``, and when this call's time
+    budget (``stop_minutes``) runs out, after which it stops training.
 
-    Lightning's ``max_time`` counts the time of earlier calls too (restored from the checkpoint),
-    so a resumed run would stop at once. The checkpoint is written here, mid-epoch, because one
-    written after ``fit`` returns records the interrupted epoch as finished, and the resumed run
-    would skip the rest of that epoch's batches.
+    It saves inside ``on_train_batch_end``, mid-epoch, because a checkpoint written once the epoch
+    loop has stopped records the interrupted epoch as finished, and the resumed run would skip the
+    rest of its batches. Lightning's ModelCheckpoint writes such a checkpoint at ``on_train_end``
+    (and, in a run folder that moved, names its saves ``last-v1.ckpt``), so it is not used here.
+    The budget is this call's own: Lightning's ``max_time`` counts earlier calls too (restored from
+    the checkpoint), so a resumed run would stop at once.
     """
 
-    def __init__(self, minutes: float, run_dir: Path):
-        self.seconds, self.run_dir, self.saved = 60 * minutes, run_dir, False
+    def __init__(self, run_dir: Path, every_minutes: float, stop_minutes: float | None = None):
+        self.run_dir, self.every, self.budget = run_dir, 60 * every_minutes, stop_minutes
+        self.stopped = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.started = time.monotonic()
+        self.started = self.saved = time.monotonic()
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
-        if time.monotonic() - self.started > self.seconds and not trainer.should_stop:
-            _save_last(trainer, self.run_dir)
-            self.saved, trainer.should_stop = True, True
+        now = time.monotonic()
+        if self.budget is not None and now - self.started > 60 * self.budget and not trainer.should_stop:
+            self.stopped, trainer.should_stop = True, True
+        elif now - self.saved < self.every:
+            return
+        _save_last(trainer, self.run_dir)
+        self.saved = now
 
 
 def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
@@ -214,11 +211,17 @@ def _save_last(trainer: L.Trainer, run_dir: Path) -> None:
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
 
 
-def _add_wall_time(run_dir: Path, seconds: float) -> None:
-    """Accumulate training wall time over resumed calls (for the model card)."""
+def add_wall_time(run_dir: Path, seconds: float) -> None:
+    """Accumulate training wall time over resumed calls, in all and per machine (for the model
+    card: a run may start on a lent GPU and go on on a CPU). Time recorded before the per-machine
+    split counts as ``unrecorded``."""
     path = run_dir / "wall_time.json"
-    total = json.loads(path.read_text())["seconds"] if path.is_file() else 0.0
-    atomic_write_text(path, json.dumps({"seconds": total + seconds}) + "\n")
+    record = json.loads(path.read_text()) if path.is_file() else {"seconds": 0.0}
+    legacy = {"unrecorded": record["seconds"]} if record["seconds"] else {}
+    machines = record.setdefault("by_hardware", legacy)
+    machines[machine_name()] = machines.get(machine_name(), 0.0) + seconds
+    record["seconds"] += seconds
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def export_backbone(
@@ -235,6 +238,7 @@ def export_backbone(
     sets = evaluation_sets(corpus, eval_clips, settings.seed, demo_size)
     wer = {name: measure_wer(module, examples) for name, examples in sets.items()}
     model = copy.deepcopy(module.model).to(torch.float16)  # half the size; loaders upcast to float32
+    wall = json.loads((run_dir / "wall_time.json").read_text())
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
@@ -244,8 +248,9 @@ def export_backbone(
             "steps_done": steps_done,
             "wer": wer,
             "eval_clips": eval_clips,
-            "wall_time_seconds": json.loads((run_dir / "wall_time.json").read_text())["seconds"],
-            "hardware": _hardware(),
+            "wall_time_seconds": wall["seconds"],
+            "wall_time_by_hardware": wall.get("by_hardware", {}),
+            "hardware": machine_name(),
             "corpus": json.loads((corpus / "corpus.json").read_text())["config"],
         }
         (tmp / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
@@ -254,7 +259,8 @@ def export_backbone(
     return atomic_write_dir(out, write)
 
 
-def _hardware() -> str:
+def machine_name() -> str:
+    """The accelerator's name, or the CPU's and its thread count: where a call trained."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
@@ -279,12 +285,18 @@ def model_card(record: dict) -> str:
         f"{s.get('hear_steps', 0)} steps\n"
         f"- data: ASR corpus `{s['corpus_size']}` ({record['corpus']['sizes']} clips per locale and split, "
         f"locales {', '.join(record['corpus']['locales'])}); pretrain voices only\n"
-        f"- hardware: {record['hardware']}; training wall time {record['wall_time_seconds'] / 3600:.2f} h\n"
+        f"- training wall time {record['wall_time_seconds'] / 3600:.2f} h: {_by_machine(record)}; "
+        f"exported and measured on {record['hardware']}\n"
         "- weights stored in float16; `from_pretrained(..., dtype=torch.float32)` upcasts them\n\n"
         f"Word error rate on {record['eval_clips']} clips per set, held-out voices:\n\n"
         "| set | CTC read-out | decoder |\n|---|---|---|\n"
         f"{rows}\n"
     )
+
+
+def _by_machine(record: dict) -> str:
+    machines = record.get("wall_time_by_hardware") or {record["hardware"]: record["wall_time_seconds"]}
+    return ", ".join(f"{name} {seconds / 3600:.2f} h" for name, seconds in machines.items())
 
 
 def command_line(settings: dict) -> str:

@@ -5,7 +5,7 @@ import torch
 
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.pretrain.data import PretrainDataModule
-from slu_lightning.pretrain.recipe import StopAfter, build_trainer
+from slu_lightning.pretrain.recipe import LastCheckpoint, build_trainer
 
 
 class BatchRecorder(L.LightningModule):
@@ -24,12 +24,12 @@ class BatchRecorder(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def fit(run_dir, steps: int, stop_after: StopAfter | None = None, ckpt: str | None = None) -> BatchRecorder:
-    """The recipe's Trainer on the tiny corpus; a checkpoint after every step (the time interval)."""
+def fit(run_dir, steps: int, stop_minutes: float | None = None, ckpt: str | None = None) -> BatchRecorder:
+    """The recipe's Trainer on the tiny corpus, saving last.ckpt after every step."""
     corpus = make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
     data = PretrainDataModule(lambda items: [item.example.id for item in items], corpus, batch_size=8)
     recorder = BatchRecorder()
-    trainer = build_trainer(run_dir, steps, val_every=1000, checkpoint_minutes=1e-9, stop_after=stop_after)
+    trainer = build_trainer(run_dir, steps, val_every=1000, saver=LastCheckpoint(run_dir, 0.0, stop_minutes))
     trainer.fit(recorder, datamodule=data, ckpt_path=ckpt)
     return recorder
 
@@ -38,7 +38,7 @@ def test_after_a_mid_epoch_resume_each_new_epoch_sees_every_clip_once_in_a_new_o
     """The session-4 GPU run resumed at batch 1,109 of 1,125 and then trained on those last 16
     batches as 305 'epochs', because the train loader (made for the resumed epoch) was reused; and
     its periodic checkpoints went to last-v1.ckpt, since the folder's path had changed."""
-    first = fit(tmp_path / "run", 40, stop_after=StopAfter(1e-7, tmp_path / "run"))  # stops after a step
+    first = fit(tmp_path / "run", 40, stop_minutes=1e-7)  # stops after one step
     run = (tmp_path / "run").rename(tmp_path / "moved")  # resumed in another folder, or machine
     resumed = fit(run, 40, ckpt=str(run / "checkpoints" / "last.ckpt"))
     assert len(first.seen[0]) == 1 and sorted(resumed.seen) == [0, 1, 2]

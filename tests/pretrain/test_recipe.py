@@ -6,7 +6,13 @@ import torch
 from slu_lightning.cli import main as cli
 from slu_lightning.model.backbone import load_model, load_processor
 from slu_lightning.pretrain.module import LossWeights
-from slu_lightning.pretrain.recipe import PretrainSettings, command_line
+from slu_lightning.pretrain.recipe import (
+    PretrainSettings,
+    add_wall_time,
+    command_line,
+    machine_name,
+    model_card,
+)
 
 SMALL = [  # fmt: skip
     "--backbone",
@@ -74,7 +80,9 @@ def test_a_stopped_run_resumes_where_it_stopped(run):
         stopped["epoch"] == 0 and stopped["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0
     )
     assert last_step(root / "run") == 6
-    assert json.loads((root / "run" / "wall_time.json").read_text())["seconds"] > 0
+    wall = json.loads((root / "run" / "wall_time.json").read_text())
+    assert wall["seconds"] > 0 and list(wall["by_hardware"]) == [machine_name()]  # both calls, one machine
+    assert sum(wall["by_hardware"].values()) == pytest.approx(wall["seconds"])
 
 
 def test_a_run_folder_refuses_other_settings(run, capsys):
@@ -117,3 +125,21 @@ def test_settings_name_the_command_that_reproduces_them():
     assert command_line(settings.to_json()) == (
         "slu-lightning pretrain-tiny --steps 100 --lr 0.001 --distill-weight 0.0"
     )
+
+
+def test_wall_time_is_kept_per_machine_and_the_card_names_each(tmp_path):
+    (tmp_path / "wall_time.json").write_text('{"seconds": 413.0}')  # a record older than the split
+    add_wall_time(tmp_path, 7.0)
+    wall = json.loads((tmp_path / "wall_time.json").read_text())
+    assert wall == {"seconds": 420.0, "by_hardware": {"unrecorded": 413.0, machine_name(): 7.0}}
+    record = {
+        "settings": PretrainSettings().to_json(),
+        "steps_done": 10,
+        "wer": {},
+        "eval_clips": 4,
+        "wall_time_seconds": 420.0,
+        "wall_time_by_hardware": {"NVIDIA H200": 360.0, "CPU (x86_64, 2 threads)": 60.0},
+        "hardware": "CPU (x86_64, 2 threads)",
+        "corpus": {"sizes": {"train": 20}, "locales": ["en-US"]},
+    }
+    assert "0.12 h: NVIDIA H200 0.10 h, CPU (x86_64, 2 threads) 0.02 h" in model_card(record)
