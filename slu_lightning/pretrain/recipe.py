@@ -26,6 +26,7 @@ import torch
 from slu_lightning.atomic import atomic_write_dir, atomic_write_text
 from slu_lightning.checkpoint_io import AtomicCheckpointIO
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
+from slu_lightning.preemption import PreemptionCallback
 from slu_lightning.pretrain.asr_eval import evaluation_sets, measure_wer
 from slu_lightning.pretrain.data import PretrainDataModule
 from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
@@ -98,10 +99,12 @@ def pretrain_tiny(
     )
     saver = LastCheckpoint(run_dir, checkpoint_minutes, stop_minutes=max_minutes)
     trainer = build_trainer(run_dir, settings.steps, val_every, saver)
-    trainer.fit(module, datamodule=data, ckpt_path=last)
-    if not saver.stopped:  # all steps done (or interrupted): the state as fit left it
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=last)
+    finally:  # SIGINT/SIGTERM end fit by raising, after PreemptionCallback saved
+        add_wall_time(run_dir, time.perf_counter() - started)
+    if not saver.stopped:  # all steps done: the state as fit left it
         _save_last(trainer, run_dir)
-    add_wall_time(run_dir, time.perf_counter() - started)
     if trainer.global_step < settings.steps:
         log.info("stopped at step %d of %d; the same command resumes", trainer.global_step, settings.steps)
         if not export_unfinished:
@@ -111,9 +114,11 @@ def pretrain_tiny(
 
 def build_trainer(run_dir: Path, steps: int, val_every: int, saver: LastCheckpoint) -> L.Trainer:
     """The pretraining Trainer: step-based, validated every ``val_every`` steps, ``last.ckpt`` kept
-    by ``saver``. The train loader is rebuilt each epoch: the batch sampler is made for one epoch
-    (its order, and after a resume its first batch), so reusing it would replay that epoch, or its
-    resumed tail, forever."""
+    by ``saver`` and saved mid-epoch on SIGINT/SIGTERM (``PreemptionCallback``).
+
+    The train loader is rebuilt each epoch: the batch sampler is made for one epoch (its order,
+    and after a resume its first batch), so reusing it would replay that epoch, or its resumed
+    tail, forever."""
     return L.Trainer(
         default_root_dir=run_dir,
         max_steps=steps,
@@ -128,7 +133,7 @@ def build_trainer(run_dir: Path, steps: int, val_every: int, saver: LastCheckpoi
         logger=L.pytorch.loggers.TensorBoardLogger(run_dir, name="tensorboard", version=""),
         plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,
-        callbacks=[L.pytorch.callbacks.LearningRateMonitor(), saver],
+        callbacks=[L.pytorch.callbacks.LearningRateMonitor(), saver, PreemptionCallback()],
     )
 
 

@@ -1,9 +1,13 @@
+import os
+import signal
 from collections import defaultdict
 
 import lightning as L
+import pytest
 import torch
 
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
+from slu_lightning.preemption import TrainingInterrupted
 from slu_lightning.pretrain.data import PretrainDataModule
 from slu_lightning.pretrain.recipe import LastCheckpoint, build_trainer
 
@@ -15,21 +19,34 @@ class BatchRecorder(L.LightningModule):
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(()))
         self.seen: dict[int, list[list[str]]] = defaultdict(list)
+        self.interrupt_at: int | None = None
 
     def training_step(self, batch: list[str], batch_idx: int) -> torch.Tensor:
         self.seen[self.current_epoch].append(batch)
+        if self.global_step + 1 == self.interrupt_at:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C during this step
         return (self.weight - 1) ** 2
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def fit(run_dir, steps: int, stop_minutes: float | None = None, ckpt: str | None = None) -> BatchRecorder:
-    """The recipe's Trainer on the tiny corpus, saving last.ckpt after every step."""
+def fit(
+    run_dir,
+    steps: int,
+    stop_minutes: float | None = None,
+    ckpt: str | None = None,
+    interrupt_at: int | None = None,
+    every_minutes: float = 0.0,
+) -> BatchRecorder:
+    """The recipe's Trainer on the tiny corpus, saving last.ckpt every ``every_minutes`` (0: each step)."""
     corpus = make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
     data = PretrainDataModule(lambda items: [item.example.id for item in items], corpus, batch_size=8)
     recorder = BatchRecorder()
-    trainer = build_trainer(run_dir, steps, val_every=1000, saver=LastCheckpoint(run_dir, 0.0, stop_minutes))
+    recorder.interrupt_at = interrupt_at
+    trainer = build_trainer(
+        run_dir, steps, val_every=1000, saver=LastCheckpoint(run_dir, every_minutes, stop_minutes)
+    )
     trainer.fit(recorder, datamodule=data, ckpt_path=ckpt)
     return recorder
 
@@ -52,3 +69,11 @@ def test_after_a_mid_epoch_resume_each_new_epoch_sees_every_clip_once_in_a_new_o
     # the periodic checkpoints of the moved run went on saving to last.ckpt, not last-v1.ckpt
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 40
     assert not list((run / "checkpoints").glob("last-v*.ckpt"))
+
+
+def test_ctrl_c_saves_the_step_it_stopped_at_inside_its_epoch(tmp_path):
+    with pytest.raises(TrainingInterrupted):
+        fit(tmp_path, 40, interrupt_at=3, every_minutes=60)  # no periodic save before it
+    saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == 3
+    assert saved["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0  # epoch 0 goes on
