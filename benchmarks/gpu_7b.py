@@ -34,8 +34,9 @@ frozen LLM weights need no weight gradients (real work ~4N), so LoRA MFU by this
 overstates the hardware's arithmetic by up to 1.5x; it is still comparable across paths.
 
 Run on a GPU machine from the repository root: `python -m benchmarks.gpu_7b` (about 17 GB of
-weights in bf16; peak 41 GiB at batch 8, 115 GiB at batch 32 on an H200). `--attn flash_attention_2` needs the flash-attn
-package; with `sdpa`, `--sdpa-backend` forces one kernel (flash cannot take the padding masks).
+weights in bf16; peak 41 GiB at batch 8, 115 GiB at batch 32 on an H200). `--attn
+flash_attention_2` needs the flash-attn package; with `sdpa`, `--sdpa-backend` forces one kernel
+(flash cannot take the padding masks).
 On a machine without CUDA it prints the parameter counts (`--dry-run`, on the meta device) or
 exits with a message.
 """
