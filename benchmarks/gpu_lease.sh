@@ -5,7 +5,8 @@
 #     while the GPU runs the 7B-architecture benchmark if BENCH holds gpu_7b.py's arguments.
 #  2. Every line of ARMS, "<run dir> <dataloader workers> <pretrain-tiny flags>", trains on the
 #     GPU at the same time until the time budget ends, resuming its run folder if one was carried.
-#  3. The arm with the lowest last validation CTC-WER sends its last.ckpt back in 15 MiB parts
+#  3. The arm with the lowest last validation CTC-WER sends back its exported backbone
+#     (backbone.tar, ~11 MB) if it finished all its steps, else its last.ckpt in 15 MiB parts
 #     (rejoin: cat ckpt.part* > <run dir>/checkpoints/last.ckpt); every arm's TensorBoard logs,
 #     settings and wall time, and every log, come back in runs.tgz (a lease returns 8 files).
 #
@@ -90,6 +91,10 @@ EOF
 echo "returning the checkpoint of $best"
 tail -n 4 "$LOGS"/*.log
 tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude='*.safetensors' "${runs[@]}" "$LOGS"
-split -b 15M -d "$best/checkpoints/last.ckpt" "$OUT/ckpt.part"
+if [ -f "$best/backbone/model.safetensors" ]; then  # finished and exported: the backbone, not the checkpoint
+    tar cf "$OUT/backbone.tar" -C "$best" backbone
+else
+    split -b 15M -d "$best/checkpoints/last.ckpt" "$OUT/ckpt.part"
+fi
 echo "$best" >"$OUT/best.txt"
 ls -la "$OUT"; echo "elapsed $(($(date +%s) - start)) s"
