@@ -165,3 +165,13 @@ def padded_encode_audio(
     attention_mask = _encoder_attention_mask(model, feature_lengths, n_positions)
     output = tower(input_features.to(tower.device), attention_mask=attention_mask)
     return _project_real_tokens(model, output.last_hidden_state, feature_lengths)
+
+
+def scatter_audio(embeds: Tensor, input_ids: Tensor, audio: Tensor, audio_token_id: int) -> Tensor:
+    """``embeds`` (batch, tokens, hidden) with the audio vectors (audio tokens, hidden) put in the
+    ``<|AUDIO|>`` positions of ``input_ids``, in order. A count mismatch is an error that names both
+    counts; ``masked_scatter`` would fill the slots from a prefix, or fail deep inside torch."""
+    slots = (input_ids == audio_token_id).unsqueeze(-1)  # (batch, tokens, 1)
+    if int(slots.sum()) != audio.shape[0]:
+        raise ValueError(f"batch has {int(slots.sum())} audio tokens but {audio.shape[0]} audio embeddings")
+    return embeds.masked_scatter(slots, audio.to(embeds.dtype))

@@ -30,7 +30,13 @@ from slu_lightning.atomic import atomic_write_text
 from slu_lightning.curriculum import build_schedule
 from slu_lightning.data.features import padding_value
 from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
-from slu_lightning.model.audio_encoder import CONV_MARGIN, PADDED_FRAMES, encode_audio, padded_encode_audio
+from slu_lightning.model.audio_encoder import (
+    CONV_MARGIN,
+    PADDED_FRAMES,
+    encode_audio,
+    padded_encode_audio,
+    scatter_audio,
+)
 from slu_lightning.model.backbone import load_model, load_processor, resolve_backbone
 from slu_lightning.model.finetuning import (
     FinetuningMode,
@@ -230,12 +236,7 @@ class SLUModule(L.LightningModule):
             audio = encode_audio(self.hf, features, mask)  # (audio tokens, hidden)
         else:
             audio = padded_encode_audio(self.hf, *pad_to_30_seconds(features, mask))
-        slots = (input_ids == self.hf.config.audio_token_id).unsqueeze(-1)  # (batch, tokens, 1)
-        if int(slots.sum()) != audio.shape[0]:
-            raise ValueError(
-                f"batch has {int(slots.sum())} audio tokens but {audio.shape[0]} audio embeddings"
-            )
-        return embeds.masked_scatter(slots, audio.to(embeds.dtype))
+        return scatter_audio(embeds, input_ids, audio, self.hf.config.audio_token_id)
 
     def example_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed answer-token cross-entropy and answer-token count per example: (batch,), (batch,)."""

@@ -21,7 +21,7 @@ import lightning as L
 import torch
 
 from slu_lightning.evaluation.distance import edit_distance, jiwer_words
-from slu_lightning.model.audio_encoder import audio_token_count, encode_audio
+from slu_lightning.model.audio_encoder import audio_token_count, encode_audio, scatter_audio
 from slu_lightning.model.backbone import load_model, load_processor, resolve_backbone
 from slu_lightning.model.module import answer_cross_entropy
 from slu_lightning.pretrain.batches import PretrainCollator
@@ -92,8 +92,7 @@ class TinyPretrainModule(L.LightningModule):
     def embed_with_audio(self, ids: torch.Tensor, clips: list[torch.Tensor]) -> torch.Tensor:
         """Token embeddings of ``ids`` with the clips' audio vectors in the ``<|AUDIO|>`` positions."""
         embeds = self.model.get_input_embeddings()(ids)  # (batch, tokens, hidden)
-        slots = (ids == self.model.config.audio_token_id).unsqueeze(-1)
-        return embeds.masked_scatter(slots, torch.cat(clips).to(embeds.dtype))
+        return scatter_audio(embeds, ids, torch.cat(clips), self.model.config.audio_token_id)
 
     def weights_at(self, step: int) -> LossWeights:
         """The loss weights in effect at ``step``: CTC alone during the first ``hear_steps``."""

@@ -12,6 +12,7 @@ from slu_lightning.model.audio_encoder import (
     audio_token_count,
     encode_audio,
     padded_encode_audio,
+    scatter_audio,
     trim_to_longest,
 )
 
@@ -199,3 +200,13 @@ def test_rejects_more_frames_than_the_encoder_has_positions(
     features = torch.zeros(1, 128, PADDED_FRAMES + 1)
     with pytest.raises(ValueError, match="3001 mel frames"):
         encode_audio(sdpa_model, features, torch.ones(1, PADDED_FRAMES + 1, dtype=torch.long))
+
+
+def test_audio_vectors_fill_the_audio_slots_in_order_and_a_count_mismatch_is_named():
+    ids = torch.tensor([[5, AUDIO_TOKEN_ID, AUDIO_TOKEN_ID, 6], [AUDIO_TOKEN_ID, 7, 8, 9]])
+    embeds, audio = torch.zeros(2, 4, 3), torch.arange(9.0).reshape(3, 3)
+    out = scatter_audio(embeds, ids, audio, AUDIO_TOKEN_ID)
+    assert torch.equal(out[0, 1:3], audio[:2]) and torch.equal(out[1, 0], audio[2])
+    assert out[ids != AUDIO_TOKEN_ID].abs().sum() == 0
+    with pytest.raises(ValueError, match="3 audio tokens but 2 audio embeddings"):
+        scatter_audio(embeds, ids, audio[:2], AUDIO_TOKEN_ID)
