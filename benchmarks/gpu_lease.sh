@@ -12,8 +12,9 @@
 #
 # Carry: .whl/ (wheels the device image lacks: espeakng-loader, faker, babel, num2words,
 # soundfile, cffi, pycparser), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
-# arm reads the same token ids), and of each resumed arm its settings.json, tensorboard/ and
-# checkpoints/last.ckpt. Session 4 ran BENCH="--steps 6" with two arms: logs/pretrain/tiny (8
+# arm reads the same token ids), and of each resumed arm its settings.json, wall_time.json,
+# tensorboard/ and checkpoints/last.ckpt, or checkpoints/lease.ckpt where last.ckpt with the
+# wheels would pass the 64 MiB limit (`python -m benchmarks.lease_checkpoint pack RUN_DIR`). Session 4 ran BENCH="--steps 6" with two arms: logs/pretrain/tiny (8
 # workers, default flags) and logs/pretrain/gpu-b96 (6 workers, the flags below).
 set -u
 start=$(date +%s)
@@ -58,6 +59,11 @@ fi
 wait $synth || { tail -20 "$LOGS/synth.log"; exit 1; }
 tail -n 3 "$LOGS/synth.log"
 
+while read -r run _; do  # checkpoints carried packed (benchmarks/lease_checkpoint.py)
+    if [ -f "$run/checkpoints/lease.ckpt" ] && [ ! -f "$run/checkpoints/last.ckpt" ]; then
+        python3 -m benchmarks.lease_checkpoint unpack "$run" || exit 1
+    fi
+done <<<"$ARMS"
 minutes=$(python3 -c "print(max(0.5, ($(left) - 60) / 60))")
 echo "training every arm for $minutes min"
 pretrain() { timeout $(($(left) - 20)) python3 -c \
