@@ -24,9 +24,8 @@ import lightning as L
 import torch
 
 from slu_lightning.atomic import atomic_write_dir, atomic_write_text
-from slu_lightning.checkpoint_io import AtomicCheckpointIO
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
-from slu_lightning.preemption import PreemptionCallback
+from slu_lightning.preemption import PreemptionCallback, save_last_checkpoint
 from slu_lightning.pretrain.asr_eval import evaluation_sets, measure_wer
 from slu_lightning.pretrain.data import PretrainDataModule
 from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
@@ -97,14 +96,14 @@ def pretrain_tiny(
         batch_size=settings.batch_size,
         num_workers=workers,
     )
-    saver = LastCheckpoint(run_dir, checkpoint_minutes, stop_minutes=max_minutes)
+    saver = LastCheckpoint(checkpoint_minutes, stop_minutes=max_minutes)
     trainer = build_trainer(run_dir, settings.steps, val_every, saver)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=last)
     finally:  # SIGINT/SIGTERM end fit by raising, after PreemptionCallback saved
         add_wall_time(run_dir, time.perf_counter() - started)
     if not saver.stopped:  # all steps done: the state as fit left it
-        _save_last(trainer, run_dir)
+        save_last_checkpoint(trainer)
     if trainer.global_step < settings.steps:
         log.info("stopped at step %d of %d; the same command resumes", trainer.global_step, settings.steps)
         if not export_unfinished:
@@ -131,7 +130,6 @@ def build_trainer(run_dir: Path, steps: int, val_every: int, saver: LastCheckpoi
         log_every_n_steps=10,
         precision="bf16-mixed" if torch.cuda.is_available() else "32-true",
         logger=L.pytorch.loggers.TensorBoardLogger(run_dir, name="tensorboard", version=""),
-        plugins=[AtomicCheckpointIO()],
         enable_checkpointing=False,
         callbacks=[L.pytorch.callbacks.LearningRateMonitor(), saver, PreemptionCallback()],
     )
@@ -149,8 +147,9 @@ class LastCheckpoint(L.Callback):
     the checkpoint), so a resumed run would stop at once.
     """
 
-    def __init__(self, run_dir: Path, every_minutes: float, stop_minutes: float | None = None):
-        self.run_dir, self.every, self.budget = run_dir, 60 * every_minutes, stop_minutes
+    def __init__(self, every_minutes: float, stop_minutes: float | None = None):
+        self.every = 60 * every_minutes
+        self.budget = None if stop_minutes is None else 60 * stop_minutes
         self.stopped = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -158,11 +157,11 @@ class LastCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         now = time.monotonic()
-        if self.budget is not None and now - self.started > 60 * self.budget and not trainer.should_stop:
+        if self.budget is not None and now - self.started > self.budget and not trainer.should_stop:
             self.stopped, trainer.should_stop = True, True
         elif now - self.saved < self.every:
             return
-        _save_last(trainer, self.run_dir)
+        save_last_checkpoint(trainer)  # <default_root_dir>/checkpoints/last.ckpt, atomically
         self.saved = now
 
 
@@ -208,12 +207,6 @@ def _not_yet_in_effect(previous: dict, new: dict, step: int) -> bool:
     }
     same_ctc = previous["weights"]["ctc"] == new["weights"]["ctc"]
     return same_else and same_ctc and step < min(previous.get("hear_steps", 0), new["hear_steps"])
-
-
-def _save_last(trainer: L.Trainer, run_dir: Path) -> None:
-    """Write ``last.ckpt`` at the step where fit stopped (time budget, end or interrupt); atomic,
-    through the Trainer's ``AtomicCheckpointIO``."""
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt")
 
 
 def add_wall_time(run_dir: Path, seconds: float) -> None:

@@ -44,9 +44,7 @@ def fit(
     data = PretrainDataModule(lambda items: [item.example.id for item in items], corpus, batch_size=8)
     recorder = BatchRecorder()
     recorder.interrupt_at = interrupt_at
-    trainer = build_trainer(
-        run_dir, steps, val_every=1000, saver=LastCheckpoint(run_dir, every_minutes, stop_minutes)
-    )
+    trainer = build_trainer(run_dir, steps, val_every=1000, saver=LastCheckpoint(every_minutes, stop_minutes))
     trainer.fit(recorder, datamodule=data, ckpt_path=ckpt)
     return recorder
 
