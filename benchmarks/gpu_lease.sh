@@ -14,8 +14,9 @@
 # soundfile, cffi, pycparser), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
 # arm reads the same token ids), and of each resumed arm its settings.json, wall_time.json,
 # tensorboard/ and checkpoints/last.ckpt, or checkpoints/lease.ckpt where last.ckpt with the
-# wheels would pass the 64 MiB limit (`python -m benchmarks.lease_checkpoint pack RUN_DIR`). Session 4 ran BENCH="--steps 6" with two arms: logs/pretrain/tiny (8
-# workers, default flags) and logs/pretrain/gpu-b96 (6 workers, the flags below).
+# wheels would pass the 64 MiB limit (`python -m benchmarks.lease_checkpoint pack RUN_DIR`).
+# Session 4 ran BENCH="--steps 6" with two arms: logs/pretrain/tiny (8 workers, default flags)
+# and logs/pretrain/gpu-b96 (6 workers, the flags below).
 set -u
 start=$(date +%s)
 OUT=${OUT:-/tmp/gpu-lease-out}
@@ -59,11 +60,6 @@ fi
 wait $synth || { tail -20 "$LOGS/synth.log"; exit 1; }
 tail -n 3 "$LOGS/synth.log"
 
-while read -r run _; do  # checkpoints carried packed (benchmarks/lease_checkpoint.py)
-    if [ -f "$run/checkpoints/lease.ckpt" ] && [ ! -f "$run/checkpoints/last.ckpt" ]; then
-        python3 -m benchmarks.lease_checkpoint unpack "$run" || exit 1
-    fi
-done <<<"$ARMS"
 minutes=$(python3 -c "print(max(0.5, ($(left) - 60) / 60))")
 echo "training every arm for $minutes min"
 pretrain() { timeout $(($(left) - 20)) python3 -c \
@@ -72,6 +68,9 @@ pretrain() { timeout $(($(left) - 20)) python3 -c \
 runs=()
 while read -r run workers flags; do
     [ -n "$run" ] || continue
+    if [ -f "$run/checkpoints/lease.ckpt" ] && [ ! -f "$run/checkpoints/last.ckpt" ]; then
+        python3 -m benchmarks.lease_checkpoint unpack "$run" || exit 1  # carried packed
+    fi
     # shellcheck disable=SC2086
     pretrain --run-dir "$run" --workers "$workers" $flags >"$LOGS/$(basename "$run").log" 2>&1 &
     runs+=("$run")
