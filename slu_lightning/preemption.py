@@ -61,7 +61,9 @@ class TrainingInterrupted(SystemExit):
 class PreemptionCallback(L.Callback):
     """Stops training at an optimizer-step boundary on SIGTERM/SIGINT. See the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, resume_hint: str = "running the same command with --ckpt_path last") -> None:
+        """``resume_hint`` ends the warning logged on interruption ("Resume it by ...")."""
+        self.resume_hint = resume_hint
         self.received: int | None = None
         self._previous_handlers: dict[int, Handler] = {}
         self._steps_seen = 0
@@ -96,9 +98,9 @@ class PreemptionCallback(L.Callback):
         signum = self.received or signal.SIGTERM  # a rank told by another rank
         path = save_last_checkpoint(trainer)
         if trainer.is_global_zero:
-            log.warning("run interrupted by %s at step %d (epoch %d, batch %d): saved %s. Resume it by "
-                        "running the same command with --ckpt_path last", signal.Signals(signum).name,
-                        trainer.global_step, trainer.current_epoch, batch_idx + 1, path)
+            log.warning("run interrupted by %s at step %d (epoch %d, batch %d): saved %s. Resume it by %s",
+                        signal.Signals(signum).name, trainer.global_step, trainer.current_epoch,
+                        batch_idx + 1, path, self.resume_hint)
         raise TrainingInterrupted(signum)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

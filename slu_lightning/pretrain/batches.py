@@ -63,9 +63,9 @@ class PretrainCollator:
         batch = {
             "examples": BatchExamples([item.example for item in items]),
             "ctc_targets": tuple(tuple(self.encode(item.example.text)) for item in items),
-            **_training_form("student", students, answers, self.pad_id),
-            **_training_form("teacher", teachers, answers, self.pad_id),
-            **_training_form("continue", *_continuations(items, self.encode), self.pad_id),
+            **training_form("student", students, answers, self.pad_id),
+            **training_form("teacher", teachers, answers, self.pad_id),
+            **training_form("continue", *_continuations(items, self.encode), self.pad_id),
         }
         batch["student_suffix"] = _suffix_positions(students, answers, len(self.tail_ids))
         batch["teacher_suffix"] = _suffix_positions(teachers, answers, len(self.tail_ids))
@@ -73,7 +73,8 @@ class PretrainCollator:
         return batch
 
 
-def _training_form(name: str, prompts: list[list[int]], answers: list[list[int]], pad_id: int) -> dict:
+def training_form(name: str, prompts: list[list[int]], answers: list[list[int]], pad_id: int) -> dict:
+    """``<name>_ids``, ``<name>_mask`` and ``<name>_labels`` (only the answers labelled), right-padded."""
     ids, mask = pad_rows([p + a for p, a in zip(prompts, answers, strict=True)], pad_id, left=False)
     labels, _ = pad_rows(
         [[IGNORE_INDEX] * len(p) + a for p, a in zip(prompts, answers, strict=True)], IGNORE_INDEX, left=False

@@ -1,10 +1,11 @@
 """``TinyPretrainModule``: pretrains the tiny Qwen2-Audio stand-in on tasks that are not SLU.
 
 Each step sees a batch of transcribed clips and trains every weight (except the encoder's fixed
-sinusoidal position table) on a weighted sum of five losses (``LossWeights``): recognition
+sinusoidal position table) on a weighted sum of six losses (``LossWeights``): recognition
 through the decoder, CTC through the input-embedding matrix, per-token alignment of audio and
-text embeddings, hidden-state distillation from the text teacher, and text continuation. Setting
-a weight to 0 switches that loss off (and skips its compute), which is how the ablation runs.
+text embeddings, hidden-state distillation from the text teacher, reading (the teacher's own task:
+the transcript given as text, written back), and text continuation. Setting a weight to 0 switches
+that loss off (and skips its compute), which is how the ablation runs.
 
 The first ``hear_steps`` steps train CTC alone: the encoder, projector and embedding matrix learn
 to recognise words before the LLM-side losses start. Measured from the same checkpoint (2 CPU
@@ -48,6 +49,9 @@ class LossWeights:
     """Hidden-state matching of the audio prompt (student) to the text prompt (teacher)."""
     continuation: float = 0.5
     """Cross-entropy of a sentence's second half given its first half, as text."""
+    read: float = 0.0
+    """Cross-entropy of the transcript given the transcription prompt with the transcript as text:
+    the only loss that makes the LLM use its input, so that the distillation teacher reads."""
 
 
 class TinyPretrainModule(L.LightningModule):
@@ -97,7 +101,7 @@ class TinyPretrainModule(L.LightningModule):
     def weights_at(self, step: int) -> LossWeights:
         """The loss weights in effect at ``step``: CTC alone during the first ``hear_steps``."""
         if step < self.hear_steps:
-            return LossWeights(asr=0.0, ctc=self.weights.ctc, align=0.0, distill=0.0, continuation=0.0)
+            return LossWeights(**{**dict.fromkeys(asdict(self.weights), 0.0), "ctc": self.weights.ctc})
         return self.weights
 
     def losses(self, batch: dict, weights: LossWeights | None = None) -> dict[str, torch.Tensor]:
@@ -112,17 +116,17 @@ class TinyPretrainModule(L.LightningModule):
                 attention_mask=batch["student_mask"],
                 output_hidden_states=bool(w.distill),
             )
-            sums, counts = answer_cross_entropy(
-                student.last_hidden_state, batch["student_labels"], self.model.lm_head
-            )
-            out["asr"] = sums.sum() / counts.sum()
-            if w.distill:
-                with torch.no_grad():
-                    teacher = lm(
-                        input_ids=batch["teacher_ids"],
-                        attention_mask=batch["teacher_mask"],
-                        output_hidden_states=True,
-                    )
+            out["asr"] = self.answer_loss(student.last_hidden_state, batch["student_labels"])
+        if w.distill or w.read:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and bool(w.read)):
+                teacher = lm(
+                    input_ids=batch["teacher_ids"],
+                    attention_mask=batch["teacher_mask"],
+                    output_hidden_states=bool(w.distill),
+                )
+            if w.read:
+                out["read"] = self.answer_loss(teacher.last_hidden_state, batch["teacher_labels"])
+            if w.distill:  # the teacher's states are targets: detached inside the loss
                 out["distill"] = hidden_distillation_loss(
                     student.hidden_states,
                     teacher.hidden_states,
@@ -137,9 +141,13 @@ class TinyPretrainModule(L.LightningModule):
             hidden = lm(
                 input_ids=batch["continue_ids"], attention_mask=batch["continue_mask"]
             ).last_hidden_state  # (batch, tokens, hidden)
-            sums, counts = answer_cross_entropy(hidden, batch["continue_labels"], self.model.lm_head)
-            out["continuation"] = sums.sum() / counts.sum()
+            out["continuation"] = self.answer_loss(hidden, batch["continue_labels"])
         return out
+
+    def answer_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy per answer token of the LLM's last hidden states (batch, tokens, hidden)."""
+        sums, counts = answer_cross_entropy(hidden, labels, self.model.lm_head)
+        return sums.sum() / counts.sum()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         weights = self.weights_at(self.global_step)

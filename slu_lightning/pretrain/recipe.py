@@ -131,7 +131,11 @@ def build_trainer(run_dir: Path, steps: int, val_every: int, saver: LastCheckpoi
         precision="bf16-mixed" if torch.cuda.is_available() else "32-true",
         logger=L.pytorch.loggers.TensorBoardLogger(run_dir, name="tensorboard", version=""),
         enable_checkpointing=False,
-        callbacks=[L.pytorch.callbacks.LearningRateMonitor(), saver, PreemptionCallback()],
+        callbacks=[
+            L.pytorch.callbacks.LearningRateMonitor(),
+            saver,
+            PreemptionCallback("running the same command"),
+        ],
     )
 
 
@@ -177,6 +181,8 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
     new, changed = settings.to_json(), []
     if saved.is_file():
         previous = json.loads(saved.read_text(encoding="utf-8"))
+        # a loss added to the recipe after the run started was off in it
+        previous["weights"] = {**dict.fromkeys(new["weights"], 0.0), **previous["weights"]}
         changed = sorted(k for k in new if previous.get(k) != new[k])
         if changed:  # only then is the checkpoint's step needed
             step = _saved_step(last)
