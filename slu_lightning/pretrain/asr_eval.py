@@ -27,12 +27,22 @@ READOUTS = ("ctc", "decoder")
 
 def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
     """Word errors summed over all sentences divided by all reference words (after ``normalise``)."""
-    errors = words = 0
+    return _pooled_error_rate(references, hypotheses, lambda text: jiwer_words(normalise(text)))
+
+
+def corpus_cer(references: list[str], hypotheses: list[str]) -> float:
+    """Character errors (spaces included) over all reference characters (after ``normalise``): what
+    the word error rate hides when a model hears the sounds but misspells or mis-splits words."""
+    return _pooled_error_rate(references, hypotheses, lambda text: " ".join(jiwer_words(normalise(text))))
+
+
+def _pooled_error_rate(references: list[str], hypotheses: list[str], units) -> float:
+    errors = total = 0
     for reference, hypothesis in zip(references, hypotheses, strict=True):
-        ref = jiwer_words(normalise(reference))
-        errors += edit_distance(ref, jiwer_words(normalise(hypothesis)))
-        words += len(ref)
-    return errors / max(words, 1)
+        ref = units(reference)
+        errors += edit_distance(ref, units(hypothesis))
+        total += len(ref)
+    return errors / max(total, 1)
 
 
 @torch.no_grad()
@@ -77,13 +87,20 @@ def transcribe(
     return hypotheses
 
 
-def measure_wer(
+def measure_error_rates(
     module: TinyPretrainModule, examples: list[SLUExample], batch_size: int = 32
-) -> dict[str, float]:
-    """WER of both read-outs on ``examples`` (clips with transcripts)."""
+) -> dict[str, dict[str, float]]:
+    """Word and character error rates of both read-outs on ``examples`` (clips with transcripts):
+    ``{readout: {"wer": ..., "cer": ...}}``."""
     hypotheses = transcribe(module, examples, READOUTS, batch_size)
     references = [example.text for example in examples]
-    return {readout: corpus_wer(references, hypotheses[readout]) for readout in READOUTS}
+    return {
+        readout: {
+            "wer": corpus_wer(references, hypotheses[readout]),
+            "cer": corpus_cer(references, hypotheses[readout]),
+        }
+        for readout in READOUTS
+    }
 
 
 def evaluation_sets(

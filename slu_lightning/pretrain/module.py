@@ -159,16 +159,20 @@ class TinyPretrainModule(L.LightningModule):
         return total
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        """Losses and the CTC read-out's word errors on held-out voices (cheap: no decoding)."""
+        """Losses and the CTC read-out's word and character errors on held-out voices (cheap: no
+        decoding). Each rate is pooled over the validation set (weighted by reference length)."""
         losses = self.losses(batch)
-        size = len(batch["examples"])
-        self.log_dict({f"val/{name}": value for name, value in losses.items()}, batch_size=size)
-        errors, words = 0, 0
-        for hypothesis, example in zip(self.ctc_transcripts(batch), batch["examples"], strict=True):
-            reference = jiwer_words(example.text)
-            errors += edit_distance(reference, jiwer_words(hypothesis))
-            words += len(reference)
-        self.log("val/ctc_wer", errors / words, batch_size=words, prog_bar=True)
+        self.log_dict(
+            {f"val/{name}": value for name, value in losses.items()}, batch_size=len(batch["examples"])
+        )
+        references = [example.text for example in batch["examples"]]
+        hypotheses = self.ctc_transcripts(batch)
+        for unit, split in (("wer", jiwer_words), ("cer", lambda text: " ".join(jiwer_words(text)))):
+            errors = sum(
+                edit_distance(split(r), split(h)) for r, h in zip(references, hypotheses, strict=True)
+            )
+            total = sum(len(split(reference)) for reference in references)
+            self.log(f"val/ctc_{unit}", errors / total, batch_size=total, prog_bar=unit == "wer")
 
     @torch.no_grad()
     def ctc_transcripts(self, batch: dict) -> list[str]:

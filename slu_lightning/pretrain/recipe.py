@@ -26,7 +26,7 @@ import torch
 from slu_lightning.atomic import atomic_write_dir, atomic_write_text
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.preemption import PreemptionCallback, save_last_checkpoint
-from slu_lightning.pretrain.asr_eval import evaluation_sets, measure_wer
+from slu_lightning.pretrain.asr_eval import READOUTS, evaluation_sets, measure_error_rates
 from slu_lightning.pretrain.data import PretrainDataModule
 from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
 
@@ -240,7 +240,7 @@ def export_backbone(
     corpus = default_asr_dir(settings.corpus_size, settings.seed)
     demo_size = "tiny" if settings.corpus_size == "tiny" else "small"  # tiny: the test scale
     sets = evaluation_sets(corpus, eval_clips, settings.seed, demo_size)
-    wer = {name: measure_wer(module, examples) for name, examples in sets.items()}
+    rates = {name: measure_error_rates(module, examples) for name, examples in sets.items()}
     model = copy.deepcopy(module.model).to(torch.float16)  # half the size; loaders upcast to float32
     wall = json.loads((run_dir / "wall_time.json").read_text())
 
@@ -250,7 +250,7 @@ def export_backbone(
         record = {
             "settings": settings.to_json(),
             "steps_done": steps_done,
-            "wer": wer,
+            "error_rates": rates,
             "eval_clips": eval_clips,
             "wall_time_seconds": wall["seconds"],
             "wall_time_by_hardware": wall.get("by_hardware", {}),
@@ -274,7 +274,10 @@ def model_card(record: dict) -> str:
     """The README of a pretrained stand-in: how it was made and what it reaches."""
     s = record["settings"]
     rows = "\n".join(
-        f"| {name} | {wer['ctc']:.3f} | {wer['decoder']:.3f} |" for name, wer in record["wer"].items()
+        f"| {name} | "
+        + " | ".join(f"{r[readout][unit]:.3f}" for readout in READOUTS for unit in ("wer", "cer"))
+        + " |"
+        for name, r in record["error_rates"].items()
     )
     return (
         "# Tiny Qwen2-Audio stand-in, pretrained to hear\n\n"
@@ -292,8 +295,8 @@ def model_card(record: dict) -> str:
         f"- training wall time {record['wall_time_seconds'] / 3600:.2f} h: {_by_machine(record)}; "
         f"exported and measured on {record['hardware']}\n"
         "- weights stored in float16; `from_pretrained(..., dtype=torch.float32)` upcasts them\n\n"
-        f"Word error rate on {record['eval_clips']} clips per set, held-out voices:\n\n"
-        "| set | CTC read-out | decoder |\n|---|---|---|\n"
+        f"Word and character error rates on {record['eval_clips']} clips per set, held-out voices:\n\n"
+        "| set | CTC read-out WER | CTC read-out CER | decoder WER | decoder CER |\n|---|---|---|---|---|\n"
         f"{rows}\n"
     )
 

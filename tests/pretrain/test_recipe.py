@@ -55,8 +55,10 @@ def test_pretraining_writes_a_backbone_that_loads_like_any_other(run):
     assert processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>") == model.config.audio_token_id
     record = json.loads((backbone / "pretraining.json").read_text())
     assert record["steps_done"] == 6 and record["settings"]["steps"] == 6
-    assert set(record["wer"]) == {"heldout", "slu-phrased"}
-    assert all(0 <= wer[readout] for wer in record["wer"].values() for readout in ("ctc", "decoder"))
+    assert set(record["error_rates"]) == {"heldout", "slu-phrased"}
+    for rates in record["error_rates"].values():
+        assert set(rates) == {"ctc", "decoder"}
+        assert all(0 <= rate[unit] for rate in rates.values() for unit in ("wer", "cer"))
     card = (backbone / "README.md").read_text()
     assert command_line(record["settings"]) in card and "slu-lightning pretrain-tiny" in card
 
@@ -106,7 +108,7 @@ def test_settings_not_yet_in_effect_may_change_during_the_hearing_stage(tmp_path
         assert "other settings" in capsys.readouterr().err
 
 
-def test_validation_reports_the_ctc_word_error_rate(run):
+def test_validation_reports_the_ctc_word_and_character_error_rates(run):
     root, *_ = run
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -115,6 +117,8 @@ def test_validation_reports_the_ctc_word_error_rate(run):
     wer = events.Scalars("val/ctc_wer")
     # every 3 steps, and when the time budget stopped the first call (Lightning counts steps from 0)
     assert [e.step for e in wer] == [0, 2, 5] and all(e.value >= 0 for e in wer)
+    cer = events.Scalars("val/ctc_cer")
+    assert [e.step for e in cer] == [0, 2, 5] and all(e.value >= 0 for e in cer)
     # logged at step 0 (training: the hearing stage, CTC alone) and at each validation (all losses)
     losses = ("asr", "ctc", "align", "distill", "continuation")
     assert {"train/ctc", *(f"val/{name}" for name in losses)} <= set(events.Tags()["scalars"])
@@ -135,7 +139,7 @@ def test_wall_time_is_kept_per_machine_and_the_card_names_each(tmp_path):
     record = {
         "settings": PretrainSettings().to_json(),
         "steps_done": 10,
-        "wer": {},
+        "error_rates": {},
         "eval_clips": 4,
         "wall_time_seconds": 420.0,
         "wall_time_by_hardware": {"NVIDIA H200": 360.0, "CPU (x86_64, 2 threads)": 60.0},
