@@ -48,6 +48,13 @@ class PretrainCollator:
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def teacher_prompt(self, text: str) -> list[int]:
+        """Prompt ids with ``text`` where the student hears the audio."""
+        return self.encode(self.text_head + text) + self.tail_ids
+
+    def answer(self, text: str) -> list[int]:
+        return self.encode(text + END_OF_TURN)
+
     def student_prompt(self, n_frames: int) -> list[int]:
         """Prompt ids with one ``<|AUDIO|>`` per audio token of a clip of ``n_frames`` mel frames."""
         n_audio = int(audio_token_count(torch.tensor([n_frames]))[0])
@@ -57,9 +64,9 @@ class PretrainCollator:
     def __call__(self, items: list[SLUItem]) -> dict:
         if not all(item.is_speech for item in items):
             raise ValueError("pretraining batches hold clips only")
-        answers = [self.encode(item.example.text + END_OF_TURN) for item in items]
+        answers = [self.answer(item.example.text) for item in items]
         students = [self.student_prompt(item.n_frames) for item in items]
-        teachers = [self.encode(self.text_head + item.example.text) + self.tail_ids for item in items]
+        teachers = [self.teacher_prompt(item.example.text) for item in items]
         batch = {
             "examples": BatchExamples([item.example for item in items]),
             "ctc_targets": tuple(tuple(self.encode(item.example.text)) for item in items),

@@ -25,7 +25,7 @@ from slu_lightning.evaluation.distance import edit_distance, jiwer_words
 from slu_lightning.model.audio_encoder import audio_token_count, encode_audio, scatter_audio
 from slu_lightning.model.backbone import load_model, load_processor, resolve_backbone
 from slu_lightning.model.module import answer_cross_entropy
-from slu_lightning.pretrain.batches import PretrainCollator
+from slu_lightning.pretrain.batches import PretrainCollator, training_form
 from slu_lightning.pretrain.objectives import (
     ctc_loss,
     greedy_ctc_ids,
@@ -51,7 +51,7 @@ class LossWeights:
     """Cross-entropy of a sentence's second half given its first half, as text."""
     read: float = 0.0
     """Cross-entropy of the transcript given the transcription prompt with the transcript as text:
-    the only loss that makes the LLM use its input, so that the distillation teacher reads."""
+    the one loss that rewards reading a text input back, so that the distillation teacher reads."""
 
 
 class TinyPretrainModule(L.LightningModule):
@@ -166,6 +166,9 @@ class TinyPretrainModule(L.LightningModule):
             {f"val/{name}": value for name, value in losses.items()}, batch_size=len(batch["examples"])
         )
         references = [example.text for example in batch["examples"]]
+        others = references[1:] + references[:1]
+        gain = self.reading_loss(references, others) - self.reading_loss(references, references)
+        self.log("val/input_gain", gain, batch_size=len(references))
         hypotheses = self.ctc_transcripts(batch)
         for unit, split in (("wer", jiwer_words), ("cer", lambda text: " ".join(jiwer_words(text)))):
             errors = sum(
@@ -173,6 +176,19 @@ class TinyPretrainModule(L.LightningModule):
             )
             total = sum(len(split(reference)) for reference in references)
             self.log(f"val/ctc_{unit}", errors / total, batch_size=total, prog_bar=unit == "wer")
+
+    @torch.no_grad()
+    def reading_loss(self, transcripts: list[str], inputs: list[str]) -> torch.Tensor:
+        """Cross-entropy of ``transcripts`` when the text prompt holds ``inputs``. With each
+        transcript's own text it is the ``read`` loss; with another one's, the rise over that shows
+        how much the LLM uses its input at all (``val/input_gain``; 0: it answers from its prior)."""
+        collator = self.collator
+        prompts = [collator.teacher_prompt(text) for text in inputs]
+        rows = training_form("read", prompts, [collator.answer(t) for t in transcripts], collator.pad_id)
+        rows = {name: value.to(self.device) for name, value in rows.items()}
+        lm = self.model.model.language_model
+        hidden = lm(input_ids=rows["read_ids"], attention_mask=rows["read_mask"]).last_hidden_state
+        return self.answer_loss(hidden, rows["read_labels"])
 
     @torch.no_grad()
     def ctc_transcripts(self, batch: dict) -> list[str]:

@@ -5,10 +5,8 @@ from slu_lightning.data.asr_corpus import make_asr_corpus
 from slu_lightning.data.datamodules import SLUDataset
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
-from slu_lightning.pretrain.batches import training_form
 from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
 from slu_lightning.pretrain.objectives import hidden_distillation_loss, token_alignment_loss
-from slu_lightning.task import END_OF_TURN
 
 ALL_OFF = dict(asr=0.0, ctc=0.0, align=0.0, distill=0.0, continuation=0.0, read=0.0)
 
@@ -88,27 +86,15 @@ def test_distillation_makes_the_llm_read_audio_like_its_transcript(tiny_backbone
     assert student_teacher_gap(distilled, batch) < 0.5 * student_teacher_gap(without, batch)
 
 
-def reading_loss(module: TinyPretrainModule, batch: dict, inputs: list[str]) -> float:
-    """Cross-entropy of the batch's transcripts when the text prompt holds ``inputs`` instead."""
-    collator = module.collator
-    prompts = [collator.encode(collator.text_head + text) + collator.tail_ids for text in inputs]
-    answers = [collator.encode(example.text + END_OF_TURN) for example in batch["examples"]]
-    rows = training_form("read", prompts, answers, collator.pad_id)
-    with torch.no_grad():
-        lm = module.model.model.language_model
-        hidden = lm(input_ids=rows["read_ids"], attention_mask=rows["read_mask"]).last_hidden_state
-        return module.answer_loss(hidden, rows["read_labels"]).item()
-
-
 def test_reading_makes_the_llm_use_its_input(tiny_backbone, batch):
     texts = [example.text for example in batch["examples"]]
     others = texts[1:] + texts[:1]  # each transcript behind another clip's text
     reader, history = train(tiny_backbone, batch, 60, read=1.0)
     assert set(history[0]) == {"read"} and history[-1]["read"] < 0.3 * history[0]["read"]
-    assert reading_loss(reader, batch, texts) < 0.3 * reading_loss(reader, batch, others)
+    assert reader.reading_loss(texts, texts) < 0.3 * reader.reading_loss(texts, others)
     listener, _ = train(tiny_backbone, batch, 60, asr=1.0)  # the text prompt's input is never trained
-    listener_gain = reading_loss(listener, batch, others) - reading_loss(listener, batch, texts)
-    assert listener_gain < 0.5 * (reading_loss(reader, batch, others) - reading_loss(reader, batch, texts))
+    listener_gain = listener.reading_loss(texts, others) - listener.reading_loss(texts, texts)
+    assert listener_gain < 0.5 * (reader.reading_loss(texts, others) - reader.reading_loss(texts, texts))
 
 
 def test_learning_rate_warms_up_then_decays_to_its_floor(tiny_backbone):

@@ -119,6 +119,7 @@ def test_validation_reports_the_ctc_word_and_character_error_rates(run):
     assert [e.step for e in wer] == [0, 2, 5] and all(e.value >= 0 for e in wer)
     cer = events.Scalars("val/ctc_cer")
     assert [e.step for e in cer] == [0, 2, 5] and all(e.value >= 0 for e in cer)
+    assert [e.step for e in events.Scalars("val/input_gain")] == [0, 2, 5]
     # logged at step 0 (training: the hearing stage, CTC alone) and at each validation (all losses)
     losses = ("asr", "ctc", "align", "distill", "continuation")
     assert {"train/ctc", *(f"val/{name}" for name in losses)} <= set(events.Tags()["scalars"])
