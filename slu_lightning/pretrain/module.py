@@ -7,10 +7,13 @@ text embeddings, hidden-state distillation from the text teacher, reading (the t
 the transcript given as text, written back), and text continuation. Setting a weight to 0 switches
 that loss off (and skips its compute), which is how the ablation runs.
 
-The first ``hear_steps`` steps train CTC alone: the encoder, projector and embedding matrix learn
-to recognise words before the LLM-side losses start. Measured from the same checkpoint (2 CPU
-cores, 120 steps): CTC alone lowered the held-out CTC loss 3.20 -> 3.06 at 2.4 s a step, all five
-losses moved it 3.20 -> 3.27 at 4.9 s a step (README, "The pretrained stand-in").
+Training may come in three stages. The first ``read_steps`` train the text losses alone (``read``
+and ``continuation``; the audio encoder does not run): the LLM learns to read its input before it
+is asked to read audio like text. The next ``hear_steps`` train CTC alone: the encoder, projector
+and embedding matrix learn to recognise words before the LLM-side losses start. Measured from the
+same checkpoint (2 CPU cores, 120 steps): CTC alone lowered the held-out CTC loss 3.20 -> 3.06 at
+2.4 s a step, all five losses moved it 3.20 -> 3.27 at 4.9 s a step (README, "The pretrained
+stand-in").
 """
 
 from __future__ import annotations
@@ -67,13 +70,16 @@ class TinyPretrainModule(L.LightningModule):
         min_lr_ratio: float = 0.1,
         weights: LossWeights | dict | None = None,
         hear_steps: int = 0,
+        read_steps: int = 0,
     ):
         super().__init__()
         weights = LossWeights(**weights) if isinstance(weights, dict) else weights or LossWeights()
         self.save_hyperparameters({**locals(), "weights": asdict(weights)}, ignore=["self", "__class__"])
         if hear_steps and not weights.ctc:
             raise ValueError("hear_steps trains the CTC loss alone; it needs a CTC weight above 0")
-        self.weights, self.hear_steps = weights, hear_steps
+        if read_steps and not weights.read:
+            raise ValueError("read_steps trains the text losses alone; it needs a read weight above 0")
+        self.weights, self.hear_steps, self.read_steps = weights, hear_steps, read_steps
         self.lr, self.weight_decay, self.warmup_steps = lr, weight_decay, warmup_steps
         self.max_steps, self.min_lr_ratio = max_steps, min_lr_ratio
         self.backbone_path = resolve_backbone(backbone)
@@ -99,15 +105,22 @@ class TinyPretrainModule(L.LightningModule):
         return scatter_audio(embeds, ids, torch.cat(clips), self.model.config.audio_token_id)
 
     def weights_at(self, step: int) -> LossWeights:
-        """The loss weights in effect at ``step``: CTC alone during the first ``hear_steps``."""
-        if step < self.hear_steps:
-            return LossWeights(**{**dict.fromkeys(asdict(self.weights), 0.0), "ctc": self.weights.ctc})
+        """The loss weights in effect at ``step``: the text losses alone during the first
+        ``read_steps``, CTC alone during the next ``hear_steps``, then all of the run's."""
+        off = dict.fromkeys(asdict(self.weights), 0.0)
+        if step < self.read_steps:
+            return LossWeights(
+                **{**off, "read": self.weights.read, "continuation": self.weights.continuation}
+            )
+        if step < self.read_steps + self.hear_steps:
+            return LossWeights(**{**off, "ctc": self.weights.ctc})
         return self.weights
 
     def losses(self, batch: dict, weights: LossWeights | None = None) -> dict[str, torch.Tensor]:
         """Every loss switched on in ``weights`` (default: all of the run's), unweighted."""
         w, lm = weights or self.weights, self.model.model.language_model
-        clips = self.audio_clips(batch)
+        hears = w.asr or w.distill or w.ctc or w.align
+        clips = self.audio_clips(batch) if hears else []
         targets = [list(t) for t in batch["ctc_targets"]]
         out: dict[str, torch.Tensor] = {}
         if w.asr or w.distill:

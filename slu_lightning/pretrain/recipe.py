@@ -52,6 +52,8 @@ class PretrainSettings:
     warmup_steps: int = 300
     hear_steps: int = 8_000
     """Steps of CTC alone before the other losses join (``TinyPretrainModule``)."""
+    read_steps: int = 0
+    """Steps of the text losses alone (``read``, ``continuation``) before the hearing stage."""
     weights: LossWeights = field(default_factory=LossWeights)
 
     def to_json(self) -> dict:
@@ -88,6 +90,7 @@ def pretrain_tiny(
         max_steps=settings.steps,
         weights=settings.weights,
         hear_steps=settings.hear_steps,
+        read_steps=settings.read_steps,
     )
     data = PretrainDataModule(
         module.collator,
@@ -181,8 +184,9 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
     new, changed = settings.to_json(), []
     if saved.is_file():
         previous = json.loads(saved.read_text(encoding="utf-8"))
-        # a loss added to the recipe after the run started was off in it
+        # a loss or stage added to the recipe after the run started was off in it
         previous["weights"] = {**dict.fromkeys(new["weights"], 0.0), **previous["weights"]}
+        previous.setdefault("read_steps", 0)
         changed = sorted(k for k in new if previous.get(k) != new[k])
         if changed:  # only then is the checkpoint's step needed
             step = _saved_step(last)
@@ -207,12 +211,16 @@ def _saved_step(last: Path) -> int:
 
 def _not_yet_in_effect(previous: dict, new: dict, step: int) -> bool:
     """Whether the changes from ``previous`` to ``new`` settings have not yet acted at ``step``: only
-    the hearing stage's length and the non-CTC weights changed, and both stages last past ``step``."""
+    the hearing stage's length and the non-CTC weights changed, there is no reading stage (its
+    losses act from step 0), and both hearing stages last past ``step``."""
     same_else = {k: v for k, v in previous.items() if k not in ("hear_steps", "weights")} == {
         k: v for k, v in new.items() if k not in ("hear_steps", "weights")
     }
     same_ctc = previous["weights"]["ctc"] == new["weights"]["ctc"]
-    return same_else and same_ctc and step < min(previous.get("hear_steps", 0), new["hear_steps"])
+    no_reading = new["read_steps"] == 0
+    return (
+        same_else and same_ctc and no_reading and step < min(previous.get("hear_steps", 0), new["hear_steps"])
+    )
 
 
 def add_wall_time(run_dir: Path, seconds: float) -> None:
@@ -270,6 +278,15 @@ def machine_name() -> str:
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def stage_plan(settings: dict) -> str:
+    """The stages before all losses train, as the model card words them."""
+    read, hear = settings.get("read_steps", 0), settings.get("hear_steps", 0)
+    stages = [f"read and continuation alone for the first {read} steps"] if read else []
+    if hear:
+        stages.append(f"CTC alone for the {'next' if read else 'first'} {hear} steps")
+    return "".join(f", {stage}" for stage in stages)
+
+
 def model_card(record: dict) -> str:
     """The README of a pretrained stand-in: how it was made and what it reaches."""
     s = record["settings"]
@@ -288,8 +305,7 @@ def model_card(record: dict) -> str:
         f"    {command_line(s)}\n\n"
         f"- steps: {record['steps_done']} of the {s['steps']} planned, at batch {s['batch_size']}, "
         f"lr {s['lr']}, seed {s['seed']}\n"
-        f"- losses (weights): {json.dumps(s['weights'])}, CTC alone for the first "
-        f"{s.get('hear_steps', 0)} steps\n"
+        f"- losses (weights): {json.dumps(s['weights'])}{stage_plan(s)}\n"
         f"- data: ASR corpus `{s['corpus_size']}` ({record['corpus']['sizes']} clips per locale and split, "
         f"locales {', '.join(record['corpus']['locales'])}); pretrain voices only\n"
         f"- training wall time {record['wall_time_seconds'] / 3600:.2f} h: {_by_machine(record)}; "

@@ -113,3 +113,19 @@ def test_the_hearing_stage_trains_ctc_alone_then_every_loss_joins(tiny_backbone,
     assert llm.grad is None and module.embeddings.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="CTC weight"):
         TinyPretrainModule(backbone=str(tiny_backbone), hear_steps=5, weights=dict(ALL_OFF, asr=1.0))
+
+
+def test_the_reading_stage_trains_the_text_losses_alone_without_the_encoder(tiny_backbone, batch):
+    weights = LossWeights(read=1.0)
+    module = TinyPretrainModule(backbone=str(tiny_backbone), weights=weights, read_steps=3, hear_steps=2)
+    reading = LossWeights(**dict(ALL_OFF, read=1.0, continuation=weights.continuation))
+    assert [module.weights_at(step) for step in (0, 2)] == [reading, reading]
+    assert module.weights_at(3) == module.weights_at(4) == LossWeights(**dict(ALL_OFF, ctc=weights.ctc))
+    assert module.weights_at(5) == weights
+    assert set(module.losses(batch, module.weights_at(0))) == {"read", "continuation"}
+    module.training_step(batch, 0).backward()  # global step 0: reading
+    encoder = module.model.model.audio_tower.layers[0].fc1.weight
+    llm = module.model.model.language_model.layers[0].mlp.up_proj.weight
+    assert encoder.grad is None and llm.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="read weight"):
+        TinyPretrainModule(backbone=str(tiny_backbone), read_steps=3)

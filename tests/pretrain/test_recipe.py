@@ -12,6 +12,7 @@ from slu_lightning.pretrain.recipe import (
     command_line,
     machine_name,
     model_card,
+    stage_plan,
 )
 
 SMALL = [  # fmt: skip
@@ -108,6 +109,29 @@ def test_settings_not_yet_in_effect_may_change_during_the_hearing_stage(tmp_path
         assert "other settings" in capsys.readouterr().err
 
 
+def test_a_run_started_before_a_loss_or_stage_existed_resumes_with_them_off(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        *SMALL,
+        "--steps",
+        "2",
+        "--run-dir",
+        str(run_dir),
+        "--eval-clips",
+        "4",
+        "--max-minutes",
+        "0.00001",
+    ]
+    cli(["pretrain-tiny", *args])  # stops at step 1
+    saved = json.loads((run_dir / "settings.json").read_text())
+    del saved["read_steps"], saved["weights"]["read"]  # as written before they existed
+    (run_dir / "settings.json").write_text(json.dumps(saved))
+    cli(["pretrain-tiny", *args])  # the hearing stage (2 steps) is over: any real change is refused
+    assert last_step(run_dir) == 2
+    with pytest.raises(SystemExit):
+        cli(["pretrain-tiny", *args, "--read-weight", "1.0"])
+
+
 def test_validation_reports_the_ctc_word_and_character_error_rates(run):
     root, *_ = run
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -129,6 +153,12 @@ def test_settings_name_the_command_that_reproduces_them():
     settings = PretrainSettings(steps=100, lr=1e-3, weights=LossWeights(distill=0.0))
     assert command_line(settings.to_json()) == (
         "slu-lightning pretrain-tiny --steps 100 --lr 0.001 --distill-weight 0.0"
+    )
+    reading = PretrainSettings(read_steps=50, weights=LossWeights(read=1.0)).to_json()
+    assert command_line(reading) == "slu-lightning pretrain-tiny --read-steps 50 --read-weight 1.0"
+    assert (
+        stage_plan(reading)
+        == ", read and continuation alone for the first 50 steps, CTC alone for the next 8000 steps"
     )
 
 
