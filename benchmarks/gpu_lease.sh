@@ -16,13 +16,16 @@
 # tensorboard/ and checkpoints/last.ckpt, or checkpoints/lease.ckpt where last.ckpt with the
 # wheels would pass the 64 MiB limit (`python -m benchmarks.lease_checkpoint pack RUN_DIR`).
 # Session 4 ran BENCH="--steps 6" with two arms: logs/pretrain/tiny (8 workers, default flags)
-# and logs/pretrain/gpu-b96 (6 workers, the flags below).
+# and logs/pretrain/gpu-b96 (6 workers, --batch-size 96 --lr 0.003 --steps 6000 --hear-steps 2400).
+# The default arm now gives gpu-b96's ear a reading LLM (README, "what limits it now"): carry
+# logs/pretrain/gpu-b96/backbone (11 MB), the exported weights it starts from.
 set -u
 start=$(date +%s)
 OUT=${OUT:-/tmp/gpu-lease-out}
 BUDGET=${BUDGET:-565}          # seconds this script may take in all
 SIZE=${SIZE:-large}
-ARMS=${ARMS:-logs/pretrain/gpu-b96 14 --batch-size 96 --lr 0.003 --steps 6000 --hear-steps 2400}
+ARMS=${ARMS:-logs/pretrain/b96-read 14 --backbone logs/pretrain/gpu-b96/backbone --batch-size 96 \
+--lr 0.003 --read-weight 1 --read-steps 3000 --hear-steps 0 --steps 9000}
 BENCH=${BENCH:-}
 LOGS=/tmp/gpu-lease-logs
 mkdir -p "$OUT" "$LOGS"
