@@ -22,7 +22,8 @@ from slu_lightning.atomic import atomic_write_text
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.readers.manifest import read_manifest, write_manifest
 from slu_lightning.data.records import SLUExample
-from slu_lightning.pretrain.asr_eval import READOUTS, corpus_wer, transcribe
+from slu_lightning.evaluation.error_rates import corpus_wer
+from slu_lightning.pretrain.asr_eval import READOUTS, transcribe
 
 log = logging.getLogger(__name__)
 EMPTY = "(nothing recognised)"

@@ -1,7 +1,7 @@
-"""Word error rate of a stand-in backbone, read out two ways: greedy CTC over the audio vectors, and
-the LLM decoder prompted to transcribe. Evaluated on held-out voices, on general sentences (the ASR
-corpus's ``heldout`` split) and on sentences phrased like the SLU domain (the demo corpus's test
-split: templates and voices never used in pretraining)."""
+"""Word and character error rates of a stand-in backbone, read out two ways: greedy CTC over the audio
+vectors, and the LLM decoder prompted to transcribe. Evaluated on held-out voices, on general
+sentences (the ASR corpus's ``heldout`` split) and on sentences phrased like the SLU domain (the
+demo corpus's test split: templates and voices never used in pretraining)."""
 
 from __future__ import annotations
 
@@ -11,38 +11,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from slu_lightning.data.asr_corpus import normalise
 from slu_lightning.data.collate import pad_rows
 from slu_lightning.data.datamodules import SLUDataset
 from slu_lightning.data.demo_corpus import Size, default_demo_dir, make_demo_corpus
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
-from slu_lightning.evaluation.distance import edit_distance, jiwer_words
+from slu_lightning.evaluation.error_rates import corpus_cer, corpus_wer
 from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.module import TinyPretrainModule
 
 READOUTS = ("ctc", "decoder")
-
-
-def corpus_wer(references: list[str], hypotheses: list[str]) -> float:
-    """Word errors summed over all sentences divided by all reference words (after ``normalise``)."""
-    return _pooled_error_rate(references, hypotheses, lambda text: jiwer_words(normalise(text)))
-
-
-def corpus_cer(references: list[str], hypotheses: list[str]) -> float:
-    """Character errors (spaces included) over all reference characters (after ``normalise``): what
-    the word error rate hides when a model hears the sounds but misspells or mis-splits words."""
-    return _pooled_error_rate(references, hypotheses, lambda text: " ".join(jiwer_words(normalise(text))))
-
-
-def _pooled_error_rate(references: list[str], hypotheses: list[str], units) -> float:
-    errors = total = 0
-    for reference, hypothesis in zip(references, hypotheses, strict=True):
-        ref = units(reference)
-        errors += edit_distance(ref, units(hypothesis))
-        total += len(ref)
-    return errors / max(total, 1)
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import lightning as L
 import torch
 
-from slu_lightning.evaluation.distance import edit_distance, jiwer_words
+from slu_lightning.evaluation.error_rates import error_counts
 from slu_lightning.model.audio_encoder import audio_token_count, encode_audio, scatter_audio
 from slu_lightning.model.backbone import load_model, load_processor, resolve_backbone
 from slu_lightning.model.module import answer_cross_entropy
@@ -183,11 +183,8 @@ class TinyPretrainModule(L.LightningModule):
         gain = self.reading_loss(references, others) - self.reading_loss(references, references)
         self.log("val/input_gain", gain, batch_size=len(references))
         hypotheses = self.ctc_transcripts(batch)
-        for unit, split in (("wer", jiwer_words), ("cer", lambda text: " ".join(jiwer_words(text)))):
-            errors = sum(
-                edit_distance(split(r), split(h)) for r, h in zip(references, hypotheses, strict=True)
-            )
-            total = sum(len(split(reference)) for reference in references)
+        for unit in ("wer", "cer"):
+            errors, total = error_counts(references, hypotheses, unit)
             self.log(f"val/ctc_{unit}", errors / total, batch_size=total, prog_bar=unit == "wer")
 
     @torch.no_grad()
