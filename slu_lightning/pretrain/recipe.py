@@ -33,6 +33,10 @@ from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
 log = logging.getLogger(__name__)
 
 
+ADDED_LATER = {"read_steps": 0, "fresh_llm": False}
+"""Settings added to the recipe after runs had started, as those runs had them."""
+
+
 class PretrainError(ValueError):
     """A pretraining run cannot go on as asked; the message says why."""
 
@@ -54,6 +58,9 @@ class PretrainSettings:
     """Steps of CTC alone before the other losses join (``TinyPretrainModule``)."""
     read_steps: int = 0
     """Steps of the text losses alone (``read``, ``continuation``) before the hearing stage."""
+    fresh_llm: bool = False
+    """Start the LLM's transformer layers afresh, keeping the backbone's audio side and token
+    embeddings (``reinitialise_llm_layers``); pair it with a reading stage."""
     weights: LossWeights = field(default_factory=LossWeights)
 
     def to_json(self) -> dict:
@@ -91,6 +98,7 @@ def pretrain_tiny(
         weights=settings.weights,
         hear_steps=settings.hear_steps,
         read_steps=settings.read_steps,
+        fresh_llm=settings.fresh_llm,
     )
     data = PretrainDataModule(
         module.collator,
@@ -186,7 +194,7 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
         previous = json.loads(saved.read_text(encoding="utf-8"))
         # a loss or stage added to the recipe after the run started was off in it
         previous["weights"] = {**dict.fromkeys(new["weights"], 0.0), **previous["weights"]}
-        previous.setdefault("read_steps", 0)
+        previous = {**ADDED_LATER, **previous}
         changed = sorted(k for k in new if previous.get(k) != new[k])
         if changed:  # only then is the checkpoint's step needed
             step = _saved_step(last)
@@ -281,7 +289,11 @@ def machine_name() -> str:
 def stage_plan(settings: dict) -> str:
     """The stages before all losses train, as the model card words them."""
     read, hear = settings.get("read_steps", 0), settings.get("hear_steps", 0)
-    stages = [f"read and continuation alone for the first {read} steps"] if read else []
+    stages = []
+    if settings.get("fresh_llm"):
+        stages.append("new LLM layers on the backbone's audio side and token embeddings")
+    if read:
+        stages.append(f"read and continuation alone for the first {read} steps")
     if hear:
         stages.append(f"CTC alone for the {'next' if read else 'first'} {hear} steps")
     return "".join(f", {stage}" for stage in stages)
@@ -325,7 +337,7 @@ def _by_machine(record: dict) -> str:
 def command_line(settings: dict) -> str:
     defaults = PretrainSettings().to_json()
     flags = [
-        f"--{key.replace('_', '-')} {value}"
+        f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
         for key, value in settings.items()
         if key != "weights" and value != defaults[key]
     ]
@@ -341,12 +353,11 @@ def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="slu-lightning pretrain-tiny", description=__doc__.split("\n")[0])
     defaults = PretrainSettings()
     for f in fields(PretrainSettings):
-        if f.name != "weights":
-            parser.add_argument(
-                f"--{f.name.replace('_', '-')}",
-                type=type(getattr(defaults, f.name)),
-                default=getattr(defaults, f.name),
-            )
+        default, flag = getattr(defaults, f.name), f"--{f.name.replace('_', '-')}"
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true")
+        elif f.name != "weights":
+            parser.add_argument(flag, type=type(default), default=default)
     for name, value in asdict(defaults.weights).items():
         parser.add_argument(f"--{name}-weight", type=float, default=value, help="0 switches the loss off")
     parser.add_argument(

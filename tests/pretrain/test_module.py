@@ -97,6 +97,22 @@ def test_reading_makes_the_llm_use_its_input(tiny_backbone, batch):
     assert listener_gain < 0.5 * (reader.reading_loss(texts, others) - reader.reading_loss(texts, texts))
 
 
+def test_fresh_llm_layers_keep_the_audio_side_and_the_token_embeddings(tiny_backbone):
+    def fresh(seed: int) -> dict[str, torch.Tensor]:
+        torch.manual_seed(seed)
+        return TinyPretrainModule(backbone=str(tiny_backbone), fresh_llm=True).model.state_dict()
+
+    trained = TinyPretrainModule(backbone=str(tiny_backbone)).model.state_dict()
+    new, again, other = fresh(0), fresh(0), fresh(1)
+    kept = [name for name in trained if torch.equal(trained[name], new[name])]
+    redrawn = [name for name in trained if "language_model.layers" in name and name.endswith("proj.weight")]
+    assert "model.language_model.embed_tokens.weight" in kept and "lm_head.weight" in kept
+    assert all(name in kept for name in trained if "audio_tower" in name or "projector" in name)
+    assert redrawn and not any(name in kept for name in redrawn)
+    assert all(torch.equal(new[name], again[name]) for name in new)  # the seed decides the new layers
+    assert not torch.equal(new[redrawn[0]], other[redrawn[0]])
+
+
 def test_learning_rate_warms_up_then_decays_to_its_floor(tiny_backbone):
     module = TinyPretrainModule(backbone=str(tiny_backbone), warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
     factors = [module.lr_factor(step) for step in (0, 9, 10, 60, 110, 500)]

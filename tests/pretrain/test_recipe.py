@@ -93,6 +93,9 @@ def test_a_run_folder_refuses_other_settings(run, capsys):
     with pytest.raises(SystemExit):
         cli(["pretrain-tiny", *args, "--lr", "0.01"])
     assert "other settings (lr differ)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["pretrain-tiny", *args, "--fresh-llm"])
+    assert "other settings (fresh_llm differ)" in capsys.readouterr().err
 
 
 def test_settings_not_yet_in_effect_may_change_during_the_hearing_stage(tmp_path, capsys):
@@ -124,7 +127,7 @@ def test_a_run_started_before_a_loss_or_stage_existed_resumes_with_them_off(tmp_
     ]
     cli(["pretrain-tiny", *args])  # stops at step 1
     saved = json.loads((run_dir / "settings.json").read_text())
-    del saved["read_steps"], saved["weights"]["read"]  # as written before they existed
+    del saved["read_steps"], saved["fresh_llm"], saved["weights"]["read"]  # as written before they existed
     (run_dir / "settings.json").write_text(json.dumps(saved))
     cli(["pretrain-tiny", *args])  # the hearing stage (2 steps) is over: any real change is refused
     assert last_step(run_dir) == 2
@@ -159,6 +162,14 @@ def test_settings_name_the_command_that_reproduces_them():
     assert (
         stage_plan(reading)
         == ", read and continuation alone for the first 50 steps, CTC alone for the next 8000 steps"
+    )
+    fresh = PretrainSettings(fresh_llm=True, read_steps=50, hear_steps=0, weights=LossWeights(read=1.0))
+    assert command_line(fresh.to_json()) == (
+        "slu-lightning pretrain-tiny --hear-steps 0 --read-steps 50 --fresh-llm --read-weight 1.0"
+    )
+    assert stage_plan(fresh.to_json()) == (
+        ", new LLM layers on the backbone's audio side and token embeddings,"
+        " read and continuation alone for the first 50 steps"
     )
 
 
