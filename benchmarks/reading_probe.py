@@ -19,18 +19,7 @@ import torch
 
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.data.readers.manifest import read_manifest
-from slu_lightning.pretrain.batches import training_form
 from slu_lightning.pretrain.module import TinyPretrainModule
-
-
-def read_loss(module: TinyPretrainModule, transcripts: list[str], inputs: list[str]) -> torch.Tensor:
-    """Cross-entropy of ``transcripts`` written back from text prompts holding ``inputs`` (with grad)."""
-    collator = module.collator
-    prompts = [collator.teacher_prompt(text) for text in inputs]
-    rows = training_form("read", prompts, [collator.answer(t) for t in transcripts], collator.pad_id)
-    llm = module.model.model.language_model
-    hidden = llm(input_ids=rows["read_ids"], attention_mask=rows["read_mask"]).last_hidden_state
-    return module.answer_loss(hidden, rows["read_labels"])
 
 
 def run_arm(args: argparse.Namespace, fresh_llm: bool, train: list[str], held: list[str]) -> None:
@@ -42,7 +31,7 @@ def run_arm(args: argparse.Namespace, fresh_llm: bool, train: list[str], held: l
     for step in range(args.steps + 1):
         if step % args.every == 0:
             with torch.no_grad():
-                own, other = read_loss(module, held, held).item(), read_loss(module, held, others).item()
+                own, other = module.reading_loss(held, held).item(), module.reading_loss(held, others).item()
             print(
                 f"{'new layers' if fresh_llm else 'as trained':>10} step {step:>5}: read {own:.3f}, "
                 f"behind another sentence {other:.3f}, gain {other - own:.3f} "
@@ -50,7 +39,7 @@ def run_arm(args: argparse.Namespace, fresh_llm: bool, train: list[str], held: l
                 flush=True,
             )
         batch = train[step * args.batch_size % len(train) :][: args.batch_size]
-        loss = read_loss(module, batch, batch)
+        loss = module.reading_loss(batch, batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -194,7 +194,6 @@ class TinyPretrainModule(L.LightningModule):
             errors, total = error_counts(references, hypotheses, unit)
             self.log(f"val/ctc_{unit}", errors / total, batch_size=total, prog_bar=unit == "wer")
 
-    @torch.no_grad()
     def reading_loss(self, transcripts: list[str], inputs: list[str]) -> torch.Tensor:
         """Cross-entropy of ``transcripts`` when the text prompt holds ``inputs``. With each
         transcript's own text it is the ``read`` loss; with another one's, the rise over that shows
