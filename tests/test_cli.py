@@ -200,9 +200,10 @@ def test_a_missing_backbone_gets_one_clear_message(trained, capsys):
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda path: str(path.relative_to(path.parents[1])))
 def test_every_shipped_config_parses_against_the_code(config, capsys):
-    """Trainer fragments are composed after a paper config, as their comments say."""
-    base = ["--config", str(CONFIGS[0].parents[1] / "paper" / "slurp_curriculum.yaml")]
-    args = (base if config.parent.name == "trainer" else []) + ["--config", str(config)]
+    """Fragments are composed after a full config, as their comments say."""
+    bases = {"trainer": "paper/slurp_curriculum.yaml", "backbones": "demo/text_only.yaml"}
+    base = bases.get(config.parent.name)
+    args = (["--config", str(config.parents[1] / base)] if base else []) + ["--config", str(config)]
     assert exit_code(["fit", *args, "--print_config"]) == 0
     assert "class_path" in capsys.readouterr().out
 
