@@ -210,3 +210,26 @@ def test_slot_values_do_not_depend_on_the_python_hash_seed():
         for seed in ("1", "2")
     }
     assert len(outputs) == 1
+
+
+def test_every_demo_config_decodes_long_enough_for_every_demo_answer(examples):
+    """A budget below an answer's length cuts its JSON short, and the cut is scored invalid."""
+    import yaml
+
+    from slu_lightning.model.backbone import load_processor
+    from slu_lightning.model.tiny import ensure_tiny_backbone
+    from slu_lightning.task import END_OF_TURN, target_for
+
+    tokenizer = load_processor(ensure_tiny_backbone("tiny")).tokenizer
+    answers = [target_for(example) + END_OF_TURN for split in SPLITS for example in examples[split]]
+    longest = max(len(tokenizer(answer, add_special_tokens=False)["input_ids"]) for answer in answers)
+    configs = Path(__file__).parents[2].glob("configs/demo/*.yaml")
+    budgets = {
+        config.name: yaml.safe_load(config.read_text())["model"]["init_args"]["generation"]["max_new_tokens"]
+        for config in configs
+        if "model" in yaml.safe_load(config.read_text())
+    }
+    assert budgets and longest > 64 and all(budget >= longest for budget in budgets.values()), (
+        longest,
+        budgets,
+    )
