@@ -223,11 +223,14 @@ def test_every_demo_config_decodes_long_enough_for_every_demo_answer(examples):
     tokenizer = load_processor(ensure_tiny_backbone("tiny")).tokenizer
     answers = [target_for(example) + END_OF_TURN for split in SPLITS for example in examples[split]]
     longest = max(len(tokenizer(answer, add_special_tokens=False)["input_ids"]) for answer in answers)
-    configs = Path(__file__).parents[2].glob("configs/demo/*.yaml")
+    configs = {
+        path.name: yaml.safe_load(path.read_text())
+        for path in Path(__file__).parents[2].glob("configs/demo/*.yaml")
+    }
     budgets = {
-        config.name: yaml.safe_load(config.read_text())["model"]["init_args"]["generation"]["max_new_tokens"]
-        for config in configs
-        if "model" in yaml.safe_load(config.read_text())
+        name: config["model"]["init_args"]["generation"]["max_new_tokens"]
+        for name, config in configs.items()
+        if "model" in config  # the sweep grid has none
     }
     assert budgets and longest > 64 and all(budget >= longest for budget in budgets.values()), (
         longest,
