@@ -6,6 +6,10 @@ image lacks (24 MB) fits the limit. The weights stay float32. The moments come b
 holding bfloat16's 8 significant bits (relative error at most 0.4 %), far inside their own
 step-to-step noise; the resumed run is otherwise the same.
 
+A run started from an exported backbone (``--backbone DIR``) reloads DIR on resume before the
+checkpoint replaces every weight. Where DIR's 11 MB of weights would pass the limit, carry DIR
+without ``model.safetensors``: ``unpack`` writes it there from the checkpoint's own weights.
+
     python -m benchmarks.lease_checkpoint pack RUN_DIR      # checkpoints/last.ckpt -> lease.ckpt
     python -m benchmarks.lease_checkpoint unpack RUN_DIR    # checkpoints/lease.ckpt -> last.ckpt
 """
@@ -13,6 +17,7 @@ step-to-step noise; the resumed run is otherwise the same.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import torch
@@ -39,6 +44,24 @@ def convert(source: Path, target: Path, dtype: torch.dtype) -> None:
     print(" -> ".join(sizes))
 
 
+def restore_backbone_weights(run_dir: Path, checkpoint: Path) -> None:
+    """Give the run's backbone folder weights if it was carried without them (see above).
+
+    The weights written are the checkpoint's, not the backbone's original ones: the resumed run
+    loads them only to replace them with the same checkpoint, so only their names and shapes matter.
+    """
+    from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
+
+    backbone = Path(json.loads((run_dir / "settings.json").read_text(encoding="utf-8"))["backbone"])
+    if not (backbone / "config.json").is_file() or (backbone / "model.safetensors").is_file():
+        return  # a named backbone ("tiny"), or one carried whole
+    model = Qwen2AudioForConditionalGeneration(Qwen2AudioConfig.from_pretrained(backbone))
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    model.load_state_dict({name.removeprefix("model."): tensor for name, tensor in state.items()})
+    model.half().save_pretrained(backbone)
+    print(f"{backbone}/model.safetensors written from {checkpoint}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=("pack", "unpack"))
@@ -49,6 +72,7 @@ def main() -> None:
         convert(folder / "last.ckpt", folder / "lease.ckpt", torch.bfloat16)
     else:
         convert(folder / "lease.ckpt", folder / "last.ckpt", torch.float32)
+        restore_backbone_weights(args.run_dir, folder / "last.ckpt")
 
 
 if __name__ == "__main__":
