@@ -1,6 +1,9 @@
+import json
+import shutil
+
 import torch
 
-from benchmarks.lease_checkpoint import convert_moments
+from benchmarks.lease_checkpoint import convert_moments, restore_backbone_weights
 
 
 def test_packed_moments_come_back_as_float32_within_bfloat16_precision():
@@ -19,3 +22,28 @@ def test_packed_moments_come_back_as_float32_within_bfloat16_precision():
             assert unpacked[key][name].dtype == torch.float32
             torch.testing.assert_close(unpacked[key][name], state[name], rtol=2**-8, atol=0)
         assert torch.equal(unpacked[key]["step"], state["step"])
+
+
+def test_unpack_gives_a_backbone_carried_without_weights_the_checkpoints_own(tiny_backbone, tmp_path):
+    from slu_lightning.model.backbone import load_model
+
+    backbone = tmp_path / "backbone"
+    shutil.copytree(tiny_backbone, backbone, ignore=shutil.ignore_patterns("*.safetensors"))
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "settings.json").write_text(json.dumps({"backbone": str(backbone)}))
+    torch.manual_seed(0)
+    original = load_model(tiny_backbone).state_dict()
+    trained = {f"model.{k}": v + torch.randn_like(v) for k, v in original.items()}
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    torch.save({"state_dict": trained}, checkpoint)
+
+    restore_backbone_weights(run, checkpoint)
+
+    restored = load_model(backbone).state_dict()
+    assert restored.keys() == {k.removeprefix("model.") for k in trained}
+    for name, tensor in restored.items():  # stored in float16, like an export
+        torch.testing.assert_close(tensor, trained[f"model.{name}"].half().float())
+    before = (backbone / "model.safetensors").stat().st_mtime_ns
+    restore_backbone_weights(run, checkpoint)  # a backbone carried whole is left alone
+    assert (backbone / "model.safetensors").stat().st_mtime_ns == before
