@@ -25,6 +25,8 @@ import torch
 
 from slu_lightning.atomic import atomic_write_dir, atomic_write_text
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
+from slu_lightning.model.backbone import resolve_backbone
+from slu_lightning.model.tiny import TINY_PRESETS
 from slu_lightning.preemption import PreemptionCallback, save_last_checkpoint
 from slu_lightning.pretrain.asr_eval import READOUTS, evaluation_sets, measure_error_rates
 from slu_lightning.pretrain.data import PretrainDataModule
@@ -272,11 +274,28 @@ def export_backbone(
             "wall_time_by_hardware": wall.get("by_hardware", {}),
             "hardware": machine_name(),
             "corpus": json.loads((corpus / "corpus.json").read_text())["config"],
+            "lineage": backbone_lineage(settings.backbone),
         }
         (tmp / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(model_card(record), encoding="utf-8")
 
     return atomic_write_dir(out, write)
+
+
+def backbone_lineage(backbone: str) -> list[dict]:
+    """The pretrain-tiny runs that made ``backbone``, oldest first: to reproduce a backbone trained
+    in stages, run each command in turn, each on the export of the one before (empty for a preset
+    or a model that pretrain-tiny did not write)."""
+    record = resolve_backbone(backbone) / "pretraining.json"
+    if backbone in TINY_PRESETS or not record.is_file():
+        return []
+    made = json.loads(record.read_text(encoding="utf-8"))
+    stage = {
+        "backbone": backbone,
+        "command": command_line(made["settings"]),
+        "steps_done": made["steps_done"],
+    }
+    return [*made.get("lineage", []), stage]
 
 
 def machine_name() -> str:
@@ -313,7 +332,7 @@ def model_card(record: dict) -> str:
         "A Qwen2-Audio-architecture model small enough for a CPU, pretrained by slu-lightning on\n"
         "speech recognition of synthesised (eSpeak NG) general sentences and text continuation, never\n"
         "on SLU data, so that the study's text-to-speech transfer can be asked of it.\n\n"
-        "Reproduce:\n\n"
+        f"Reproduce{_earlier_stages(record)}:\n\n"
         f"    {command_line(s)}\n\n"
         f"- steps: {record['steps_done']} of the {s['steps']} planned, at batch {s['batch_size']}, "
         f"lr {s['lr']}, seed {s['seed']}\n"
@@ -327,6 +346,16 @@ def model_card(record: dict) -> str:
         "| set | CTC read-out WER | CTC read-out CER | decoder WER | decoder CER |\n|---|---|---|---|---|\n"
         f"{rows}\n"
     )
+
+
+def _earlier_stages(record: dict) -> str:
+    """The lineage's commands, as the card's lead-in to this run's own command."""
+    stages = "".join(
+        f"\n    # stopped at step {stage['steps_done']} and exported (--export-unfinished)"
+        f"\n    {stage['command']} --out {stage['backbone']}"
+        for stage in record.get("lineage", [])
+    )
+    return f" (each stage from the export of the one before):\n{stages}\n\nthen" if stages else ""
 
 
 def _by_machine(record: dict) -> str:

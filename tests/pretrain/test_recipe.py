@@ -9,6 +9,7 @@ from slu_lightning.pretrain.module import LossWeights
 from slu_lightning.pretrain.recipe import (
     PretrainSettings,
     add_wall_time,
+    backbone_lineage,
     command_line,
     machine_name,
     model_card,
@@ -62,6 +63,23 @@ def test_pretraining_writes_a_backbone_that_loads_like_any_other(run):
         assert all(0 <= rate[unit] for rate in rates.values() for unit in ("wer", "cer"))
     card = (backbone / "README.md").read_text()
     assert command_line(record["settings"]) in card and "slu-lightning pretrain-tiny" in card
+
+
+def test_a_backbone_pretrained_in_stages_names_every_command_that_made_it(run):
+    root, *_ = run
+    first = json.loads((root / "six" / "pretraining.json").read_text())
+    assert first["lineage"] == []  # started from a preset
+    lineage = backbone_lineage(str(root / "six"))
+    assert lineage == [
+        {"backbone": str(root / "six"), "command": command_line(first["settings"]), "steps_done": 6}
+    ]
+    card = model_card(
+        {**first, "settings": {**first["settings"], "backbone": str(root / "six")}, "lineage": lineage}
+    )
+    earlier, this = card.split("then:")
+    assert f"{command_line(first['settings'])} --out {root / 'six'}" in earlier
+    assert "stopped at step 6" in earlier
+    assert f"--backbone {root / 'six'}" in this
 
 
 def test_the_exported_weights_are_the_trained_ones(run, tiny_backbone):
