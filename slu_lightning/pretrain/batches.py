@@ -1,7 +1,8 @@
 """Pretraining batches: each transcribed clip gives three sequences.
 
-- student: ``<chat head> Utterance: <audio> <tail>`` + answer (the transcript), trained with
-  cross-entropy on the answer (speech recognition through the LLM decoder);
+- student: ``<chat head> Utterance: <audio> <tail>`` + answer, trained with cross-entropy on the
+  answer: the transcript (speech recognition through the LLM decoder), or with ``AUDIO_TASKS``
+  another instruction's answer about the utterance;
 - teacher: the same with the transcript as text in place of the audio, run without gradient;
   its hidden states after the input are what the student's must match (distillation);
 - continuation: the first words of the sentence as text, answered with the rest (keeps the LLM a
@@ -15,7 +16,10 @@ appears where SLU fine-tuning will show it; no SLU instruction or label is seen 
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -23,50 +27,102 @@ from slu_lightning.data.collate import IGNORE_INDEX, BatchExamples, SLUItem, pad
 from slu_lightning.model.audio_encoder import audio_token_count
 from slu_lightning.task import AUDIO_PLACEHOLDER, END_OF_TURN, PromptTemplate
 
-TRANSCRIBE = PromptTemplate(instruction="{input}\nWrite down this utterance word for word.")
 CONTINUE = PromptTemplate(instruction="{input}\nContinue this text.", text_input="Text: {transcript}")
 _SLOT = "\x00"
 
 
-class PretrainCollator:
-    """Builds student, teacher and continuation sequences (right-padded) for a list of clips."""
+@dataclass(frozen=True)
+class AudioTask:
+    """An instruction about an utterance, asked of the clip (student) and of its transcript (teacher),
+    and the answer computed from the transcript."""
 
-    def __init__(self, tokenizer):
+    instruction: str
+    answer: Callable[[str], str]
+
+
+AUDIO_TASKS: dict[str, AudioTask] = {
+    "transcribe": AudioTask("Write down this utterance word for word.", lambda text: text),
+    "json": AudioTask(
+        "Write this utterance as one line of JSON.",
+        lambda text: json.dumps({"text": text}, ensure_ascii=False),
+    ),
+    "first_words": AudioTask(
+        "Write the first three words of this utterance.", lambda text: " ".join(text.split()[:3])
+    ),
+    "last_word": AudioTask("Write the last word of this utterance.", lambda text: text.split()[-1]),
+    "count": AudioTask("How many words does this utterance have?", lambda text: str(len(text.split()))),
+    "reverse": AudioTask(
+        "Write the words of this utterance in reverse order.", lambda text: " ".join(reversed(text.split()))
+    ),
+}
+"""Why several: an LLM that only ever hears audio before one instruction learns to do that one
+thing with audio, and SLU fine-tuning then puts its own instruction after the clip. Each clip
+keeps one task (seeded by its id); ``transcribe`` is the one the error rates are measured on."""
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    audio_head: list[int]
+    text_head: str
+    tail: list[int]
+
+
+class PretrainCollator:
+    """Builds student, teacher and continuation sequences (right-padded) for a list of clips, each
+    clip under one of ``tasks`` (names in ``AUDIO_TASKS``)."""
+
+    def __init__(self, tokenizer, tasks: tuple[str, ...] = ("transcribe",)):
+        unknown = sorted(set(tasks) - set(AUDIO_TASKS))
+        if unknown or not tasks:
+            raise ValueError(f"unknown audio tasks {unknown or tasks}; choose from {', '.join(AUDIO_TASKS)}")
         self.tokenizer = tokenizer
         self.pad_id = tokenizer.pad_token_id
         self.audio_id = tokenizer.convert_tokens_to_ids("<|AUDIO|>")
-        head, self.tail = TRANSCRIBE.render_prompt(_SLOT).split(_SLOT)
-        self.text_head = head
-        audio_head, audio_tail = TRANSCRIBE.render_prompt(None).split(AUDIO_PLACEHOLDER)
-        if audio_tail != self.tail:
-            raise ValueError("the transcription prompt must put text and audio in the same place")
-        self.audio_head_ids = self.encode(audio_head)
-        self.tail_ids = self.encode(self.tail)
         bos, _, eos = self.encode(AUDIO_PLACEHOLDER)
         self.audio_marks = (bos, eos)
+        self.tasks = tuple(tasks)
+        self.prompts = {name: self._prompt(AUDIO_TASKS[name].instruction) for name in {*tasks, "transcribe"}}
+        self.tail_ids = self.prompts["transcribe"].tail
+
+    def _prompt(self, instruction: str) -> _Prompt:
+        template = PromptTemplate(instruction="{input}\n" + instruction)
+        text_head, tail = template.render_prompt(_SLOT).split(_SLOT)
+        audio_head, audio_tail = template.render_prompt(None).split(AUDIO_PLACEHOLDER)
+        if audio_tail != tail:
+            raise ValueError("a task's prompt must put text and audio in the same place")
+        return _Prompt(self.encode(audio_head), text_head, self.encode(tail))
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def teacher_prompt(self, text: str) -> list[int]:
+    def task_of(self, example_id: str) -> str:
+        return random.Random(f"task:{example_id}").choice(self.tasks)
+
+    def teacher_prompt(self, text: str, task: str = "transcribe") -> list[int]:
         """Prompt ids with ``text`` where the student hears the audio."""
-        return self.encode(self.text_head + text) + self.tail_ids
+        prompt = self.prompts[task]
+        return self.encode(prompt.text_head + text) + prompt.tail
 
-    def answer(self, text: str) -> list[int]:
-        return self.encode(text + END_OF_TURN)
+    def answer(self, text: str, task: str = "transcribe") -> list[int]:
+        return self.encode(AUDIO_TASKS[task].answer(text) + END_OF_TURN)
 
-    def student_prompt(self, n_frames: int) -> list[int]:
+    def student_prompt(self, n_frames: int, task: str = "transcribe") -> list[int]:
         """Prompt ids with one ``<|AUDIO|>`` per audio token of a clip of ``n_frames`` mel frames."""
         n_audio = int(audio_token_count(torch.tensor([n_frames]))[0])
         bos, eos = self.audio_marks
-        return self.audio_head_ids + [bos] + [self.audio_id] * n_audio + [eos] + self.tail_ids
+        prompt = self.prompts[task]
+        return prompt.audio_head + [bos] + [self.audio_id] * n_audio + [eos] + prompt.tail
 
     def __call__(self, items: list[SLUItem]) -> dict:
         if not all(item.is_speech for item in items):
             raise ValueError("pretraining batches hold clips only")
-        answers = [self.answer(item.example.text) for item in items]
-        students = [self.student_prompt(item.n_frames) for item in items]
-        teachers = [self.teacher_prompt(item.example.text) for item in items]
+        tasks = [self.task_of(item.example.id) for item in items]
+        answers = [self.answer(item.example.text, task) for item, task in zip(items, tasks, strict=True)]
+        students = [self.student_prompt(item.n_frames, task) for item, task in zip(items, tasks, strict=True)]
+        teachers = [
+            self.teacher_prompt(item.example.text, task) for item, task in zip(items, tasks, strict=True)
+        ]
+        tails = [len(self.prompts[task].tail) for task in tasks]
         batch = {
             "examples": BatchExamples([item.example for item in items]),
             "ctc_targets": tuple(tuple(self.encode(item.example.text)) for item in items),
@@ -74,8 +130,8 @@ class PretrainCollator:
             **training_form("teacher", teachers, answers, self.pad_id),
             **training_form("continue", *_continuations(items, self.encode), self.pad_id),
         }
-        batch["student_suffix"] = _suffix_positions(students, answers, len(self.tail_ids))
-        batch["teacher_suffix"] = _suffix_positions(teachers, answers, len(self.tail_ids))
+        batch["student_suffix"] = _suffix_positions(students, answers, tails)
+        batch["teacher_suffix"] = _suffix_positions(teachers, answers, tails)
         batch["input_features"], batch["feature_attention_mask"] = stack_features(items)
         return batch
 
@@ -89,11 +145,12 @@ def training_form(name: str, prompts: list[list[int]], answers: list[list[int]],
     return {f"{name}_ids": ids, f"{name}_mask": mask, f"{name}_labels": labels}
 
 
-def _suffix_positions(prompts: list[list[int]], answers: list[list[int]], tail: int) -> torch.Tensor:
-    """(row, position) of every token after the input: the prompt's tail, then the answer."""
+def _suffix_positions(prompts: list[list[int]], answers: list[list[int]], tails: list[int]) -> torch.Tensor:
+    """(row, position) of every token after the input: the prompt's tail (``tails[row]`` tokens),
+    then the answer."""
     pairs = [
         (row, position)
-        for row, (prompt, answer) in enumerate(zip(prompts, answers, strict=True))
+        for row, (prompt, answer, tail) in enumerate(zip(prompts, answers, tails, strict=True))
         for position in range(len(prompt) - tail, len(prompt) + len(answer))
     ]
     return torch.tensor(pairs, dtype=torch.long)  # (n, 2)

@@ -76,6 +76,7 @@ class TinyPretrainModule(L.LightningModule):
         hear_steps: int = 0,
         read_steps: int = 0,
         fresh_llm: bool = False,
+        audio_tasks: str = "transcribe",
     ):
         super().__init__()
         weights = LossWeights(**weights) if isinstance(weights, dict) else weights or LossWeights()
@@ -89,7 +90,7 @@ class TinyPretrainModule(L.LightningModule):
         self.max_steps, self.min_lr_ratio = max_steps, min_lr_ratio
         self.backbone_path = resolve_backbone(backbone)
         self.processor = load_processor(self.backbone_path)
-        self.collator = PretrainCollator(self.processor.tokenizer)
+        self.collator = PretrainCollator(self.processor.tokenizer, tuple(audio_tasks.split(",")))
         self.model = load_model(self.backbone_path).train()
         if fresh_llm:
             reinitialise_llm_layers(self.model)

@@ -35,7 +35,7 @@ from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
 log = logging.getLogger(__name__)
 
 
-ADDED_LATER = {"read_steps": 0, "fresh_llm": False}
+ADDED_LATER = {"read_steps": 0, "fresh_llm": False, "audio_tasks": "transcribe"}
 """Settings added to the recipe after runs had started, as those runs had them."""
 
 
@@ -63,6 +63,8 @@ class PretrainSettings:
     fresh_llm: bool = False
     """Start the LLM's transformer layers afresh, keeping the backbone's audio side and token
     embeddings (``reinitialise_llm_layers``); pair it with a reading stage."""
+    audio_tasks: str = "transcribe"
+    """Instructions the clips are heard under, comma-separated names from ``AUDIO_TASKS``."""
     weights: LossWeights = field(default_factory=LossWeights)
 
     def to_json(self) -> dict:
@@ -101,6 +103,7 @@ def pretrain_tiny(
         hear_steps=settings.hear_steps,
         read_steps=settings.read_steps,
         fresh_llm=settings.fresh_llm,
+        audio_tasks=settings.audio_tasks,
     )
     data = PretrainDataModule(
         module.collator,

@@ -5,7 +5,7 @@ from slu_lightning.data.collate import IGNORE_INDEX, SLUItem
 from slu_lightning.data.records import SLUExample
 from slu_lightning.model.audio_encoder import audio_token_count
 from slu_lightning.model.backbone import load_processor
-from slu_lightning.pretrain.batches import PretrainCollator
+from slu_lightning.pretrain.batches import AUDIO_TASKS, PretrainCollator
 
 SENTENCES = ["the price is forty two euros", "anna lives in rome", "sieben acht neun zehn elf"]
 
@@ -80,3 +80,39 @@ def test_text_rows_are_refused(collator):
     example = SLUExample(id="t", locale="en-US", text="a b c", scenario="asr", action="transcribe")
     with pytest.raises(ValueError, match="clips only"):
         collator([SLUItem(example)])
+
+
+def test_clips_heard_under_several_tasks_keep_one_each_and_the_teacher_asks_the_same(tiny_backbone):
+    collator = PretrainCollator(load_processor(tiny_backbone).tokenizer, tuple(AUDIO_TASKS))
+    items = [
+        SLUItem(
+            SLUExample(id=f"asr-{i}", locale="en-US", text=text, scenario="asr", action="transcribe"), *rest
+        )
+        for i, (text, rest) in enumerate((SENTENCES[i % 3], (torch.randn(128, 152), 150)) for i in range(12))
+    ]
+    tasks = [collator.task_of(item.example.id) for item in items]
+    assert len(set(tasks)) > 2 and tasks == [collator.task_of(item.example.id) for item in items]
+    batch = collator(items)
+    decode = collator.tokenizer.decode
+    for row, (item, task) in enumerate(zip(items, tasks, strict=True)):
+        student = batch["student_ids"][row][
+            batch["student_suffix"][batch["student_suffix"][:, 0] == row][:, 1]
+        ]
+        teacher = batch["teacher_ids"][row][
+            batch["teacher_suffix"][batch["teacher_suffix"][:, 0] == row][:, 1]
+        ]
+        assert torch.equal(student, teacher)
+        answer = AUDIO_TASKS[task].answer(item.example.text)
+        assert decode(student).endswith(
+            f"{AUDIO_TASKS[task].instruction}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>"
+        )
+        labels = batch["student_labels"][row]
+        assert decode(labels[labels != IGNORE_INDEX]) == answer + "<|im_end|>"
+    assert batch["ctc_targets"][0] == tuple(
+        collator.encode(SENTENCES[0])
+    )  # CTC reads the words, whatever the task
+
+
+def test_an_unknown_audio_task_is_refused_with_the_known_ones(tiny_backbone):
+    with pytest.raises(ValueError, match="unknown audio tasks.*transcribe, json"):
+        PretrainCollator(load_processor(tiny_backbone).tokenizer, ("transcribe", "translate"))
