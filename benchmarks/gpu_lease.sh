@@ -17,16 +17,18 @@
 # wheels would pass the 64 MiB limit (`python -m benchmarks.lease_checkpoint pack RUN_DIR`).
 # Session 4 ran BENCH="--steps 6" with two arms: logs/pretrain/tiny (8 workers, default flags)
 # and logs/pretrain/gpu-b96 (6 workers, --batch-size 96 --lr 0.003 --steps 6000 --hear-steps 2400).
-# The default arm gives gpu-b96's ear new LLM layers that learn to read first (README, "what
-# limits it now"; the recipe of logs/pretrain/b96-fresh, run on 2 CPU cores in session 6): carry
-# logs/pretrain/gpu-b96/backbone (11 MB), the exported weights it starts from.
+# Session 7 resumed logs/pretrain/b96-fresh (new LLM layers on gpu-b96's ear) on an H100, carrying
+# gpu-b96/backbone without its weights (`lease_checkpoint unpack` rebuilds them). The default arm
+# trains the six-instruction recipe from the bundled tiny-heard (README, "More recognition, less
+# transfer"): it needs no carried checkpoint, since the bundle travels with the tree.
 set -u
 start=$(date +%s)
 OUT=${OUT:-/tmp/gpu-lease-out}
 BUDGET=${BUDGET:-565}          # seconds this script may take in all
 SIZE=${SIZE:-large}
-ARMS=${ARMS:-logs/pretrain/b96-fresh-gpu 14 --backbone logs/pretrain/gpu-b96/backbone --fresh-llm \
---read-weight 1 --read-steps 500 --hear-steps 0 --steps 6000 --lr 0.001 --warmup-steps 100 --val-every 250}
+ARMS=${ARMS:-logs/pretrain/heard-tasks-gpu 14 --backbone tiny-heard \
+--audio-tasks transcribe,json,first_words,last_word,count,reverse --read-weight 1 --hear-steps 0 \
+--steps 6000 --lr 0.0005 --warmup-steps 50 --val-every 250}
 BENCH=${BENCH:-}
 LOGS=/tmp/gpu-lease-logs
 mkdir -p "$OUT" "$LOGS"
