@@ -117,11 +117,10 @@ class PretrainCollator:
         if not all(item.is_speech for item in items):
             raise ValueError("pretraining batches hold clips only")
         tasks = [self.task_of(item.example.id) for item in items]
-        answers = [self.answer(item.example.text, task) for item, task in zip(items, tasks, strict=True)]
-        students = [self.student_prompt(item.n_frames, task) for item, task in zip(items, tasks, strict=True)]
-        teachers = [
-            self.teacher_prompt(item.example.text, task) for item, task in zip(items, tasks, strict=True)
-        ]
+        pairs = list(zip(items, tasks, strict=True))
+        answers = [self.answer(item.example.text, task) for item, task in pairs]
+        students = [self.student_prompt(item.n_frames, task) for item, task in pairs]
+        teachers = [self.teacher_prompt(item.example.text, task) for item, task in pairs]
         tails = [len(self.prompts[task].tail) for task in tasks]
         batch = {
             "examples": BatchExamples([item.example for item in items]),
