@@ -26,7 +26,6 @@ import torch
 from slu_lightning.atomic import atomic_write_dir, atomic_write_text
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.model.backbone import resolve_backbone
-from slu_lightning.model.tiny import TINY_PRESETS
 from slu_lightning.preemption import PreemptionCallback, save_last_checkpoint
 from slu_lightning.pretrain.asr_eval import READOUTS, evaluation_sets, measure_error_rates
 from slu_lightning.pretrain.data import PretrainDataModule
@@ -290,13 +289,14 @@ def backbone_lineage(backbone: str) -> list[dict]:
     in stages, run each command in turn, each on the export of the one before (empty for a preset
     or a model that pretrain-tiny did not write)."""
     record = resolve_backbone(backbone) / "pretraining.json"
-    if backbone in TINY_PRESETS or not record.is_file():
+    if not record.is_file():
         return []
     made = json.loads(record.read_text(encoding="utf-8"))
     stage = {
         "backbone": backbone,
         "command": command_line(made["settings"]),
         "steps_done": made["steps_done"],
+        "steps_planned": made["settings"]["steps"],
     }
     return [*made.get("lineage", []), stage]
 
@@ -354,11 +354,17 @@ def model_card(record: dict) -> str:
 def _earlier_stages(record: dict) -> str:
     """The lineage's commands, as the card's lead-in to this run's own command."""
     stages = "".join(
-        f"\n    # stopped at step {stage['steps_done']} and exported (--export-unfinished)"
-        f"\n    {stage['command']} --out {stage['backbone']}"
+        f"\n    # {_how_it_ended(stage)}\n    {stage['command']} --out {stage['backbone']}"
         for stage in record.get("lineage", [])
     )
     return f" (each stage from the export of the one before):\n{stages}\n\nthen" if stages else ""
+
+
+def _how_it_ended(stage: dict) -> str:
+    done = stage["steps_done"]
+    if done == stage.get("steps_planned"):  # stages recorded before steps_planned all stopped early
+        return f"ran all {done} steps, then exported"
+    return f"stopped at step {done} and exported (--export-unfinished)"
 
 
 def _by_machine(record: dict) -> str:

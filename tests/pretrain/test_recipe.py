@@ -71,15 +71,21 @@ def test_a_backbone_pretrained_in_stages_names_every_command_that_made_it(run):
     assert first["lineage"] == []  # started from a preset
     lineage = backbone_lineage(str(root / "six"))
     assert lineage == [
-        {"backbone": str(root / "six"), "command": command_line(first["settings"]), "steps_done": 6}
+        {
+            "backbone": str(root / "six"),
+            "command": command_line(first["settings"]),
+            "steps_done": 6,
+            "steps_planned": 6,
+        }
     ]
-    card = model_card(
-        {**first, "settings": {**first["settings"], "backbone": str(root / "six")}, "lineage": lineage}
-    )
-    earlier, this = card.split("then:")
+    second = {**first, "settings": {**first["settings"], "backbone": str(root / "six")}}
+    earlier, this = model_card({**second, "lineage": lineage}).split("then:")
     assert f"{command_line(first['settings'])} --out {root / 'six'}" in earlier
-    assert "stopped at step 6" in earlier
+    assert "ran all 6 steps, then exported" in earlier and "stopped" not in earlier
     assert f"--backbone {root / 'six'}" in this
+    stopped = [{**lineage[0], "steps_done": 4}]
+    earlier, _ = model_card({**second, "lineage": stopped}).split("then:")
+    assert "stopped at step 4 and exported (--export-unfinished)" in earlier
 
 
 def test_the_exported_weights_are_the_trained_ones(run, tiny_backbone):
