@@ -37,18 +37,21 @@ def convert_moments(checkpoint: dict, dtype: torch.dtype) -> dict:
     return checkpoint
 
 
-def convert(source: Path, target: Path, dtype: torch.dtype) -> None:
-    checkpoint = torch.load(source, map_location="cpu", weights_only=True)
-    atomic_write(target, lambda tmp: torch.save(convert_moments(checkpoint, dtype), tmp))
+def convert(source: Path, target: Path, dtype: torch.dtype) -> dict:
+    """Write ``source`` with its moments in ``dtype`` to ``target``; returns the checkpoint written."""
+    checkpoint = convert_moments(torch.load(source, map_location="cpu", weights_only=True), dtype)
+    atomic_write(target, lambda tmp: torch.save(checkpoint, tmp))
     sizes = [f"{path} ({path.stat().st_size / 1e6:.1f} MB)" for path in (source, target)]
     print(" -> ".join(sizes))
+    return checkpoint
 
 
-def restore_backbone_weights(run_dir: Path, checkpoint: Path) -> None:
+def restore_backbone_weights(run_dir: Path, state_dict: dict[str, torch.Tensor]) -> None:
     """Give the run's backbone folder weights if it was carried without them (see above).
 
-    The weights written are the checkpoint's, not the backbone's original ones: the resumed run
-    loads them only to replace them with the same checkpoint, so only their names and shapes matter.
+    The weights written are the checkpoint's (``state_dict``), not the backbone's original ones: the
+    resumed run loads them only to replace them with the same checkpoint, so only their names and
+    shapes matter.
     """
     from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration
 
@@ -56,10 +59,9 @@ def restore_backbone_weights(run_dir: Path, checkpoint: Path) -> None:
     if not (backbone / "config.json").is_file() or (backbone / "model.safetensors").is_file():
         return  # a named backbone ("tiny"), or one carried whole
     model = Qwen2AudioForConditionalGeneration(Qwen2AudioConfig.from_pretrained(backbone))
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    model.load_state_dict({name.removeprefix("model."): tensor for name, tensor in state.items()})
+    model.load_state_dict({name.removeprefix("model."): tensor for name, tensor in state_dict.items()})
     model.half().save_pretrained(backbone)
-    print(f"{backbone}/model.safetensors written from {checkpoint}")
+    print(f"{backbone}/model.safetensors written from the checkpoint")
 
 
 def main() -> None:
@@ -71,8 +73,8 @@ def main() -> None:
     if args.action == "pack":
         convert(folder / "last.ckpt", folder / "lease.ckpt", torch.bfloat16)
     else:
-        convert(folder / "lease.ckpt", folder / "last.ckpt", torch.float32)
-        restore_backbone_weights(args.run_dir, folder / "last.ckpt")
+        checkpoint = convert(folder / "lease.ckpt", folder / "last.ckpt", torch.float32)
+        restore_backbone_weights(args.run_dir, checkpoint["state_dict"])
 
 
 if __name__ == "__main__":

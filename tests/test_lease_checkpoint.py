@@ -30,20 +30,18 @@ def test_unpack_gives_a_backbone_carried_without_weights_the_checkpoints_own(tin
     backbone = tmp_path / "backbone"
     shutil.copytree(tiny_backbone, backbone, ignore=shutil.ignore_patterns("*.safetensors"))
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
+    run.mkdir()
     (run / "settings.json").write_text(json.dumps({"backbone": str(backbone)}))
     torch.manual_seed(0)
     original = load_model(tiny_backbone).state_dict()
     trained = {f"model.{k}": v + torch.randn_like(v) for k, v in original.items()}
-    checkpoint = run / "checkpoints" / "last.ckpt"
-    torch.save({"state_dict": trained}, checkpoint)
 
-    restore_backbone_weights(run, checkpoint)
+    restore_backbone_weights(run, trained)
 
     restored = load_model(backbone).state_dict()
     assert restored.keys() == {k.removeprefix("model.") for k in trained}
     for name, tensor in restored.items():  # stored in float16, like an export
         torch.testing.assert_close(tensor, trained[f"model.{name}"].half().float())
     before = (backbone / "model.safetensors").stat().st_mtime_ns
-    restore_backbone_weights(run, checkpoint)  # a backbone carried whole is left alone
+    restore_backbone_weights(run, trained)  # a backbone carried whole is left alone
     assert (backbone / "model.safetensors").stat().st_mtime_ns == before
