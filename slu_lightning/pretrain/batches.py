@@ -82,7 +82,6 @@ class PretrainCollator:
         self.audio_marks = (bos, eos)
         self.tasks = tuple(tasks)
         self.prompts = {name: self._prompt(AUDIO_TASKS[name].instruction) for name in {*tasks, "transcribe"}}
-        self.tail_ids = self.prompts["transcribe"].tail
 
     def _prompt(self, instruction: str) -> _Prompt:
         template = PromptTemplate(instruction="{input}\n" + instruction)

@@ -40,7 +40,7 @@ def test_student_and_teacher_share_every_token_after_the_input(collator):
     tokenizer = collator.tokenizer
     first_row = student[batch["student_suffix"][:, 0] == 0]
     assert tokenizer.decode(first_row).endswith("assistant\n" + SENTENCES[0] + "<|im_end|>")
-    assert (batch["student_suffix"][:, 0] == 0).sum() == len(collator.tail_ids) + len(
+    assert (batch["student_suffix"][:, 0] == 0).sum() == len(collator.prompts["transcribe"].tail) + len(
         collator.encode(SENTENCES[0] + "<|im_end|>")
     )
 
