@@ -195,13 +195,20 @@ def test_a_bad_sweep_file_gets_every_problem_in_one_message(tmp_path):
     assert all(problem in message for problem in problems), message
 
 
-def test_the_demo_sweep_is_the_papers_reduced_grid(monkeypatch):
+@pytest.mark.parametrize(
+    "name, extra", [("sweep", []), ("sweep_pretrained", ["configs/backbones/pretrained_tiny.yaml"])]
+)
+def test_the_demo_sweeps_are_the_papers_reduced_grid(monkeypatch, name, extra):
     monkeypatch.chdir(Path(__file__).parents[2])  # its paths are relative to the repository root
-    cells = expand_cells(load_spec(Path("configs/demo/sweep.yaml")))
+    cells = expand_cells(load_spec(Path(f"configs/demo/{name}.yaml")))
     assert sorted(cell.name for cell in cells) == sorted(
         [f"{regime}-p{p}-seed0" for regime in ("mixed", "curriculum") for p in ("0.02", "0.1", "1")]
         + ["text_only-p0-seed0"]
     )
+    for cell in cells:
+        fit = cell.commands(Path("logs/sweeps/x"))[0]
+        configs = [fit[i + 1] for i, arg in enumerate(fit) if arg == "--config"]
+        assert configs == [str(cell.base), *extra]
 
 
 def test_the_paper_sweep_is_the_full_grid_on_eight_gpus(monkeypatch):
