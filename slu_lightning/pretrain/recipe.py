@@ -387,23 +387,50 @@ def command_line(settings: dict) -> str:
     return " ".join(["slu-lightning pretrain-tiny", *flags])
 
 
+SETTING_HELP = {
+    "backbone": "tiny preset, bundled stand-in or pretrain-tiny export to start from",
+    "corpus_size": "ASR corpus: tiny, small or large (38k clips)",
+    "seed": "seeds the corpus, the initial weights and the batch order",
+    "steps": "optimizer steps in all (batch --batch-size); the learning rate's cosine ends here",
+    "batch_size": "clips per step",
+    "lr": "peak learning rate (AdamW)",
+    "warmup_steps": "linear warm-up steps",
+    "hear_steps": "steps of the CTC loss alone before the others join",
+    "read_steps": "steps of the text losses alone before hearing (needs --read-weight > 0)",
+    "fresh_llm": "new LLM layers on --backbone's audio side and token embeddings",
+    "audio_tasks": "comma-separated instructions the clips are heard under (AUDIO_TASKS)",
+}
+"""``--help`` text of each ``PretrainSettings`` field (the field docstrings say more)."""
+
+
 def main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="slu-lightning pretrain-tiny", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="slu-lightning pretrain-tiny",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     defaults = PretrainSettings()
     for f in fields(PretrainSettings):
         default, flag = getattr(defaults, f.name), f"--{f.name.replace('_', '-')}"
         if isinstance(default, bool):
-            parser.add_argument(flag, action="store_true")
+            parser.add_argument(flag, action="store_true", help=SETTING_HELP[f.name])
         elif f.name != "weights":
-            parser.add_argument(flag, type=type(default), default=default)
+            parser.add_argument(flag, type=type(default), default=default, help=SETTING_HELP[f.name])
     for name, value in asdict(defaults.weights).items():
-        parser.add_argument(f"--{name}-weight", type=float, default=value, help="0 switches the loss off")
+        parser.add_argument(
+            f"--{name}-weight",
+            type=float,
+            default=value,
+            help=f"weight of the {name} loss; 0 switches it off",
+        )
     parser.add_argument(
         "--run-dir", type=Path, default=Path("logs/pretrain"), help="checkpoints and TensorBoard"
     )
     parser.add_argument("--out", type=Path, help="backbone directory to write (default: <run-dir>/backbone)")
     parser.add_argument("--max-minutes", type=float, help="stop after this long; the next call resumes")
-    parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    parser.add_argument(
+        "--checkpoint-minutes", type=float, default=5.0, help="minutes between saves of last.ckpt"
+    )
     parser.add_argument("--val-every", type=int, default=500, help="steps between validations")
     parser.add_argument("--eval-clips", type=int, default=300, help="clips per WER set at the end")
     parser.add_argument("--workers", type=int, default=1, help="dataloader processes")

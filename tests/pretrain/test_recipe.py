@@ -213,3 +213,15 @@ def test_wall_time_is_kept_per_machine_and_the_card_names_each(tmp_path):
         "corpus": {"sizes": {"train": 20}, "locales": ["en-US"]},
     }
     assert "0.12 h: NVIDIA H200 0.10 h, CPU (x86_64, 2 threads) 0.02 h" in model_card(record)
+
+
+def test_every_flag_says_what_it_sets_and_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["pretrain-tiny", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--steps STEPS optimizer steps", "--hear-steps HEAR_STEPS steps of the CTC loss"):
+        assert flag in text
+    assert (
+        "--distill-weight DISTILL_WEIGHT weight of the distill loss; 0 switches it off (default: 1.0)" in text
+    )
