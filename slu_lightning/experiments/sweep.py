@@ -135,9 +135,12 @@ def command_value(value: Any) -> str:
 
 def value_label(key: str, value: Any) -> str:
     """How a value reads in cell names and reports: class paths by class name, base configs by
-    file stem, numbers in shortest form (``0.1``, ``1``, ``1e-05``), lists joined by ``+``."""
+    file stem, other paths by their last part (``logs/ablation/backbones/no-align``: ``no-align``),
+    numbers in shortest form (``0.1``, ``1``, ``1e-05``), lists joined by ``+``."""
     if key == BASE_KEY:
         text = Path(str(value)).stem
+    elif isinstance(value, str) and "/" in value:
+        text = Path(value).name
     elif key.endswith("class_path"):
         text = str(value).rsplit(".", 1)[-1]
     elif isinstance(value, bool) or value is None or isinstance(value, dict):

@@ -177,6 +177,19 @@ def test_axis_labels_are_short_and_unique():
     }
 
 
+def test_a_path_valued_axis_names_cells_by_the_paths_last_part_and_passes_the_whole_path(tmp_path):
+    backbones = ["logs/ablation/backbones/all", "logs/ablation/backbones/no-align", "tiny-heard"]
+    spec = SweepSpec(base=tmp_path / "base.yaml", root=tmp_path, axes={"model.init_args.backbone": backbones})
+    cells = expand_cells(spec)
+    assert [cell.name for cell in cells] == ["backboneall", "backboneno-align", "backbonetiny-heard"]
+    assert cells[1].overrides() == ["--model.init_args.backbone", "logs/ablation/backbones/no-align"]
+    clash = SweepSpec(
+        base=tmp_path / "base.yaml", root=tmp_path, axes={"model.init_args.backbone": ["a/all", "b/all"]}
+    )
+    with pytest.raises(SweepError, match="both named 'backboneall'"):
+        expand_cells(clash)
+
+
 def test_a_bad_sweep_file_gets_every_problem_in_one_message(tmp_path):
     bad = write_yaml(
         tmp_path / "bad.yaml",
