@@ -212,3 +212,24 @@ def test_an_explicit_baseline_and_a_bad_selector(sweep_root, tmp_path, capsys):
     assert stop.value.code == 2 and "KEY=VALUE" in capsys.readouterr().err
     with pytest.raises(ReportError):
         write_report(tmp_path / "nowhere", tmp_path)
+
+
+def test_a_backbone_ablation_has_rows_by_arm_a_path_baseline_and_no_proportion_plot(tmp_path):
+    """Rows named by the backbone folder's last part; no speech proportion, so no plot is written."""
+    golds, key, records = gold_examples(), "model.init_args.backbone", []
+    for arm, quality in (("all", 0.8), ("no-align", 0.4)):
+        name = f"backbone{arm}"
+        records.append(
+            {"name": name, "values": {key: f"logs/ablation/backbones/{arm}"}, "status": "finished"}
+        )
+        predictions = predict(golds, quality, seed=0)
+        (tmp_path / name).mkdir()
+        lines = [prediction_row(g, p) for g, p in zip(golds, predictions, strict=True)]
+        (tmp_path / name / "predictions_test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": records}))
+    paths = write_report(tmp_path, tmp_path / "out", baseline=f"{key}=all", resamples=50)
+    assert [path.name for path in paths] == ["results.md", "results.csv"]
+    assert not (tmp_path / "out" / "slu_f1_vs_proportion.png").exists()
+    with (tmp_path / "out" / "results.csv").open() as file:
+        rows = {row["model.backbone"]: row for row in csv.DictReader(file)}
+    assert rows["all"]["baseline"] == "True" and float(rows["no-align"]["intent_acc_diff"]) < 0

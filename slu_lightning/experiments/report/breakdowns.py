@@ -1,0 +1,164 @@
+"""Metrics per category (scenario, entity type, microphone, locale): the cross-lingual table and the
+error analysis."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
+
+import numpy as np
+
+from slu_lightning.evaluation.counts import COUNT_FIELDS, count_example
+from slu_lightning.experiments.report.cells import (
+    TRAIN_LOCALES_KEY,
+    WIDTH,
+    Group,
+    entities_of,
+    prediction_of,
+)
+from slu_lightning.experiments.report.scores import GroupScore, aligned, seed_mean
+from slu_lightning.experiments.report.tables import markdown_table
+
+Split = Callable[[dict, np.ndarray], list[tuple[str, np.ndarray]]]
+"""A prediction row and its count row to the (category, count row) pairs of a breakdown."""
+
+
+def by_scenario(row: dict, counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    return [(row["reference"]["scenario"], counts)]
+
+
+def by_locale(row: dict, counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    return [(row["locale"], counts)]
+
+
+def by_microphone(row: dict, counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """SLURP recordings by microphone (``headset`` close-talk or ``far_field``); others have none."""
+    mic = (row.get("meta") or {}).get("mic")
+    return [(mic, counts)] if mic else []
+
+
+def by_entity_type(row: dict, counts: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Each entity type of the gold or predicted entities, counted with both lists cut to it."""
+    reference, prediction = row["reference"], prediction_of(row)
+    gold = entities_of(reference["entities"])
+    pairs = []
+    for kind in sorted({entity.type for entity in gold + prediction.entities}):
+        only = replace(prediction, entities=tuple(e for e in prediction.entities if e.type == kind))
+        kept_gold = [e for e in gold if e.type == kind]
+        pairs.append((kind, count_example(reference["scenario"], reference["action"], kept_gold, only)))
+    return pairs
+
+
+def breakdown(
+    scores: list[GroupScore], split: Split, metrics: tuple[str, str]
+) -> dict[str, dict[str, tuple]]:
+    """Category to row label to (metric 1, metric 2, items): seed-averaged metrics of the pooled
+    count rows of each category, over each row's aligned items."""
+    table: dict[str, dict[str, tuple]] = defaultdict(dict)
+    for score in scores:
+        cells = score.group.cells
+        ids, _, _ = aligned(cells)
+        totals: dict[str, np.ndarray] = defaultdict(partial(np.zeros, len(cells) * WIDTH))
+        for s, cell in enumerate(cells):
+            for i in ids:
+                for category, counts in split(cell.rows[cell.index[i]], cell.counts[cell.index[i]]):
+                    totals[category][s * WIDTH : (s + 1) * WIDTH] += counts
+        metric_fn = seed_mean(len(cells))
+        for category, summed in totals.items():
+            values = metric_fn(summed)
+            examples = int(summed[COUNT_FIELDS.index("examples")])
+            table[category][score.group.label] = (
+                float(values[metrics[0]]),
+                float(values[metrics[1]]),
+                examples,
+            )
+    return dict(sorted(table.items()))
+
+
+def breakdown_table(table: dict[str, dict[str, tuple]], labels: list[str], first: str) -> str:
+    """One line per category; ``n`` counts its items in the first row that has it."""
+    rows = [
+        [category, str(next(iter(cells.values()))[2])]
+        + [f"{cells[label][0]:.3f} / {cells[label][1]:.3f}" if label in cells else "—" for label in labels]
+        for category, cells in table.items()
+    ]
+    return markdown_table([first, "n", *labels], rows)
+
+
+def crosslingual_section(scores: list[GroupScore]) -> str:
+    """SLU-F1 per locale and the average over target (non-training) locales; empty for one locale."""
+    table = breakdown(scores, by_locale, ("slu_f1", "intent_acc"))
+    if len(table) < 2:
+        return ""
+    labels = [score.group.label for score in scores]
+    rows = [
+        [locale] + [f"{cells[label][0]:.4f}" if label in cells else "—" for label in labels]
+        for locale, cells in table.items()
+    ]
+    sources, averages = [], []
+    for score in scores:
+        train = score.group.cells[0].value(TRAIN_LOCALES_KEY) or []
+        targets = [
+            table[locale][score.group.label][0]
+            for locale in table
+            if locale not in train and score.group.label in table[locale]
+        ]
+        sources.append("+".join(train) or "all")
+        averages.append(f"{np.mean(targets):.4f}" if targets else "—")
+    rows += [["**train locales**", *sources], ["**average over targets**", *averages]]
+    return (
+        "## Cross-lingual: SLU-F1 per locale\n\nTargets are the locales a row did not train on "
+        "(all of them when its config lists no train locales).\n\n"
+        + markdown_table(["locale", *labels], rows)
+    )
+
+
+def confusions(group: Group, field_name: str, top: int = 3) -> str:
+    counter: Counter[tuple[str, str]] = Counter()
+    ids, _, _ = aligned(group.cells)
+    for cell in group.cells:
+        for i in ids:
+            row = cell.rows[cell.index[i]]
+            gold, predicted = row["reference"][field_name], row[field_name] or "(none)"
+            if gold != predicted:
+                counter[gold, predicted] += 1
+    return (
+        ", ".join(f"{gold} → {predicted} ({n})" for (gold, predicted), n in counter.most_common(top))
+        or "none"
+    )
+
+
+def error_analysis_section(scores: list[GroupScore]) -> str:
+    labels = [score.group.label for score in scores]
+    invalid = markdown_table(
+        ["row", "invalid output rate"],
+        [[score.group.label, f"{score.point['invalid_rate']:.2%}"] for score in scores],
+    )
+    scenarios = breakdown(scores, by_scenario, ("slu_f1", "intent_acc"))
+    types = breakdown(scores, by_entity_type, ("slu_f1", "entity_f1"))
+    microphones = breakdown(scores, by_microphone, ("slu_f1", "intent_acc"))
+    microphone_table = (
+        "\n### Per microphone (SLURP headset vs far-field): SLU-F1 / intent accuracy\n\n"
+        + breakdown_table(microphones, labels, "microphone")
+        if microphones
+        else ""
+    )
+    confused = "\n".join(
+        f"- **{score.group.label}**: scenarios {confusions(score.group, 'scenario')}; "
+        f"actions {confusions(score.group, 'action')}"
+        for score in scores
+    )
+    return (
+        "## Error analysis\n\n### Invalid outputs\n\n"
+        + invalid
+        + "\n### Per scenario: SLU-F1 / intent accuracy\n\n"
+        + breakdown_table(scenarios, labels, "scenario")
+        + "\n### Per entity type: SLU-F1 / entity F1\n\n"
+        + breakdown_table(types, labels, "entity type")
+        + microphone_table
+        + "\n### Most frequent confusions (gold → predicted, counts summed over seeds)\n\n"
+        + confused
+        + "\n"
+    )

@@ -1,0 +1,135 @@
+"""A sweep's finished cells as scored prediction rows, grouped into the report's rows (cells
+that differ only in a seed axis)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from slu_lightning.data.records import Entity
+from slu_lightning.evaluation.counts import COUNT_FIELDS, count_example
+from slu_lightning.experiments.sweep import PREDICTIONS, SWEEP_FILE, axis_labels, cell_name, value_label
+from slu_lightning.task import ParseStatus, Prediction
+
+PROPORTION_KEY = "data.init_args.speech_subset.proportion"
+TRAIN_LOCALES_KEY = "data.init_args.train_locales"
+WIDTH = len(COUNT_FIELDS)
+
+
+class ReportError(ValueError):
+    """A sweep root that cannot be reported on (no sweep.json, no finished cell, bad selector)."""
+
+
+def is_seed_axis(key: str) -> bool:
+    return key == "seed_everything" or key.endswith(".seed")
+
+
+def display_key(key: str) -> str:
+    return key.replace("init_args.", "")
+
+
+@dataclass(frozen=True)
+class CellPredictions:
+    """A finished cell: its axis values, run config and scored prediction rows of one modality."""
+
+    name: str
+    values: dict[str, Any]
+    config: dict
+    rows: list[dict]
+    counts: np.ndarray
+    """``(len(rows), F)`` count rows from the counting core."""
+    index: dict[str, int] = field(default_factory=dict)
+    """Example id to row position."""
+
+    def value(self, key: str) -> Any:
+        """The cell's value of a config key: its axis value, else its saved run config's."""
+        if key in self.values:
+            return self.values[key]
+        node: Any = self.config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        return node
+
+
+def prediction_of(row: dict) -> Prediction:
+    return Prediction(
+        row["scenario"], row["action"], entities_of(row["entities"]), ParseStatus(row["status"])
+    )
+
+
+def entities_of(items: list[dict]) -> tuple[Entity, ...]:
+    return tuple(Entity(item["type"], item["filler"]) for item in items)
+
+
+def count_row(row: dict) -> np.ndarray:
+    """The counting core's row for one line of a predictions file."""
+    reference = row["reference"]
+    return count_example(
+        reference["scenario"],
+        reference["action"],
+        entities_of(reference["entities"]),
+        prediction_of(row),
+    )
+
+
+def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictions], list[str]]:
+    """The sweep's axis keys, its finished cells, and the names of cells not finished."""
+    sweep_file = root / SWEEP_FILE
+    if not sweep_file.is_file():
+        raise ReportError(f"no {SWEEP_FILE} in {root}: is it the root of a `slu-lightning sweep`?")
+    sweep = json.loads(sweep_file.read_text(encoding="utf-8"))
+    keys = list(dict.fromkeys(key for record in sweep["cells"] for key in record["values"]))
+    cells, unfinished = [], []
+    for record in sweep["cells"]:
+        run_dir = root / record["name"]
+        if not (run_dir / PREDICTIONS).is_file():
+            unfinished.append(record["name"])
+            continue
+        lines = (run_dir / PREDICTIONS).read_text(encoding="utf-8").splitlines()
+        rows = [row for row in map(json.loads, filter(None, lines)) if row["modality"] == modality]
+        config_file = run_dir / "config.yaml"
+        config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        counts = np.stack([count_row(row) for row in rows]) if rows else np.zeros((0, WIDTH))
+        cells.append(
+            CellPredictions(
+                record["name"],
+                record["values"],
+                config or {},
+                rows,
+                counts,
+                {row["id"]: i for i, row in enumerate(rows)},
+            )
+        )
+    if not any(cell.rows for cell in cells):
+        raise ReportError(f"no finished cell in {root} has {modality} predictions")
+    return keys, [cell for cell in cells if cell.rows], unfinished
+
+
+@dataclass
+class Group:
+    """Cells that differ only in their seeds: one row of the tables."""
+
+    values: dict[str, Any]
+    """Non-seed axis key to value."""
+    label: str
+    """The cells' name without the seed part, e.g. ``curriculum-p0.02``."""
+    cells: list[CellPredictions] = field(default_factory=list)
+
+
+def seed_of(cell: CellPredictions) -> tuple:
+    return tuple((key, value_label(key, value)) for key, value in cell.values.items() if is_seed_axis(key))
+
+
+def group_cells(keys: list[str], cells: list[CellPredictions]) -> list[Group]:
+    labels = axis_labels(keys)
+    groups: dict[str, Group] = {}
+    for cell in cells:
+        values = {key: cell.values[key] for key in keys if key in cell.values and not is_seed_axis(key)}
+        label = cell_name(values, labels) or "all"
+        groups.setdefault(label, Group(values, label)).cells.append(cell)
+    return list(groups.values())

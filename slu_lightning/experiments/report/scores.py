@@ -1,0 +1,147 @@
+"""Each row's metrics with seed spread and bootstrap intervals, and its paired difference from the
+baseline row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import yaml
+
+from slu_lightning.evaluation.bootstrap import MetricFn, bootstrap_ci, paired_bootstrap
+from slu_lightning.evaluation.counts import summarize_totals
+from slu_lightning.experiments.report.cells import (
+    PROPORTION_KEY,
+    CellPredictions,
+    Group,
+    ReportError,
+    is_seed_axis,
+    seed_of,
+)
+from slu_lightning.experiments.sweep import value_label
+
+METRICS = {"intent_acc": "intent acc.", "entity_f1": "entity F1", "slu_f1": "SLU-F1"}
+
+
+def seed_mean(n_seeds: int) -> MetricFn:
+    """Metric function of ``n_seeds`` count matrices side by side ``(..., n_seeds * F)``: the mean
+    over seeds of each seed's pooled metrics (``summarize_totals``)."""
+
+    def metric_fn(totals: np.ndarray) -> dict[str, np.ndarray]:
+        per_seed = [summarize_totals(part) for part in np.split(np.asarray(totals), n_seeds, axis=-1)]
+        return {name: np.mean([metrics[name] for metrics in per_seed], axis=0) for name in per_seed[0]}
+
+    return metric_fn
+
+
+def aligned(cells: list[CellPredictions]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Example ids every cell predicted, their count rows side by side ``(N, len(cells) * F)``
+    and their utterance cluster ids ``(N,)``."""
+    first = cells[0]
+    ids = [row["id"] for row in first.rows if all(row["id"] in cell.index for cell in cells[1:])]
+    if not ids:
+        raise ReportError(f"cells {[cell.name for cell in cells]} share no scored example")
+    counts = np.concatenate([cell.counts[[cell.index[i] for i in ids]] for cell in cells], axis=1)
+    utterances = [first.rows[first.index[i]]["utterance_id"] or i for i in ids]
+    return ids, counts, np.unique(utterances, return_inverse=True)[1]
+
+
+@dataclass
+class GroupScore:
+    """One row of the results table."""
+
+    group: Group
+    n: int
+    point: dict[str, float]
+    std: dict[str, float]
+    ci: dict[str, tuple[float, float]]
+    versus: dict[str, tuple[float, float]] | None = None
+    """Metric to (difference from the baseline, p-value); None without a comparable baseline."""
+    is_baseline: bool = False
+
+
+def score_group(group: Group, resamples: int, seed: int) -> GroupScore:
+    _, counts, clusters = aligned(group.cells)
+    per_seed = [summarize_totals(part) for part in np.split(counts.sum(axis=0), len(group.cells))]
+    point = seed_mean(len(group.cells))(counts.sum(axis=0))
+    std = {
+        name: float(np.std([m[name] for m in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
+        for name in point
+    }
+    ci = bootstrap_ci(
+        counts, clusters, metric_fn=seed_mean(len(group.cells)), n_resamples=resamples, seed=seed
+    )
+    return GroupScore(group, len(counts), {name: float(value) for name, value in point.items()}, std, ci)
+
+
+def parse_selector(text: str | None, keys: list[str]) -> dict[str, str]:
+    """``KEY=VALUE[,KEY=VALUE]`` as value labels; the default picks speech proportion 0."""
+    if text is None:
+        return {PROPORTION_KEY: "0"} if PROPORTION_KEY in keys else {}
+    selector = {}
+    for part in filter(None, text.split(",")):
+        key, sep, value = part.partition("=")
+        if not sep or key.strip() not in keys or is_seed_axis(key.strip()):
+            raise ReportError(f"--baseline {text!r}: expected KEY=VALUE pairs over the non-seed axes {keys}")
+        selector[key.strip()] = value_label(key.strip(), yaml.safe_load(value))
+    return selector
+
+
+def compare_with_baselines(
+    scores: list[GroupScore], selector: dict[str, str], resamples: int, seed: int
+) -> None:
+    """Mark the baseline rows and fill ``versus`` of every other row that has one baseline."""
+
+    def selected(group: Group) -> bool:
+        return bool(selector) and all(
+            key in group.values and value_label(key, group.values[key]) == value
+            for key, value in selector.items()
+        )
+
+    references = [score.group for score in scores if selected(score.group)]
+    differing = {
+        key
+        for ref in references
+        for key in ref.values
+        if len({value_label(key, other.values.get(key)) for other in references}) > 1
+    }
+    for score in scores:
+        score.is_baseline = selected(score.group)
+        candidates = [
+            ref
+            for ref in references
+            if all(
+                value_label(key, ref.values.get(key)) == value_label(key, score.group.values.get(key))
+                for key in differing
+            )
+        ]
+        if score.is_baseline or len(candidates) != 1:
+            continue
+        partners = _seed_partners(score.group, candidates[0])
+        if partners is None:
+            continue
+        _, counts, clusters = aligned(score.group.cells + partners)
+        half = counts.shape[1] // 2
+        metric_fn = seed_mean(len(partners))
+        score.versus = {
+            name: paired_bootstrap(
+                counts[:, :half],
+                counts[:, half:],
+                clusters,
+                name,
+                metric_fn=metric_fn,
+                n_resamples=resamples,
+                seed=seed,
+            )
+            for name in METRICS
+        }
+
+
+def _seed_partners(group: Group, baseline: Group) -> list[CellPredictions] | None:
+    """The baseline cell of each of the group's seeds: the same seed, or the baseline's only cell."""
+    by_seed = {seed_of(cell): cell for cell in baseline.cells}
+    partners = [
+        by_seed.get(seed_of(cell)) or (baseline.cells[0] if len(baseline.cells) == 1 else None)
+        for cell in group.cells
+    ]
+    return None if None in partners else partners

@@ -1,0 +1,73 @@
+"""The results table, as markdown (point, ± seed std, [CI], Δ and p) and as full-precision CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from slu_lightning.experiments.report.cells import display_key, is_seed_axis
+from slu_lightning.experiments.report.scores import METRICS, GroupScore
+from slu_lightning.experiments.sweep import value_label
+
+
+def fmt(value: float) -> str:
+    return f"{value:.4f}"
+
+
+def metric_text(score: GroupScore, name: str) -> str:
+    spread = f" ± {fmt(score.std[name])}" if len(score.group.cells) > 1 else ""
+    low, high = score.ci[name]
+    return f"{fmt(score.point[name])}{spread} [{fmt(low)}, {fmt(high)}]"
+
+
+def versus_text(score: GroupScore, name: str) -> str:
+    if score.is_baseline:
+        return "baseline"
+    if score.versus is None:
+        return "—"
+    difference, p_value = score.versus[name]
+    return f"{difference:+.4f} (p={p_value:.3f})"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(line) + " |" for line in lines) + "\n"
+
+
+def results_tables(scores: list[GroupScore], keys: list[str]) -> tuple[str, str]:
+    """The main table as markdown and as CSV (full precision, one column per number)."""
+    axis_keys = [key for key in keys if not is_seed_axis(key)]
+    header = [display_key(key) for key in axis_keys] + ["seeds", "n"]
+    md_rows, csv_rows = [], []
+    for score in scores:
+        axes = [
+            value_label(key, score.group.values[key]) if key in score.group.values else ""
+            for key in axis_keys
+        ]
+        common = [*axes, str(len(score.group.cells)), str(score.n)]
+        md_rows.append(
+            common
+            + [metric_text(score, name) for name in METRICS]
+            + [versus_text(score, name) for name in METRICS]
+        )
+        numbers = []
+        for name in METRICS:
+            difference, p_value = score.versus[name] if score.versus else ("", "")
+            numbers += [score.point[name], score.std[name], *score.ci[name], difference, p_value]
+        csv_rows.append(common + [score.point["invalid_rate"], score.is_baseline] + numbers)
+    md = markdown_table(
+        header + list(METRICS.values()) + [f"Δ {label} (p)" for label in METRICS.values()], md_rows
+    )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        header
+        + ["invalid_rate", "baseline"]
+        + [
+            f"{name}{suffix}"
+            for name in METRICS
+            for suffix in ("", "_std", "_ci_low", "_ci_high", "_diff", "_p")
+        ]
+    )
+    writer.writerows(csv_rows)
+    return md, buffer.getvalue()
