@@ -403,7 +403,7 @@ SETTING_HELP = {
 """``--help`` text of each ``PretrainSettings`` field (the field docstrings say more)."""
 
 
-def main(args: list[str]) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="slu-lightning pretrain-tiny",
         description=__doc__.split("\n")[0],
@@ -437,12 +437,22 @@ def main(args: list[str]) -> None:
     parser.add_argument(
         "--export-unfinished", action="store_true", help="export even if --max-minutes stopped training early"
     )
-    parsed = parser.parse_args(args)
-    weights = LossWeights(**{name: getattr(parsed, f"{name}_weight") for name in asdict(defaults.weights)})
+    return parser
+
+
+def parse_command(args: list[str]) -> tuple[PretrainSettings, argparse.Namespace]:
+    """A pretrain-tiny command line as the settings it trains with, and the run options."""
+    parsed = build_parser().parse_args(args)
+    weights = LossWeights(**{name: getattr(parsed, f"{name}_weight") for name in asdict(LossWeights())})
     settings = PretrainSettings(
         **{f.name: getattr(parsed, f.name) for f in fields(PretrainSettings) if f.name != "weights"},
         weights=weights,
     )
+    return settings, parsed
+
+
+def main(args: list[str]) -> None:
+    settings, parsed = parse_command(args)
     out = pretrain_tiny(
         settings,
         parsed.run_dir,
