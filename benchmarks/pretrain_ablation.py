@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.data.asr_corpus import default_asr_dir
 from slu_lightning.experiments import report
@@ -75,24 +77,41 @@ def starting_rates(root: Path, eval_clips: int) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def recognition_table(start: dict, backbones: dict[str, Path]) -> str:
-    """Markdown: tiny-heard's and each arm's word/character error rates (arms: their model cards)."""
-    lines = [
-        "| arm | general: CTC WER / CER | general: decoder WER / CER "
-        "| SLU-phrased: CTC | SLU-phrased: decoder |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    arms = {"tiny-heard (start)": start}
-    arms |= {
-        arm: json.loads((out / "pretraining.json").read_text())["error_rates"]
-        for arm, out in backbones.items()
+VALIDATION = ("val/asr", "val/distill", "val/input_gain", "val/ctc_wer")
+"""Last-validation figures shown per arm: the decoder's ASR loss, the audio-vs-text hidden-state
+distance under the pretraining prompts, how much the LLM uses its text input, the CTC read-out."""
+
+
+def last_validation(run_dir: Path) -> list[str]:
+    """The arm's ``VALIDATION`` scalars at its last validation (TensorBoard); "—" for a loss the
+    arm switched off (not computed)."""
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    logged = events.Tags()["scalars"]
+    return [f"{events.Scalars(tag)[-1].value:.3f}" if tag in logged else "—" for tag in VALIDATION]
+
+
+def recognition_table(start: dict, root: Path, arms: list[str]) -> str:
+    """Markdown: tiny-heard's and each arm's word/character error rates (arms: their model cards)
+    and last validation figures."""
+    header = ["arm", "general: CTC WER / CER", "general: decoder WER / CER", "SLU-phrased: CTC"]
+    header += ["SLU-phrased: decoder", *VALIDATION]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    rates = {"tiny-heard (start)": start}
+    rates |= {
+        arm: json.loads((root / "backbones" / arm / "pretraining.json").read_text())["error_rates"]
+        for arm in arms
     }
-    for arm, rates in arms.items():
+    for arm, rate in rates.items():
         cells = [
-            f"{rates[name][readout]['wer']:.3f} / {rates[name][readout]['cer']:.3f}"
+            f"{rate[name][readout]['wer']:.3f} / {rate[name][readout]['cer']:.3f}"
             for name in ("heldout", "slu-phrased")
             for readout in ("ctc", "decoder")
         ]
+        if arm in arms:
+            cells += last_validation(root / "runs" / arm)
+        else:
+            cells += ["—"] * len(VALIDATION)
         lines.append(f"| {arm} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
@@ -110,7 +129,9 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown arms {unknown}; choose from {', '.join(ARMS)}")
     backbones = {arm: pretrain(args.root, arm, args) for arm in args.arms.split(",")}
-    print(recognition_table(starting_rates(args.root, args.eval_clips), backbones), flush=True)
+    print(
+        recognition_table(starting_rates(args.root, args.eval_clips), args.root, list(backbones)), flush=True
+    )
     spec = SweepSpec(
         base=Path("configs/demo/text_only.yaml"),
         root=args.root / "finetune",
