@@ -76,6 +76,7 @@ class SLUCli(LightningCLI):
             "init_args": {"save_dir": str(config.run.root), "name": config.run.name, "version": ""},
         }
         config.trainer.default_root_dir = str(run_dir)
+        follow_run_seed(config)
         if self.subcommand == "fit":
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
         elif config.get("ckpt_path") == "last":
@@ -89,6 +90,18 @@ class SLUCli(LightningCLI):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         self.datamodule.connect(self.model.tokenizer, self.model.prompt, self.model.n_mels)
+
+
+def follow_run_seed(config) -> None:
+    """Model and data seeds left unset (None) take the run's ``seed_everything``, so that a seed
+    axis varies what a run draws: batch order, adapter initialisation, dropout masks. Without this
+    every run seed of a full fine-tuning would train the same batches in the same order. The saved
+    config records the seeds used."""
+    if isinstance(config.seed_everything, bool):  # False: not seeded
+        return
+    for part in (config.model, config.data):
+        if part.init_args.get("seed", 0) is None:
+            part.init_args.seed = int(config.seed_everything)
 
 
 def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from jsonargparse import Namespace
 
-from slu_lightning.cli import main
+from slu_lightning.cli import follow_run_seed, main
 
 CONFIGS = sorted(
     path
@@ -91,6 +92,16 @@ def test_fit_writes_a_named_run_directory(trained):
     summary = json.loads((run / "training_data.json").read_text())
     assert summary["text_examples"] == 24 and summary["speech_examples"] == 6
     assert 6 * 0.6 / 3600 <= summary["speech_hours"] <= 6 * 1.5 / 3600  # toy clips last 0.6-1.5 s
+
+
+def test_unset_model_and_data_seeds_follow_seed_everything(trained):
+    saved = yaml.safe_load((trained[1] / "config.yaml").read_text())
+    assert saved["seed_everything"] == 0  # the default, recorded as the seeds used
+    assert saved["model"]["init_args"]["seed"] == 0 and saved["data"]["init_args"]["seed"] == 0
+    model, data = Namespace(init_args=Namespace(seed=None)), Namespace(init_args=Namespace(seed=3))
+    config = Namespace(seed_everything=7, model=model, data=data)
+    follow_run_seed(config)
+    assert (config.model.init_args.seed, config.data.init_args.seed) == (7, 3)  # a set seed is kept
 
 
 def test_the_run_records_its_provenance(trained):

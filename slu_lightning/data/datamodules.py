@@ -82,7 +82,8 @@ class SLUDataModule(L.LightningDataModule):
         batch_size: int = 8,
         eval_batch_size: int = 16,
         num_workers: int = 0,
-        seed: int = 0,
+        seed: int | None = None,
+        selection_seed: int = 0,
         train_locales: list[str] | None = None,
         eval_locales: list[str] | None = None,
         eval_modality: Literal["speech", "text", "both"] = "speech",
@@ -99,12 +100,17 @@ class SLUDataModule(L.LightningDataModule):
             batch_size: training examples per batch and process (before gradient accumulation).
             eval_batch_size: examples per batch for validation, test and predict.
             num_workers: dataloader worker processes decoding audio and computing features.
-            seed: seeds the batch order of every epoch (with the epoch number).
+            seed: seeds the batch order of every epoch (with the epoch number). None: the run's
+                ``seed_everything`` under the CLI (so a sweep's seed axis changes it), else 0.
+            selection_seed: seeds which examples are used where a subset is drawn: the evaluation
+                subset (``max_eval_examples``) and partial source mixes. Apart from ``seed`` so that
+                every run seed trains on the same data and is scored on the same items.
             train_locales: keep only these locales for training (None: all). Cross-lingual runs
                 train on a source locale and evaluate on the others.
             eval_locales: keep only these locales for validation and test (None: all).
             eval_modality: evaluate on speech input, on transcripts, or on both.
-            max_eval_examples: evaluate on a seeded subset of this many examples (None: all).
+            max_eval_examples: evaluate on a subset of this many examples (``selection_seed``;
+                None: all).
             length_bucketing: batch training examples of similar length together (less padding).
             bad_input: ``error`` stops at the first bad record or file with its name; ``skip``
                 drops it, counts it and logs it.
@@ -119,7 +125,8 @@ class SLUDataModule(L.LightningDataModule):
         super().__init__()
         self.corpus, self.speech_subset = corpus, speech_subset
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
-        self.seed, self.train_locales, self.eval_locales = seed, train_locales, eval_locales
+        self.seed, self.selection_seed = 0 if seed is None else seed, selection_seed
+        self.train_locales, self.eval_locales = train_locales, eval_locales
         self.eval_modality, self.max_eval_examples = eval_modality, max_eval_examples
         self.length_bucketing, self.predict_audio = length_bucketing, predict_audio
         self.tts_corpus = tts_corpus
@@ -283,7 +290,8 @@ class SLUDataModule(L.LightningDataModule):
                 f"no {self.eval_modality} examples for the {split} split of {self.corpus.describe()}"
             )
         if self.max_eval_examples is not None and len(entries) > self.max_eval_examples:
-            keep = sorted(random.Random(self.seed).sample(range(len(entries)), self.max_eval_examples))
+            chosen = random.Random(self.selection_seed).sample(range(len(entries)), self.max_eval_examples)
+            keep = sorted(chosen)
             entries = [entries[i] for i in keep]
         return entries
 
@@ -297,7 +305,7 @@ class SLUDataModule(L.LightningDataModule):
         phase = self.phases()[phase_index_at(self.phases(), epoch)]
         entries: list[Entry] = []
         for source, mix in sorted(phase.mix.items()):
-            examples = _nested_fraction(self.sources[source], mix, self.seed)
+            examples = _nested_fraction(self.sources[source], mix, self.selection_seed)
             entries += [(example, source in HEARD_SOURCES) for example in examples] * mix.oversample
         return entries
 

@@ -99,7 +99,7 @@ class SLUModule(L.LightningModule):
         dynamic_audio: bool = True,
         gradient_checkpointing: bool = False,
         generate_during_validation: bool = True,
-        seed: int = 0,
+        seed: int | None = None,
         base_dtype: Literal["float32", "bfloat16"] = "float32",
         always_run_audio_encoder: bool = False,
     ):
@@ -124,7 +124,9 @@ class SLUModule(L.LightningModule):
             gradient_checkpointing: recompute activations in backward to save memory.
             generate_during_validation: decode the dev set at each validation and log SLU metrics
                 (teacher-forced loss is always logged).
-            seed: seeds the dropout masks of every training batch (with the batch number).
+            seed: seeds the LoRA adapters' initial weights and the dropout masks of every training
+                batch (with the batch number). None: the run's ``seed_everything`` under the CLI,
+                else 0.
             base_dtype: dtype the backbone is loaded in. ``bfloat16`` halves the memory of a frozen
                 7B base under LoRA; parts that train are always kept in float32.
             always_run_audio_encoder: run a masked dummy clip through the audio encoder when a
@@ -159,7 +161,7 @@ class SLUModule(L.LightningModule):
         self.train_input_embeddings = train_input_embeddings
         self.optimizer_settings, self.prompt, self.generation = optimizer, prompt, generation
         self.dynamic_audio, self.gradient_checkpointing = dynamic_audio, gradient_checkpointing
-        self.generate_during_validation, self.seed = generate_during_validation, seed
+        self.generate_during_validation, self.seed = generate_during_validation, 0 if seed is None else seed
         self.logged_examples = 4  # decoded examples shown in TensorBoard per evaluation
         self.base_dtype, self.always_run_audio_encoder = getattr(torch, base_dtype), always_run_audio_encoder
         self.strict_loading = False  # checkpoints hold trainable tensors only

@@ -280,3 +280,21 @@ def test_evaluation_batches_speech_first_then_text_longest_first(toy_corpus, tin
     for part in (entries[:n_speech], entries[n_speech:]):
         lengths = [prompt_length(example, heard, dm.seconds) for example, heard in part]
         assert lengths == sorted(lengths, reverse=True) and len(set(lengths)) > 1
+
+
+def test_a_run_seed_changes_the_batch_order_not_the_data_or_the_scored_items(toy_corpus):
+    half = [CurriculumPhase("half", 1, {"text": SourceMix(0.5), "speech": SourceMix(0.5)})]
+
+    def drawn(seed: int) -> tuple[list[str], list[str], list[list[int]]]:
+        dm = CurriculumDataModule(
+            corpus(toy_corpus), phases=half, seed=seed, max_eval_examples=5, eval_modality="both"
+        )
+        entries = ready(dm).epoch_entries(0)
+        evaluated = [example.id + str(heard) for example, heard in dm.eval_sets["dev"]]
+        return [example.id for example, _ in entries], evaluated, list(dm._sampler(entries, 0, 0))
+
+    trained, scored, order = drawn(0)
+    assert len(scored) == 5
+    for seed in (1, 2):
+        assert drawn(seed)[:2] == (trained, scored)
+        assert drawn(seed)[2] != order
