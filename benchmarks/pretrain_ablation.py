@@ -4,10 +4,11 @@ Every arm continues the bundled stand-in for the same ``--steps`` on the same ba
 the six-task recipe it was made by, one piece switched off; ``all`` switches nothing off and is the
 control. Each export is measured (word error rates, two read-outs, held-out voices), then
 fine-tuned on text only with the demo config and tested on speech, as the demo grid's text-only
-cell (``configs/demo/text_only.yaml`` + ``configs/backbones/pretrained_tiny.yaml``). Everything
-resumes: a finished pretraining arm or fine-tuning cell is skipped.
+cell (``configs/demo/text_only.yaml`` + ``configs/backbones/pretrained_tiny.yaml``), once per
+``--seeds`` (batch order; each arm is pretrained once). Everything resumes: a finished pretraining
+arm or fine-tuning cell is skipped.
 
-    python -m benchmarks.pretrain_ablation --steps 150 --jobs 2
+    python -m benchmarks.pretrain_ablation --steps 150 --seeds 0,1,2 --jobs 2
 
 prints the recognition table; the transfer tables are the report the script then writes, as
 ``slu-lightning report --root <root>/finetune --baseline model.init_args.backbone=all`` would.
@@ -123,6 +124,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (cosine to 0)")
     parser.add_argument("--eval-clips", type=int, default=120, help="clips per WER set")
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
+    parser.add_argument("--seeds", default="0", help="fine-tuning seeds (seed_everything), comma-separated")
     parser.add_argument("--jobs", type=int, default=1, help="fine-tuning cells run at once")
     args = parser.parse_args()
     unknown = sorted(set(args.arms.split(",")) - set(ARMS))
@@ -135,7 +137,10 @@ def main() -> None:
     spec = SweepSpec(
         base=Path("configs/demo/text_only.yaml"),
         root=args.root / "finetune",
-        axes={"model.init_args.backbone": [str(path) for path in backbones.values()]},
+        axes={
+            "model.init_args.backbone": [str(path) for path in backbones.values()],
+            "seed_everything": [int(seed) for seed in args.seeds.split(",")],
+        },
         configs=[Path("configs/backbones/pretrained_tiny.yaml")],
     )
     failed = run_sweep(spec, Path(__file__), jobs=args.jobs)
