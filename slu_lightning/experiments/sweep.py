@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -332,7 +333,18 @@ class SweepState:
         atomic_write_text(self.path, json.dumps(document, indent=1, ensure_ascii=False) + "\n")
 
 
-def run_cell(cell: Cell, root: Path, state: SweepState, progress: str) -> bool:
+def cell_environment(jobs: int, environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The cells' environment: with several cells at once, each gets its share of the CPU cores as
+    torch threads (``OMP_NUM_THREADS``) unless the user set it. Unset, every cell starts a thread
+    per core. Measured on 2 cores, demo text-only fine-tuning on tiny-heard (fit and test): 230 s a
+    cell alone; two at once 800-1,050 s a pair with two threads each, 376 s with one each."""
+    environment = dict(os.environ if environ is None else environ)
+    if jobs > 1 and "OMP_NUM_THREADS" not in environment:
+        environment["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))
+    return environment
+
+
+def run_cell(cell: Cell, root: Path, state: SweepState, progress: str, env: dict[str, str]) -> bool:
     """Fit (resuming when it can) and test one cell, its output appended to its ``sweep.log``."""
     run_dir = root / cell.name
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -344,7 +356,9 @@ def run_cell(cell: Cell, root: Path, state: SweepState, progress: str) -> bool:
         for command in cell.commands(root):
             log.write(f"$ {shlex.join(command)}\n")
             log.flush()
-            returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=False).returncode
+            returncode = subprocess.run(
+                command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False
+            ).returncode
             if returncode != 0:
                 break
     seconds = round(time.monotonic() - start, 1)
@@ -373,11 +387,11 @@ def run_sweep(spec: SweepSpec, source: Path, jobs: int = 1, dry_run: bool = Fals
             for command in cell.commands(spec.root) if cell in todo else []:
                 print(f"  {shlex.join(command)}")
         return []
-    state = SweepState(spec, source, cells)
+    state, env = SweepState(spec, source, cells), cell_environment(jobs)
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         succeeded = list(
             pool.map(
-                lambda item: run_cell(item[1], spec.root, state, f"[{item[0]}/{len(todo)}]"),
+                lambda item: run_cell(item[1], spec.root, state, f"[{item[0]}/{len(todo)}]", env),
                 enumerate(todo, start=1),
             )
         )

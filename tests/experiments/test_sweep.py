@@ -6,7 +6,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slu_lightning.experiments.sweep import SweepError, SweepSpec, axis_labels, expand_cells, load_spec, main
+from slu_lightning.experiments.sweep import (
+    SweepError,
+    SweepSpec,
+    axis_labels,
+    cell_environment,
+    expand_cells,
+    load_spec,
+    main,
+)
 
 PROPORTION = "data.init_args.speech_subset.proportion"
 
@@ -240,3 +248,11 @@ def test_the_cross_lingual_and_italic_grids_swap_regimes_on_one_base(monkeypatch
     assert len(cells) == 2 * 5 + 1
     text_only = [cell for cell in cells if "TextOnly" in cell.name]
     assert len(text_only) == 1 and "--model.init_args.train_audio_encoder" in text_only[0].overrides()
+
+
+def test_cells_run_at_once_share_the_cores_unless_the_user_set_the_threads(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    assert cell_environment(2, {"PATH": "/bin"}) == {"PATH": "/bin", "OMP_NUM_THREADS": "4"}
+    assert cell_environment(16, {})["OMP_NUM_THREADS"] == "1"
+    assert cell_environment(2, {"OMP_NUM_THREADS": "3"}) == {"OMP_NUM_THREADS": "3"}
+    assert "OMP_NUM_THREADS" not in cell_environment(1, {})
