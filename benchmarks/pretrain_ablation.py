@@ -30,8 +30,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.data.asr_corpus import default_asr_dir
 from slu_lightning.experiments import report
+from slu_lightning.experiments.report.tables import markdown_table
 from slu_lightning.experiments.sweep import SweepSpec, run_sweep
-from slu_lightning.pretrain.asr_eval import evaluation_sets, measure_error_rates
+from slu_lightning.pretrain.asr_eval import error_rates_by_set
 from slu_lightning.pretrain.module import TinyPretrainModule
 
 SIX_TASKS = "transcribe,json,first_words,last_word,count,reverse"
@@ -72,8 +73,7 @@ def starting_rates(root: Path, eval_clips: int) -> dict:
     path = root / f"tiny-heard-rates-{eval_clips}.json"
     if not path.is_file():
         module = TinyPretrainModule(backbone="tiny-heard").eval()
-        sets = evaluation_sets(default_asr_dir("large", 0), eval_clips, seed=0)
-        rates = {name: measure_error_rates(module, examples) for name, examples in sets.items()}
+        rates = error_rates_by_set(module, default_asr_dir("large", 0), eval_clips, seed=0)
         atomic_write_text(path, json.dumps(rates, indent=2) + "\n")
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -97,7 +97,7 @@ def recognition_table(start: dict, root: Path, arms: list[str]) -> str:
     and last validation figures."""
     header = ["arm", "general: CTC WER / CER", "general: decoder WER / CER", "SLU-phrased: CTC"]
     header += ["SLU-phrased: decoder", *VALIDATION]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    rows = []
     rates = {"tiny-heard (start)": start}
     rates |= {
         arm: json.loads((root / "backbones" / arm / "pretraining.json").read_text())["error_rates"]
@@ -113,8 +113,8 @@ def recognition_table(start: dict, root: Path, arms: list[str]) -> str:
             cells += last_validation(root / "runs" / arm)
         else:
             cells += ["—"] * len(VALIDATION)
-        lines.append(f"| {arm} | {' | '.join(cells)} |")
-    return "\n".join(lines)
+        rows.append([arm, *cells])
+    return markdown_table(header, rows)
 
 
 def main() -> None:

@@ -94,5 +94,13 @@ def evaluation_sets(
     }
 
 
+def error_rates_by_set(
+    module: TinyPretrainModule, asr_corpus: Path, n: int, seed: int = 0, demo_size: Size = "small"
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Both read-outs' error rates on each of ``evaluation_sets``: the figures a model card states."""
+    sets = evaluation_sets(asr_corpus, n, seed, demo_size)
+    return {name: measure_error_rates(module, examples) for name, examples in sets.items()}
+
+
 def _extractor(module: TinyPretrainModule) -> LogMelExtractor:
     return LogMelExtractor(n_mels=int(module.processor.feature_extractor.feature_size))

@@ -27,7 +27,7 @@ from slu_lightning.atomic import atomic_write_dir, atomic_write_text
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.model.backbone import resolve_backbone
 from slu_lightning.preemption import PreemptionCallback, save_last_checkpoint
-from slu_lightning.pretrain.asr_eval import READOUTS, evaluation_sets, measure_error_rates
+from slu_lightning.pretrain.asr_eval import READOUTS, error_rates_by_set
 from slu_lightning.pretrain.data import PretrainDataModule
 from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
 
@@ -259,8 +259,7 @@ def export_backbone(
     """Write the backbone directory (float16 weights, processor, model card with measured WER)."""
     corpus = default_asr_dir(settings.corpus_size, settings.seed)
     demo_size = "tiny" if settings.corpus_size == "tiny" else "small"  # tiny: the test scale
-    sets = evaluation_sets(corpus, eval_clips, settings.seed, demo_size)
-    rates = {name: measure_error_rates(module, examples) for name, examples in sets.items()}
+    rates = error_rates_by_set(module, corpus, eval_clips, settings.seed, demo_size)
     model = copy.deepcopy(module.model).to(torch.float16)  # half the size; loaders upcast to float32
     wall = json.loads((run_dir / "wall_time.json").read_text())
 
