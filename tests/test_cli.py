@@ -420,20 +420,17 @@ def test_the_tts_augmented_demo_trains_on_synthesised_speech_and_no_real_speech(
 def test_the_cascade_tests_a_text_checkpoint_on_recognised_transcripts(
     trained, toy_corpus, tiny_backbone, tmp_path
 ):
-    """configs/demo/cascade.yaml's steps 2 and 3 on the toy run: transcribe, then test on the text."""
+    """configs/demo/cascade.yaml on the toy run: the recogniser writes the transcripts when the test
+    starts, then the text-trained checkpoint is tested on them."""
     config, run = trained
     transcripts = tmp_path / "asr-dev.jsonl"
-    main(
-        ["transcribe", "--backbone", str(tiny_backbone), "--manifest", str(toy_corpus / "dev.jsonl")]
-        + ["--out", str(transcripts), "--readout", "ctc"]
-    )
     base = {
         "class_path": "slu_lightning.data.corpora.ManifestCorpus",
         "init_args": {"train": str(toy_corpus / "train.jsonl"), "dev": str(toy_corpus / "dev.jsonl")},
     }
     corpus = {
         "class_path": "slu_lightning.data.corpora.CascadeCorpus",
-        "init_args": {"base": base, "transcripts": str(transcripts)},
+        "init_args": {"base": base, "transcripts": str(transcripts), "recogniser": str(tiny_backbone)},
     }
     main(
         [

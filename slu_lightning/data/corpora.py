@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from slu_lightning.data.errors import SkipLog
+from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
 
@@ -91,21 +91,49 @@ class DemoCorpus(ManifestCorpus):
 
 
 class CascadeCorpus(Corpus):
-    """The cascade baseline's corpus: ``base`` for training and validation; for test, the rows that
-    ``slu-lightning transcribe`` wrote (one text row per recording, its text the recogniser's
-    transcript, gold labels kept). Test a text-fine-tuned checkpoint on it with
-    ``eval_modality: text``."""
+    """The cascade baseline's corpus: ``base`` for training and validation; for test, one text row per
+    test recording of ``base``, its text the recogniser's transcript, gold labels kept. Test a
+    text-fine-tuned checkpoint on it with ``eval_modality: text``.
 
-    def __init__(self, base: Corpus, transcripts: str):
+    With a ``recogniser``, ``prepare`` transcribes ``base``'s test speech into ``transcripts`` on first
+    use and reuses the file after that (refusing one made by another recogniser or of other audio);
+    without one, ``transcripts`` is the file ``slu-lightning transcribe --out`` wrote."""
+
+    def __init__(
+        self,
+        base: Corpus,
+        transcripts: str,
+        recogniser: str | None = None,
+        readout: Literal["ctc", "decoder"] = "ctc",
+        batch_size: int = 32,
+    ):
         """
         Args:
             base: the corpus the parser was trained on.
-            transcripts: the manifest ``slu-lightning transcribe --out`` wrote for the test audio.
+            transcripts: the text manifest of the test recordings' transcripts.
+            recogniser: backbone that writes ``transcripts`` when it is missing (a bundled stand-in
+                such as ``tiny-heard``, or a ``pretrain-tiny`` export); None: the file must exist.
+            readout: how the recogniser transcribes: greedy CTC over its audio vectors, or its decoder.
+            batch_size: clips per transcription batch.
         """
         self.base, self.transcripts = base, Path(transcripts)
+        self.recogniser, self.readout, self.batch_size = recogniser, readout, batch_size
 
     def prepare(self) -> None:
         self.base.prepare()
+        if self.recogniser is None:
+            if not self.transcripts.is_file():
+                raise DataError(
+                    "no transcripts: write them with `slu-lightning transcribe --out`, or set "
+                    "`recogniser` to have them written on first use",
+                    file=str(self.transcripts),
+                )
+            return
+        from slu_lightning.experiments.cascade import ensure_transcripts
+
+        speech = self.base.speech("test", SkipLog())
+        source = f"test speech of {self.base.describe()}"
+        ensure_transcripts(self.recogniser, speech, self.transcripts, self.readout, self.batch_size, source)
 
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         return [] if split == "test" else self.base.speech(split, skips)

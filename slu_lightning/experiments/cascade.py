@@ -8,11 +8,13 @@ transcript out of the backbone's LLM decoder (``--readout decoder``, prompted as
 for a stand-in pretrained by ``pretrain-tiny``, by greedy CTC over its audio vectors
 (``--readout ctc``). Each row keeps its id, utterance id, locale and labels; ``meta`` records the
 gold transcript and the recogniser, and the corpus-level WER is printed and written beside the output.
+``CascadeCorpus`` with a ``recogniser`` runs this step itself on first use (``ensure_transcripts``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 from dataclasses import replace
@@ -23,6 +25,7 @@ from slu_lightning.data.errors import DataError
 from slu_lightning.data.readers.manifest import read_manifest, write_manifest
 from slu_lightning.data.records import SLUExample
 from slu_lightning.evaluation.error_rates import corpus_wer
+from slu_lightning.model.backbone import resolve_backbone
 from slu_lightning.pretrain.asr_eval import READOUTS, transcribe
 
 log = logging.getLogger(__name__)
@@ -35,11 +38,19 @@ def transcribe_manifest(
     backbone: str, manifest: Path, out: Path, readout: str = "decoder", batch_size: int = 32
 ) -> dict:
     """Write ``out``: the speech rows of ``manifest`` with their transcripts as text; returns a summary."""
+    speech = [example for example in read_manifest(manifest) if example.is_speech]
+    return transcribe_examples(backbone, speech, out, readout, batch_size, source=str(manifest))
+
+
+def transcribe_examples(
+    backbone: str, speech: list[SLUExample], out: Path, readout: str, batch_size: int, source: str
+) -> dict:
+    """Write ``out``, the transcripts of ``speech`` as text rows, and ``out.summary.json``, which
+    names the recogniser (with a digest of its weights) and the ``source`` of the audio."""
     from slu_lightning.pretrain.module import TinyPretrainModule
 
-    speech = [example for example in read_manifest(manifest) if example.is_speech]
     if not speech:
-        raise DataError("no rows with audio to transcribe", file=str(manifest))
+        raise DataError("no rows with audio to transcribe", file=source)
     module = TinyPretrainModule(backbone=backbone)
     hypotheses = transcribe(module, speech, readout, batch_size)[readout]
     rows = [
@@ -48,15 +59,50 @@ def transcribe_manifest(
     ]
     write_manifest(out, rows)
     summary = {
-        "backbone": backbone,
-        "readout": readout,
-        "manifest": str(manifest),
+        **recogniser_identity(backbone, readout),
+        "manifest": source,
         "rows": len(rows),
         "empty": sum(not h.strip() for h in hypotheses),
         "wer": corpus_wer([e.text for e in speech], hypotheses),
     }
-    atomic_write_text(out.with_suffix(".summary.json"), json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(summary_path(out), json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def recogniser_identity(backbone: str, readout: str) -> dict[str, str]:
+    """What makes two transcript files interchangeable: the recogniser's name, its weights and read-out."""
+    digest = hashlib.sha256()
+    directory = resolve_backbone(backbone)
+    for weights in sorted(directory.glob("*.safetensors")):
+        digest.update(weights.read_bytes())
+    return {"backbone": backbone, "backbone_sha256": digest.hexdigest(), "readout": readout}
+
+
+def summary_path(out: Path) -> Path:
+    return out.with_suffix(".summary.json")
+
+
+def ensure_transcripts(
+    backbone: str, speech: list[SLUExample], out: Path, readout: str, batch_size: int, source: str
+) -> None:
+    """Write ``out`` unless it already holds this recogniser's transcripts of ``source``; a file made
+    by another recogniser or of other audio is an error, never silently reused or overwritten."""
+    if not out.is_file():
+        log.info(
+            "transcribing %d test clips of %s with %s (%s read-out)", len(speech), source, backbone, readout
+        )
+        transcribe_examples(backbone, speech, out, readout, batch_size, source)
+        return
+    wanted = {**recogniser_identity(backbone, readout), "manifest": source}
+    found = json.loads(summary_path(out).read_text(encoding="utf-8")) if summary_path(out).is_file() else {}
+    differing = sorted(key for key, value in wanted.items() if found.get(key) != value)
+    if differing:
+        changes = "; ".join(f"{key} {found.get(key)!r}, wanted {wanted[key]!r}" for key in differing)
+        raise DataError(
+            f"holds other transcripts ({changes}): delete it or name another transcripts file",
+            file=str(out),
+        )
+    log.info("reusing the transcripts in %s", out)
 
 
 def _as_text(example: SLUExample, hypothesis: str, backbone: str, readout: str) -> SLUExample:

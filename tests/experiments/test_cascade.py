@@ -3,9 +3,11 @@ import json
 import pytest
 
 from slu_lightning.cli import main as cli
+from slu_lightning.data.corpora import CascadeCorpus, ManifestCorpus
+from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.evaluation.error_rates import corpus_wer
-from slu_lightning.experiments.cascade import EMPTY, transcribe_manifest
+from slu_lightning.experiments.cascade import EMPTY, ensure_transcripts, transcribe_manifest
 
 
 @pytest.mark.parametrize("readout", ["ctc", "decoder"])
@@ -49,3 +51,47 @@ def test_transcribe_command_refuses_a_manifest_without_audio(tiny_backbone, toy_
             ]
         )
     assert "text.jsonl: no rows with audio to transcribe" in capsys.readouterr().err
+
+
+def test_transcripts_are_written_once_reused_and_never_taken_from_another_recogniser(
+    tiny_backbone, toy_corpus, tmp_path
+):
+    speech = [example for example in read_manifest(toy_corpus / "test.jsonl") if example.is_speech]
+    out = tmp_path / "asr.jsonl"
+    ensure_transcripts(str(tiny_backbone), speech, out, "ctc", 8, source="toy test speech")
+    written = out.stat().st_mtime_ns
+    ensure_transcripts(str(tiny_backbone), speech, out, "ctc", 8, source="toy test speech")
+    assert out.stat().st_mtime_ns == written
+    with pytest.raises(
+        DataError, match=r"asr.jsonl: holds other transcripts \(readout 'ctc', wanted 'decoder'\)"
+    ):
+        ensure_transcripts(str(tiny_backbone), speech, out, "decoder", 8, source="toy test speech")
+    with pytest.raises(DataError, match="manifest 'toy test speech', wanted 'other clips'"):
+        ensure_transcripts(str(tiny_backbone), speech, out, "ctc", 8, source="other clips")
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    summary["backbone_sha256"] = "0" * 64  # the same name, other weights
+    out.with_suffix(".summary.json").write_text(json.dumps(summary))
+    with pytest.raises(DataError, match="backbone_sha256"):
+        ensure_transcripts(str(tiny_backbone), speech, out, "ctc", 8, source="toy test speech")
+    assert out.stat().st_mtime_ns == written
+
+
+def test_a_cascade_corpus_with_a_recogniser_transcribes_its_base_test_speech_on_first_use(
+    tiny_backbone, toy_corpus, tmp_path
+):
+    base = ManifestCorpus(*(str(toy_corpus / f"{split}.jsonl") for split in ("train", "dev", "test")))
+    corpus = CascadeCorpus(base, str(tmp_path / "asr.jsonl"), recogniser=str(tiny_backbone), batch_size=4)
+    corpus.prepare()
+    skips = SkipLog()
+    recognised, heard = corpus.text("test", skips), base.speech("test", skips)
+    assert [row.id for row in recognised] == [example.id for example in heard]
+    assert all(
+        row.audio is None and row.meta["gold_text"] == e.text
+        for row, e in zip(recognised, heard, strict=True)
+    )
+    assert corpus.speech("test", skips) == [] and corpus.text("train", skips) == base.text("train", skips)
+    without = CascadeCorpus(base, str(tmp_path / "missing.jsonl"))
+    with pytest.raises(
+        DataError, match="missing.jsonl: no transcripts: write them with `slu-lightning transcribe"
+    ):
+        without.prepare()

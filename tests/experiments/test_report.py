@@ -233,3 +233,26 @@ def test_a_backbone_ablation_has_rows_by_arm_a_path_baseline_and_no_proportion_p
     with (tmp_path / "out" / "results.csv").open() as file:
         rows = {row["model.backbone"]: row for row in csv.DictReader(file)}
     assert rows["all"]["baseline"] == "True" and float(rows["no-align"]["intent_acc_diff"]) < 0
+
+
+def test_a_cascade_cell_answers_speech_with_its_transcript_rows_and_is_not_the_default_baseline(tmp_path):
+    """Its text rows (one per recording, the recogniser's transcripts) are its speech answers; the
+    text-only row stays the baseline though both have speech proportion 0."""
+    golds, records = gold_examples(), []
+    cascade = {"data": {"init_args": {"corpus": {"class_path": "slu_lightning.data.corpora.CascadeCorpus"}}}}
+    for regime, modality, quality, scored in (("text_only", "speech", 0.4, 40), ("cascade", "text", 0.9, 60)):
+        name = f"{regime}-p0"
+        records.append({"name": name, "values": {"base": f"configs/{regime}.yaml", PROPORTION: 0}})
+        predictions = predict(golds, quality, seed=0)
+        lines = [prediction_row(g, p, modality) for g, p in zip(golds[:scored], predictions, strict=False)]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "predictions_test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(cascade if regime == "cascade" else {}))
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": records}))
+    write_report(tmp_path, tmp_path / "speech", resamples=200)
+    rows = table(tmp_path / "speech")
+    assert rows["text_only"]["baseline"] == "True" and rows["cascade"]["baseline"] == "False"
+    assert (rows["text_only"]["n"], rows["cascade"]["n"]) == ("40", "60")
+    assert float(rows["cascade"]["intent_acc_diff"]) > 0 and float(rows["cascade"]["intent_acc_p"]) < 0.05
+    with pytest.raises(ReportError, match="no finished cell .* has text predictions"):
+        write_report(tmp_path, tmp_path / "text", modality="text", resamples=50)

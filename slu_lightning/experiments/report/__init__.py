@@ -2,7 +2,8 @@
 
 Every number comes from the finished cells' ``predictions_test.jsonl`` through the one counting
 core (``evaluation.counts``) and its bootstrap (``evaluation.bootstrap``); nothing is read back from
-``metrics_test.json``. Only rows of one modality are scored (speech by default).
+``metrics_test.json``. Only rows of one modality are scored (speech by default). A cascade cell
+(``CascadeCorpus``) answers speech through its recogniser: its transcript rows are its speech rows.
 
 - Rows: cells that differ only in a seed axis (``seed_everything`` or a key ending in ``.seed``)
   form one row; its metrics are the mean over seeds, ``± std`` across seeds when there are several.
@@ -11,9 +12,9 @@ core (``evaluation.counts``) and its bootstrap (``evaluation.bootstrap``); nothi
 - Intervals: 95 % cluster bootstrap of the seed mean, clusters = ``utterance_id`` (recordings of
   one utterance are resampled together).
 - Baseline: ``--baseline KEY=VALUE[,KEY=VALUE]`` picks the reference rows (default: speech
-  proportion 0, i.e. text-only). Each other row is compared with the reference row that shares its
-  values on the axes where reference rows differ, seed by seed; the paired bootstrap gives the
-  difference and a two-sided p-value.
+  proportion 0, i.e. text-only; a cascade row only when named). Each other row is compared with
+  the reference row that shares its values on the axes where reference rows differ, seed by seed;
+  the paired bootstrap gives the difference and a two-sided p-value.
 
 Outputs in ``--out`` (default: the sweep root): ``results.md`` (results, cross-lingual table when
 several locales are scored, error analysis), ``results.csv`` and, when rows have a speech
@@ -58,7 +59,7 @@ def write_report(
     groups = group_cells(keys, cells)
     selector = parse_selector(baseline, [key for key in keys if not is_seed_axis(key)])
     scores = [score_group(group, resamples, seed) for group in groups]
-    compare_with_baselines(scores, selector, resamples, seed)
+    compare_with_baselines(scores, selector, resamples, seed, skip_cascades=baseline is None)
     scores.sort(key=lambda score: not score.is_baseline)  # references first, then sweep order
     md_table, csv_text = results_tables(scores, keys)
     selector_text = ",".join(f"{k}={v}" for k, v in selector.items()) or "none"
@@ -95,7 +96,7 @@ def main(args: list[str]) -> None:
     parser.add_argument(
         "--baseline",
         default=None,
-        help="reference rows as KEY=VALUE[,KEY=VALUE] (default: speech proportion 0)",
+        help="reference rows as KEY=VALUE[,KEY=VALUE] (default: speech proportion 0, not a cascade)",
     )
     parser.add_argument("--modality", choices=("speech", "text"), default="speech", help="rows scored")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")

@@ -77,6 +77,21 @@ def count_row(row: dict) -> np.ndarray:
     )
 
 
+def is_cascade(config: dict) -> bool:
+    """Whether a run config tests on recognised transcripts (``CascadeCorpus``)."""
+    corpus = (config.get("data") or {}).get("init_args", {}).get("corpus") or {}
+    return isinstance(corpus, dict) and str(corpus.get("class_path", "")).endswith("CascadeCorpus")
+
+
+def scored_modality(config: dict, modality: str) -> str | None:
+    """Which of a cell's prediction rows answer the report's ``modality``. A cascade hears the test
+    speech through its recogniser, so its text rows (one per recording) are its answers to speech;
+    it has no rows on gold transcripts."""
+    if not is_cascade(config):
+        return modality
+    return "text" if modality == "speech" else None
+
+
 def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictions], list[str]]:
     """The sweep's axis keys, its finished cells, and the names of cells not finished."""
     sweep_file = root / SWEEP_FILE
@@ -90,10 +105,11 @@ def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictio
         if not (run_dir / PREDICTIONS).is_file():
             unfinished.append(record["name"])
             continue
-        lines = (run_dir / PREDICTIONS).read_text(encoding="utf-8").splitlines()
-        rows = [row for row in map(json.loads, filter(None, lines)) if row["modality"] == modality]
         config_file = run_dir / "config.yaml"
         config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        wanted = scored_modality(config or {}, modality)
+        lines = (run_dir / PREDICTIONS).read_text(encoding="utf-8").splitlines()
+        rows = [row for row in map(json.loads, filter(None, lines)) if row["modality"] == wanted]
         counts = np.stack([count_row(row) for row in rows]) if rows else np.zeros((0, WIDTH))
         cells.append(
             CellPredictions(
@@ -119,6 +135,10 @@ class Group:
     label: str
     """The cells' name without the seed part, e.g. ``curriculum-p0.02``."""
     cells: list[CellPredictions] = field(default_factory=list)
+
+    @property
+    def is_cascade(self) -> bool:
+        return all(is_cascade(cell.config) for cell in self.cells)
 
 
 def seed_of(cell: CellPredictions) -> tuple:

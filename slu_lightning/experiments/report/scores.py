@@ -88,11 +88,14 @@ def parse_selector(text: str | None, keys: list[str]) -> dict[str, str]:
 
 
 def compare_with_baselines(
-    scores: list[GroupScore], selector: dict[str, str], resamples: int, seed: int
+    scores: list[GroupScore], selector: dict[str, str], resamples: int, seed: int, skip_cascades: bool = False
 ) -> None:
-    """Mark the baseline rows and fill ``versus`` of every other row that has one baseline."""
+    """Mark the baseline rows and fill ``versus`` of every other row that has one baseline;
+    ``skip_cascades``: cascade rows are never baselines (the default selector's text-only row is)."""
 
     def selected(group: Group) -> bool:
+        if skip_cascades and group.is_cascade:
+            return False
         return bool(selector) and all(
             key in group.values and value_label(key, group.values[key]) == value
             for key, value in selector.items()
