@@ -180,7 +180,13 @@ def axis_labels(keys: list[str]) -> dict[str, str]:
 
 
 def cell_name(values: dict[str, Any], labels: dict[str, str]) -> str:
-    return "-".join(labels[key] + value_label(key, value) for key, value in values.items())
+    """Axis labels and value labels: ``p0.02-seed1``; ``=`` where a word follows the label
+    (``backbone=no-align``, ``train_llm=false``)."""
+    return "-".join(_labelled(labels[key], value_label(key, value)) for key, value in values.items())
+
+
+def _labelled(label: str, value: str) -> str:
+    return f"{label}={value}" if label and value[:1].isalpha() else label + value
 
 
 def matches(values: dict[str, Any], rule: dict[str, Any]) -> bool:

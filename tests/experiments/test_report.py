@@ -218,7 +218,7 @@ def test_a_backbone_ablation_has_rows_by_arm_a_path_baseline_and_no_proportion_p
     """Rows named by the backbone folder's last part; no speech proportion, so no plot is written."""
     golds, key, records = gold_examples(), "model.init_args.backbone", []
     for arm, quality in (("all", 0.8), ("no-align", 0.4)):
-        name = f"backbone{arm}"
+        name = f"backbone={arm}"
         records.append(
             {"name": name, "values": {key: f"logs/ablation/backbones/{arm}"}, "status": "finished"}
         )
@@ -226,6 +226,8 @@ def test_a_backbone_ablation_has_rows_by_arm_a_path_baseline_and_no_proportion_p
         (tmp_path / name).mkdir()
         lines = [prediction_row(g, p) for g, p in zip(golds, predictions, strict=True)]
         (tmp_path / name / "predictions_test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        recorded = {"data": {"init_args": {"speech_subset": {"proportion": 0.1}}}}  # as every run records one
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(recorded))
     (tmp_path / "sweep.json").write_text(json.dumps({"cells": records}))
     paths = write_report(tmp_path, tmp_path / "out", baseline=f"{key}=all", resamples=50)
     assert [path.name for path in paths] == ["results.md", "results.csv"]

@@ -189,12 +189,12 @@ def test_a_path_valued_axis_names_cells_by_the_paths_last_part_and_passes_the_wh
     backbones = ["logs/ablation/backbones/all", "logs/ablation/backbones/no-align", "tiny-heard"]
     spec = SweepSpec(base=tmp_path / "base.yaml", root=tmp_path, axes={"model.init_args.backbone": backbones})
     cells = expand_cells(spec)
-    assert [cell.name for cell in cells] == ["backboneall", "backboneno-align", "backbonetiny-heard"]
+    assert [cell.name for cell in cells] == ["backbone=all", "backbone=no-align", "backbone=tiny-heard"]
     assert cells[1].overrides() == ["--model.init_args.backbone", "logs/ablation/backbones/no-align"]
     clash = SweepSpec(
         base=tmp_path / "base.yaml", root=tmp_path, axes={"model.init_args.backbone": ["a/all", "b/all"]}
     )
-    with pytest.raises(SweepError, match="both named 'backboneall'"):
+    with pytest.raises(SweepError, match="both named 'backbone=all'"):
         expand_cells(clash)
 
 
@@ -222,9 +222,10 @@ def test_a_bad_sweep_file_gets_every_problem_in_one_message(tmp_path):
 def test_the_demo_sweeps_are_the_papers_reduced_grid(monkeypatch, name, extra):
     monkeypatch.chdir(Path(__file__).parents[2])  # its paths are relative to the repository root
     cells = expand_cells(load_spec(Path(f"configs/demo/{name}.yaml")))
+    baselines = ["text_only-p0-seed0"] + (["cascade-p0-seed0"] if extra else [])
     assert sorted(cell.name for cell in cells) == sorted(
         [f"{regime}-p{p}-seed0" for regime in ("mixed", "curriculum") for p in ("0.02", "0.1", "1")]
-        + ["text_only-p0-seed0"]
+        + baselines
     )
     for cell in cells:
         fit = cell.commands(Path("logs/sweeps/x"))[0]

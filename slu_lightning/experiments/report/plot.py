@@ -16,16 +16,19 @@ from slu_lightning.experiments.sweep import axis_labels, cell_name
 def plot_slu_f1(scores: list[GroupScore], keys: list[str], path: Path) -> bool:
     """SLU-F1 against speech proportion (symmetric-log x axis, so 0 fits), one line per regime.
 
-    Returns False, writing nothing, when no row has a speech proportion (e.g. a backbone ablation)."""
+    Returns False, writing nothing, when the speech proportion is not an axis of the sweep (e.g. a
+    backbone ablation, whose runs all record the same proportion in their configs)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if PROPORTION_KEY not in keys:
+        return False
     labels = axis_labels(keys)
     lines: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)
     for score in scores:
-        proportion = score.group.cells[0].value(PROPORTION_KEY)
+        proportion = score.group.values.get(PROPORTION_KEY)
         if proportion is None:
             continue
         others = {key: value for key, value in score.group.values.items() if key != PROPORTION_KEY}
