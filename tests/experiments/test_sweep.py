@@ -257,3 +257,14 @@ def test_cells_run_at_once_share_the_cores_unless_the_user_set_the_threads(monke
     assert cell_environment(16, {})["OMP_NUM_THREADS"] == "1"
     assert cell_environment(2, {"OMP_NUM_THREADS": "3"}) == {"OMP_NUM_THREADS": "3"}
     assert "OMP_NUM_THREADS" not in cell_environment(1, {})
+
+
+def test_the_transfer_sweep_has_three_text_only_seeds_and_a_full_speech_cell_per_backbone(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    cells = expand_cells(load_spec(Path("configs/demo/sweep_transfer.yaml")))
+    text_only = [cell for cell in cells if "mixed" not in cell.name]
+    (mixed,) = [cell for cell in cells if "mixed" in cell.name]
+    assert [cell.values["seed_everything"] for cell in text_only] == [0, 1, 2]
+    assert str(mixed.base) == "configs/demo/mixed.yaml"
+    assert mixed.values["data.init_args.speech_subset.proportion"] == 1.0
+    assert all(cell.values["model.init_args.backbone"] == "tiny-heard" for cell in cells)
