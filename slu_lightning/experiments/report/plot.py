@@ -18,13 +18,13 @@ def plot_slu_f1(scores: list[GroupScore], keys: list[str], path: Path) -> bool:
 
     Returns False, writing nothing, when the speech proportion is not an axis of the sweep (e.g. a
     backbone ablation, whose runs all record the same proportion in their configs)."""
+    if PROPORTION_KEY not in keys:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if PROPORTION_KEY not in keys:
-        return False
     labels = axis_labels(keys)
     lines: dict[str, list[tuple[float, float, float, float]]] = defaultdict(list)
     for score in scores:
