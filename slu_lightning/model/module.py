@@ -30,9 +30,11 @@ from slu_lightning.atomic import atomic_write_text
 from slu_lightning.curriculum import build_schedule
 from slu_lightning.data.features import padding_value
 from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
+from slu_lightning.model.audio_compression import AudioCompression, ctc_compress, place_compressed
 from slu_lightning.model.audio_encoder import (
     CONV_MARGIN,
     PADDED_FRAMES,
+    audio_token_count,
     encode_audio,
     padded_encode_audio,
     scatter_audio,
@@ -97,6 +99,7 @@ class SLUModule(L.LightningModule):
         prompt: PromptTemplate = PromptTemplate(),
         generation: GenerationSettings = GenerationSettings(),
         dynamic_audio: bool = True,
+        audio_compression: AudioCompression = "none",
         gradient_checkpointing: bool = False,
         generate_during_validation: bool = True,
         seed: int | None = None,
@@ -121,6 +124,10 @@ class SLUModule(L.LightningModule):
             generation: beam width and answer length for decoding.
             dynamic_audio: run the audio encoder on features cut to the batch's longest clip
                 instead of 30 s of padding (same outputs, several times faster).
+            audio_compression: ``ctc`` gives the LLM one audio vector per token its CTC read-out
+                hears (the mean of that token's frames, blanks dropped) instead of one per 40 ms;
+                only for a backbone pretrained with CTC through the embedding matrix
+                (``pretrain-tiny``), whose text-only fine-tuning then carries over to speech.
             gradient_checkpointing: recompute activations in backward to save memory.
             generate_during_validation: decode the dev set at each validation and log SLU metrics
                 (teacher-forced loss is always logged).
@@ -148,6 +155,7 @@ class SLUModule(L.LightningModule):
                 "prompt": asdict(prompt),
                 "generation": asdict(generation),
                 "dynamic_audio": dynamic_audio,
+                "audio_compression": audio_compression,
             }
         )
         self.backbone_path = resolve_backbone(backbone)
@@ -161,6 +169,7 @@ class SLUModule(L.LightningModule):
         self.train_input_embeddings = train_input_embeddings
         self.optimizer_settings, self.prompt, self.generation = optimizer, prompt, generation
         self.dynamic_audio, self.gradient_checkpointing = dynamic_audio, gradient_checkpointing
+        self.audio_compression = audio_compression
         self.generate_during_validation, self.seed = generate_during_validation, 0 if seed is None else seed
         self.logged_examples = 4  # decoded examples shown in TensorBoard per evaluation
         self.base_dtype, self.always_run_audio_encoder = getattr(torch, base_dtype), always_run_audio_encoder
@@ -228,26 +237,38 @@ class SLUModule(L.LightningModule):
         set_trainable(self.candidates, switches)
 
     # ---- forward -------------------------------------------------------------------------
-    def embed(self, input_ids: torch.Tensor, batch: dict) -> torch.Tensor:
-        """Token embeddings with the audio embeddings scattered into the ``<|AUDIO|>`` positions."""
+    def embed(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, batch: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Token embeddings with the audio embeddings in the ``<|AUDIO|>`` positions, the attention
+        mask, and position ids (None: the default, counting every position).
+
+        Under CTC compression each clip fills only the first slots of its audio run: the rest are
+        masked out and the position ids skip them."""
         embeds = self.hf.get_input_embeddings()(input_ids)  # (batch, tokens, hidden)
         if "input_features" not in batch:
-            return embeds
+            return embeds, attention_mask, None
         features, mask = batch["input_features"].to(self.audio_dtype), batch["feature_attention_mask"]
         if self.dynamic_audio:
             audio = encode_audio(self.hf, features, mask)  # (audio tokens, hidden)
         else:
             audio = padded_encode_audio(self.hf, *pad_to_30_seconds(features, mask))
-        return scatter_audio(embeds, input_ids, audio, self.hf.config.audio_token_id)
+        audio_token_id = self.hf.config.audio_token_id
+        if self.audio_compression == "none":
+            return scatter_audio(embeds, input_ids, audio, audio_token_id), attention_mask, None
+        table, blank = self.hf.get_input_embeddings().weight, self.tokenizer.pad_token_id
+        clips = torch.split(audio, audio_token_count(mask.sum(-1)).tolist())
+        compressed = [ctc_compress(clip, table, blank) for clip in clips]
+        return place_compressed(embeds, input_ids, attention_mask, compressed, audio_token_id)
 
     def example_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed answer-token cross-entropy and answer-token count per example: (batch,), (batch,)."""
-        input_ids, labels = batch["input_ids"], batch["labels"]
-        embeds = self.embed(input_ids, batch)
+        labels = batch["labels"]
+        embeds, attention_mask, positions = self.embed(batch["input_ids"], batch["attention_mask"], batch)
         if self.always_run_audio_encoder and self.training and "input_features" not in batch:
             embeds = embeds + 0.0 * self.dummy_audio().sum()  # keeps every rank's collectives in step
         hidden = self.hf.model.language_model(
-            inputs_embeds=embeds, attention_mask=batch["attention_mask"]
+            inputs_embeds=embeds, attention_mask=attention_mask, position_ids=positions
         ).last_hidden_state  # (batch, tokens, hidden)
         return answer_cross_entropy(hidden, labels, self.hf.lm_head)
 
@@ -307,10 +328,10 @@ class SLUModule(L.LightningModule):
     @torch.no_grad()
     def generate_texts(self, batch: dict) -> list[str]:
         """Decode an answer for every row of a left-padded prompt batch."""
-        embeds = self.embed(batch["prompt_ids"], batch)
-        output = self.hf.generate(
+        embeds, attention_mask, _ = self.embed(batch["prompt_ids"], batch["prompt_attention_mask"], batch)
+        output = self.hf.generate(  # position ids follow the attention mask: compressed slots skipped
             inputs_embeds=embeds,
-            attention_mask=batch["prompt_attention_mask"],
+            attention_mask=attention_mask,
             num_beams=self.generation.num_beams,
             max_new_tokens=self.generation.max_new_tokens,
             do_sample=False,

@@ -1,0 +1,77 @@
+"""CTC compression of the audio prefix: one vector per recognised token, not one per 40 ms of audio.
+
+Why: a stand-in pretrained by ``pretrain-tiny`` reads its audio vectors out with CTC through the
+LLM's input-embedding matrix, and its alignment loss pulls the mean audio vector of each token's
+frames to that token's embedding. Text-only fine-tuning teaches the LLM to read sequences of token
+embeddings, one per token; the uncompressed audio prefix is four to eight times longer and mostly
+blank frames, which that fine-tuning never shows it. Averaging each run of frames that share a
+non-blank best label and dropping the blank frames (CTC compression, Gaido et al., 2021) gives a
+prefix shaped like the transcript's embeddings, so what the LLM learnt from text applies to it.
+
+The compressed vectors fill the first slots of each clip's ``<|AUDIO|>`` run; the slots left over
+are masked out of attention, and position ids count attended tokens only, so the LLM sees the same
+sequence as if the prompt had held exactly that many audio tokens.
+"""
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from slu_lightning.pretrain.objectives import ctc_logits
+
+AudioCompression = Literal["none", "ctc"]
+
+
+def ctc_compress(clip: Tensor, embeddings: Tensor, blank: int) -> Tensor:
+    """Mean audio vector of each run of frames with the same non-blank best CTC label.
+
+    Args:
+        clip: One clip's audio vectors, (frames, hidden).
+        embeddings: The LLM's input-embedding matrix the CTC labels are read through, (vocab, hidden).
+        blank: The token id that stands for CTC's blank.
+
+    Returns:
+        (runs, hidden); a clip heard as all blank keeps one vector, the mean of all its frames.
+    """
+    best = ctc_logits(clip.detach(), embeddings.detach()).argmax(dim=-1)  # (frames,)
+    kept = best != blank
+    if not bool(kept.any()):
+        return clip.mean(dim=0, keepdim=True)
+    changed = torch.ones_like(kept)
+    changed[1:] = (best[1:] != best[:-1]) | ~kept[:-1]
+    run = torch.cumsum(kept & changed, dim=0) - 1  # run index of each kept frame
+    n_runs = int(run[kept][-1]) + 1
+    sums = clip.new_zeros(n_runs, clip.shape[-1]).index_add(0, run[kept], clip[kept])
+    sizes = torch.bincount(run[kept], minlength=n_runs).to(clip.dtype)
+    return sums / sizes.unsqueeze(-1)
+
+
+def place_compressed(
+    embeds: Tensor, input_ids: Tensor, attention_mask: Tensor, clips: list[Tensor], audio_token_id: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Put each clip's compressed vectors in the first slots of its row's ``<|AUDIO|>`` run.
+
+    Args:
+        embeds: Token embeddings, (batch, tokens, hidden).
+        input_ids: (batch, tokens); the rows with audio tokens hold one clip each, in ``clips`` order.
+        attention_mask: (batch, tokens), 1 on attended tokens.
+        clips: Compressed vectors per clip, each (runs, hidden), no longer than its row's run.
+
+    Returns:
+        The embeddings, the attention mask with each run's unused slots set to 0, and position ids
+        that count attended tokens only, (batch, tokens).
+    """
+    slots = input_ids == audio_token_id  # (batch, tokens)
+    rows = torch.nonzero(slots.any(dim=-1)).flatten().tolist()
+    if len(rows) != len(clips):
+        raise ValueError(f"batch has {len(rows)} rows with audio tokens but {len(clips)} audio clips")
+    embeds, mask = embeds.clone(), attention_mask.clone()
+    for row, clip in zip(rows, clips, strict=True):
+        positions = torch.nonzero(slots[row]).flatten()
+        if len(clip) > len(positions):
+            raise ValueError(f"row {row}: {len(clip)} compressed vectors for {len(positions)} audio slots")
+        embeds[row, positions[: len(clip)]] = clip.to(embeds.dtype)
+        mask[row, positions[len(clip) :]] = 0
+    positions = (mask.long().cumsum(dim=-1) - 1).clamp(min=0)
+    return embeds, mask, positions
