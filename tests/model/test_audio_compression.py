@@ -79,15 +79,12 @@ def test_a_compressed_prompt_is_read_as_if_it_held_that_many_audio_tokens(module
         if (ids[row] == audio_id).any():
             assert 0 < kept < int((ids[row] == audio_id).sum())  # compression left slots unused
         exact = exact_length_prompt(module, ids[row], mask[row], kept)
-        single = {key: value for key, value in batch.items()}
+        single = {key: batch[key] for key in ("is_speech",)}
         single["prompt_ids"], single["prompt_attention_mask"] = exact[None], torch.ones_like(exact)[None]
         if kept:
-            rows = batch["is_speech"].nonzero().flatten().tolist()
-            clip = rows.index(row)
-            single["input_features"] = batch["input_features"][clip : clip + 1]
-            single["feature_attention_mask"] = batch["feature_attention_mask"][clip : clip + 1]
-        else:
-            single = {k: v for k, v in single.items() if k not in ("input_features", "feature_attention_mask")}
+            clip = batch["is_speech"].nonzero().flatten().tolist().index(row)
+            for key in ("input_features", "feature_attention_mask"):
+                single[key] = batch[key][clip : clip + 1]
         with torch.no_grad():
             alone, _, _ = module.embed(exact[None], torch.ones_like(exact)[None], single)
             reference = lm(inputs_embeds=alone).last_hidden_state
