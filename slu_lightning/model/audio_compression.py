@@ -13,6 +13,9 @@ are masked out of attention, and position ids count attended tokens only, so the
 sequence as if the prompt had held exactly that many audio tokens.
 """
 
+import json
+import logging
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -21,6 +24,27 @@ from torch import Tensor
 from slu_lightning.pretrain.objectives import ctc_logits
 
 AudioCompression = Literal["none", "ctc"]
+log = logging.getLogger(__name__)
+
+
+def heard_through_ctc(backbone: Path) -> bool:
+    """Whether a stage of ``backbone``'s pretraining (its ``pretraining.json``) trained the CTC loss."""
+    record = backbone / "pretraining.json"
+    if not record.exists():
+        return False
+    saved = json.loads(record.read_text(encoding="utf-8"))
+    stages = [saved, *saved.get("lineage", [])]
+    return any(stage.get("settings", {}).get("weights", {}).get("ctc", 0) > 0 for stage in stages)
+
+
+def warn_unless_ctc_backbone(backbone: Path) -> None:
+    """CTC labels read off a backbone never trained with CTC are arbitrary, and so is what they keep."""
+    if not heard_through_ctc(backbone):
+        log.warning(
+            "audio_compression=ctc, but %s was not pretrained with CTC through its embedding matrix "
+            "(no pretraining.json with a ctc weight above 0): the compressed audio will be arbitrary",
+            backbone,
+        )
 
 
 def ctc_compress(clip: Tensor, embeddings: Tensor, blank: int) -> Tensor:

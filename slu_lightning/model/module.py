@@ -30,7 +30,12 @@ from slu_lightning.atomic import atomic_write_text
 from slu_lightning.curriculum import build_schedule
 from slu_lightning.data.features import padding_value
 from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
-from slu_lightning.model.audio_compression import AudioCompression, ctc_compress, place_compressed
+from slu_lightning.model.audio_compression import (
+    AudioCompression,
+    ctc_compress,
+    place_compressed,
+    warn_unless_ctc_backbone,
+)
 from slu_lightning.model.audio_encoder import (
     CONV_MARGIN,
     PADDED_FRAMES,
@@ -159,6 +164,8 @@ class SLUModule(L.LightningModule):
             }
         )
         self.backbone_path = resolve_backbone(backbone)
+        if audio_compression == "ctc":
+            warn_unless_ctc_backbone(self.backbone_path)
         self.processor = load_processor(self.backbone_path)
         self.finetuning, self.lora_settings = finetuning, lora
         self.default_switches = {

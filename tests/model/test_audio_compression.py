@@ -1,7 +1,15 @@
+import logging
+
 import pytest
 import torch
 
-from slu_lightning.model.audio_compression import ctc_compress, place_compressed
+from slu_lightning.model.audio_compression import (
+    ctc_compress,
+    heard_through_ctc,
+    place_compressed,
+    warn_unless_ctc_backbone,
+)
+from slu_lightning.model.backbone import resolve_backbone
 from slu_lightning.model.module import GenerationSettings, SLUModule
 from tests.model.test_module import EXAMPLES, batch_of
 
@@ -101,3 +109,12 @@ def test_gradients_reach_the_audio_encoder_through_the_compressed_vectors(module
     grad = module.hf.model.audio_tower.conv1.weight.grad
     assert grad is not None and grad.abs().sum() > 0
     module.eval()
+
+
+def test_ctc_compression_warns_on_a_backbone_never_trained_with_ctc(tiny_backbone, caplog):
+    assert heard_through_ctc(resolve_backbone("tiny-heard"))
+    assert not heard_through_ctc(tiny_backbone)
+    with caplog.at_level(logging.WARNING):
+        warn_unless_ctc_backbone(tiny_backbone)
+        warn_unless_ctc_backbone(resolve_backbone("tiny-heard"))
+    assert [str(tiny_backbone) in r.getMessage() for r in caplog.records] == [True]
