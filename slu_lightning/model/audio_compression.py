@@ -8,6 +8,14 @@ blank frames, which that fine-tuning never shows it. Averaging each run of frame
 non-blank best label and dropping the blank frames (CTC compression, Gaido et al., 2021) gives a
 prefix shaped like the transcript's embeddings, so what the LLM learnt from text applies to it.
 
+Two kinds of vector per run:
+
+- ``ctc``: the mean of the run's audio vectors, the audio side's own representation;
+- ``ctc_posterior``: the mean over the run's frames of the CTC posterior's expectation of the token
+  embedding (blank left out, the rest renormalised), as LegoSLM (Ma et al., 2025) connects a
+  speech encoder to an LLM. It lies in the span of the embeddings the LLM reads in text, and keeps
+  the recogniser's doubt between tokens, which a cascade's transcript throws away.
+
 The compressed vectors fill the first slots of each clip's ``<|AUDIO|>`` run; the slots left over
 are masked out of attention, and position ids count attended tokens only, so the LLM sees the same
 sequence as if the prompt had held exactly that many audio tokens.
@@ -23,7 +31,7 @@ from torch import Tensor
 
 from slu_lightning.pretrain.objectives import ctc_logits
 
-AudioCompression = Literal["none", "ctc"]
+AudioCompression = Literal["none", "ctc", "ctc_posterior"]
 log = logging.getLogger(__name__)
 
 
@@ -47,18 +55,23 @@ def warn_unless_ctc_backbone(backbone: Path) -> None:
         )
 
 
-def ctc_compress(clip: Tensor, embeddings: Tensor, blank: int) -> Tensor:
-    """Mean audio vector of each run of frames with the same non-blank best CTC label.
+def ctc_compress(clip: Tensor, embeddings: Tensor, blank: int, posterior: bool = False) -> Tensor:
+    """Mean vector of each run of frames with the same non-blank best CTC label.
 
     Args:
         clip: One clip's audio vectors, (frames, hidden).
         embeddings: The LLM's input-embedding matrix the CTC labels are read through, (vocab, hidden).
         blank: The token id that stands for CTC's blank.
+        posterior: average each frame's expected token embedding under its CTC posterior (blank
+            excluded) instead of its audio vector.
 
     Returns:
         (runs, hidden); a clip heard as all blank keeps one vector, the mean of all its frames.
     """
-    best = ctc_logits(clip.detach(), embeddings.detach()).argmax(dim=-1)  # (frames,)
+    logits = ctc_logits(clip, embeddings)  # (frames, vocab)
+    best = logits.detach().argmax(dim=-1)  # (frames,)
+    if posterior:
+        clip = expected_embeddings(logits, embeddings, blank)
     kept = best != blank
     if not bool(kept.any()):
         return clip.mean(dim=0, keepdim=True)
@@ -69,6 +82,13 @@ def ctc_compress(clip: Tensor, embeddings: Tensor, blank: int) -> Tensor:
     sums = clip.new_zeros(n_runs, clip.shape[-1]).index_add(0, run[kept], clip[kept])
     sizes = torch.bincount(run[kept], minlength=n_runs).to(clip.dtype)
     return sums / sizes.unsqueeze(-1)
+
+
+def expected_embeddings(logits: Tensor, embeddings: Tensor, blank: int) -> Tensor:
+    """Each frame's token embedding expected under its CTC posterior without blank: (frames, hidden)."""
+    is_blank = torch.arange(logits.shape[-1], device=logits.device) == blank
+    probs = logits.float().masked_fill(is_blank, float("-inf")).softmax(dim=-1)
+    return probs.to(embeddings.dtype) @ embeddings
 
 
 def place_compressed(

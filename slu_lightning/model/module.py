@@ -131,8 +131,9 @@ class SLUModule(L.LightningModule):
                 instead of 30 s of padding (same outputs, several times faster).
             audio_compression: ``ctc`` gives the LLM one audio vector per token its CTC read-out
                 hears (the mean of that token's frames, blanks dropped) instead of one per 40 ms;
-                only for a backbone pretrained with CTC through the embedding matrix
-                (``pretrain-tiny``), whose text-only fine-tuning then carries over to speech.
+                ``ctc_posterior`` gives it, per such token, the token embedding its CTC posterior
+                expects. Only for a backbone pretrained with CTC through the embedding matrix
+                (``pretrain-tiny``); text-only fine-tuning then carries over to speech.
             gradient_checkpointing: recompute activations in backward to save memory.
             generate_during_validation: decode the dev set at each validation and log SLU metrics
                 (teacher-forced loss is always logged).
@@ -265,7 +266,8 @@ class SLUModule(L.LightningModule):
             return scatter_audio(embeds, input_ids, audio, audio_token_id), attention_mask, None
         table, blank = self.hf.get_input_embeddings().weight, self.tokenizer.pad_token_id
         clips = torch.split(audio, audio_token_count(mask.sum(-1)).tolist())
-        compressed = [ctc_compress(clip, table, blank) for clip in clips]
+        posterior = self.audio_compression == "ctc_posterior"
+        compressed = [ctc_compress(clip, table, blank, posterior) for clip in clips]
         return place_compressed(embeds, input_ids, attention_mask, compressed, audio_token_id)
 
     def example_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

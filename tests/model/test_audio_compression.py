@@ -30,6 +30,18 @@ def test_runs_of_one_label_are_averaged_and_blank_frames_dropped():
     torch.testing.assert_close(compressed, torch.stack([table[1] * 2.5, table[2] * 6.0, table[1] * 8.0]))
 
 
+def test_the_posterior_mode_gives_a_sure_run_its_token_embedding_and_an_unsure_one_a_mix():
+    table = unit_table()
+    labels = [BLANK, 1, 1, BLANK, 2, 2, 2, 1, BLANK]
+    clip = table[labels] * 3.0  # the posterior depends on direction only
+    torch.testing.assert_close(
+        ctc_compress(clip, table, BLANK, posterior=True), table[[1, 2, 1]], atol=1e-7, rtol=0
+    )
+    between = (table[1] + table[2]).unsqueeze(0)  # equally close to tokens 1 and 2, far from 3
+    mix = ctc_compress(between, table, BLANK, posterior=True)[0]
+    assert mix[1] == pytest.approx(mix[2]) and 0.49 < mix[1] < 0.5 and mix[0] == 0 and 0 < mix[3] < 1e-5
+
+
 def test_a_clip_heard_as_all_blank_keeps_its_mean():
     table = unit_table()
     clip = table[[BLANK, BLANK, BLANK]] * torch.tensor([[1.0], [2.0], [6.0]])
@@ -50,14 +62,14 @@ def test_unused_audio_slots_are_masked_and_skipped_by_position_ids():
         place_compressed(embeds, ids.clone().fill_(audio), mask, [clip], audio)
 
 
-@pytest.fixture(scope="module")
-def module():
+@pytest.fixture(scope="module", params=["ctc", "ctc_posterior"])
+def module(request):
     torch.manual_seed(0)
     module = SLUModule(
         backbone="tiny-test",
         finetuning="full",
         train_audio_encoder=True,
-        audio_compression="ctc",
+        audio_compression=request.param,
         generation=GenerationSettings(num_beams=1, max_new_tokens=8),
     )
     module.configure_model()
