@@ -268,3 +268,18 @@ def test_the_transfer_sweep_has_three_text_only_seeds_and_a_full_speech_cell_per
     assert str(mixed.base) == "configs/demo/mixed.yaml"
     assert mixed.values["data.init_args.speech_subset.proportion"] == 1.0
     assert all(cell.values["model.init_args.backbone"] == "tiny-heard" for cell in cells)
+
+
+def test_the_compression_sweep_crosses_every_reading_with_three_text_only_seeds_and_a_full_speech_cell(
+    monkeypatch,
+):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    cells = expand_cells(load_spec(Path("configs/demo/sweep_compression.yaml")))
+    readings = ["none", "ctc", "ctc_posterior"]
+    for reading in readings:
+        mine = [cell for cell in cells if cell.values["model.init_args.audio_compression"] == reading]
+        text_only = [cell for cell in mine if str(cell.base) == "configs/demo/text_only.yaml"]
+        (mixed,) = [cell for cell in mine if str(cell.base) == "configs/demo/mixed.yaml"]
+        assert [cell.values["seed_everything"] for cell in text_only] == [0, 1, 2]
+        assert mixed.values["data.init_args.speech_subset.proportion"] == 1.0
+    assert len(cells) == 4 * len(readings)
