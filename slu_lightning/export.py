@@ -10,6 +10,7 @@ place, so an interrupted export never leaves a half-written directory behind.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -18,13 +19,18 @@ from slu_lightning.atomic import atomic_write_dir
 from slu_lightning.model.finetuning import LoraSettings
 from slu_lightning.model.module import SLUModule
 
+log = logging.getLogger(__name__)
+
 
 def load_for_export(ckpt: str | Path) -> SLUModule:
     """Rebuild the ``SLUModule`` of a checkpoint and load its trained tensors."""
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
     hparams = checkpoint["hyper_parameters"]
     module = SLUModule(
-        backbone=hparams["backbone"], finetuning=hparams["finetuning"], lora=LoraSettings(**hparams["lora"])
+        backbone=hparams["backbone"],
+        finetuning=hparams["finetuning"],
+        lora=LoraSettings(**hparams["lora"]),
+        audio_compression=hparams.get("audio_compression", "none"),
     )
     module.configure_model()
     module.on_load_checkpoint(checkpoint)
@@ -35,6 +41,14 @@ def load_for_export(ckpt: str | Path) -> SLUModule:
 def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -> Path:
     """Write ``out/adapter`` (LoRA) or ``out/model`` (full), and ``out/merged`` if asked."""
     module = load_for_export(ckpt)
+    if module.audio_compression != "none":
+        log.warning(
+            "%s was trained to read audio compressed (audio_compression=%s), which SLUModule does; "
+            "plain transformers run on the export reads uncompressed audio. Decode speech with "
+            "`slu-lightning predict` on the checkpoint to get the run's behaviour",
+            ckpt,
+            module.audio_compression,
+        )
     out = Path(out)
     if module.finetuning == "lora":
         atomic_write_dir(out / "adapter", lambda tmp: module.model.save_pretrained(tmp))

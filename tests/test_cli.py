@@ -283,6 +283,21 @@ def test_exported_adapter_and_merged_model_generate_like_the_toolkit(trained, tm
     assert torch.equal(merged.generate(**prompt, **kwargs), ours)
 
 
+def test_export_keeps_the_runs_audio_compression_and_warns_that_plain_transformers_will_not(
+    trained, tmp_path, caplog
+):
+    from slu_lightning.export import export_checkpoint, load_for_export
+
+    checkpoint = torch.load(trained[1] / "checkpoints" / "last.ckpt", weights_only=True)
+    assert load_for_export(trained[1] / "checkpoints" / "last.ckpt").audio_compression == "none"
+    checkpoint["hyper_parameters"]["audio_compression"] = "ctc_posterior"
+    torch.save(checkpoint, tmp_path / "compressed.ckpt")
+    assert load_for_export(tmp_path / "compressed.ckpt").audio_compression == "ctc_posterior"
+    with caplog.at_level("WARNING", logger="slu_lightning.export"):
+        export_checkpoint(tmp_path / "compressed.ckpt", tmp_path / "export")
+    assert "plain transformers run on the export reads uncompressed audio" in caplog.text
+
+
 def test_score_reproduces_the_metrics_of_test_from_its_predictions_file(trained, capsys):
     config, run = trained
     main(["test", "--config", str(config), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
