@@ -77,15 +77,18 @@ class PreemptionCallback(L.Callback):
         for signum in SIGNALS:
             self._previous_handlers[signum] = signal.signal(signum, self._note_signal)
         if trainer.is_global_zero:
-            log.info("SIGTERM or SIGINT now stops the run after the current optimizer step and saves %s",
-                     last_checkpoint_path(trainer))
+            log.info(
+                "SIGTERM or SIGINT now stops the run after the current optimizer step and saves %s",
+                last_checkpoint_path(trainer),
+            )
 
     def _note_signal(self, signum: int, frame: FrameType | None) -> None:
         """Only record the signal: the training loop acts on it at the next optimizer step."""
         self.received = self.received or signum
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         """Save and stop if a signal came and this batch ended an optimizer step.
 
         Watching ``global_step`` instead of re-deriving Lightning's ``_should_accumulate`` covers
@@ -98,16 +101,23 @@ class PreemptionCallback(L.Callback):
         signum = self.received or signal.SIGTERM  # a rank told by another rank
         path = save_last_checkpoint(trainer)
         if trainer.is_global_zero:
-            log.warning("run interrupted by %s at step %d (epoch %d, batch %d): saved %s. Resume it by %s",
-                        signal.Signals(signum).name, trainer.global_step, trainer.current_epoch,
-                        batch_idx + 1, path, self.resume_hint)
+            log.warning(
+                "run interrupted by %s at step %d (epoch %d, batch %d): saved %s. Resume it by %s",
+                signal.Signals(signum).name,
+                trainer.global_step,
+                trainer.current_epoch,
+                batch_idx + 1,
+                path,
+                self.resume_hint,
+            )
         raise TrainingInterrupted(signum)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
-                     exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
         self._restore_handlers()
 
     def _restore_handlers(self) -> None:

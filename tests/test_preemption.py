@@ -15,8 +15,14 @@ from tests.test_cli import write_config
 
 ROOT = Path(__file__).parents[1]
 # 24 transcripts in batches of 4: 6 batches per epoch, 3 optimizer steps of 2 batches; 2 epochs.
-ARGS = ["--data.class_path", "slu_lightning.data.datamodules.TextOnlyDataModule",
-        "--data.init_args.batch_size", "4", "--trainer.accumulate_grad_batches", "2"]
+ARGS = [
+    "--data.class_path",
+    "slu_lightning.data.datamodules.TextOnlyDataModule",
+    "--data.init_args.batch_size",
+    "4",
+    "--trainer.accumulate_grad_batches",
+    "2",
+]
 TOTAL_STEPS = 6
 PAUSED = "paused between the micro-batches of an optimizer step"
 
@@ -43,10 +49,20 @@ class PauseForSignal(L.Callback):
 
 def interrupt(config: Path, signum: int, *extra: str) -> tuple[int, str]:
     """Run a fit in a subprocess, send ``signum`` while it is paused, return its exit code and stderr."""
-    command = [sys.executable, "-m", "slu_lightning.cli", "fit", "--config", str(config), *ARGS,
-               "--trainer.callbacks+=tests.test_preemption.PauseForSignal", *extra]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "slu_lightning.cli",
+        "fit",
+        "--config",
+        str(config),
+        *ARGS,
+        "--trainer.callbacks+=tests.test_preemption.PauseForSignal",
+        *extra,
+    ]
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     seen = []
     for line in process.stderr:
         seen.append(line)
@@ -57,8 +73,9 @@ def interrupt(config: Path, signum: int, *extra: str) -> tuple[int, str]:
     return process.returncode, "".join(seen)
 
 
-def test_interrupted_twice_then_resumed_ends_with_the_uninterrupted_weights(toy_corpus, tiny_backbone,
-                                                                             tmp_path):
+def test_interrupted_twice_then_resumed_ends_with_the_uninterrupted_weights(
+    toy_corpus, tiny_backbone, tmp_path
+):
     """Ctrl-C a fresh run, then preempt its resumption: each stops after a whole optimizer step."""
     config = write_config(tmp_path, toy_corpus)
     checkpoints = tmp_path / "logs" / "toy" / "checkpoints"

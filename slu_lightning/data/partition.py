@@ -86,7 +86,9 @@ def partition(seed: int = 0, locales: Sequence[str] | None = None) -> dict[str, 
             heldout_templates[intent] = tuple(sorted(indices[:n_heldout]))
             train_templates[intent] = tuple(sorted(indices[n_heldout:]))
         templates: dict[Use, dict[str, tuple[int, ...]]] = {
-            "pretrain": {}, "train": train_templates, "heldout": heldout_templates,
+            "pretrain": {},
+            "train": train_templates,
+            "heldout": heldout_templates,
         }
         result[locale] = {
             use: Share(tuple(sorted(voices[use])), RATES[use], PITCHES[use], templates[use]) for use in USES

@@ -90,8 +90,14 @@ def _speak(text: str, voice: str, rate: int, pitch: int) -> tuple[np.ndarray, in
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_Synth.argtypes = [
-            ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
-            ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
+            ctypes.c_char_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
         ]
         data_path = espeakng_loader.get_data_path()
         native_rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), 0)
@@ -105,8 +111,9 @@ def _speak(text: str, voice: str, rate: int, pitch: int) -> tuple[np.ndarray, in
             lib.espeak_SetParameter(_ESPEAK_RATE, rate, 0)
             lib.espeak_SetParameter(_ESPEAK_PITCH, pitch, 0)
             encoded = text.encode("utf-8")
-            status = lib.espeak_Synth(encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8,
-                                      None, None)
+            status = lib.espeak_Synth(
+                encoded, len(encoded) + 1, 0, _POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None
+            )
             if status != _EE_OK:
                 raise RuntimeError(f"espeak_Synth failed with status {status} for {text!r}")
         finally:
@@ -161,4 +168,3 @@ class EspeakSynthesizer:
         waveform = torch.from_numpy(samples.astype(np.float32) / 32768.0)  # (native_samples,)
         resampled = torchaudio.functional.resample(waveform, native_rate, SAMPLE_RATE)  # (samples,)
         return resampled.clamp_(-1.0, 1.0).numpy()
-

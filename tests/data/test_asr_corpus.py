@@ -139,8 +139,13 @@ def test_sentences_do_not_depend_on_the_hash_seed(tmp_path):
         "print(json.dumps([[e.text for split in p.values() for e in split] for p in plans]))"
     )
     outputs = [
-        subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, capture_output=True,
-                       text=True, env={**os.environ, "PYTHONHASHSEED": hash_seed}).stdout
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONHASHSEED": hash_seed},
+        ).stdout
         for hash_seed in ("1", "2")
     ]
     assert outputs[0] == outputs[1]

@@ -498,18 +498,30 @@ def readers_output(speech_massive_dirs, italic_dir, toy_corpus, tmp_path):
 
     yield "slurp-text", read_slurp(SLURP_TEST, modality="text")
     yield "slurp-speech", read_slurp(SLURP_TEST, tmp_path, modality="speech")
-    yield "massive", read_massive(MASSIVE_DATA, "test", locale="fr-FR") + read_massive(
-        MASSIVE_DATA, "train", locale="it-IT")
+    yield (
+        "massive",
+        read_massive(MASSIVE_DATA, "test", locale="fr-FR")
+        + read_massive(MASSIVE_DATA, "train", locale="it-IT"),
+    )
     yield "speech-massive", read_speech_massive(speech_massive_dirs["hub"], "fr-FR", "validation")
     yield "italic", read_italic(italic_dir, "validation", massive_it=MASSIVE_DATA / "it-IT.jsonl")
     yield "manifest", read_manifest(toy_corpus / "train.jsonl")
 
 
-def test_gold_of_every_reader_scores_exactly_one_against_itself(speech_massive_dirs, italic_dir, toy_corpus,
-                                                                 tmp_path):
+def test_gold_of_every_reader_scores_exactly_one_against_itself(
+    speech_massive_dirs, italic_dir, toy_corpus, tmp_path
+):
     for name, examples in readers_output(speech_massive_dirs, italic_dir, toy_corpus, tmp_path):
         scores = perfect_scores(examples)
-        for metric in ("scenario_acc", "action_acc", "intent_acc", "exact_match", "entity_f1", "word_f1",
-                       "char_f1", "slu_f1"):
+        for metric in (
+            "scenario_acc",
+            "action_acc",
+            "intent_acc",
+            "exact_match",
+            "entity_f1",
+            "word_f1",
+            "char_f1",
+            "slu_f1",
+        ):
             assert scores[metric] == 1.0, (name, metric)
         assert scores["invalid_rate"] == 0.0, name
