@@ -165,7 +165,7 @@ class SLUModule(L.LightningModule):
             }
         )
         self.backbone_path = resolve_backbone(backbone)
-        if audio_compression == "ctc":
+        if audio_compression != "none":
             warn_unless_ctc_backbone(self.backbone_path)
         self.processor = load_processor(self.backbone_path)
         self.finetuning, self.lora_settings = finetuning, lora
