@@ -70,20 +70,16 @@ def ctc_compress(clip: Tensor, embeddings: Tensor, blank: int, posterior: bool =
     Returns:
         (runs, hidden); a clip heard as all blank keeps one vector, the mean of all its frames.
     """
+    from torchaudio.functional import merge_tokens
+
     logits = ctc_logits(clip, embeddings)  # (frames, vocab)
     best = logits.detach().argmax(dim=-1)  # (frames,)
     if posterior:
         clip = expected_embeddings(logits, embeddings, blank)
-    kept = best != blank
-    if not bool(kept.any()):
+    spans = merge_tokens(best.cpu(), torch.zeros(len(best)), blank=blank)  # runs of one non-blank label
+    if not spans:
         return clip.mean(dim=0, keepdim=True)
-    changed = torch.ones_like(kept)
-    changed[1:] = (best[1:] != best[:-1]) | ~kept[:-1]
-    run = torch.cumsum(kept & changed, dim=0) - 1  # run index of each kept frame
-    n_runs = int(run[kept][-1]) + 1
-    sums = clip.new_zeros(n_runs, clip.shape[-1]).index_add(0, run[kept], clip[kept])
-    sizes = torch.bincount(run[kept], minlength=n_runs).to(clip.dtype)
-    return sums / sizes.unsqueeze(-1)
+    return torch.stack([clip[span.start : span.end].mean(dim=0) for span in spans])
 
 
 def expected_embeddings(logits: Tensor, embeddings: Tensor, blank: int) -> Tensor:

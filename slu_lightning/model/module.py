@@ -53,6 +53,7 @@ from slu_lightning.model.finetuning import (
     set_trainable,
     trainable_candidates,
 )
+from slu_lightning.pretrain.objectives import split_clips
 from slu_lightning.task import PromptTemplate, parse_prediction
 
 log = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ class SLUModule(L.LightningModule):
         if self.audio_compression == "none":
             return scatter_audio(embeds, input_ids, audio, audio_token_id), attention_mask, None
         table, blank = self.hf.get_input_embeddings().weight, self.tokenizer.pad_token_id
-        clips = torch.split(audio, audio_token_count(mask.sum(-1)).tolist())
+        clips = split_clips(audio, audio_token_count(mask.sum(-1)))
         posterior = self.audio_compression == "ctc_posterior"
         compressed = [ctc_compress(clip, table, blank, posterior) for clip in clips]
         return place_compressed(embeds, input_ids, attention_mask, compressed, audio_token_id)
