@@ -37,13 +37,13 @@ log = logging.getLogger(__name__)
 
 
 def heard_through_ctc(backbone: Path) -> bool:
-    """Whether a stage of ``backbone``'s pretraining (its ``pretraining.json``) trained the CTC loss."""
+    """Whether ``backbone``'s last pretraining stage (its ``pretraining.json``) trained the CTC loss;
+    the record keeps only the commands of earlier stages, not their loss weights."""
     record = backbone / "pretraining.json"
     if not record.exists():
         return False
-    saved = json.loads(record.read_text(encoding="utf-8"))
-    stages = [saved, *saved.get("lineage", [])]
-    return any(stage.get("settings", {}).get("weights", {}).get("ctc", 0) > 0 for stage in stages)
+    weights = json.loads(record.read_text(encoding="utf-8")).get("settings", {}).get("weights", {})
+    return weights.get("ctc", 0) > 0
 
 
 def warn_unless_ctc_backbone(backbone: Path) -> None:
