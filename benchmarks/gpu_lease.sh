@@ -18,17 +18,20 @@
 # Session 4 ran BENCH="--steps 6" with two arms: logs/pretrain/tiny (8 workers, default flags)
 # and logs/pretrain/gpu-b96 (6 workers, --batch-size 96 --lr 0.003 --steps 6000 --hear-steps 2400).
 # Session 7 resumed logs/pretrain/b96-fresh (new LLM layers on gpu-b96's ear) on an H100, carrying
-# gpu-b96/backbone without its weights (`lease_checkpoint unpack` rebuilds them). The default arm
-# trains the six-instruction recipe from the bundled tiny-heard (README, "More recognition, less
-# transfer"): it needs no carried checkpoint, since the bundle travels with the tree.
+# gpu-b96/backbone without its weights (`lease_checkpoint unpack` rebuilds them). Session 13 ran
+# logs/pretrain/heard-b96-gpu (the six-instruction recipe from tiny-heard at batch 96, lr 1e-3) on
+# an H100: 477 of 1,400 steps, since the per-token alignment loss made a batch-96 step three times
+# a batch-32 one (benchmarks/pretrain_step.py; batched since). The default arm trains that recipe
+# at tiny-heard's own lr, sized to finish within one call: it needs no carried checkpoint, since
+# the bundle travels with the tree.
 set -u
 start=$(date +%s)
 OUT=${OUT:-/tmp/gpu-lease-out}
 BUDGET=${BUDGET:-565}          # seconds this script may take in all
 SIZE=${SIZE:-large}
-ARMS=${ARMS:-logs/pretrain/heard-tasks-gpu 14 --backbone tiny-heard \
+ARMS=${ARMS:-logs/pretrain/heard-b96 14 --backbone tiny-heard \
 --audio-tasks transcribe,json,first_words,last_word,count,reverse --read-weight 1 --hear-steps 0 \
---steps 6000 --lr 0.0005 --warmup-steps 50 --val-every 250}
+--steps 1500 --batch-size 96 --lr 0.0005 --warmup-steps 50 --val-every 250 --eval-clips 240}
 BENCH=${BENCH:-}
 LOGS=/tmp/gpu-lease-logs
 mkdir -p "$OUT" "$LOGS"

@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from slu_lightning.pretrain.objectives import ctc_logits
+from slu_lightning.pretrain.objectives import ctc_logits, label_runs, span_means
 
 AudioCompression = Literal["none", "ctc", "ctc_posterior"]
 log = logging.getLogger(__name__)
@@ -57,29 +57,36 @@ def warn_unless_ctc_backbone(backbone: Path) -> None:
         )
 
 
-def ctc_compress(clip: Tensor, embeddings: Tensor, blank: int, posterior: bool = False) -> Tensor:
-    """Mean vector of each run of frames with the same non-blank best CTC label.
+def ctc_compress(
+    clips: list[Tensor], embeddings: Tensor, blank: int, posterior: bool = False
+) -> list[Tensor]:
+    """Mean vector of each run of frames with the same non-blank best CTC label, per clip.
+
+    The whole batch takes one device-to-host copy (the best labels) and one gather-and-add (the
+    means), whatever the number of clips and runs.
 
     Args:
-        clip: One clip's audio vectors, (frames, hidden).
+        clips: Each clip's audio vectors, (frames, hidden).
         embeddings: The LLM's input-embedding matrix the CTC labels are read through, (vocab, hidden).
         blank: The token id that stands for CTC's blank.
         posterior: average each frame's expected token embedding under its CTC posterior (blank
             excluded) instead of its audio vector.
 
     Returns:
-        (runs, hidden); a clip heard as all blank keeps one vector, the mean of all its frames.
+        (runs, hidden) per clip; a clip heard as all blank keeps one vector, the mean of its frames.
     """
-    from torchaudio.functional import merge_tokens
-
-    logits = ctc_logits(clip, embeddings)  # (frames, vocab)
-    best = logits.detach().argmax(dim=-1)  # (frames,)
+    frames = torch.cat(clips)
+    logits = ctc_logits(frames, embeddings)  # (frames, vocab)
+    best = logits.detach().argmax(dim=-1).tolist()
     if posterior:
-        clip = expected_embeddings(logits, embeddings, blank)
-    spans = merge_tokens(best.cpu(), torch.zeros(len(best)), blank=blank)  # runs of one non-blank label
-    if not spans:
-        return clip.mean(dim=0, keepdim=True)
-    return torch.stack([clip[span.start : span.end].mean(dim=0) for span in spans])
+        frames = expected_embeddings(logits, embeddings, blank)
+    spans, sizes, start = [], [], 0
+    for clip in clips:
+        runs = label_runs(best[start : start + len(clip)], blank) or [(0, len(clip))]
+        spans += [(start + first, start + end) for first, end in runs]
+        sizes.append(len(runs))
+        start += len(clip)
+    return list(torch.split(span_means(frames, spans), sizes))
 
 
 def expected_embeddings(logits: Tensor, embeddings: Tensor, blank: int) -> Tensor:

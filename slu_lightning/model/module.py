@@ -268,7 +268,7 @@ class SLUModule(L.LightningModule):
         table, blank = self.hf.get_input_embeddings().weight, self.tokenizer.pad_token_id
         clips = split_clips(audio, audio_token_count(mask.sum(-1)))
         posterior = self.audio_compression == "ctc_posterior"
-        compressed = [ctc_compress(clip, table, blank, posterior) for clip in clips]
+        compressed = ctc_compress(clips, table, blank, posterior)
         return place_compressed(embeds, input_ids, attention_mask, compressed, audio_token_id)
 
     def example_losses(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

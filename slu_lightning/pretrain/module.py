@@ -210,7 +210,7 @@ class TinyPretrainModule(L.LightningModule):
     @torch.no_grad()
     def ctc_transcripts(self, batch: dict) -> list[str]:
         """Greedy CTC read-out of each clip, decoded to text."""
-        ids = [greedy_ctc_ids(clip, self.embeddings, self.blank) for clip in self.audio_clips(batch)]
+        ids = greedy_ctc_ids(self.audio_clips(batch), self.embeddings, self.blank)
         return self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
     def configure_optimizers(self):

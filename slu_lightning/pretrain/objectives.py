@@ -26,6 +26,22 @@ def split_clips(audio: Tensor, counts: Tensor) -> list[Tensor]:
     return list(torch.split(audio, [int(n) for n in counts]))
 
 
+def span_means(frames: Tensor, spans: list[tuple[int, int]]) -> Tensor:
+    """Mean of ``frames[start:end]`` for each span, in one gather and one ``index_add_``: (spans, hidden).
+
+    A mean per span (one small kernel each, forward and backward) made the alignment loss about
+    15 times as many kernel launches as the rest of a pretraining step; this costs a few launches
+    whatever the number of spans. Sums in float32, returns ``frames``' dtype."""
+    index = [i for start, end in spans for i in range(start, end)]
+    owner = [k for k, (start, end) in enumerate(spans) for _ in range(end - start)]
+    device = frames.device
+    sums = frames.new_zeros((len(spans), frames.shape[-1]), dtype=torch.float32).index_add_(
+        0, torch.tensor(owner, device=device), frames[torch.tensor(index, device=device)].float()
+    )
+    counts = torch.tensor([end - start for start, end in spans], dtype=torch.float32, device=device)
+    return (sums / counts[:, None]).to(frames.dtype)
+
+
 CTC_SCALE = 20.0
 """Logit of a cosine of 1. Cosines (not dot products) let the alignment loss pull audio vectors to
 the token embeddings' small norms without flattening the CTC distribution."""
@@ -57,24 +73,42 @@ def ctc_loss(clips: list[Tensor], targets: list[list[int]], embeddings: Tensor, 
     ) / target_lengths.sum().clamp(min=1)
 
 
-def greedy_ctc_ids(clip: Tensor, embeddings: Tensor, blank: int) -> list[int]:
-    """Best-path CTC read-out of one clip: argmax per vector, repeats merged, blanks dropped."""
-    best = ctc_logits(clip, embeddings).argmax(dim=-1).tolist()
-    return [token for i, token in enumerate(best) if token != blank and (i == 0 or best[i - 1] != token)]
+def label_runs(path: list[int], blank: int) -> list[tuple[int, int]]:
+    """Frame span [start, end) of each run of one non-blank label in a CTC path: the tokens it
+    spells, repeats merged and blanks dropped. Plain Python on a host list: torchaudio's
+    ``merge_tokens`` also averages a score per span, a tensor op and a host read per token."""
+    runs: list[tuple[int, int]] = []
+    for i, label in enumerate(path):
+        if label == blank:
+            continue
+        if i > 0 and path[i - 1] == label:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
+
+
+def greedy_ctc_ids(clips: list[Tensor], embeddings: Tensor, blank: int) -> list[list[int]]:
+    """Best-path CTC read-out of each clip: argmax per vector, repeats merged, blanks dropped
+    (one argmax and one device-to-host copy for the whole batch)."""
+    best = ctc_logits(torch.cat(clips), embeddings).argmax(dim=-1).tolist()
+    ids, start = [], 0
+    for clip in clips:
+        path, start = best[start : start + len(clip)], start + len(clip)
+        ids.append([path[first] for first, _ in label_runs(path, blank)])
+    return ids
 
 
 def token_segments(log_probs: Tensor, target: list[int], blank: int) -> list[tuple[int, int]] | None:
     """Frame span [start, end) of each target token on the Viterbi CTC path; None if it cannot fit."""
-    from torchaudio.functional import forced_align, merge_tokens
+    from torchaudio.functional import forced_align
 
     if not target or len(target) > len(log_probs):
         return None
     labels = torch.tensor([target], dtype=torch.int32)
-    path, scores = forced_align(log_probs.detach().float().cpu()[None], labels, blank=blank)
-    spans = merge_tokens(path[0], scores[0].exp(), blank=blank)
-    if len(spans) != len(target):
-        return None
-    return [(span.start, span.end) for span in spans]
+    path, _ = forced_align(log_probs.detach().float().cpu()[None], labels, blank=blank)
+    spans = label_runs(path[0].tolist(), blank)
+    return spans if len(spans) == len(target) else None
 
 
 def token_alignment_loss(
@@ -87,17 +121,19 @@ def token_alignment_loss(
     Returns the mean over aligned tokens and how many tokens were aligned (clips too short for
     their transcript are left out). The token embeddings are the target, not a moving part.
     """
-    means, wanted = [], []
+    frames = torch.cat(clips)  # (frames, hidden)
+    with torch.no_grad():  # one device-to-host copy; the Viterbi paths run on the CPU
+        log_probs = ctc_log_probs(frames, embeddings).cpu()
+    spans, wanted, start = [], [], 0
     for clip, target in zip(clips, targets, strict=True):
-        with torch.no_grad():
-            segments = token_segments(ctc_log_probs(clip, embeddings), target, blank)
-        if segments is None:
-            continue
-        means += [clip[start:end].mean(dim=0) for start, end in segments]
-        wanted += target
-    if not means:
+        segments = token_segments(log_probs[start : start + len(clip)], target, blank)
+        if segments is not None:
+            spans += [(start + first, start + end) for first, end in segments]
+            wanted += target
+        start += len(clip)
+    if not spans:
         return embeddings.sum() * 0.0, 0
-    audio = torch.stack(means).float()  # (aligned tokens, hidden)
+    audio = span_means(frames, spans).float()  # (aligned tokens, hidden)
     text = embeddings.detach()[torch.tensor(wanted, device=embeddings.device)].float()
     cosine = F.cosine_similarity(audio, text, dim=-1)
     log_ratio = torch.log(audio.norm(dim=-1).clamp(min=1e-6) / text.norm(dim=-1).clamp(min=1e-6))

@@ -8,6 +8,7 @@ from slu_lightning.pretrain.objectives import (
     ctc_loss,
     greedy_ctc_ids,
     hidden_distillation_loss,
+    span_means,
     split_clips,
     token_alignment_loss,
     token_segments,
@@ -44,7 +45,7 @@ def test_split_clips_follows_counts():
 
 def test_greedy_read_out_merges_repeats_and_drops_blanks(embeddings):
     clip = 10 * embeddings[torch.tensor([1, 1, 0, 2, 2, 0, 2, 3])]
-    assert greedy_ctc_ids(clip, embeddings, BLANK) == [1, 2, 2, 3]
+    assert greedy_ctc_ids([clip, clip[3:]], embeddings, BLANK) == [[1, 2, 2, 3], [2, 2, 3]]
 
 
 def test_ctc_prefers_the_spoken_tokens(embeddings):
@@ -86,6 +87,32 @@ def test_alignment_loss_is_zero_at_the_token_embeddings_and_teaches_towards_them
         optimizer.step()
     assert loss.item() < 0.2 * first
     assert embeddings.grad is None  # the token embeddings are the target, never moved by this loss
+
+
+def test_span_means_average_each_span_and_pass_gradients_back():
+    torch.manual_seed(4)
+    frames = torch.randn(9, 3, requires_grad=True)
+    spans = [(0, 2), (2, 3), (5, 9)]
+    means = span_means(frames, spans)
+    assert torch.allclose(means, torch.stack([frames[a:b].mean(dim=0) for a, b in spans]), atol=1e-6)
+    means.sum().backward()
+    assert torch.allclose(
+        frames.grad[:, 0], torch.tensor([1 / 2, 1 / 2, 1, 0, 0, 1 / 4, 1 / 4, 1 / 4, 1 / 4])
+    )
+
+
+def test_alignment_of_a_batch_is_the_token_weighted_mean_of_its_clips(embeddings):
+    first = embeddings[torch.tensor([1, 1, 0, 2, 0])] + 0.3
+    second = embeddings[torch.tensor([0, 3, 3, 0, 4, 5, 5])] * 2.0
+    targets = [[1, 2], [3, 4, 5]]
+    pair, aligned = token_alignment_loss(
+        [first, torch.randn(1, 8), second], [[1, 2], [1, 2, 3], [3, 4, 5]], embeddings, BLANK
+    )
+    alone = [
+        token_alignment_loss([c], [t], embeddings, BLANK)[0] * len(t)
+        for c, t in zip([first, second], targets, strict=True)
+    ]
+    assert aligned == 5 and torch.allclose(pair, sum(alone) / 5, atol=1e-6)
 
 
 def test_alignment_skips_clips_too_short_for_their_transcript(embeddings):
