@@ -212,7 +212,11 @@ def test_a_missing_backbone_gets_one_clear_message(trained, capsys):
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda path: str(path.relative_to(path.parents[1])))
 def test_every_shipped_config_parses_against_the_code(config, capsys):
     """Fragments are composed after a full config, as their comments say."""
-    bases = {"trainer": "paper/slurp_curriculum.yaml", "backbones": "demo/text_only.yaml"}
+    bases = {
+        "trainer": "paper/slurp_curriculum.yaml",
+        "backbones": "demo/text_only.yaml",
+        "phases": "demo/curriculum.yaml",
+    }
     base = bases.get(config.parent.name)
     args = (["--config", str(config.parents[1] / base)] if base else []) + ["--config", str(config)]
     assert exit_code(["fit", *args, "--print_config"]) == 0

@@ -282,3 +282,14 @@ def test_the_compression_sweep_crosses_every_reading_with_three_text_only_seeds_
         assert [cell.values["seed_everything"] for cell in text_only] == [0, 1, 2]
         assert mixed.values["data.init_args.speech_subset.proportion"] == 1.0
     assert len(cells) == 4 * len(readings)
+
+
+def test_the_speech_x5_sweep_is_the_demo_curriculum_with_its_speech_subset_shown_five_times(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    cells = expand_cells(load_spec(Path("configs/demo/sweep_speech_x5.yaml")))
+    assert [cell.name for cell in cells] == [f"p{p}-seed{s}" for p in (0.02, 0.1) for s in (0, 1, 2)]
+    assert all(str(cell.base) == "configs/demo/curriculum.yaml" for cell in cells)
+    phases = yaml.safe_load(Path("configs/demo/curriculum.yaml").read_text())["data"]["init_args"]["phases"]
+    x5 = yaml.safe_load(Path("configs/phases/speech_x5.yaml").read_text())["data"]["init_args"]["phases"]
+    phases[1]["mix"]["speech"]["oversample"] = 5
+    assert x5 == phases  # nothing else differs from the curriculum it is compared with
