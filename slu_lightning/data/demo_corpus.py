@@ -276,7 +276,14 @@ def existing_kind(folder: Path) -> str | None:
 
 
 def _install(staging: Path, out_dir: Path, config_key: str) -> None:
-    """Rename the finished ``staging`` folder to ``out_dir``, replacing an outdated corpus there."""
+    """Rename the finished ``staging`` folder to ``out_dir``, replacing an outdated corpus there.
+
+    If a concurrent build of the same corpus (another run of a sweep) finished first, its folder
+    stays: swapping an identical corpus in would pull files from under the runs already reading it.
+    """
+    if finished_key(out_dir) == config_key:
+        shutil.rmtree(staging)
+        return
     outdated = None
     if out_dir.exists():
         outdated = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.outdated")

@@ -9,7 +9,7 @@ import pytest
 import soundfile
 
 from slu_lightning.data import demo_corpus
-from slu_lightning.data.demo_corpus import SIZES, SPLITS, default_demo_dir, make_demo_corpus
+from slu_lightning.data.demo_corpus import SIZES, SPLITS, build_staged, default_demo_dir, make_demo_corpus
 from slu_lightning.data.demo_lexicon import (
     ENTITY_TYPES,
     INTENTS,
@@ -172,6 +172,27 @@ def test_interrupted_build_leaves_nothing_that_looks_finished(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         make_demo_corpus(tmp_path / "corpus", size="tiny", locales=["en-US"], workers=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_concurrent_build_of_the_same_corpus_leaves_the_one_finished_first_in_place(tmp_path):
+    """Two runs of a sweep may build one cache at once: the second must not swap its identical copy
+    in under the first run, which is already reading it."""
+
+    def build(marker: str):
+        def write(staging: Path) -> dict:
+            (staging / marker).write_text(marker)
+            return {}
+
+        return write
+
+    out = tmp_path / "corpus"
+    build_staged(out, "key", build("first"))
+    inode = out.stat().st_ino
+    build_staged(out, "key", build("second"))  # began before the first had finished
+    assert (out / "first").is_file() and not (out / "second").exists() and out.stat().st_ino == inode
+    assert [p.name for p in tmp_path.iterdir()] == ["corpus"]  # its staging folder is gone
+    build_staged(out, "newer", build("third"))  # a corpus of another config is still replaced
+    assert (out / "third").is_file() and not (out / "first").exists()
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_demo_corpus(tmp_path):
