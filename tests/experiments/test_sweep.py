@@ -293,3 +293,20 @@ def test_the_speech_x5_sweep_is_the_demo_curriculum_with_its_speech_subset_shown
     x5 = yaml.safe_load(Path("configs/phases/speech_x5.yaml").read_text())["data"]["init_args"]["phases"]
     phases[1]["mix"]["speech"]["oversample"] = 5
     assert x5 == phases  # nothing else differs from the curriculum it is compared with
+
+
+def test_the_tts_speech_fragment_is_the_tts_augmented_demo_plus_the_speech_subset(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    tts = yaml.safe_load(Path("configs/demo/tts_augmented.yaml").read_text())["data"]["init_args"]
+    both = yaml.safe_load(Path("configs/phases/tts_speech.yaml").read_text())["data"]["init_args"]
+    assert both["tts_corpus"] == tts["tts_corpus"]
+    ((phase,), (tts_phase,)) = both["phases"], tts["phases"]
+    assert phase["epochs"] == tts_phase["epochs"] and "speech" not in tts_phase["mix"]
+    assert phase["mix"] == {**tts_phase["mix"], "speech": {"fraction": 1.0, "oversample": 1}}
+    cells = expand_cells(load_spec(Path("configs/demo/sweep_tts_speech.yaml")))
+    assert [cell.name for cell in cells] == ["p0.02-seed0", "p0.02-seed1", "p0.02-seed2"]
+    assert [cell.name for cell in expand_cells(load_spec(Path("configs/demo/sweep_tts.yaml")))] == [
+        "seed0",
+        "seed1",
+        "seed2",
+    ]
