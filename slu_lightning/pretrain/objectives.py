@@ -134,11 +134,17 @@ def token_alignment_loss(
         start += len(clip)
     if not spans:
         return embeddings.sum() * 0.0, 0
-    audio = span_means(frames, spans).float()  # (aligned tokens, hidden)
-    text = embeddings.detach()[torch.tensor(wanted, device=embeddings.device)].float()
+    return token_distance(span_means(frames, spans), wanted, embeddings), len(wanted)
+
+
+def token_distance(audio: Tensor, tokens: list[int], embeddings: Tensor) -> Tensor:
+    """Mean over rows of cosine distance plus squared log norm ratio between each audio vector
+    (aligned tokens, hidden) and its token's embedding, which is detached: the target, not moved."""
+    audio = audio.float()
+    text = embeddings.detach()[torch.tensor(tokens, device=embeddings.device)].float()
     cosine = F.cosine_similarity(audio, text, dim=-1)
     log_ratio = torch.log(audio.norm(dim=-1).clamp(min=1e-6) / text.norm(dim=-1).clamp(min=1e-6))
-    return (1 - cosine + log_ratio.pow(2)).mean(), len(wanted)
+    return (1 - cosine + log_ratio.pow(2)).mean()
 
 
 def hidden_distillation_loss(
