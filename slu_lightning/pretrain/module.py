@@ -12,8 +12,8 @@ and ``continuation``; the audio encoder does not run): the LLM learns to read it
 is asked to read audio like text. The next ``hear_steps`` train CTC alone: the encoder, projector
 and embedding matrix learn to recognise words before the LLM-side losses start. Measured from the
 same checkpoint (2 CPU cores, 120 steps): CTC alone lowered the held-out CTC loss 3.20 -> 3.06 at
-2.4 s a step, all five losses moved it 3.20 -> 3.27 at 4.9 s a step (README, "The pretrained
-stand-in").
+2.4 s a step, all five losses moved it 3.20 -> 3.27 at 4.9 s a step (docs/pretraining-log.md,
+"The hearing stage, measured").
 
 ``fresh_llm`` starts from a backbone's audio side and token embeddings with new LLM layers: an LLM
 pretrained while it could not hear has learned to ignore its input, and relearns to read far more
@@ -240,7 +240,7 @@ def reinitialise_llm_layers(model) -> None:
     Why: copying a sentence from a text prompt (the ``read`` task), measured on 2 CPU cores, batch
     32, lr 1e-3. The LLM of a backbone pretrained 2.8k steps while its audio was uninformative left
     a 0.29-nat gap between a sentence behind its own text and behind another's after 300 steps. New
-    layers on the same embeddings left 7.9 nats (README, "What limits it now")."""
+    layers on the same embeddings left 7.9 nats (docs/pretraining-log.md, "What limits it")."""
     llm = model.model.language_model
     fresh = type(llm)(llm.config)
     llm.layers.load_state_dict(fresh.layers.state_dict())
