@@ -350,6 +350,24 @@ def cell_environment(jobs: int, environ: dict[str, str] | None = None) -> dict[s
     return environment
 
 
+def busy_cores_warning(environment: dict[str, str], jobs: int, load: float, cores: int) -> str | None:
+    """What to tell the user when other work already keeps the cores busy (1-minute ``load``):
+    the cells' torch threads assume free cores. Measured on 2 cores: two single-cell sweeps started
+    side by side, each with a thread per core, ran about 5x slower than with one thread each."""
+    try:
+        threads = max(jobs, 1) * int(environment.get("OMP_NUM_THREADS", cores))
+    except ValueError:  # a value torch reads its own way: leave it to the user
+        return None
+    free = cores - load
+    if load < 1 or threads <= max(free, 1):
+        return None
+    return (
+        f"the machine is already busy (load {load:.1f} on {cores} cores) and the cells would start "
+        f"{threads} torch threads: expect them to run several times slower; set "
+        f"OMP_NUM_THREADS={max(1, int(free) // max(jobs, 1))} or wait for the other work"
+    )
+
+
 def run_cell(cell: Cell, root: Path, state: SweepState, progress: str, env: dict[str, str]) -> bool:
     """Fit (resuming when it can) and test one cell, its output appended to its ``sweep.log``."""
     run_dir = root / cell.name
@@ -394,6 +412,9 @@ def run_sweep(spec: SweepSpec, source: Path, jobs: int = 1, dry_run: bool = Fals
                 print(f"  {shlex.join(command)}")
         return []
     state, env = SweepState(spec, source, cells), cell_environment(jobs)
+    warning = busy_cores_warning(env, jobs, os.getloadavg()[0], os.cpu_count() or 1)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
         succeeded = list(
             pool.map(

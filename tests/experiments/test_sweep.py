@@ -10,6 +10,7 @@ from slu_lightning.experiments.sweep import (
     SweepError,
     SweepSpec,
     axis_labels,
+    busy_cores_warning,
     cell_environment,
     expand_cells,
     load_spec,
@@ -256,6 +257,15 @@ def test_cells_run_at_once_share_the_cores_unless_the_user_set_the_threads(monke
     assert cell_environment(16, {})["OMP_NUM_THREADS"] == "1"
     assert cell_environment(2, {"OMP_NUM_THREADS": "3"}) == {"OMP_NUM_THREADS": "3"}
     assert "OMP_NUM_THREADS" not in cell_environment(1, {})
+
+
+def test_a_sweep_started_on_busy_cores_says_how_many_threads_to_use():
+    busy = busy_cores_warning({}, jobs=1, load=2.0, cores=2)  # another run holds both cores
+    assert busy is not None and "load 2.0 on 2 cores" in busy and "OMP_NUM_THREADS=1" in busy
+    assert "OMP_NUM_THREADS=3" in busy_cores_warning({}, jobs=2, load=2.0, cores=8)
+    assert busy_cores_warning({}, jobs=1, load=0.3, cores=2) is None  # idle
+    assert busy_cores_warning({"OMP_NUM_THREADS": "1"}, jobs=1, load=1.0, cores=2) is None  # fits
+    assert busy_cores_warning({"OMP_NUM_THREADS": "4"}, jobs=2, load=0.0, cores=8) is None
 
 
 def test_the_transfer_sweep_has_three_text_only_seeds_and_a_full_speech_cell_per_backbone(monkeypatch):
