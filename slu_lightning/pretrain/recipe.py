@@ -346,8 +346,24 @@ def model_card(record: dict) -> str:
         "- weights stored in float16; `from_pretrained(..., dtype=torch.float32)` upcasts them\n\n"
         f"Word and character error rates on {record['eval_clips']} clips per set, held-out voices:\n\n"
         "| set | CTC read-out WER | CTC read-out CER | decoder WER | decoder CER |\n|---|---|---|---|---|\n"
-        f"{rows}\n"
+        f"{rows}\n{_locale_table(record['error_rates'])}"
     )
+
+
+def _locale_table(rates: dict) -> str:
+    """Word error rates per locale (CTC / decoder) on each set, with its clip count; empty for
+    records measured before exports kept them."""
+    if not all("by_locale" in rates[name] for name in rates):
+        return ""
+    locales = sorted({locale for name in rates for locale in rates[name]["by_locale"]})
+
+    def cell(name: str, locale: str) -> str:
+        r = rates[name]["by_locale"].get(locale)
+        return f"{r['ctc']['wer']:.3f} / {r['decoder']['wer']:.3f} ({r['clips']})" if r else "-"
+
+    header = "| locale | " + " | ".join(f"{name}: CTC / decoder WER (clips)" for name in rates) + " |"
+    rows = "\n".join(f"| {locale} | {' | '.join(cell(n, locale) for n in rates)} |" for locale in locales)
+    return f"\nBy locale:\n\n{header}\n|---|{'---|' * len(rates)}\n{rows}\n"
 
 
 def _earlier_stages(record: dict) -> str:

@@ -59,10 +59,13 @@ def test_pretraining_writes_a_backbone_that_loads_like_any_other(run):
     assert record["steps_done"] == 6 and record["settings"]["steps"] == 6
     assert set(record["error_rates"]) == {"heldout", "slu-phrased"}
     for rates in record["error_rates"].values():
-        assert set(rates) == {"ctc", "decoder"}
-        assert all(0 <= rate[unit] for rate in rates.values() for unit in ("wer", "cer"))
+        assert set(rates) == {"ctc", "decoder", "by_locale"}
+        assert all(0 <= rates[readout][unit] for readout in ("ctc", "decoder") for unit in ("wer", "cer"))
+        assert sum(locale["clips"] for locale in rates["by_locale"].values()) == 4  # --eval-clips
     card = (backbone / "README.md").read_text()
     assert command_line(record["settings"]) in card and "slu-lightning pretrain-tiny" in card
+    locales = {locale for rates in record["error_rates"].values() for locale in rates["by_locale"]}
+    assert "By locale:" in card and all(f"| {locale} | " in card for locale in locales)
 
 
 def test_a_backbone_pretrained_in_stages_names_every_command_that_made_it(run):
