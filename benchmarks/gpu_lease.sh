@@ -8,7 +8,9 @@
 #  3. The arm with the lowest last validation CTC-WER sends back its exported backbone
 #     (backbone.tar, ~11 MB) if it finished all its steps, else its last.ckpt in 15 MiB parts
 #     (rejoin: cat ckpt.part* > <run dir>/checkpoints/last.ckpt); every arm's TensorBoard logs,
-#     settings and wall time, and every log, come back in runs.tgz (a lease returns 8 files).
+#     settings, wall time and loop profile (fit-profile.txt: seconds in loading, forward, backward,
+#     optimizer, validation; the head is printed), and every log, come back in runs.tgz (a lease
+#     returns 8 files).
 #
 # Carry: .whl/ (wheels the device image lacks: espeakng-loader, faker, babel, num2words,
 # soundfile, cffi, pycparser), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
@@ -73,7 +75,7 @@ minutes=$(python3 -c "print(max(0.5, ($(left) - 60) / 60))")
 echo "training every arm for $minutes min"
 pretrain() { timeout $(($(left) - 20)) python3 -c \
     "import sys; from slu_lightning.pretrain.recipe import main; main(sys.argv[1:])" \
-    --max-minutes "$minutes" --checkpoint-minutes 2 "$@"; }
+    --max-minutes "$minutes" --checkpoint-minutes 2 --profile "$@"; }
 runs=()
 while read -r run workers flags; do
     [ -n "$run" ] || continue
@@ -86,6 +88,9 @@ while read -r run workers flags; do
 done <<<"$ARMS"
 wait
 echo "arms done"
+for run in "${runs[@]}"; do  # where the steps went: loader, forward, backward, optimizer, validation
+    echo "$run"; head -n 16 "$run/fit-profile.txt" 2>/dev/null | cut -c1-130
+done
 
 best=$(python3 - "${runs[@]}" <<'EOF'
 import sys

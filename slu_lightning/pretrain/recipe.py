@@ -22,6 +22,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.profilers import SimpleProfiler
 
 from slu_lightning.atomic import atomic_write_dir, atomic_write_text
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
@@ -81,11 +82,14 @@ def pretrain_tiny(
     eval_clips: int = 300,
     workers: int = 1,
     export_unfinished: bool = False,
+    profile: bool = False,
 ) -> Path | None:
     """Train (or resume) until ``settings.steps``; then export to ``out`` and return it.
 
     Returns None when ``max_minutes`` ran out first (call again to resume), unless
     ``export_unfinished`` asks for the weights as they are (the model card says how far they got).
+    ``profile`` writes the seconds spent in each part of the training loop (loading batches,
+    forward and backward, optimizer step, validation) to ``run_dir/fit-profile.txt``.
     """
     last = _check_run_dir(run_dir, settings)
     corpus = make_asr_corpus(
@@ -112,7 +116,7 @@ def pretrain_tiny(
         num_workers=workers,
     )
     saver = LastCheckpoint(checkpoint_minutes, stop_minutes=max_minutes)
-    trainer = build_trainer(run_dir, settings.steps, val_every, saver)
+    trainer = build_trainer(run_dir, settings.steps, val_every, saver, profile)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=last)
     finally:  # SIGINT/SIGTERM end fit by raising, after PreemptionCallback saved
@@ -126,7 +130,9 @@ def pretrain_tiny(
     return export_backbone(module, out, settings, run_dir, eval_clips, trainer.global_step)
 
 
-def build_trainer(run_dir: Path, steps: int, val_every: int, saver: LastCheckpoint) -> L.Trainer:
+def build_trainer(
+    run_dir: Path, steps: int, val_every: int, saver: LastCheckpoint, profile: bool = False
+) -> L.Trainer:
     """The pretraining Trainer: step-based, validated every ``val_every`` steps, ``last.ckpt`` kept
     by ``saver`` and saved mid-epoch on SIGINT/SIGTERM (``PreemptionCallback``).
 
@@ -146,6 +152,7 @@ def build_trainer(run_dir: Path, steps: int, val_every: int, saver: LastCheckpoi
         precision="bf16-mixed" if torch.cuda.is_available() else "32-true",
         logger=L.pytorch.loggers.TensorBoardLogger(run_dir, name="tensorboard", version=""),
         enable_checkpointing=False,
+        profiler=SimpleProfiler(dirpath=run_dir, filename="profile") if profile else None,
         callbacks=[
             L.pytorch.callbacks.LearningRateMonitor(),
             saver,
@@ -452,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--export-unfinished", action="store_true", help="export even if --max-minutes stopped training early"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="seconds per training-loop part, in <run-dir>/fit-profile.txt"
+    )
     return parser
 
 
@@ -478,6 +488,7 @@ def main(args: list[str]) -> None:
         eval_clips=parsed.eval_clips,
         workers=parsed.workers,
         export_unfinished=parsed.export_unfinished,
+        profile=parsed.profile,
     )
     if out is not None:
         print((out / "README.md").read_text(encoding="utf-8"))

@@ -40,12 +40,13 @@ def last_step(run_dir) -> int:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    """A 6-step pretraining run stopped by its time budget after its first step, then resumed."""
+    """A 6-step pretraining run stopped by its time budget after its first step, then resumed
+    (profiled)."""
     root = tmp_path_factory.mktemp("pretrain")
     args = [*SMALL, "--steps", "6", "--run-dir", str(root / "run"), "--val-every", "3", "--eval-clips", "4"]
     cli(["pretrain-tiny", *args, "--out", str(root / "six"), "--max-minutes", "0.00001"])
     stopped, exported_early = last_checkpoint(root / "run"), (root / "six").exists()
-    cli(["pretrain-tiny", *args, "--out", str(root / "six")])
+    cli(["pretrain-tiny", *args, "--out", str(root / "six"), "--profile"])
     return root, args, stopped, exported_early
 
 
@@ -66,6 +67,14 @@ def test_pretraining_writes_a_backbone_that_loads_like_any_other(run):
     assert command_line(record["settings"]) in card and "slu-lightning pretrain-tiny" in card
     locales = {locale for rates in record["error_rates"].values() for locale in rates["by_locale"]}
     assert "By locale:" in card and all(f"| {locale} | " in card for locale in locales)
+
+
+def test_a_profiled_run_says_where_its_training_steps_spent_their_time(run):
+    root, *_ = run
+    profile = (root / "run" / "fit-profile.txt").read_text()
+    for part in ("train_dataloader_next", "training_step", "backward", "optimizer_step", "validation_step"):
+        assert part in profile, part
+    assert "--profile" not in command_line(json.loads((root / "six" / "pretraining.json").read_text())["settings"])
 
 
 def test_a_backbone_pretrained_in_stages_names_every_command_that_made_it(run):
