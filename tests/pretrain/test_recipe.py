@@ -74,7 +74,8 @@ def test_a_profiled_run_says_where_its_training_steps_spent_their_time(run):
     profile = (root / "run" / "fit-profile.txt").read_text()
     for part in ("train_dataloader_next", "training_step", "backward", "optimizer_step", "validation_step"):
         assert part in profile, part
-    assert "--profile" not in command_line(json.loads((root / "six" / "pretraining.json").read_text())["settings"])
+    settings = json.loads((root / "six" / "pretraining.json").read_text())["settings"]
+    assert "--profile" not in command_line(settings)  # a run option, not how the weights were made
 
 
 def test_a_backbone_pretrained_in_stages_names_every_command_that_made_it(run):
