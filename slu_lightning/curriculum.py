@@ -16,12 +16,15 @@ from typing import Literal
 import lightning as L
 import torch
 
-SOURCES = ("text", "speech", "tts")
-"""Training sources: all transcripts, the real speech subset, and speech synthesised for transcripts."""
+SOURCES = ("text", "speech", "tts", "noisy")
+"""Training sources: all transcripts, the real speech subset, speech synthesised for transcripts, and
+transcripts corrupted as the recogniser hears (``data/recogniser_noise.py``)."""
 HEARD_SOURCES = frozenset({"speech", "tts"})
 """Sources whose examples the model hears (audio input) rather than reads."""
 TTS_SOURCE = "tts"
 """The ``source`` of every synthesised training example (also the phase-mix source that trains on them)."""
+NOISY_SOURCE = "noisy"
+"""The ``source`` of every transcript corrupted as the recogniser hears (and its phase-mix source)."""
 FRAME_SECONDS = 0.01  # one mel frame = 160 samples = 10 ms at 16 kHz
 
 
@@ -42,7 +45,8 @@ class CurriculumPhase:
     name: str
     epochs: int = 1
     mix: dict[str, SourceMix] = field(default_factory=lambda: {"text": SourceMix()})
-    """Sources ``text``, ``speech`` (real) and/or ``tts`` (synthesised) and how much of each."""
+    """Sources ``text``, ``speech`` (real), ``tts`` (synthesised) and/or ``noisy`` (transcripts as the
+    recogniser hears them) and how much of each."""
     lr: float | None = None
     """Peak learning rate of this phase; None keeps the model's optimizer learning rate."""
     warmup_ratio: float | None = None
@@ -78,6 +82,11 @@ class CurriculumPhase:
     def uses_tts(self) -> bool:
         """Whether the phase trains on synthesised speech (the DataModule's ``tts_corpus``)."""
         return TTS_SOURCE in self.mix
+
+    @property
+    def uses_noisy(self) -> bool:
+        """Whether the phase trains on corrupted transcripts (the DataModule's ``recogniser_noise``)."""
+        return NOISY_SOURCE in self.mix
 
 
 def phase_index_at(phases: list[CurriculumPhase], epoch: int) -> int:

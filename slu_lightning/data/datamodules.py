@@ -9,6 +9,8 @@ A ``tts_corpus`` (speech synthesised for the transcripts, ``slu-lightning synthe
 third source, ``tts``: heard like real speech, but never subject to the speech subset, and never
 counted as real speech (``speech_hours``, ``speech_subset_ids.txt``). The single-phase regimes
 train on all of it every epoch; a curriculum uses it where a phase's mix names ``tts``.
+``recogniser_noise`` adds the ``noisy`` source the same way: every transcript corrupted with the
+errors the recogniser made on a few calibration clips (``data/recogniser_noise.py``), read as text.
 
 The train dataloader is rebuilt every epoch (``reload_dataloaders_every_n_epochs=1``, set by the
 CLI) from the epoch's phase, so an epoch of text plus speech is as long as it should be.
@@ -29,12 +31,20 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 
 from slu_lightning.atomic import atomic_write_text
-from slu_lightning.curriculum import HEARD_SOURCES, TTS_SOURCE, CurriculumPhase, SourceMix, phase_index_at
+from slu_lightning.curriculum import (
+    HEARD_SOURCES,
+    NOISY_SOURCE,
+    TTS_SOURCE,
+    CurriculumPhase,
+    SourceMix,
+    phase_index_at,
+)
 from slu_lightning.data.audio import MAX_ENCODER_SECONDS, audio_seconds, load_audio
 from slu_lightning.data.collate import SLUCollator, SLUItem
 from slu_lightning.data.corpora import Corpus, Split
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.features import LogMelExtractor
+from slu_lightning.data.recogniser_noise import CharChannel, RecogniserNoise
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler, resume_batch
 from slu_lightning.data.subsets import SpeechSubset, write_ids
@@ -92,6 +102,7 @@ class SLUDataModule(L.LightningDataModule):
         bad_input: Literal["error", "skip"] = "error",
         predict_audio: str | None = None,
         tts_corpus: Corpus | None = None,
+        recogniser_noise: RecogniserNoise | None = None,
     ):
         """
         Args:
@@ -121,6 +132,9 @@ class SLUDataModule(L.LightningDataModule):
                 speech but all of it used (the speech subset selects real speech only).
                 ``TextOnlyDataModule`` and ``MixedDataModule`` add it to every epoch; a curriculum
                 uses it in the phases whose mix names ``tts``.
+            recogniser_noise: corrupted copies of every training transcript, their errors drawn
+                from what a recogniser made of a few calibration clips: the ``noisy`` source,
+                read as text. Added to every epoch like ``tts_corpus``.
         """
         super().__init__()
         self.corpus, self.speech_subset = corpus, speech_subset
@@ -129,8 +143,9 @@ class SLUDataModule(L.LightningDataModule):
         self.train_locales, self.eval_locales = train_locales, eval_locales
         self.eval_modality, self.max_eval_examples = eval_modality, max_eval_examples
         self.length_bucketing, self.predict_audio = length_bucketing, predict_audio
-        self.tts_corpus = tts_corpus
+        self.tts_corpus, self.recogniser_noise = tts_corpus, recogniser_noise
         self.skips = SkipLog(bad_input)
+        self.channel: CharChannel | None = None  # recogniser_noise's, once estimated
         self.sources: dict[str, list[SLUExample]] = {}
         self.eval_sets: dict[str, list[Entry]] = {}
         self.collators: dict[str, SLUCollator] = {}
@@ -154,6 +169,8 @@ class SLUDataModule(L.LightningDataModule):
         self.corpus.prepare()
         if self.tts_corpus is not None:
             self.tts_corpus.prepare()
+        if self.recogniser_noise is not None:
+            self.recogniser_noise.prepare(self.corpus, self.skips)
 
     def setup(self, stage: str) -> None:
         if stage == "fit" and not self.sources:
@@ -196,15 +213,20 @@ class SLUDataModule(L.LightningDataModule):
             self.sources[TTS_SOURCE] = self._tts_speech()
         elif self.tts_corpus is not None:
             log.warning("tts_corpus is set but no phase's mix names %r: it is not used", TTS_SOURCE)
+        if any(phase.uses_noisy for phase in phases):
+            self.sources[NOISY_SOURCE] = self._noisy_text(text)
+        elif self.recogniser_noise is not None:
+            log.warning("recogniser_noise is set but no phase's mix names %r: it is not used", NOISY_SOURCE)
         log.info(
             "training data: %d transcripts, %d speech examples, %.2f h of speech (subset %s), "
-            "%d synthesised speech examples, %.2f h",
+            "%d synthesised speech examples, %.2f h, %d noisy transcripts",
             len(text),
             len(speech),
             self.speech_hours(),
             self.speech_subset,
             len(self.sources.get(TTS_SOURCE, [])),
             self.tts_hours(),
+            len(self.sources.get(NOISY_SOURCE, [])),
         )
 
     def _tts_speech(self) -> list[SLUExample]:
@@ -219,6 +241,18 @@ class SLUDataModule(L.LightningDataModule):
         if not tts:
             raise DataError(f"{self.tts_corpus.describe()} has no speech training examples")
         return [e if e.source == TTS_SOURCE else replace(e, source=TTS_SOURCE) for e in tts]
+
+    def _noisy_text(self, text: list[SLUExample]) -> list[SLUExample]:
+        """The transcripts as the recogniser hears them (``recogniser_noise``)."""
+        if self.recogniser_noise is None:
+            raise DataError(
+                f"a phase trains on {NOISY_SOURCE!r} (transcripts as the recogniser hears them) but "
+                "data.init_args.recogniser_noise is not set: set it, or drop 'noisy' from the phases' mix"
+            )
+        self.channel = self.recogniser_noise.channel(self.corpus, self.skips)
+        rates = ", ".join(f"{name} {rate:.3f}" for name, rate in self.channel.rates.items())
+        log.info("recogniser noise from %d calibration clips: %s per character", self.channel.clips, rates)
+        return self.recogniser_noise.noisy_copies(text, self.channel)
 
     def speech_hours(self) -> float:
         """Hours of real speech in the selected training subset (from file headers)."""
@@ -241,6 +275,13 @@ class SLUDataModule(L.LightningDataModule):
             "speech_subset": repr(self.speech_subset),
             "corpus": self.corpus.describe(),
         }
+        if NOISY_SOURCE in self.sources:
+            summary |= {
+                "noisy_examples": len(self.sources[NOISY_SOURCE]),
+                "recogniser_noise": repr(self.recogniser_noise),
+                "recogniser_noise_clips": self.channel.clips,
+                "recogniser_noise_rates": {name: round(r, 4) for name, r in self.channel.rates.items()},
+            }
         if TTS_SOURCE in self.sources:
             summary |= {
                 "tts_examples": len(self.sources[TTS_SOURCE]),
@@ -399,6 +440,8 @@ class SLUDataModule(L.LightningDataModule):
             digest.update("\n".join(example.id for example in self.sources[source]).encode())
         for example in self.sources.get(TTS_SOURCE, []):  # a re-synthesis keeps the ids, not the voices
             digest.update(json.dumps(example.meta, sort_keys=True).encode())
+        for example in self.sources.get(NOISY_SOURCE, []):  # another channel keeps the ids, not the text
+            digest.update(example.text.encode())
         digest.update(self.schedule_signature().encode())
         return digest.hexdigest()[:16]
 
@@ -465,9 +508,12 @@ class TextOnlyDataModule(SLUDataModule):
         return [self._every_epoch("text", {"text": SourceMix()})]
 
     def _every_epoch(self, name: str, mix: dict[str, SourceMix]) -> CurriculumPhase:
-        """The one phase of a single-phase regime: ``mix``, plus all synthesised speech if there is any."""
+        """The one phase of a single-phase regime: ``mix``, plus all synthesised speech and noisy
+        transcripts if there are any."""
         if self.tts_corpus is not None:
             name, mix = f"{name}+{TTS_SOURCE}", {**mix, TTS_SOURCE: SourceMix()}
+        if self.recogniser_noise is not None:
+            name, mix = f"{name}+{NOISY_SOURCE}", {**mix, NOISY_SOURCE: SourceMix()}
         return CurriculumPhase(name, epochs=self._max_epochs(), mix=mix)
 
     def _max_epochs(self) -> int:

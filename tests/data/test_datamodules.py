@@ -1,5 +1,7 @@
 import json
 from collections import Counter
+from dataclasses import replace
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -13,6 +15,7 @@ from slu_lightning.data.datamodules import (
     prompt_length,
 )
 from slu_lightning.data.errors import DataError
+from slu_lightning.data.recogniser_noise import RecogniserNoise
 from slu_lightning.data.subsets import SpeechSubset
 from slu_lightning.model.module import GenerationSettings, SLUModule
 
@@ -159,6 +162,72 @@ def test_resuming_on_other_synthesised_speech_is_refused(toy_corpus, toy_tts, tm
     assert len({dm.fingerprint() for dm in (plain, with_tts, with_revoiced)}) == 3  # same ids, other voices
     with pytest.raises(DataError, match="different data"):
         with_revoiced.load_state_dict(with_tts.state_dict())
+
+
+@pytest.fixture(scope="module")
+def calibration(toy_corpus, tmp_path_factory):
+    """tiny-heard's transcripts of a quarter of the toy speech (6 clips), written once."""
+    noise = RecogniserNoise(
+        speech_subset=SpeechSubset(0.25), transcripts=str(tmp_path_factory.mktemp("noise") / "cal.jsonl")
+    )
+    TextOnlyDataModule(corpus(toy_corpus), recogniser_noise=noise).prepare_data()
+    return noise
+
+
+def test_recogniser_noise_adds_a_corrupted_copy_of_every_transcript_read_as_text(
+    toy_corpus, calibration, tmp_path
+):
+    dm = ready(TextOnlyDataModule(corpus(toy_corpus), recogniser_noise=calibration))
+    entries = dm.epoch_entries(0)
+    assert len(entries) == 48 and heard_sources(entries) == {}
+    noisy = {e.id: e for e in dm.sources["noisy"]}
+    for clean in dm.sources["text"]:
+        copy = noisy[f"{clean.id}~noisy0"]
+        assert (copy.scenario, copy.action, copy.entities) == (clean.scenario, clean.action, clean.entities)
+        assert copy.source == "noisy" and copy.audio is None
+    assert sum(noisy[f"{e.id}~noisy0"].text != e.text for e in dm.sources["text"]) >= 12  # noise hears badly
+    assert len(Path(calibration.transcripts).read_text().splitlines()) == 6
+    dm.write_subset_ids(tmp_path)
+    summary = json.loads((tmp_path / "training_data.json").read_text())
+    assert summary["noisy_examples"] == 24 and summary["recogniser_noise_clips"] == 6
+    assert (
+        0 < summary["recogniser_noise_rates"]["deletion"] + summary["recogniser_noise_rates"]["substitution"]
+    )
+
+
+def test_recogniser_noise_reuses_its_transcripts_only_for_the_same_recogniser(
+    toy_corpus, calibration, tiny_backbone
+):
+    written = Path(calibration.transcripts).stat().st_mtime_ns
+    TextOnlyDataModule(corpus(toy_corpus), recogniser_noise=calibration).prepare_data()
+    assert Path(calibration.transcripts).stat().st_mtime_ns == written
+    other = replace(calibration, recogniser=str(tiny_backbone))
+    with pytest.raises(DataError, match="holds other transcripts"):
+        TextOnlyDataModule(corpus(toy_corpus), recogniser_noise=other).prepare_data()
+
+
+def test_uniform_noise_draws_replacements_from_the_transcripts_characters(toy_corpus, calibration):
+    uniform = ready(
+        TextOnlyDataModule(corpus(toy_corpus), recogniser_noise=replace(calibration, confusions="uniform"))
+    )
+    alphabet = set("".join(e.text for e in uniform.sources["text"]))
+    assert (
+        uniform.channel.rates
+        == ready(TextOnlyDataModule(corpus(toy_corpus), recogniser_noise=calibration)).channel.rates
+    )
+    assert set(uniform.channel.replacements) == alphabet
+    assert set("".join(e.text for e in uniform.sources["noisy"])) <= alphabet
+
+
+def test_other_noise_is_other_data_and_a_noisy_phase_needs_the_noise(toy_corpus, calibration):
+    seeds = [
+        ready(TextOnlyDataModule(corpus(toy_corpus), recogniser_noise=replace(calibration, seed=s)))
+        for s in (0, 1)
+    ]
+    assert seeds[0].fingerprint() != seeds[1].fingerprint()
+    phases = [CurriculumPhase("p", 1, {"text": SourceMix(), "noisy": SourceMix()})]
+    with pytest.raises(DataError, match="data.init_args.recogniser_noise"):
+        CurriculumDataModule(corpus(toy_corpus), phases=phases).setup("fit")
 
 
 def counting_trainer(tmp_path, counter, **limits) -> L.Trainer:

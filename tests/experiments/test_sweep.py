@@ -320,3 +320,19 @@ def test_the_tts_speech_fragment_is_the_tts_augmented_demo_plus_the_speech_subse
         "seed1",
         "seed2",
     ]
+
+
+def test_the_noisy_curriculum_is_the_demo_curriculum_reading_noisy_transcripts_in_every_phase(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    phases = yaml.safe_load(Path("configs/demo/curriculum.yaml").read_text())["data"]["init_args"]["phases"]
+    noisy = yaml.safe_load(Path("configs/phases/noisy.yaml").read_text())["data"]["init_args"]["phases"]
+    for phase in phases:
+        phase["name"] = phase["name"].replace("text", "text+noisy")
+        phase["mix"]["noisy"] = {"fraction": 1.0, "oversample": 1}
+    assert noisy == phases  # nothing else differs from the curriculum it is compared with
+    noise = yaml.safe_load(Path("configs/noise/recogniser_2pct.yaml").read_text())["data"]["init_args"]
+    cells = expand_cells(load_spec(Path("configs/demo/sweep_noise_curriculum.yaml")))
+    assert [cell.name for cell in cells] == ["p0.02-seed0", "p0.02-seed1", "p0.02-seed2"]
+    calibration = noise["recogniser_noise"]["speech_subset"]
+    assert calibration["proportion"] == 0.02 and calibration["seed"] == 0  # = the runs' speech subset
+    assert all(cell.values["data.init_args.speech_subset.proportion"] == 0.02 for cell in cells)
