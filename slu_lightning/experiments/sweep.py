@@ -354,17 +354,19 @@ def busy_cores_warning(environment: dict[str, str], jobs: int, load: float, core
     """What to tell the user when other work already keeps the cores busy (1-minute ``load``):
     the cells' torch threads assume free cores. Measured on 2 cores: two single-cell sweeps started
     side by side, each with a thread per core, ran about 5x slower than with one thread each."""
+    jobs = max(jobs, 1)
     try:
-        threads = max(jobs, 1) * int(environment.get("OMP_NUM_THREADS", cores))
+        per_cell = int(environment.get("OMP_NUM_THREADS", cores))
     except ValueError:  # a value torch reads its own way: leave it to the user
         return None
     free = cores - load
-    if load < 1 or threads <= max(free, 1):
+    if load < 1 or jobs * per_cell <= max(free, 1):
         return None
+    fits = max(1, int(free) // jobs)
+    advice = f"set OMP_NUM_THREADS={fits}" if fits < per_cell else "run fewer cells at once (--jobs)"
     return (
         f"the machine is already busy (load {load:.1f} on {cores} cores) and the cells would start "
-        f"{threads} torch threads: expect them to run several times slower; set "
-        f"OMP_NUM_THREADS={max(1, int(free) // max(jobs, 1))} or wait for the other work"
+        f"{jobs * per_cell} torch threads: expect them to run slower; {advice} or wait for the other work"
     )
 
 

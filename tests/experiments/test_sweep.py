@@ -266,6 +266,8 @@ def test_a_sweep_started_on_busy_cores_says_how_many_threads_to_use():
     assert busy_cores_warning({}, jobs=1, load=0.3, cores=2) is None  # idle
     assert busy_cores_warning({"OMP_NUM_THREADS": "1"}, jobs=1, load=1.0, cores=2) is None  # fits
     assert busy_cores_warning({"OMP_NUM_THREADS": "4"}, jobs=2, load=0.0, cores=8) is None
+    one_each = busy_cores_warning({"OMP_NUM_THREADS": "1"}, jobs=2, load=2.2, cores=2)
+    assert "fewer cells at once" in one_each and "OMP_NUM_THREADS=" not in one_each  # threads are not it
 
 
 def test_the_transfer_sweep_has_three_text_only_seeds_and_a_full_speech_cell_per_backbone(monkeypatch):
