@@ -338,3 +338,10 @@ def test_the_noisy_curriculum_is_the_demo_curriculum_reading_noisy_transcripts_i
     calibration = noise["recogniser_noise"]["speech_subset"]
     assert calibration["proportion"] == 0.02 and calibration["seed"] == 0  # = the runs' speech subset
     assert all(cell.values["data.init_args.speech_subset.proportion"] == 0.02 for cell in cells)
+    plain, uniform = (
+        expand_cells(load_spec(Path(f"configs/demo/sweep_noise{kind}.yaml"))) for kind in ("", "_uniform")
+    )
+    assert [cell.name for cell in plain] == ["seed0", "seed1", "seed2"]
+    for a, b in zip(plain, uniform, strict=True):  # the ablation differs in the confusions alone
+        assert b.values == {**a.values, "data.init_args.recogniser_noise.confusions": "uniform"}
+        assert (a.base, a.extra) == (b.base, b.extra)
