@@ -249,7 +249,7 @@ class SLUDataModule(L.LightningDataModule):
                 f"a phase trains on {NOISY_SOURCE!r} (transcripts as the recogniser hears them) but "
                 "data.init_args.recogniser_noise is not set: set it, or drop 'noisy' from the phases' mix"
             )
-        self.channel = self.recogniser_noise.channel(self.corpus, self.skips)
+        self.channel = self.recogniser_noise.channel(self.corpus, self.skips, text)
         rates = ", ".join(f"{name} {rate:.3f}" for name, rate in self.channel.rates.items())
         log.info("recogniser noise from %d calibration clips: %s per character", self.channel.clips, rates)
         return self.recogniser_noise.noisy_copies(text, self.channel)

@@ -205,15 +205,16 @@ class RecogniserNoise:
         source = f"{len(clips)} speech training clips of {corpus.describe()}"
         ensure_transcripts(self.recogniser, clips, self._path(clips), self.readout, 32, source)
 
-    def channel(self, corpus: Corpus, skips: SkipLog) -> CharChannel:
-        """The channel estimated from the calibration clips' (gold, recognised) transcripts."""
+    def channel(self, corpus: Corpus, skips: SkipLog, transcripts: list[SLUExample]) -> CharChannel:
+        """The channel estimated from the calibration clips' (gold, recognised) transcripts; under
+        ``uniform``, its replacements are drawn from the characters of ``transcripts``."""
         from slu_lightning.experiments.cascade import EMPTY
 
         rows = read_manifest(self._path(self.clips(corpus, skips)))
         pairs = [(row.meta["gold_text"], "" if row.text == EMPTY else row.text) for row in rows]
         channel = CharChannel.estimate(pairs, self.smoothing)
         if self.confusions == "uniform":
-            channel = channel.uniform("".join(normalise(e.text) for e in corpus.text("train", skips)))
+            channel = channel.uniform("".join(normalise(e.text) for e in transcripts))
         return channel
 
     def noisy_copies(self, transcripts: list[SLUExample], channel: CharChannel) -> list[SLUExample]:
