@@ -338,6 +338,10 @@ def test_the_noisy_curriculum_is_the_demo_curriculum_reading_noisy_transcripts_i
     calibration = noise["recogniser_noise"]["speech_subset"]
     assert calibration["proportion"] == 0.02 and calibration["seed"] == 0  # = the runs' speech subset
     assert all(cell.values["data.init_args.speech_subset.proportion"] == 0.02 for cell in cells)
+
+
+def test_the_uniform_noise_ablation_differs_from_the_noise_sweep_in_the_confusions_alone(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
     plain, uniform = (
         expand_cells(load_spec(Path(f"configs/demo/sweep_noise{kind}.yaml"))) for kind in ("", "_uniform")
     )
