@@ -349,3 +349,17 @@ def test_the_uniform_noise_ablation_differs_from_the_noise_sweep_in_the_confusio
     for a, b in zip(plain, uniform, strict=True):  # the ablation differs in the confusions alone
         assert b.values == {**a.values, "data.init_args.recogniser_noise.confusions": "uniform"}
         assert (a.base, a.extra) == (b.base, b.extra)
+
+
+def test_the_noisy_copies_sweep_differs_from_the_noise_sweep_in_the_number_of_copies_alone(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    plain, more = (
+        expand_cells(load_spec(Path(f"configs/demo/sweep_noise{kind}.yaml"))) for kind in ("", "_copies")
+    )
+    assert [cell.name for cell in more] == [f"copies{c}-seed{s}" for c in (2, 3) for s in (0, 1, 2)]
+    default = yaml.safe_load(Path("configs/noise/recogniser_2pct.yaml").read_text())["data"]["init_args"]
+    assert default["recogniser_noise"]["copies"] == 1  # what logs/reports/noise measured
+    copies = "data.init_args.recogniser_noise.copies"
+    for a, b, n in zip(plain * 2, more, (2, 2, 2, 3, 3, 3), strict=True):
+        assert b.values == {**a.values, copies: n}
+        assert (a.base, a.extra) == (b.base, b.extra)
