@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import random
+import warnings
 
 import lightning as L
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from torch.utils.data import Sampler
 
 from slu_lightning.data.errors import DataError
@@ -82,6 +84,11 @@ def resume_batch(trainer: L.Trainer) -> int:
         )
     fit_loop = trainer.fit_loop
     return fit_loop.epoch_loop.batch_progress.current.processed if fit_loop.restarting else 0
+
+
+# Lightning warns on every mid-epoch resume unless the loader itself is stateful; here the sampler
+# starts at ``resume_batch`` instead, so the warning would be false (exact resume is tested).
+warnings.filterwarnings("ignore", "You're resuming from a checkpoint that ended before", PossibleUserWarning)
 
 
 class SequentialBatchSampler(Sampler[list[int]]):
