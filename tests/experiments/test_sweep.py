@@ -363,3 +363,14 @@ def test_the_noisy_copies_sweep_differs_from_the_noise_sweep_in_the_number_of_co
     for a, b, n in zip(plain * 2, more, (2, 2, 2, 3, 3, 3), strict=True):
         assert b.values == {**a.values, copies: n}
         assert (a.base, a.extra) == (b.base, b.extra)
+
+
+def test_the_noisy_curriculum_with_copies_differs_from_the_noisy_curriculum_in_the_copies_alone(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    one, three = (
+        expand_cells(load_spec(Path(f"configs/demo/sweep_noise_curriculum{kind}.yaml"))) for kind in ("", "_copies")
+    )
+    assert [cell.name for cell in three] == [f"p0.02-copies3-seed{s}" for s in (0, 1, 2)]
+    for a, b in zip(one, three, strict=True):
+        assert b.values == {**a.values, "data.init_args.recogniser_noise.copies": 3}
+        assert (a.base, a.extra) == (b.base, b.extra)
