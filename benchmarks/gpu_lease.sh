@@ -6,7 +6,7 @@
 #  2. Every line of ARMS, "<run dir> <dataloader workers> <pretrain-tiny flags>", trains on the
 #     GPU at the same time until the time budget ends, resuming its run folder if one was carried.
 #  3. The arm with the lowest last validation CTC-WER sends back its exported backbone
-#     (backbone.tar, ~11 MB) if it finished all its steps, else its last.ckpt in 15 MiB parts
+#     (backbone.tar in 15 MiB parts: cat backbone.tar.part* > backbone.tar) if it finished all its steps, else its last.ckpt in 15 MiB parts
 #     (rejoin: cat ckpt.part* > <run dir>/checkpoints/last.ckpt); every arm's TensorBoard logs,
 #     settings, wall time and loop profile (fit-profile.txt: seconds in loading, forward, backward,
 #     optimizer, validation; the head is printed), and every log, come back in runs.tgz (a lease
@@ -111,7 +111,7 @@ echo "returning the checkpoint of $best"
 tail -n 4 "$LOGS"/*.log
 tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude='*.safetensors' "${runs[@]}" "$LOGS"
 if [ -f "$best/backbone/model.safetensors" ]; then  # finished and exported: the backbone, not the checkpoint
-    tar cf "$OUT/backbone.tar" -C "$best" backbone
+    tar cf - -C "$best" backbone | split -b 15M -d - "$OUT/backbone.tar.part"  # rejoin with cat
 else
     split -b 15M -d "$best/checkpoints/last.ckpt" "$OUT/ckpt.part"
 fi

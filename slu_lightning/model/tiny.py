@@ -72,6 +72,9 @@ class TinyBackboneConfig:
 
 TINY_PRESETS = {
     "tiny": TinyBackboneConfig(),
+    # The "parameters spent on the audio side": twice the encoder layers, a wider encoder,
+    # the same LLM: 8.9 M parameters (5.4 M of them audio, against 1.8 M), 17.8 MB in float16.
+    "tiny-ear": TinyBackboneConfig(encoder_dim=256, encoder_layers=6, encoder_ffn_dim=1024),
     # For unit tests: a forward/backward takes milliseconds.
     "tiny-test": TinyBackboneConfig(
         vocab_size=1024,

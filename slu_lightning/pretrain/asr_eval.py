@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from tqdm import tqdm
 
 from slu_lightning.data.collate import pad_rows
@@ -29,7 +30,7 @@ def decoder_transcripts(module: TinyPretrainModule, batch: dict, max_new_tokens:
     """Greedy transcripts from the LLM decoder, given the transcription prompt and each clip."""
     collator, model = module.collator, module.model
     prompts = [collator.student_prompt(int(n)) for n in batch["feature_attention_mask"].sum(-1)]
-    ids, mask = pad_rows(prompts, collator.pad_id, left=True)  # (batch, tokens)
+    ids, mask = (t.to(module.device) for t in pad_rows(prompts, collator.pad_id, left=True))  # (batch, tokens)
     embeds = module.embed_with_audio(ids, module.audio_clips(batch))
     tokenizer = module.processor.tokenizer
     output = model.generate(
@@ -61,6 +62,7 @@ def transcribe(
     hypotheses: dict[str, list[str]] = {readout: [] for readout in readouts}
     for start in tqdm(range(0, len(dataset), batch_size), desc="transcribing", unit="batch"):
         batch = module.collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch = move_data_to_device(batch, module.device)
         for readout in readouts:
             hypotheses[readout] += read[readout](batch)
     return hypotheses

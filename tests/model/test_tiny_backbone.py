@@ -66,3 +66,19 @@ def test_bundled_stand_ins_resolve_by_name(tmp_path, monkeypatch, tiny_backbone)
     assert resolve_backbone("tiny-heard") == tmp_path / "tiny-heard"
     with pytest.raises(BackboneError, match="tiny-heard"):  # the error lists what exists
         resolve_backbone("half-written")
+
+
+def test_the_wide_ear_preset_spends_its_parameters_on_audio_and_fits_the_bundle_limit():
+    from slu_lightning.model.tiny import tiny_model_config, train_tokenizer
+
+    tokenizer = train_tokenizer(TINY_PRESETS["tiny"].vocab_size)
+    counts = {}
+    for name in ("tiny", "tiny-ear"):
+        with torch.device("meta"):
+            model = Qwen2AudioForConditionalGeneration(tiny_model_config(TINY_PRESETS[name], tokenizer))
+        audio = sum(p.numel() for p in model.model.audio_tower.parameters())
+        llm = sum(p.numel() for p in model.model.language_model.parameters())
+        counts[name] = (audio, llm, sum(p.numel() for p in model.parameters()))
+    assert counts["tiny-ear"][0] > 2.5 * counts["tiny"][0]  # the encoder grows ...
+    assert counts["tiny-ear"][1] == counts["tiny"][1]  # ... the LLM does not
+    assert 2 * counts["tiny-ear"][2] < 20e6  # float16 bytes: under the 20 MB bundle limit
