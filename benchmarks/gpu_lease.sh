@@ -25,7 +25,9 @@
 # an H100: 477 of 1,400 steps, since the per-token alignment loss made a batch-96 step three times
 # a batch-32 one (benchmarks/pretrain_step.py; batched since). The default arm trains that recipe
 # at tiny-heard's own lr, sized to finish within one call: it needs no carried checkpoint, since
-# the bundle travels with the tree.
+# the bundle travels with the tree. Session 17 ran two CTC-only arms from scratch, tiny and tiny-ear,
+# 3,000 steps each in ~5 min (research log, "A third GPU lease"); the export's WER measurement now
+# runs on the GPU, so an arm that finishes sends its backbone back within the same call.
 set -u
 start=$(date +%s)
 OUT=${OUT:-/tmp/gpu-lease-out}
