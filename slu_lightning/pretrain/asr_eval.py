@@ -30,7 +30,8 @@ def decoder_transcripts(module: TinyPretrainModule, batch: dict, max_new_tokens:
     """Greedy transcripts from the LLM decoder, given the transcription prompt and each clip."""
     collator, model = module.collator, module.model
     prompts = [collator.student_prompt(int(n)) for n in batch["feature_attention_mask"].sum(-1)]
-    ids, mask = (t.to(module.device) for t in pad_rows(prompts, collator.pad_id, left=True))  # (batch, tokens)
+    ids, mask = pad_rows(prompts, collator.pad_id, left=True)  # (batch, tokens)
+    ids, mask = ids.to(module.device), mask.to(module.device)
     embeds = module.embed_with_audio(ids, module.audio_clips(batch))
     tokenizer = module.processor.tokenizer
     output = model.generate(

@@ -368,7 +368,8 @@ def test_the_noisy_copies_sweep_differs_from_the_noise_sweep_in_the_number_of_co
 def test_the_noisy_curriculum_with_copies_differs_from_the_noisy_curriculum_in_the_copies_alone(monkeypatch):
     monkeypatch.chdir(Path(__file__).parents[2])
     one, three = (
-        expand_cells(load_spec(Path(f"configs/demo/sweep_noise_curriculum{kind}.yaml"))) for kind in ("", "_copies")
+        expand_cells(load_spec(Path(f"configs/demo/sweep_noise_curriculum{kind}.yaml")))
+        for kind in ("", "_copies")
     )
     assert [cell.name for cell in three] == [f"p0.02-copies3-seed{s}" for s in (0, 1, 2)]
     for a, b in zip(one, three, strict=True):
