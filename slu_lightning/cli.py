@@ -232,11 +232,18 @@ def transcribe_main(args: list[str]) -> None:
     transcribe(args)
 
 
+def coverage_main(args: list[str]) -> None:
+    from slu_lightning.pretrain.coverage import main as coverage
+
+    coverage(args)
+
+
 COMMANDS = {
     "make-demo-corpus": make_demo_corpus_main,
     "synthesize": synthesize_main,
     "pretrain-tiny": pretrain_tiny_main,
     "transcribe": transcribe_main,
+    "coverage": coverage_main,
     "export": export_main,
     "score": score_main,
     "sweep": sweep_main,

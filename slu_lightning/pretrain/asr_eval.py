@@ -104,12 +104,17 @@ def evaluation_sets(
     asr_corpus: Path, n: int, seed: int = 0, demo_size: Size = "small"
 ) -> dict[str, list[SLUExample]]:
     """``heldout``: general sentences; ``slu-phrased``: demo test utterances. Held-out voices in both."""
-    demo = make_demo_corpus(default_demo_dir(demo_size, seed), size=demo_size, seed=seed)
-    slu = read_manifest(demo / "test.jsonl")
     return {
         "heldout": heldout_sample(asr_corpus, n, seed),
-        "slu-phrased": random.Random(f"wer-slu:{seed}").sample(slu, min(n, len(slu))),
+        "slu-phrased": slu_phrased_sample(n, seed, demo_size),
     }
+
+
+def slu_phrased_sample(n: int, seed: int = 0, demo_size: Size = "small") -> list[SLUExample]:
+    """``n`` demo test utterances (SLU phrasing, held-out voices), the same for a given seed."""
+    demo = make_demo_corpus(default_demo_dir(demo_size, seed), size=demo_size, seed=seed)
+    slu = read_manifest(demo / "test.jsonl")
+    return random.Random(f"wer-slu:{seed}").sample(slu, min(n, len(slu)))
 
 
 def error_rates_by_set(

@@ -1,0 +1,78 @@
+from collections import Counter
+
+import pytest
+
+from slu_lightning.cli import main as cli_main
+from slu_lightning.data.records import SLUExample
+from slu_lightning.pretrain.coverage import (
+    matched_positions,
+    recognised_by_coverage,
+    uncovered_words,
+    vocabulary,
+)
+
+
+def example(locale: str, text: str) -> SLUExample:
+    return SLUExample(id=text, locale=locale, text=text, scenario="s", action="a")
+
+
+KNOWN = vocabulary([example("en-US", "Set the timer, please."), example("fr-FR", "mets la musique")])
+
+
+def test_vocabulary_counts_normalised_words_per_locale():
+    assert KNOWN["en-US"] == Counter({"set": 1, "the": 1, "timer": 1, "please": 1})
+    assert set(KNOWN["fr-FR"]) == {"mets", "la", "musique"}
+
+
+def test_uncovered_words_are_counted_per_locale_and_overall():
+    shares = uncovered_words([example("en-US", "set the alarm"), example("fr-FR", "mets le réveil")], KNOWN)
+    assert shares["en-US"]["uncovered"] == pytest.approx(1 / 3)
+    assert shares["fr-FR"]["uncovered"] == pytest.approx(2 / 3)  # "le" is known in no French text here
+    assert shares["all"] == {
+        "words": 6,
+        "uncovered": 0.5,
+        "most_common": [("alarm", 1), ("le", 1), ("réveil", 1)],
+    }
+    # a word known in another locale only still counts as uncovered
+    assert uncovered_words([example("fr-FR", "timer")], KNOWN)["fr-FR"]["uncovered"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("reference", "hypothesis", "matched"),
+    [
+        ("set the alarm", "set the alarm", {0, 1, 2}),
+        ("set the alarm", "set a alarm", {0, 2}),  # substitution
+        ("set the alarm", "set alarm", {0, 2}),  # deletion
+        ("set the alarm", "set the new alarm", {0, 1, 2}),  # insertion
+        ("set the alarm", "the bell rang", {1}),
+        ("set the alarm", "", set()),
+    ],
+)
+def test_matched_positions_are_the_reference_words_got_right_in_order(reference, hypothesis, matched):
+    assert matched_positions(reference.split(), hypothesis.split()) == matched
+
+
+def test_recognition_is_split_by_whether_the_pretraining_text_holds_the_word():
+    examples = [example("en-US", "set the alarm"), example("en-US", "the lights")]
+    recognised = recognised_by_coverage(examples, ["set the alarm", "a lights"], KNOWN)
+    assert recognised["covered"] == {"words": 3, "recognised": pytest.approx(2 / 3)}  # the: missed once
+    assert recognised["uncovered"] == {"words": 2, "recognised": 1.0}
+
+
+def test_the_coverage_command_prints_both_tables(capsys, tiny_backbone):
+    cli_main(
+        [
+            "coverage",
+            "--asr-size",
+            "tiny",
+            "--demo-size",
+            "tiny",
+            "--clips",
+            "6",
+            "--backbone",
+            str(tiny_backbone),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "| all | " in out and "not in the pretraining text" in out
+    assert "| covered | " in out and "| uncovered | " in out
