@@ -375,3 +375,15 @@ def test_the_noisy_curriculum_with_copies_differs_from_the_noisy_curriculum_in_t
     for a, b in zip(one, three, strict=True):
         assert b.values == {**a.values, "data.init_args.recogniser_noise.copies": 3}
         assert (a.base, a.extra) == (b.base, b.extra)
+
+
+def test_the_steps_control_trains_the_noise_sweep_for_as_many_steps_as_three_copies(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    plain, longer = (
+        expand_cells(load_spec(Path(f"configs/demo/sweep_noise{kind}.yaml"))) for kind in ("", "_steps")
+    )
+    epochs = yaml.safe_load(Path("configs/demo/text_only.yaml").read_text())["trainer"]["max_epochs"]
+    assert epochs == 3  # three copies: 4 texts per transcript x 3 epochs = 12; one copy: 2 x 6 = 12
+    for a, b in zip(plain, longer, strict=True):
+        assert b.values == {**a.values, "trainer.max_epochs": 6}
+        assert (a.base, a.extra) == (b.base, b.extra)
