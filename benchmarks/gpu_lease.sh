@@ -5,10 +5,10 @@
 #     while the GPU runs the 7B-architecture benchmark if BENCH holds gpu_7b.py's arguments.
 #  2. Every line of ARMS, "<run dir> <dataloader workers> <pretrain-tiny flags>", trains on the
 #     GPU at the same time until the time budget ends, resuming its run folder if one was carried.
-#  3. The arm with the lowest last validation CTC-WER sends back its exported backbone
-#     (backbone.tar in 15 MiB parts: cat backbone.tar.part* > backbone.tar) if it finished all its steps, else its last.ckpt in 15 MiB parts
-#     (rejoin: cat ckpt.part* > <run dir>/checkpoints/last.ckpt); every arm's TensorBoard logs,
-#     settings, wall time and loop profile (fit-profile.txt: seconds in loading, forward, backward,
+#  3. The arm with the lowest last validation CTC-WER sends back its exported backbone in 15 MiB
+#     parts (rejoin: cat backbone.tar.part* > backbone.tar) if it finished all its steps, else its
+#     last.ckpt in 15 MiB parts (rejoin: cat ckpt.part* > <run dir>/checkpoints/last.ckpt); every
+#     arm's TensorBoard logs, settings, wall time and loop profile (fit-profile.txt: seconds in loading, forward, backward,
 #     optimizer, validation; the head is printed), and every log, come back in runs.tgz (a lease
 #     returns 8 files).
 #

@@ -30,20 +30,19 @@ def vocabulary(examples: Iterable[SLUExample]) -> dict[str, Counter]:
 def uncovered_words(examples: list[SLUExample], known: dict[str, Counter], top: int = 8) -> dict[str, dict]:
     """Per locale and ``all``: word tokens, the share of them absent from that locale's ``known``
     words, and the most frequent absent words."""
-    tokens: dict[str, list[str]] = {}
-    for example in examples:
-        tokens.setdefault(example.locale, []).extend(normalise(example.text).split())
+    said = vocabulary(examples)
     missing = {
-        locale: [w for w in words if w not in known.get(locale, ())] for locale, words in tokens.items()
+        locale: Counter({w: n for w, n in words.items() if w not in known.get(locale, ())})
+        for locale, words in said.items()
     }
-    locales = sorted(tokens)
-    tokens["all"] = [word for locale in locales for word in tokens[locale]]
-    missing["all"] = [word for locale in locales for word in missing[locale]]
+    locales = sorted(said)
+    said["all"] = sum((said[locale] for locale in locales), Counter())
+    missing["all"] = sum((missing[locale] for locale in locales), Counter())
     return {
         locale: {
-            "words": len(tokens[locale]),
-            "uncovered": len(missing[locale]) / max(len(tokens[locale]), 1),
-            "most_common": Counter(missing[locale]).most_common(top),
+            "words": said[locale].total(),
+            "uncovered": missing[locale].total() / max(said[locale].total(), 1),
+            "most_common": missing[locale].most_common(top),
         }
         for locale in [*locales, "all"]
     }
