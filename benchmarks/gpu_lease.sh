@@ -8,9 +8,9 @@
 #  3. The arm with the lowest last validation CTC-WER sends back its exported backbone in 15 MiB
 #     parts (rejoin: cat backbone.tar.part* > backbone.tar) if it finished all its steps, else its
 #     last.ckpt in 15 MiB parts (rejoin: cat ckpt.part* > <run dir>/checkpoints/last.ckpt); every
-#     arm's TensorBoard logs, settings, wall time and loop profile (fit-profile.txt: seconds in loading, forward, backward,
-#     optimizer, validation; the head is printed), and every log, come back in runs.tgz (a lease
-#     returns 8 files).
+#     arm's TensorBoard logs, settings, wall time and loop profile (fit-profile.txt: seconds in
+#     loading, forward, backward, optimizer, validation; the head is printed), and every log, come
+#     back in runs.tgz (a lease returns 8 files).
 #
 # Carry: .whl/ (wheels the device image lacks: espeakng-loader, faker, babel, num2words,
 # soundfile, cffi, pycparser), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
