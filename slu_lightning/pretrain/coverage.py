@@ -115,13 +115,20 @@ def main(args: list[str]) -> None:
         "--backbone", help="also measure this backbone's CTC read-out on covered/uncovered words"
     )
     parser.add_argument("--clips", type=int, default=240, help="SLU-phrased clips to transcribe")
+    parser.add_argument(
+        "--everyday-words", type=int, default=0, help="the ASR corpus's everyday words (pretrain-tiny's)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parsed = parser.parse_args(args)
     asr_size: Size = parsed.asr_size
-    plan = plan_asr_corpus(default_asr_dir(asr_size, parsed.seed), size=asr_size, seed=parsed.seed)
+    seed, everyday = parsed.seed, parsed.everyday_words
+    plan = plan_asr_corpus(
+        default_asr_dir(asr_size, seed, everyday), size=asr_size, seed=seed, everyday_words=everyday
+    )
     known = vocabulary(plan["train"])
-    sample = slu_phrased_sample(parsed.clips, parsed.seed, parsed.demo_size)
-    print(f"ASR corpus `{asr_size}` (train text) against {len(sample)} demo test utterances:\n")
+    sample = slu_phrased_sample(parsed.clips, seed, parsed.demo_size)
+    corpus = f"ASR corpus `{asr_size}`" + (f" with {everyday} everyday words" if everyday else "")
+    print(f"{corpus} (train text) against {len(sample)} demo test utterances:\n")
     print(coverage_table(uncovered_words(sample, known)))
     if parsed.backbone:
         hypotheses = transcribe(TinyPretrainModule(backbone=parsed.backbone), sample, "ctc")["ctc"]

@@ -35,7 +35,7 @@ from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
 log = logging.getLogger(__name__)
 
 
-ADDED_LATER = {"read_steps": 0, "fresh_llm": False, "audio_tasks": "transcribe"}
+ADDED_LATER = {"read_steps": 0, "fresh_llm": False, "audio_tasks": "transcribe", "everyday_words": 0}
 """Settings added to the recipe after runs had started, as those runs had them."""
 
 
@@ -51,6 +51,8 @@ class PretrainSettings:
     """Tiny preset (architecture and random initial weights) to start from."""
     corpus_size: str = "large"
     """ASR corpus size (``data/asr_corpus.py``): 38k clips for ``large``."""
+    everyday_words: int = 0
+    """Most frequent words of each language added to the corpus's random-word vocabulary."""
     seed: int = 0
     steps: int = 20_000
     batch_size: int = 32
@@ -69,6 +71,10 @@ class PretrainSettings:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def corpus_dir(self) -> Path:
+        """Where the ASR corpus these settings train on is cached."""
+        return default_asr_dir(self.corpus_size, self.seed, self.everyday_words)
 
 
 def pretrain_tiny(
@@ -93,7 +99,10 @@ def pretrain_tiny(
     """
     last = _check_run_dir(run_dir, settings)
     corpus = make_asr_corpus(
-        default_asr_dir(settings.corpus_size, settings.seed), size=settings.corpus_size, seed=settings.seed
+        settings.corpus_dir(),
+        size=settings.corpus_size,
+        seed=settings.seed,
+        everyday_words=settings.everyday_words,
     )
     started = time.perf_counter()
     L.seed_everything(settings.seed, workers=True)
@@ -264,7 +273,7 @@ def export_backbone(
     steps_done: int,
 ) -> Path:
     """Write the backbone directory (float16 weights, processor, model card with measured WER)."""
-    corpus = default_asr_dir(settings.corpus_size, settings.seed)
+    corpus = settings.corpus_dir()
     demo_size = "tiny" if settings.corpus_size == "tiny" else "small"  # tiny: the test scale
     # fit leaves the module on the CPU: measure on the GPU where there is one (minutes less on a lease)
     rates = error_rates_by_set(module.to(evaluation_device()), corpus, eval_clips, settings.seed, demo_size)
@@ -352,7 +361,7 @@ def model_card(record: dict) -> str:
         f"lr {s['lr']}, seed {s['seed']}\n"
         f"- losses (weights): {json.dumps(s['weights'])}{stage_plan(s)}\n"
         f"- data: ASR corpus `{s['corpus_size']}` ({record['corpus']['sizes']} clips per locale and split, "
-        f"locales {', '.join(record['corpus']['locales'])}); pretrain voices only\n"
+        f"locales {', '.join(record['corpus']['locales'])}){_everyday(s)}; pretrain voices only\n"
         f"- training wall time {record['wall_time_seconds'] / 3600:.2f} h: {_by_machine(record)}; "
         f"exported and measured on {record['hardware']}\n"
         "- weights stored in float16; `from_pretrained(..., dtype=torch.float32)` upcasts them\n\n"
@@ -360,6 +369,11 @@ def model_card(record: dict) -> str:
         "| set | CTC read-out WER | CTC read-out CER | decoder WER | decoder CER |\n|---|---|---|---|---|\n"
         f"{rows}\n{_locale_table(record['error_rates'])}"
     )
+
+
+def _everyday(settings: dict) -> str:
+    words = settings.get("everyday_words", 0)
+    return f", random words with each language's {words} most frequent" if words else ""
 
 
 def _locale_table(rates: dict) -> str:
@@ -417,6 +431,7 @@ def command_line(settings: dict) -> str:
 SETTING_HELP = {
     "backbone": "tiny preset, bundled stand-in or pretrain-tiny export to start from",
     "corpus_size": "ASR corpus: tiny, small or large (38k clips)",
+    "everyday_words": "add this many of each language's most frequent words to the ASR text (0: none)",
     "seed": "seeds the corpus, the initial weights and the batch order",
     "steps": "optimizer steps in all (batch --batch-size); the learning rate's cosine ends here",
     "batch_size": "clips per step",

@@ -20,6 +20,7 @@ from slu_lightning.data.asr_corpus import (
     SOURCE,
     SPLITS,
     default_asr_dir,
+    everyday_vocabulary,
     make_asr_corpus,
     plan_asr_corpus,
     slu_pattern,
@@ -28,6 +29,7 @@ from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus
 from slu_lightning.data.demo_lexicon import LOCALES, TEMPLATES, SlotSampler, render
 from slu_lightning.data.partition import partition
 from slu_lightning.data.readers.manifest import read_manifest
+from slu_lightning.pretrain.coverage import uncovered_words, vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -189,3 +191,34 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path, slu_demo):
 def test_default_dir_is_next_to_the_demo_corpus():
     assert default_asr_dir("small", 3).parent == default_demo_dir("small", 3).parent
     assert default_asr_dir("small", 3).name == "asr-small-seed3"
+    assert default_asr_dir("small", 3, everyday_words=500).name == "asr-small-seed3-everyday500"
+
+
+def test_everyday_words_are_the_most_frequent_spoken_words():
+    words = everyday_vocabulary("fr-FR", 300)
+    assert words[:3] == ["de", "la", "le"]  # most frequent first
+    assert "à" in words and "l" not in words and "d" not in words  # clitics split off "l'homme" dropped
+    assert not [word for word in words if re.search(r"[\d°]", word)]
+    assert 250 < len(words) < 300 and len(set(words)) == len(words)
+
+
+def test_everyday_words_cover_the_common_words_of_requests(tmp_path, slu_demo):
+    test = [e for e in read_manifest(slu_demo / "test.jsonl") if e.locale == "pt-PT"]
+    plain = plan_asr_corpus(tmp_path, size="small", locales=["pt-PT"])
+    everyday = plan_asr_corpus(tmp_path, size="small", locales=["pt-PT"], everyday_words=5000)
+    missing = {
+        name: uncovered_words(test, vocabulary(plan["train"]))["all"]["uncovered"]
+        for name, plan in (("plain", plain), ("everyday", everyday))
+    }
+    assert missing["everyday"] < 0.6 * missing["plain"], missing
+    texts = [e.text for split in SPLITS for e in everyday[split]]
+    assert not any(slu_pattern("pt-PT").search(text) for text in texts)  # still no SLU phrasing
+    assert [e.text for e in everyday["train"]] != [e.text for e in plain["train"]]
+
+
+def test_everyday_words_are_part_of_the_corpus_key(tiny, tmp_path):
+    corpus = make_asr_corpus(tmp_path / "e", size="tiny", locales=["en-US"], everyday_words=500)
+    config = json.loads((corpus / "corpus.json").read_text())["config"]
+    assert config["everyday_words"] == 500 and "wordfreq" in config["versions"]
+    plain = json.loads((tiny / "corpus.json").read_text())["config"]
+    assert "everyday_words" not in plain and "wordfreq" not in plain["versions"]  # old keys still valid

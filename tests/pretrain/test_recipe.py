@@ -210,6 +210,25 @@ def test_settings_name_the_command_that_reproduces_them():
     )
 
 
+def test_everyday_words_name_their_corpus_and_appear_on_the_card():
+    settings = PretrainSettings(everyday_words=5000)
+    assert command_line(settings.to_json()) == "slu-lightning pretrain-tiny --everyday-words 5000"
+    assert settings.corpus_dir().name == "asr-large-seed0-everyday5000"
+    assert PretrainSettings().corpus_dir().name == "asr-large-seed0"
+    record = {
+        "settings": settings.to_json(),
+        "steps_done": 10,
+        "error_rates": {},
+        "eval_clips": 4,
+        "wall_time_seconds": 10.0,
+        "hardware": "CPU (x86_64, 2 threads)",
+        "corpus": {"sizes": {"train": 20}, "locales": ["en-US"]},
+    }
+    assert "en-US), random words with each language's 5000 most frequent; pretrain" in model_card(record)
+    del record["settings"]["everyday_words"]  # a card written before the option
+    assert "most frequent" not in model_card(record)
+
+
 def test_wall_time_is_kept_per_machine_and_the_card_names_each(tmp_path):
     (tmp_path / "wall_time.json").write_text('{"seconds": 413.0}')  # a record older than the split
     add_wall_time(tmp_path, 7.0)
