@@ -269,7 +269,7 @@ def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int
     clips = _plan_all(root, config["sizes"], seed, locales, config.get("everyday_words", 0))
     return {
         "config": config,
-        **write_clips(root, clips, locales, workers),
+        **write_clips(root, clips, locales, workers, "ASR corpus"),
         "kinds": {
             split: dict(sorted(Counter(c.example.meta["kind"] for c in clips[split]).items()))
             for split in SPLITS

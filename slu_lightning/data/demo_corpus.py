@@ -164,8 +164,15 @@ def build_staged(out_dir: Path, config_key: str, build: Callable[[Path], dict]) 
     return summary
 
 
-def write_clips(root: Path, clips: dict[str, list[Clip]], locales: list[str], workers: int | None) -> dict:
-    """Synthesise every planned clip and write one manifest per split (the keys of ``clips``).
+def write_clips(
+    root: Path,
+    clips: dict[str, list[Clip]],
+    locales: list[str],
+    workers: int | None,
+    what: str = "demo corpus",
+) -> dict:
+    """Synthesise every planned clip and write one manifest per split (the keys of ``clips``);
+    ``what`` names the corpus on the progress bar.
 
     Returns the counts per split and locale, the hours of audio and a hash of all written bytes;
     the ASR pretraining corpus is written the same way.
@@ -176,7 +183,7 @@ def write_clips(root: Path, clips: dict[str, list[Clip]], locales: list[str], wo
         (root / "audio" / split).mkdir(parents=True)
     if workers is None:  # a spawned worker takes seconds to start (torch): worth it from ~1000 clips
         workers = max(1, min(os.cpu_count() or 1, len(all_clips) // 1000))
-    durations = _synthesise(all_clips, workers)
+    durations = _synthesise(all_clips, workers, what)
 
     digest = hashlib.sha256()
     for split in splits:
@@ -230,9 +237,9 @@ def _plan(root: Path, split: str, locale: str, share: Share, count: int, seed: i
     return clips
 
 
-def _synthesise(clips: list[Clip], workers: int) -> list[float]:
+def _synthesise(clips: list[Clip], workers: int, what: str) -> list[float]:
     """Speak and write every clip, with a progress bar; returns their durations in seconds."""
-    progress = dict(total=len(clips), desc="synthesising demo corpus", unit="clip", leave=False)
+    progress = dict(total=len(clips), desc=f"synthesising {what}", unit="clip", leave=False)
     if workers <= 1:
         with _single_torch_thread():
             return [_speak_and_write(clip) for clip in tqdm(clips, **progress)]

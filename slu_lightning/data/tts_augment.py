@@ -120,7 +120,7 @@ def synthesise_manifest(
         return {
             "config": config,
             "manifest": str(manifest),
-            **write_clips(staging, {SPLIT: clips}, locales, workers),
+            **write_clips(staging, {SPLIT: clips}, locales, workers, "synthesised transcripts"),
         }
 
     summary = build_staged(out_dir, config_key, build)
