@@ -13,7 +13,8 @@
 #     back in runs.tgz (a lease returns 8 files).
 #
 # Carry: .whl/ (wheels the device image lacks: espeakng-loader, faker, babel, num2words,
-# soundfile, cffi, pycparser), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
+# soundfile, cffi, pycparser; with EVERYDAY, wordfreq and its ftfy, langcodes, locate, msgpack,
+# regex), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
 # arm reads the same token ids), and of each resumed arm its settings.json, wall_time.json,
 # tensorboard/ and checkpoints/last.ckpt, or checkpoints/lease.ckpt where last.ckpt with the
 # wheels would pass the 64 MiB limit (`python -m benchmarks.lease_checkpoint pack RUN_DIR`).
@@ -33,6 +34,7 @@ start=$(date +%s)
 OUT=${OUT:-/tmp/gpu-lease-out}
 BUDGET=${BUDGET:-565}          # seconds this script may take in all
 SIZE=${SIZE:-large}
+EVERYDAY=${EVERYDAY:-0}        # the corpus of pretrain-tiny --everyday-words N; arms pass the flag too
 ARMS=${ARMS:-logs/pretrain/heard-b96 14 --backbone tiny-heard \
 --audio-tasks transcribe,json,first_words,last_word,count,reverse --read-weight 1 --hear-steps 0 \
 --steps 1500 --batch-size 96 --lr 0.0005 --warmup-steps 50 --val-every 250 --eval-clips 240}
@@ -62,7 +64,8 @@ if local.is_file() and sha(local) != sha(tiny / 'tokenizer.json'):
     print('tokenizer differs from the local one: using the local one')
     shutil.copy(local, tiny / 'tokenizer.json')
 print('tokenizer', sha(tiny / 'tokenizer.json'))
-corpus = make_asr_corpus(default_asr_dir('$SIZE', 0), size='$SIZE', seed=0, workers=12)
+corpus = make_asr_corpus(default_asr_dir('$SIZE', 0, $EVERYDAY), size='$SIZE', seed=0, workers=12,
+                         everyday_words=$EVERYDAY)
 print('train.jsonl', sha(Path(corpus) / 'train.jsonl'))
 " >"$LOGS/synth.log" 2>&1 &
 synth=$!
