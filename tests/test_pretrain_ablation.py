@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 from benchmarks.pretrain_ablation import ARMS, recipe
 from slu_lightning.model.backbone import resolve_backbone
-from slu_lightning.pretrain.recipe import PretrainSettings, parse_command
+from slu_lightning.pretrain.recipe import ADDED_LATER, PretrainSettings, parse_command
 
 
 def flat(settings: PretrainSettings | dict) -> dict:
@@ -19,7 +19,8 @@ def test_the_control_arm_restarts_the_stage_that_made_tiny_heard():
     control, _ = parse_command(recipe(argparse.Namespace(steps=150, lr=5e-4, eval_clips=120)))
     card = json.loads((resolve_backbone("tiny-heard") / "pretraining.json").read_text())["settings"]
     restarted = {"backbone": "tiny-heard", "steps": 150, "warmup_steps": 10}
-    assert flat(control) == {**flat(card), **restarted}
+    # settings added to the recipe after tiny-heard was made were off when it was made
+    assert flat(control) == {**ADDED_LATER, **flat(card), **restarted}
 
 
 def test_each_arm_switches_off_exactly_its_piece():
