@@ -104,7 +104,7 @@ def pretrain_tiny(
         seed=settings.seed,
         everyday_words=settings.everyday_words,
     )
-    started = time.perf_counter()
+    clock = WallClock(run_dir)
     L.seed_everything(settings.seed, workers=True)
     module = TinyPretrainModule(
         backbone=settings.backbone,
@@ -124,12 +124,12 @@ def pretrain_tiny(
         batch_size=settings.batch_size,
         num_workers=workers,
     )
-    saver = LastCheckpoint(checkpoint_minutes, stop_minutes=max_minutes)
+    saver = LastCheckpoint(checkpoint_minutes, stop_minutes=max_minutes, clock=clock)
     trainer = build_trainer(run_dir, settings.steps, val_every, saver, profile)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=last)
     finally:  # SIGINT/SIGTERM end fit by raising, after PreemptionCallback saved
-        add_wall_time(run_dir, time.perf_counter() - started)
+        clock.record()
     if not saver.stopped:  # all steps done: the state as fit left it
         save_last_checkpoint(trainer)
     if trainer.global_step < settings.steps:
@@ -170,9 +170,25 @@ def build_trainer(
     )
 
 
+class WallClock:
+    """Adds the training time since its last record to ``run_dir``'s wall time. Recorded with each
+    checkpoint, so a run killed outright (out of memory, SIGKILL) still counts the time of the steps
+    its checkpoint kept; the time after that checkpoint is lost with its steps."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.mark = time.perf_counter()
+
+    def record(self) -> None:
+        now = time.perf_counter()
+        add_wall_time(self.run_dir, now - self.mark)
+        self.mark = now
+
+
 class LastCheckpoint(L.Callback):
     """Keeps ``checkpoints/last.ckpt`` current: every ``every_minutes``, and when this call's time
-    budget (``stop_minutes``) runs out, after which it stops training.
+    budget (``stop_minutes``) runs out, after which it stops training. Each save also records the
+    training time on ``clock``.
 
     It saves inside ``on_train_batch_end``, mid-epoch, because a checkpoint written once the epoch
     loop has stopped records the interrupted epoch as finished, and the resumed run would skip the
@@ -182,9 +198,12 @@ class LastCheckpoint(L.Callback):
     the checkpoint), so a resumed run would stop at once.
     """
 
-    def __init__(self, every_minutes: float, stop_minutes: float | None = None):
+    def __init__(
+        self, every_minutes: float, stop_minutes: float | None = None, clock: WallClock | None = None
+    ):
         self.every = 60 * every_minutes
         self.budget = None if stop_minutes is None else 60 * stop_minutes
+        self.clock = clock
         self.stopped = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -198,6 +217,8 @@ class LastCheckpoint(L.Callback):
             return
         save_last_checkpoint(trainer)  # <default_root_dir>/checkpoints/last.ckpt, atomically
         self.saved = now
+        if self.clock is not None:
+            self.clock.record()
 
 
 def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:

@@ -1,5 +1,7 @@
+import json
 import os
 import signal
+import time
 from collections import defaultdict
 
 import lightning as L
@@ -9,7 +11,7 @@ import torch
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.preemption import TrainingInterrupted
 from slu_lightning.pretrain.data import PretrainDataModule
-from slu_lightning.pretrain.recipe import LastCheckpoint, build_trainer
+from slu_lightning.pretrain.recipe import LastCheckpoint, WallClock, build_trainer
 
 
 class BatchRecorder(L.LightningModule):
@@ -38,13 +40,16 @@ def fit(
     ckpt: str | None = None,
     interrupt_at: int | None = None,
     every_minutes: float = 0.0,
+    clock: WallClock | None = None,
 ) -> BatchRecorder:
     """The recipe's Trainer on the tiny corpus, saving last.ckpt every ``every_minutes`` (0: each step)."""
     corpus = make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
     data = PretrainDataModule(lambda items: [item.example.id for item in items], corpus, batch_size=8)
     recorder = BatchRecorder()
     recorder.interrupt_at = interrupt_at
-    trainer = build_trainer(run_dir, steps, val_every=1000, saver=LastCheckpoint(every_minutes, stop_minutes))
+    trainer = build_trainer(
+        run_dir, steps, val_every=1000, saver=LastCheckpoint(every_minutes, stop_minutes, clock)
+    )
     trainer.fit(recorder, datamodule=data, ckpt_path=ckpt)
     return recorder
 
@@ -75,3 +80,14 @@ def test_ctrl_c_saves_the_step_it_stopped_at_inside_its_epoch(tmp_path):
     saved = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)
     assert saved["global_step"] == 3
     assert saved["loops"]["fit_loop"]["epoch_progress"]["current"]["completed"] == 0  # epoch 0 goes on
+
+
+def test_each_checkpoint_records_the_training_time_so_far(tmp_path):
+    """A run killed outright (the OOM killer) never reaches its final record; the card must still
+    count the time of the steps its checkpoint kept."""
+    before = time.perf_counter()
+    fit(tmp_path, 5, clock=WallClock(tmp_path))  # nothing records after fit: as if killed there
+    elapsed = time.perf_counter() - before
+    wall = json.loads((tmp_path / "wall_time.json").read_text())
+    assert 0 < wall["seconds"] <= elapsed
+    assert sum(wall["by_hardware"].values()) == wall["seconds"]
