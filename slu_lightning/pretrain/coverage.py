@@ -6,7 +6,8 @@ words it heard. This measures, per locale, the share of an SLU set's word tokens
 corpus's training text never contains. Given a backbone, it also measures how often the greedy CTC
 read-out gets covered and uncovered words right on SLU-phrased clips spoken by held-out voices. The
 second figure says how much of the SLU-phrased word error rate a wider pretraining vocabulary could
-remove.
+remove. Given several backbones, it compares each with the first on the same clips: the difference
+in word error rate with a bootstrap interval and p-value over utterances.
 """
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ import argparse
 from collections import Counter
 from collections.abc import Iterable
 
+import numpy as np
+
 from slu_lightning.data.asr_corpus import Size, default_asr_dir, normalise, plan_asr_corpus
 from slu_lightning.data.records import SLUExample
+from slu_lightning.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
+from slu_lightning.evaluation.error_rates import error_counts
+
+RESAMPLES = 2000
 
 
 def vocabulary(examples: Iterable[SLUExample]) -> dict[str, Counter]:
@@ -85,6 +92,36 @@ def recognised_by_coverage(
     return {kind: {"words": n, "recognised": hit / max(n, 1)} for kind, (hit, n) in tally.items()}
 
 
+def word_error_rows(examples: list[SLUExample], hypotheses: list[str]) -> np.ndarray:
+    """``(N, 2)``: each utterance's word errors and reference words, the rows a bootstrap resamples."""
+    pairs = zip(examples, hypotheses, strict=True)
+    return np.array(
+        [error_counts([example.text], [hypothesis], "wer") for example, hypothesis in pairs], float
+    )
+
+
+def _wer(totals: np.ndarray) -> dict[str, np.ndarray]:
+    return {"wer": totals[..., 0] / np.maximum(totals[..., 1], 1)}
+
+
+def _wer_difference(totals: np.ndarray) -> dict[str, np.ndarray]:
+    return {"difference": _wer(totals[..., :2])["wer"] - _wer(totals[..., 2:])["wer"]}
+
+
+def paired_wer(rows_a: np.ndarray, rows_b: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """WER of B minus WER of A on the same utterances: the difference, its 95 % bootstrap interval
+    and the two-sided p-value (utterances resampled with replacement, both systems alike)."""
+    utterances = np.arange(len(rows_a))
+    both = np.concatenate([rows_b, rows_a], axis=1)
+    low, high = bootstrap_ci(both, utterances, metric_fn=_wer_difference, n_resamples=RESAMPLES, seed=seed)[
+        "difference"
+    ]
+    difference, p = paired_bootstrap(
+        rows_b, rows_a, utterances, "wer", metric_fn=_wer, n_resamples=RESAMPLES, seed=seed
+    )
+    return {"difference": difference, "low": low, "high": high, "p": p}
+
+
 def coverage_table(shares: dict[str, dict]) -> str:
     lines = [
         "| locale | SLU word tokens | not in the pretraining text | most frequent of those |",
@@ -102,6 +139,23 @@ def recognition_table(recognised: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def comparison_table(rows: list[tuple[str, np.ndarray]], seed: int) -> str:
+    """Each backbone's WER minus the first one's, paired on the same utterances."""
+    (first, baseline), *others = rows
+    lines = [
+        f"\nCTC read-out WER against {first}, paired over {len(baseline)} utterances "
+        f"({RESAMPLES} bootstrap resamples):\n",
+        "| backbone | WER | difference | 95 % CI | p |",
+        "|---|---|---|---|---|",
+    ]
+    for name, other in others:
+        d = paired_wer(baseline, other, seed)
+        interval = f"[{d['low']:+.3f}, {d['high']:+.3f}]"
+        wer = _wer(other.sum(axis=0))["wer"]
+        lines.append(f"| {name} | {wer:.3f} | {d['difference']:+.3f} | {interval} | {d['p']:.3f} |")
+    return "\n".join(lines)
+
+
 def main(args: list[str]) -> None:
     from slu_lightning.pretrain.asr_eval import slu_phrased_sample, transcribe
     from slu_lightning.pretrain.module import TinyPretrainModule
@@ -112,7 +166,11 @@ def main(args: list[str]) -> None:
     )
     parser.add_argument("--demo-size", default="small", help="demo corpus whose test utterances to check")
     parser.add_argument(
-        "--backbone", help="also measure this backbone's CTC read-out on covered/uncovered words"
+        "--backbone",
+        action="append",
+        default=[],
+        help="also measure this backbone's CTC read-out on covered/uncovered words; repeat it to "
+        "compare each backbone's WER with the first one's on the same clips",
     )
     parser.add_argument("--clips", type=int, default=240, help="SLU-phrased clips to transcribe")
     parser.add_argument(
@@ -130,7 +188,12 @@ def main(args: list[str]) -> None:
     corpus = f"ASR corpus `{asr_size}`" + (f" with {everyday} everyday words" if everyday else "")
     print(f"{corpus} (train text) against {len(sample)} demo test utterances:\n")
     print(coverage_table(uncovered_words(sample, known)))
-    if parsed.backbone:
-        hypotheses = transcribe(TinyPretrainModule(backbone=parsed.backbone), sample, "ctc")["ctc"]
-        print(f"\n{parsed.backbone}, greedy CTC read-out, words recognised (in order, in the transcript):\n")
+    rows = []
+    for backbone in parsed.backbone:
+        hypotheses = transcribe(TinyPretrainModule(backbone=backbone), sample, "ctc")["ctc"]
+        rows.append((backbone, word_error_rows(sample, hypotheses)))
+        wer = _wer(rows[-1][1].sum(axis=0))["wer"]
+        print(f"\n{backbone}, greedy CTC read-out (WER {wer:.3f}), words recognised (in order):\n")
         print(recognition_table(recognised_by_coverage(sample, hypotheses, known)))
+    if len(rows) > 1:
+        print(comparison_table(rows, seed))

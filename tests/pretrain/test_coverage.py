@@ -1,14 +1,17 @@
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from slu_lightning.cli import main as cli_main
 from slu_lightning.data.records import SLUExample
 from slu_lightning.pretrain.coverage import (
     matched_positions,
+    paired_wer,
     recognised_by_coverage,
     uncovered_words,
     vocabulary,
+    word_error_rows,
 )
 
 
@@ -59,23 +62,32 @@ def test_recognition_is_split_by_whether_the_pretraining_text_holds_the_word():
     assert recognised["uncovered"] == {"words": 2, "recognised": 1.0}
 
 
-def test_the_coverage_command_prints_both_tables(capsys, tiny_backbone):
-    cli_main(
-        [
-            "coverage",
-            "--asr-size",
-            "tiny",
-            "--demo-size",
-            "tiny",
-            "--clips",
-            "6",
-            "--backbone",
-            str(tiny_backbone),
-        ]
-    )
+def test_word_error_rows_count_each_utterance():
+    examples = [example("en-US", "set the alarm"), example("en-US", "the lights")]
+    rows = word_error_rows(examples, ["set an alarm", "the lights on"])
+    assert rows.tolist() == [[1, 3], [1, 2]]
+
+
+def test_a_backbone_better_on_most_utterances_has_a_negative_difference_and_a_small_p():
+    rng = np.random.default_rng(0)
+    words = rng.integers(5, 12, size=(200, 1))
+    a = np.hstack([rng.binomial(words, 0.6), words])
+    b = np.hstack([rng.binomial(words, 0.4), words])
+    better = paired_wer(a, b)
+    assert better["difference"] == pytest.approx(b[:, 0].sum() / words.sum() - a[:, 0].sum() / words.sum())
+    assert better["low"] < better["difference"] < better["high"] < 0 and better["p"] < 0.01
+    same = paired_wer(a, a)
+    assert (same["difference"], same["low"], same["high"], same["p"]) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_the_coverage_command_prints_both_tables_and_compares_backbones(capsys, tiny_backbone):
+    flags = ["--asr-size", "tiny", "--demo-size", "tiny", "--clips", "6"]
+    cli_main(["coverage", *flags, "--backbone", str(tiny_backbone), "--backbone", str(tiny_backbone)])
     out = capsys.readouterr().out
     assert "| all | " in out and "not in the pretraining text" in out
-    assert "| covered | " in out and "| uncovered | " in out
+    assert out.count("| covered | ") == 2 and out.count("| uncovered | ") == 2
+    compared = next(line for line in out.splitlines() if line.startswith(f"| {tiny_backbone} |"))
+    assert compared.endswith("| +0.000 | [+0.000, +0.000] | 1.000 |")  # a backbone against itself
 
 
 def test_the_coverage_command_reads_the_everyday_corpus_when_asked(capsys):
