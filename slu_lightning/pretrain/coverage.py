@@ -191,8 +191,9 @@ def main(args: list[str]) -> None:
     rows = []
     for backbone in parsed.backbone:
         hypotheses = transcribe(TinyPretrainModule(backbone=backbone), sample, "ctc")["ctc"]
-        rows.append((backbone, word_error_rows(sample, hypotheses)))
-        wer = _wer(rows[-1][1].sum(axis=0))["wer"]
+        errors = word_error_rows(sample, hypotheses)
+        rows.append((backbone, errors))
+        wer = _wer(errors.sum(axis=0))["wer"]
         print(f"\n{backbone}, greedy CTC read-out (WER {wer:.3f}), words recognised (in order):\n")
         print(recognition_table(recognised_by_coverage(sample, hypotheses, known)))
     if len(rows) > 1:
