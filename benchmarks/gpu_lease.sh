@@ -35,6 +35,7 @@ OUT=${OUT:-/tmp/gpu-lease-out}
 BUDGET=${BUDGET:-565}          # seconds this script may take in all
 SIZE=${SIZE:-large}
 EVERYDAY=${EVERYDAY:-0}        # the corpus of pretrain-tiny --everyday-words N; arms pass the flag too
+VOICES=${VOICES:-0}            # likewise --extra-voices N
 ARMS=${ARMS:-logs/pretrain/heard-b96 14 --backbone tiny-heard \
 --audio-tasks transcribe,json,first_words,last_word,count,reverse --read-weight 1 --hear-steps 0 \
 --steps 1500 --batch-size 96 --lr 0.0005 --warmup-steps 50 --val-every 250 --eval-clips 240}
@@ -64,8 +65,8 @@ if local.is_file() and sha(local) != sha(tiny / 'tokenizer.json'):
     print('tokenizer differs from the local one: using the local one')
     shutil.copy(local, tiny / 'tokenizer.json')
 print('tokenizer', sha(tiny / 'tokenizer.json'))
-corpus = make_asr_corpus(default_asr_dir('$SIZE', 0, $EVERYDAY), size='$SIZE', seed=0, workers=12,
-                         everyday_words=$EVERYDAY)
+corpus = make_asr_corpus(default_asr_dir('$SIZE', 0, $EVERYDAY, $VOICES), size='$SIZE', seed=0, workers=12,
+                         everyday_words=$EVERYDAY, extra_voices=$VOICES)
 print('train.jsonl', sha(Path(corpus) / 'train.jsonl'))
 " >"$LOGS/synth.log" 2>&1 &
 synth=$!

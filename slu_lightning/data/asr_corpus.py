@@ -30,6 +30,10 @@ them about a quarter of the SLU set's word tokens never occur in the training te
 (``slu-lightning coverage``); with them the common words of requests ("lights", "lista", "tenho")
 are said, though never in an SLU phrasing. The option is part of the config key and of the folder
 name, so the corpora made without it are unchanged.
+
+``extra_voices=N`` lets N more eSpeak variants per locale speak the ``train`` clips besides the four
+``pretrain`` voices (``extra_pretrain_voices``: variants no SLU split uses), for a recogniser that
+hears new speakers as well as the ones it trained on. Keyed and named like ``everyday_words``.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import cache
 from importlib.metadata import version
 from itertools import accumulate
@@ -68,7 +73,7 @@ from slu_lightning.data.demo_lexicon import (  # _SPOKEN_NAME is private there, 
     listed_cities,
     unmark,
 )
-from slu_lightning.data.partition import Share, Use, partition
+from slu_lightning.data.partition import Share, Use, extra_pretrain_voices, partition
 from slu_lightning.data.records import SLUExample
 
 log = logging.getLogger(__name__)
@@ -163,10 +168,13 @@ _VOWELS = frozenset("aeiouyàáâèéêìíòóôùú")
 """One-letter words worth saying ("a", "à", "e", "é", "y"); consonants alone are clitics."""
 
 
-def default_asr_dir(size: Size = "small", seed: int = 0, everyday_words: int = 0) -> Path:
-    """``$SLU_LIGHTNING_CACHE/asr-<size>-seed<seed>[-everyday<N>]``, next to the demo corpus."""
+def default_asr_dir(
+    size: Size = "small", seed: int = 0, everyday_words: int = 0, extra_voices: int = 0
+) -> Path:
+    """``$SLU_LIGHTNING_CACHE/asr-<size>-seed<seed>[-everyday<N>][-voices<M>]``, next to the demo corpus."""
     everyday = f"-everyday{everyday_words}" if everyday_words else ""
-    return default_demo_dir(size, seed).parent / f"asr-{size}-seed{seed}{everyday}"
+    voices = f"-voices{extra_voices}" if extra_voices else ""
+    return default_demo_dir(size, seed).parent / f"asr-{size}-seed{seed}{everyday}{voices}"
 
 
 def make_asr_corpus(
@@ -177,6 +185,7 @@ def make_asr_corpus(
     locales: Sequence[str] | None = None,
     workers: int | None = None,
     everyday_words: int = 0,
+    extra_voices: int = 0,
 ) -> Path:
     """Build the ASR pretraining corpus in ``out_dir``, or return at once if it is already there.
 
@@ -190,6 +199,8 @@ def make_asr_corpus(
         workers: Synthesis processes, as in ``make_demo_corpus``; the files do not depend on it.
         everyday_words: Add this many of the language's most frequent words to the vocabulary
             of random word strings (0: none, the corpus of the bundled stand-in).
+        extra_voices: Let this many more eSpeak variants per locale speak the train clips
+            (0: the four pretrain voices only).
 
     Returns:
         ``out_dir``.
@@ -213,6 +224,8 @@ def make_asr_corpus(
     if everyday_words:  # absent when 0: the keys of corpora made before the option stay valid
         config["everyday_words"] = everyday_words
         config["versions"]["wordfreq"] = version("wordfreq")
+    if extra_voices:
+        config["extra_voices"] = extra_voices
     config_key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
     if finished_key(out_dir) == config_key:
         log.info("ASR corpus %s is up to date", out_dir)
@@ -244,29 +257,40 @@ def plan_asr_corpus(
     seed: int = 0,
     locales: Sequence[str] | None = None,
     everyday_words: int = 0,
+    extra_voices: int = 0,
 ) -> dict[str, list[SLUExample]]:
     """The examples that ``make_asr_corpus`` would write under ``root``, without any audio."""
     root = Path(root).resolve()
-    plan = _plan_all(root, SIZES[size], seed, list(locales or LOCALES), everyday_words)
+    plan = _plan_all(root, SIZES[size], seed, list(locales or LOCALES), everyday_words, extra_voices)
     return {split: [clip.example for clip in clips] for split, clips in plan.items()}
 
 
 def _plan_all(
-    root: Path, sizes: dict[str, int], seed: int, locales: list[str], everyday_words: int
+    root: Path,
+    sizes: dict[str, int],
+    seed: int,
+    locales: list[str],
+    everyday_words: int,
+    extra_voices: int = 0,
 ) -> dict[str, list[Clip]]:
     shares = partition(seed, locales)
     clips: dict[str, list[Clip]] = {split: [] for split in SPLITS}
     for locale in locales:
         generator = SentenceGenerator(locale, seed, everyday_words)
+        extra = extra_pretrain_voices(locale, extra_voices, seed)
         for split in SPLITS:  # train first: heldout sentences are drawn to differ from train's
             share = shares[locale][SPLIT_USE[split]]
+            if split == "train":
+                share = replace(share, voices=share.voices + extra)
             clips[split] += _plan(root, split, locale, share, sizes[split], seed, generator)
     return clips
 
 
 def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int | None) -> dict:
     """Write manifests and audio under ``root``; returns the summary for ``corpus.json``."""
-    clips = _plan_all(root, config["sizes"], seed, locales, config.get("everyday_words", 0))
+    clips = _plan_all(
+        root, config["sizes"], seed, locales, config.get("everyday_words", 0), config.get("extra_voices", 0)
+    )
     return {
         "config": config,
         **write_clips(root, clips, locales, workers, "ASR corpus"),

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from slu_lightning.data.demo_lexicon import INTENTS, LOCALES, STYLES, TEMPLATES
+from slu_lightning.data.tts import voice_variants
 
 Use = Literal["pretrain", "train", "heldout"]
 USES: tuple[Use, ...] = ("pretrain", "train", "heldout")
@@ -55,6 +56,21 @@ class Share:
 
 def voice_name(language: str, variant: str) -> str:
     return f"{language}+{variant}" if variant else language
+
+
+def extra_pretrain_voices(locale: str, count: int, seed: int = 0) -> tuple[str, ...]:
+    """``count`` more voices for pretraining, drawn (seeded, per locale) from the installed eSpeak
+    variants that ``partition`` never hands out ("klatt3", "grandma", "m8"...).
+
+    Why: four pretraining voices per locale teach the recogniser those four speakers; held-out
+    voices are then heard worse than the same sentences spoken by a pretraining voice. The SLU
+    splits' voices stay untouched, so dev/test speakers remain unheard.
+    """
+    unused = sorted(voice_variants() - {*MALE_VARIANTS, *FEMALE_VARIANTS})
+    if not 0 <= count <= len(unused):
+        raise ValueError(f"extra voices: choose 0 to {len(unused)} (the unused variants), not {count}")
+    variants = random.Random(f"extra-voices:{seed}:{locale}").sample(unused, len(unused))[:count]
+    return tuple(sorted(voice_name(STYLES[locale].espeak, variant) for variant in variants))
 
 
 def partition(seed: int = 0, locales: Sequence[str] | None = None) -> dict[str, dict[Use, Share]]:

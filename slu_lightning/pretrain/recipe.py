@@ -35,7 +35,13 @@ from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
 log = logging.getLogger(__name__)
 
 
-ADDED_LATER = {"read_steps": 0, "fresh_llm": False, "audio_tasks": "transcribe", "everyday_words": 0}
+ADDED_LATER = {
+    "read_steps": 0,
+    "fresh_llm": False,
+    "audio_tasks": "transcribe",
+    "everyday_words": 0,
+    "extra_voices": 0,
+}
 """Settings added to the recipe after runs had started, as those runs had them."""
 
 
@@ -53,6 +59,8 @@ class PretrainSettings:
     """ASR corpus size (``data/asr_corpus.py``): 38k clips for ``large``."""
     everyday_words: int = 0
     """Most frequent words of each language added to the corpus's random-word vocabulary."""
+    extra_voices: int = 0
+    """eSpeak variants per locale that speak the corpus's train clips besides the pretrain voices."""
     seed: int = 0
     steps: int = 20_000
     batch_size: int = 32
@@ -74,7 +82,7 @@ class PretrainSettings:
 
     def corpus_dir(self) -> Path:
         """Where the ASR corpus these settings train on is cached."""
-        return default_asr_dir(self.corpus_size, self.seed, self.everyday_words)
+        return default_asr_dir(self.corpus_size, self.seed, self.everyday_words, self.extra_voices)
 
 
 def pretrain_tiny(
@@ -103,6 +111,7 @@ def pretrain_tiny(
         size=settings.corpus_size,
         seed=settings.seed,
         everyday_words=settings.everyday_words,
+        extra_voices=settings.extra_voices,
     )
     clock = WallClock(run_dir)
     L.seed_everything(settings.seed, workers=True)
@@ -382,7 +391,7 @@ def model_card(record: dict) -> str:
         f"lr {s['lr']}, seed {s['seed']}\n"
         f"- losses (weights): {json.dumps(s['weights'])}{stage_plan(s)}\n"
         f"- data: ASR corpus `{s['corpus_size']}` ({record['corpus']['sizes']} clips per locale and split, "
-        f"locales {', '.join(record['corpus']['locales'])}){_everyday(s)}; pretrain voices only\n"
+        f"locales {', '.join(record['corpus']['locales'])}){_everyday(s)}; {_voices(s)}\n"
         f"- training wall time {record['wall_time_seconds'] / 3600:.2f} h: {_by_machine(record)}; "
         f"exported and measured on {record['hardware']}\n"
         "- weights stored in float16; `from_pretrained(..., dtype=torch.float32)` upcasts them\n\n"
@@ -395,6 +404,11 @@ def model_card(record: dict) -> str:
 def _everyday(settings: dict) -> str:
     words = settings.get("everyday_words", 0)
     return f", random words with each language's {words} most frequent" if words else ""
+
+
+def _voices(settings: dict) -> str:
+    extra = settings.get("extra_voices", 0)
+    return f"pretrain voices and {extra} more eSpeak variants per locale" if extra else "pretrain voices only"
 
 
 def _locale_table(rates: dict) -> str:
@@ -453,6 +467,7 @@ SETTING_HELP = {
     "backbone": "tiny preset, bundled stand-in or pretrain-tiny export to start from",
     "corpus_size": "ASR corpus: tiny, small or large (38k clips)",
     "everyday_words": "add this many of each language's most frequent words to the ASR text (0: none)",
+    "extra_voices": "let this many more eSpeak variants per locale speak the ASR clips (0: none)",
     "seed": "seeds the corpus, the initial weights and the batch order",
     "steps": "optimizer steps in all (batch --batch-size); the learning rate's cosine ends here",
     "batch_size": "clips per step",

@@ -27,7 +27,7 @@ from slu_lightning.data.asr_corpus import (
 )
 from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus
 from slu_lightning.data.demo_lexicon import LOCALES, TEMPLATES, SlotSampler, render
-from slu_lightning.data.partition import partition
+from slu_lightning.data.partition import extra_pretrain_voices, partition
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.pretrain.coverage import uncovered_words, vocabulary
 
@@ -192,6 +192,7 @@ def test_default_dir_is_next_to_the_demo_corpus():
     assert default_asr_dir("small", 3).parent == default_demo_dir("small", 3).parent
     assert default_asr_dir("small", 3).name == "asr-small-seed3"
     assert default_asr_dir("small", 3, everyday_words=500).name == "asr-small-seed3-everyday500"
+    assert default_asr_dir("small", 3, 500, extra_voices=8).name == "asr-small-seed3-everyday500-voices8"
 
 
 def test_everyday_words_are_the_most_frequent_spoken_words():
@@ -222,3 +223,34 @@ def test_everyday_words_are_part_of_the_corpus_key(tiny, tmp_path):
     assert config["everyday_words"] == 500 and "wordfreq" in config["versions"]
     plain = json.loads((tiny / "corpus.json").read_text())["config"]
     assert "everyday_words" not in plain and "wordfreq" not in plain["versions"]  # old keys still valid
+
+
+def test_extra_voices_are_variants_no_split_uses_and_grow_by_prefix():
+    shares = partition(0)
+    for locale in LOCALES:
+        taken = {voice for share in shares[locale].values() for voice in share.voices}
+        extra = extra_pretrain_voices(locale, 48)
+        assert len(set(extra)) == 48 and not taken & set(extra)
+        assert set(extra_pretrain_voices(locale, 10)) < set(extra)  # more voices add, never swap
+    assert extra_pretrain_voices("fr-FR", 10) != extra_pretrain_voices("fr-FR", 10, seed=1)
+    with pytest.raises(ValueError, match="extra voices"):
+        extra_pretrain_voices("fr-FR", 1000)
+
+
+def test_extra_voices_speak_the_same_train_sentences_and_leave_heldout_alone(tmp_path):
+    plain = plan_asr_corpus(tmp_path, size="small", locales=["it-IT"])
+    voiced = plan_asr_corpus(tmp_path, size="small", locales=["it-IT"], extra_voices=20)
+    assert [e.text for e in voiced["train"]] == [e.text for e in plain["train"]]
+    assert voiced["heldout"] == plain["heldout"]
+    allowed = set(partition(0)["it-IT"]["pretrain"].voices) | set(extra_pretrain_voices("it-IT", 20))
+    spoken = {e.meta["voice"] for e in voiced["train"]}
+    assert spoken <= allowed and len(spoken) > 20  # 24 voices over 1,500 clips: nearly all speak
+
+
+def test_extra_voices_are_part_of_the_corpus_key(tiny, tmp_path):
+    corpus = make_asr_corpus(tmp_path / "v", size="tiny", locales=["en-US"], extra_voices=6)
+    config = json.loads((corpus / "corpus.json").read_text())["config"]
+    assert config["extra_voices"] == 6
+    assert "extra_voices" not in json.loads((tiny / "corpus.json").read_text())["config"]
+    extra = set(extra_pretrain_voices("en-US", 6))
+    assert {e.meta["voice"] for e in read_manifest(corpus / "train.jsonl")} & extra

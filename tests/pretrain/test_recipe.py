@@ -229,6 +229,24 @@ def test_everyday_words_name_their_corpus_and_appear_on_the_card():
     assert "most frequent" not in model_card(record)
 
 
+def test_extra_voices_name_their_corpus_and_appear_on_the_card():
+    settings = PretrainSettings(everyday_words=5000, extra_voices=48)
+    assert command_line(settings.to_json()).endswith("--everyday-words 5000 --extra-voices 48")
+    assert settings.corpus_dir().name == "asr-large-seed0-everyday5000-voices48"
+    record = {
+        "settings": settings.to_json(),
+        "steps_done": 10,
+        "error_rates": {},
+        "eval_clips": 4,
+        "wall_time_seconds": 10.0,
+        "hardware": "CPU (x86_64, 2 threads)",
+        "corpus": {"sizes": {"train": 20}, "locales": ["en-US"]},
+    }
+    assert "most frequent; pretrain voices and 48 more eSpeak variants per locale" in model_card(record)
+    del record["settings"]["extra_voices"]  # a card written before the option
+    assert "; pretrain voices only" in model_card(record)
+
+
 def test_wall_time_is_kept_per_machine_and_the_card_names_each(tmp_path):
     (tmp_path / "wall_time.json").write_text('{"seconds": 413.0}')  # a record older than the split
     add_wall_time(tmp_path, 7.0)
