@@ -13,6 +13,7 @@ counts over clusters, and one matrix product gives the pooled totals of all resa
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -54,6 +55,15 @@ def bootstrap_ci(
     return intervals
 
 
+class PairedDifference(NamedTuple):
+    """``metric(a) - metric(b)`` on the full data, its percentile interval, and a two-sided p-value."""
+
+    difference: float
+    low: float
+    high: float
+    p_value: float
+
+
 def paired_bootstrap(
     counts_a: np.ndarray,
     counts_b: np.ndarray,
@@ -63,10 +73,13 @@ def paired_bootstrap(
     metric_fn: MetricFn = summarize_totals,
     n_resamples: int = 1000,
     seed: int = 0,
-) -> tuple[float, float]:
-    """Difference ``metric(a) - metric(b)`` of two systems scored on the same items, and its p-value.
+    alpha: float = 0.05,
+) -> PairedDifference:
+    """Difference ``metric(a) - metric(b)`` of two systems scored on the same items, its interval
+    and its p-value.
 
-    Both systems are resampled with the same cluster draws. The two-sided p-value is twice the
+    Both systems are resampled with the same cluster draws, so the interval is the difference's
+    own, narrower than the two systems' intervals side by side. The two-sided p-value is twice the
     smaller share of resamples in which the difference is ``<= 0`` or ``>= 0`` (with the usual +1
     correction, capped at 1): near 0 when one system wins almost every resample, 1 for identical
     systems.
@@ -79,9 +92,11 @@ def paired_bootstrap(
         metric_fn: metrics from pooled totals, vectorised over leading dimensions.
         n_resamples: number of bootstrap resamples.
         seed: seed of the resampling.
+        alpha: 1 - confidence level of the interval.
 
     Returns:
-        ``(difference on the full data, two-sided p-value)``.
+        The difference on the full data, the ``alpha / 2`` and ``1 - alpha / 2`` quantiles of the
+        resampled differences, and the two-sided p-value.
     """
     counts_a, counts_b = np.asarray(counts_a, dtype=np.float64), np.asarray(counts_b, dtype=np.float64)
     if counts_a.shape != counts_b.shape:
@@ -93,7 +108,8 @@ def paired_bootstrap(
     difference = float(metric_fn(counts_a.sum(axis=0))[metric] - metric_fn(counts_b.sum(axis=0))[metric])
     extreme = min(np.count_nonzero(deltas <= 0), np.count_nonzero(deltas >= 0))
     p_value = min(1.0, 2.0 * (extreme + 1) / (n_resamples + 1))
-    return difference, p_value
+    low, high = np.quantile(deltas, (alpha / 2, 1 - alpha / 2))
+    return PairedDifference(difference, float(low), float(high), p_value)
 
 
 def _resampled_totals(counts: np.ndarray, clusters: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 
 from slu_lightning.data.asr_corpus import Size, default_asr_dir, normalise, plan_asr_corpus
 from slu_lightning.data.records import SLUExample
-from slu_lightning.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
+from slu_lightning.evaluation.bootstrap import PairedDifference, paired_bootstrap
 from slu_lightning.evaluation.error_rates import error_counts
 
 RESAMPLES = 2000
@@ -104,22 +104,13 @@ def _wer(totals: np.ndarray) -> dict[str, np.ndarray]:
     return {"wer": totals[..., 0] / np.maximum(totals[..., 1], 1)}
 
 
-def _wer_difference(totals: np.ndarray) -> dict[str, np.ndarray]:
-    return {"difference": _wer(totals[..., :2])["wer"] - _wer(totals[..., 2:])["wer"]}
-
-
-def paired_wer(rows_a: np.ndarray, rows_b: np.ndarray, seed: int = 0) -> dict[str, float]:
+def paired_wer(rows_a: np.ndarray, rows_b: np.ndarray, seed: int = 0) -> PairedDifference:
     """WER of B minus WER of A on the same utterances: the difference, its 95 % bootstrap interval
     and the two-sided p-value (utterances resampled with replacement, both systems alike)."""
     utterances = np.arange(len(rows_a))
-    both = np.concatenate([rows_b, rows_a], axis=1)
-    low, high = bootstrap_ci(both, utterances, metric_fn=_wer_difference, n_resamples=RESAMPLES, seed=seed)[
-        "difference"
-    ]
-    difference, p = paired_bootstrap(
+    return paired_bootstrap(
         rows_b, rows_a, utterances, "wer", metric_fn=_wer, n_resamples=RESAMPLES, seed=seed
     )
-    return {"difference": difference, "low": low, "high": high, "p": p}
 
 
 def coverage_table(shares: dict[str, dict]) -> str:
@@ -150,9 +141,9 @@ def comparison_table(rows: list[tuple[str, np.ndarray]], seed: int) -> str:
     ]
     for name, other in others:
         d = paired_wer(baseline, other, seed)
-        interval = f"[{d['low']:+.3f}, {d['high']:+.3f}]"
         wer = _wer(other.sum(axis=0))["wer"]
-        lines.append(f"| {name} | {wer:.3f} | {d['difference']:+.3f} | {interval} | {d['p']:.3f} |")
+        interval = f"[{d.low:+.3f}, {d.high:+.3f}]"
+        lines.append(f"| {name} | {wer:.3f} | {d.difference:+.3f} | {interval} | {d.p_value:.3f} |")
     return "\n".join(lines)
 
 

@@ -103,18 +103,30 @@ def test_paired_bootstrap_finds_a_clearly_better_system(correlated):
     rows_a = rows_b.copy()
     wrong = np.flatnonzero(rows_a[:, COLUMN["intent_correct"]] == 0)[: 4 * 40]  # fix 40 utterances
     rows_a[wrong, COLUMN["intent_correct"]] = 1.0
-    difference, p_value = paired_bootstrap(rows_a, rows_b, clusters, "intent_acc")
+    difference, low, high, p_value = paired_bootstrap(rows_a, rows_b, clusters, "intent_acc")
     assert difference == pytest.approx(summarize(rows_a)["intent_acc"] - summarize(rows_b)["intent_acc"])
-    assert difference > 0
+    assert 0 < low < difference < high
     assert p_value < 0.01
-    reverse_difference, reverse_p = paired_bootstrap(rows_b, rows_a, clusters, "intent_acc")
-    assert reverse_difference == pytest.approx(-difference)
-    assert reverse_p == p_value
+    reverse = paired_bootstrap(rows_b, rows_a, clusters, "intent_acc")
+    assert reverse.difference == pytest.approx(-difference)
+    assert (reverse.low, reverse.high) == pytest.approx((-high, -low))  # the same draws, mirrored
+    assert reverse.p_value == p_value
+
+
+def test_the_paired_interval_is_narrower_than_the_two_intervals_side_by_side(correlated):
+    rows_b, clusters = correlated
+    rows_a = rows_b.copy()
+    wrong = np.flatnonzero(rows_a[:, COLUMN["intent_correct"]] == 0)[: 4 * 10]  # fix 10 utterances
+    rows_a[wrong, COLUMN["intent_correct"]] = 1.0
+    paired = paired_bootstrap(rows_a, rows_b, clusters, "intent_acc")
+    ci_a, ci_b = (bootstrap_ci(rows, clusters)["intent_acc"] for rows in (rows_a, rows_b))
+    assert ci_a[0] < ci_b[1]  # side by side, the intervals overlap...
+    assert paired.low > 0  # ...yet pairing shows A better on every resample's share of utterances
 
 
 def test_paired_bootstrap_of_identical_systems_is_not_significant(correlated):
     rows, clusters = correlated
-    assert paired_bootstrap(rows, rows.copy(), clusters, "slu_f1") == (0.0, 1.0)
+    assert paired_bootstrap(rows, rows.copy(), clusters, "slu_f1") == (0.0, 0.0, 0.0, 1.0)
 
 
 def test_paired_bootstrap_of_a_small_noisy_difference_is_not_significant(correlated):
@@ -124,8 +136,9 @@ def test_paired_bootstrap_of_a_small_noisy_difference_is_not_significant(correla
     rights = np.flatnonzero(rows_a[:, COLUMN["intent_correct"]] == 1)[:4]  # one utterance broken
     rows_a[wrong, COLUMN["intent_correct"]] = 1.0
     rows_a[rights, COLUMN["intent_correct"]] = 0.0
-    difference, p_value = paired_bootstrap(rows_a, rows_b, clusters, "intent_acc")
+    difference, low, high, p_value = paired_bootstrap(rows_a, rows_b, clusters, "intent_acc")
     assert difference == 0.0
+    assert low < 0 < high
     assert p_value > 0.5
 
 

@@ -150,6 +150,7 @@ def test_each_row_is_compared_with_the_text_only_baseline_on_the_same_items(swee
     for metric in ("intent_acc", "slu_f1"):
         difference = float(mixed[metric]) - float(rows["text_only"][metric])
         assert float(mixed[f"{metric}_diff"]) == pytest.approx(difference, abs=1e-12)
+        assert 0 < float(mixed[f"{metric}_diff_ci_low"]) < difference < float(mixed[f"{metric}_diff_ci_high"])
         assert 0 < float(mixed[f"{metric}_p"]) < 0.05  # 0.8 against 0.4 correct: clearly better
 
 

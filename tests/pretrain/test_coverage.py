@@ -74,10 +74,10 @@ def test_a_backbone_better_on_most_utterances_has_a_negative_difference_and_a_sm
     a = np.hstack([rng.binomial(words, 0.6), words])
     b = np.hstack([rng.binomial(words, 0.4), words])
     better = paired_wer(a, b)
-    assert better["difference"] == pytest.approx(b[:, 0].sum() / words.sum() - a[:, 0].sum() / words.sum())
-    assert better["low"] < better["difference"] < better["high"] < 0 and better["p"] < 0.01
+    assert better.difference == pytest.approx(b[:, 0].sum() / words.sum() - a[:, 0].sum() / words.sum())
+    assert better.low < better.difference < better.high < 0 and better.p_value < 0.01
     same = paired_wer(a, a)
-    assert (same["difference"], same["low"], same["high"], same["p"]) == (0.0, 0.0, 0.0, 1.0)
+    assert same == (0.0, 0.0, 0.0, 1.0)
 
 
 def test_the_coverage_command_prints_both_tables_and_compares_backbones(capsys, tiny_backbone):

@@ -68,7 +68,8 @@ def write_report(
         f"Modality: {modality}. Point estimates recomputed from predictions with the counting core; "
         f"[95 % cluster-bootstrap interval over utterances, {resamples} resamples].",
         f"Seeds: mean ± std over the seed axes {seeds}." if seeds else "One seed per row.",
-        f"Δ: difference from the baseline row ({selector_text}) on the same items, paired bootstrap p-value.",
+        f"Δ: difference from the baseline row ({selector_text}) on the same items, with its paired "
+        "bootstrap interval and p-value.",
     ]
     if unfinished:
         notes.append(f"Not finished, left out: {', '.join(unfinished)}.")

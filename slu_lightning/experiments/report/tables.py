@@ -1,4 +1,4 @@
-"""The results table, as markdown (point, ± seed std, [CI], Δ and p) and as full-precision CSV."""
+"""The results table, as markdown (point, ± seed std, [CI], Δ [CI] and p) and as full-precision CSV."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ def versus_text(score: GroupScore, name: str) -> str:
         return "baseline"
     if score.versus is None:
         return "—"
-    difference, p_value = score.versus[name]
-    return f"{difference:+.4f} (p={p_value:.3f})"
+    d = score.versus[name]
+    return f"{d.difference:+.4f} [{d.low:+.4f}, {d.high:+.4f}] (p={d.p_value:.3f})"
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -52,8 +52,8 @@ def results_tables(scores: list[GroupScore], keys: list[str]) -> tuple[str, str]
         )
         numbers = []
         for name in METRICS:
-            difference, p_value = score.versus[name] if score.versus else ("", "")
-            numbers += [score.point[name], score.std[name], *score.ci[name], difference, p_value]
+            versus = score.versus[name] if score.versus else ("", "", "", "")
+            numbers += [score.point[name], score.std[name], *score.ci[name], *versus]
         csv_rows.append(common + [score.point["invalid_rate"], score.is_baseline] + numbers)
     md = markdown_table(
         header + list(METRICS.values()) + [f"Δ {label} (p)" for label in METRICS.values()], md_rows
@@ -66,7 +66,7 @@ def results_tables(scores: list[GroupScore], keys: list[str]) -> tuple[str, str]
         + [
             f"{name}{suffix}"
             for name in METRICS
-            for suffix in ("", "_std", "_ci_low", "_ci_high", "_diff", "_p")
+            for suffix in ("", "_std", "_ci_low", "_ci_high", "_diff", "_diff_ci_low", "_diff_ci_high", "_p")
         ]
     )
     writer.writerows(csv_rows)
