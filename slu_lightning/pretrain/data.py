@@ -1,7 +1,8 @@
 """The pretraining data: the ASR corpus of ``data/asr_corpus.py`` as length-bucketed clip batches.
 
 Train batches come in a seeded order per epoch and restart at the right batch after a mid-epoch
-resume (as the SLU data modules do); validation uses a fixed, seeded sample of the held-out voices.
+resume (as the SLU data modules do), SpecAugment-masked if asked; validation uses a fixed, seeded
+sample of the held-out voices, unmasked.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler, resume_batch
+from slu_lightning.pretrain.augment import AugmentedCollator, SpecAugment
 
 
 class PretrainDataModule(L.LightningDataModule):
@@ -33,9 +35,11 @@ class PretrainDataModule(L.LightningDataModule):
         val_clips: int = 120,
         n_mels: int = 128,
         num_workers: int = 1,
+        augment: SpecAugment | None = None,
     ):
         super().__init__()
         self.collator, self.corpus, self.seed = collator, Path(corpus), seed
+        self.train_collator = AugmentedCollator(collator, augment) if augment else collator
         self.batch_size, self.val_clips, self.num_workers = batch_size, val_clips, num_workers
         self.extractor = LogMelExtractor(n_mels=n_mels)
         self.train: list[SLUExample] = []
@@ -54,16 +58,16 @@ class PretrainDataModule(L.LightningDataModule):
             lengths=[len(example.text) for example in self.train],  # text length tracks duration
             start_batch=resume_batch(self.trainer),
         )
-        return self._loader(self.train, sampler)
+        return self._loader(self.train, sampler, self.train_collator)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val, SequentialBatchSampler(len(self.val), self.batch_size))
+        return self._loader(self.val, SequentialBatchSampler(len(self.val), self.batch_size), self.collator)
 
-    def _loader(self, examples: list[SLUExample], batch_sampler) -> DataLoader:
+    def _loader(self, examples: list[SLUExample], batch_sampler, collator: Callable) -> DataLoader:
         return DataLoader(
             SLUDataset([(example, True) for example in examples], self.extractor),
             batch_sampler=batch_sampler,
-            collate_fn=self.collator,
+            collate_fn=collator,
             num_workers=self.num_workers,
             worker_init_fn=ignore_stop_signals,
         )

@@ -29,6 +29,7 @@ from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.model.backbone import resolve_backbone
 from slu_lightning.preemption import PreemptionCallback, save_last_checkpoint
 from slu_lightning.pretrain.asr_eval import READOUTS, error_rates_by_set
+from slu_lightning.pretrain.augment import SpecAugment
 from slu_lightning.pretrain.data import PretrainDataModule
 from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
 
@@ -41,6 +42,7 @@ ADDED_LATER = {
     "audio_tasks": "transcribe",
     "everyday_words": 0,
     "extra_voices": 0,
+    "spec_augment": False,
 }
 """Settings added to the recipe after runs had started, as those runs had them."""
 
@@ -75,6 +77,8 @@ class PretrainSettings:
     embeddings (``reinitialise_llm_layers``); pair it with a reading stage."""
     audio_tasks: str = "transcribe"
     """Instructions the clips are heard under, comma-separated names from ``AUDIO_TASKS``."""
+    spec_augment: bool = False
+    """Mask random mel bands and frame runs of the training clips (``SpecAugment``)."""
     weights: LossWeights = field(default_factory=LossWeights)
 
     def to_json(self) -> dict:
@@ -132,6 +136,7 @@ def pretrain_tiny(
         seed=settings.seed,
         batch_size=settings.batch_size,
         num_workers=workers,
+        augment=SpecAugment() if settings.spec_augment else None,
     )
     saver = LastCheckpoint(checkpoint_minutes, stop_minutes=max_minutes, clock=clock)
     trainer = build_trainer(run_dir, settings.steps, val_every, saver, profile)
@@ -477,6 +482,7 @@ SETTING_HELP = {
     "read_steps": "steps of the text losses alone before hearing (needs --read-weight > 0)",
     "fresh_llm": "new LLM layers on --backbone's audio side and token embeddings",
     "audio_tasks": "comma-separated instructions the clips are heard under (AUDIO_TASKS)",
+    "spec_augment": "mask random mel bands and frame runs of the training clips (SpecAugment)",
 }
 """``--help`` text of each ``PretrainSettings`` field (the field docstrings say more)."""
 

@@ -7,6 +7,7 @@ from slu_lightning.cli import main as cli
 from slu_lightning.model.backbone import load_model, load_processor
 from slu_lightning.pretrain.module import LossWeights
 from slu_lightning.pretrain.recipe import (
+    ADDED_LATER,
     PretrainSettings,
     add_wall_time,
     backbone_lineage,
@@ -227,6 +228,12 @@ def test_everyday_words_name_their_corpus_and_appear_on_the_card():
     assert "en-US), random words with each language's 5000 most frequent; pretrain" in model_card(record)
     del record["settings"]["everyday_words"]  # a card written before the option
     assert "most frequent" not in model_card(record)
+
+
+def test_spec_augment_is_a_flag_of_the_command_and_off_in_runs_made_before_it():
+    flags = command_line(PretrainSettings(spec_augment=True).to_json())
+    assert flags == "slu-lightning pretrain-tiny --spec-augment"
+    assert ADDED_LATER["spec_augment"] is False and PretrainSettings().spec_augment is False
 
 
 def test_extra_voices_name_their_corpus_and_appear_on_the_card():
