@@ -35,9 +35,9 @@ class SpecAugment:
         lengths = mask.sum(-1).cpu()  # (clips,)
         valid = mask[:, None, :].to(features.dtype)  # (clips, 1, frames)
         means = (features * valid).sum((1, 2)) / (mask.sum(-1) * mels).clamp(min=1)  # (clips,)
-        freq = _bands(torch.full((clips,), self.freq_masks), self.max_freq_width, mels, generator)
+        freq = _bands(torch.full((clips,), self.freq_masks), self.max_freq_width, mels, mels, generator)
         per_clip = (lengths + self.frames_per_time_mask - 1) // self.frames_per_time_mask  # ceil, >= 1
-        time = _bands(per_clip.clamp(min=1), self.max_time_width, lengths, generator)
+        time = _bands(per_clip.clamp(min=1), self.max_time_width, lengths, frames, generator)
         real = torch.arange(frames)[None, :] < lengths[:, None]  # padding stays as it was
         hit = (freq[:, :, None] | time[:, None, :]) & real[:, None, :]  # (clips, mels, frames)
         return torch.where(hit.to(features.device), means[:, None, None], features)
@@ -56,12 +56,13 @@ class AugmentedCollator:
         return batch
 
 
-def _bands(counts: Tensor, max_width: int, extent: Tensor | int, generator: torch.Generator | None) -> Tensor:
-    """(clips, size) booleans, ``size`` the largest extent: ``counts[i]`` bands in clip ``i``, each
-    0..max_width wide and starting uniformly within that clip's ``extent``."""
+def _bands(
+    counts: Tensor, max_width: int, extent: Tensor | int, size: int, generator: torch.Generator | None
+) -> Tensor:
+    """(clips, size) booleans: ``counts[i]`` bands in clip ``i``, each 0..max_width wide and
+    starting uniformly within that clip's ``extent``."""
     clips, most = len(counts), int(counts.max())
     extent = torch.as_tensor(extent).expand(clips)
-    size = int(extent.max())
     widths = torch.randint(0, max_width + 1, (clips, most), generator=generator)
     widths *= torch.arange(most)[None, :] < counts[:, None]  # clips with fewer bands: the rest empty
     starts = (torch.rand(clips, most, generator=generator) * extent[:, None]).long()
