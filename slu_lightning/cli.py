@@ -238,12 +238,19 @@ def coverage_main(args: list[str]) -> None:
     coverage(args)
 
 
+def speaker_gap_main(args: list[str]) -> None:
+    from slu_lightning.pretrain.speaker_gap import main as speaker_gap
+
+    speaker_gap(args)
+
+
 COMMANDS = {
     "make-demo-corpus": make_demo_corpus_main,
     "synthesize": synthesize_main,
     "pretrain-tiny": pretrain_tiny_main,
     "transcribe": transcribe_main,
     "coverage": coverage_main,
+    "speaker-gap": speaker_gap_main,
     "export": export_main,
     "score": score_main,
     "sweep": sweep_main,
