@@ -211,20 +211,25 @@ def test_settings_name_the_command_that_reproduces_them():
     )
 
 
+def card_record(settings: PretrainSettings, wall_time_seconds: float = 10.0) -> dict:
+    """A minimal export record of a 10-step run, enough for ``model_card``."""
+    return {
+        "settings": settings.to_json(),
+        "steps_done": 10,
+        "error_rates": {},
+        "eval_clips": 4,
+        "wall_time_seconds": wall_time_seconds,
+        "hardware": "CPU (x86_64, 2 threads)",
+        "corpus": {"sizes": {"train": 20}, "locales": ["en-US"]},
+    }
+
+
 def test_everyday_words_name_their_corpus_and_appear_on_the_card():
     settings = PretrainSettings(everyday_words=5000)
     assert command_line(settings.to_json()) == "slu-lightning pretrain-tiny --everyday-words 5000"
     assert settings.corpus_dir().name == "asr-large-seed0-everyday5000"
     assert PretrainSettings().corpus_dir().name == "asr-large-seed0"
-    record = {
-        "settings": settings.to_json(),
-        "steps_done": 10,
-        "error_rates": {},
-        "eval_clips": 4,
-        "wall_time_seconds": 10.0,
-        "hardware": "CPU (x86_64, 2 threads)",
-        "corpus": {"sizes": {"train": 20}, "locales": ["en-US"]},
-    }
+    record = card_record(settings)
     assert "en-US), random words with each language's 5000 most frequent; pretrain" in model_card(record)
     del record["settings"]["everyday_words"]  # a card written before the option
     assert "most frequent" not in model_card(record)
@@ -240,15 +245,7 @@ def test_extra_voices_name_their_corpus_and_appear_on_the_card():
     settings = PretrainSettings(everyday_words=5000, extra_voices=48)
     assert command_line(settings.to_json()).endswith("--everyday-words 5000 --extra-voices 48")
     assert settings.corpus_dir().name == "asr-large-seed0-everyday5000-voices48"
-    record = {
-        "settings": settings.to_json(),
-        "steps_done": 10,
-        "error_rates": {},
-        "eval_clips": 4,
-        "wall_time_seconds": 10.0,
-        "hardware": "CPU (x86_64, 2 threads)",
-        "corpus": {"sizes": {"train": 20}, "locales": ["en-US"]},
-    }
+    record = card_record(settings)
     assert "most frequent; pretrain voices and 48 more eSpeak variants per locale" in model_card(record)
     del record["settings"]["extra_voices"]  # a card written before the option
     assert "; pretrain voices only" in model_card(record)
@@ -259,16 +256,8 @@ def test_wall_time_is_kept_per_machine_and_the_card_names_each(tmp_path):
     add_wall_time(tmp_path, 7.0)
     wall = json.loads((tmp_path / "wall_time.json").read_text())
     assert wall == {"seconds": 420.0, "by_hardware": {"unrecorded": 413.0, machine_name(): 7.0}}
-    record = {
-        "settings": PretrainSettings().to_json(),
-        "steps_done": 10,
-        "error_rates": {},
-        "eval_clips": 4,
-        "wall_time_seconds": 420.0,
-        "wall_time_by_hardware": {"NVIDIA H200": 360.0, "CPU (x86_64, 2 threads)": 60.0},
-        "hardware": "CPU (x86_64, 2 threads)",
-        "corpus": {"sizes": {"train": 20}, "locales": ["en-US"]},
-    }
+    record = card_record(PretrainSettings(), wall_time_seconds=420.0)
+    record["wall_time_by_hardware"] = {"NVIDIA H200": 360.0, "CPU (x86_64, 2 threads)": 60.0}
     assert "0.12 h: NVIDIA H200 0.10 h, CPU (x86_64, 2 threads) 0.02 h" in model_card(record)
 
 
