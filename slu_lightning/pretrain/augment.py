@@ -17,7 +17,10 @@ from torch import Tensor
 
 @dataclass(frozen=True)
 class SpecAugment:
-    """Mask sizes, mild for a small model on short clips (3-4 s, 100 frames a second)."""
+    """Mask sizes for short clips (3-4 s, 100 frames a second): about a sixth of each clip's cells.
+
+    Not mild for an ear trained without masks: on 32 train clips, ``ctc-everyday``'s CTC loss
+    rises from 1.13 to 2.57 (bands alone), 1.93 (runs alone) and 3.23 (both)."""
 
     freq_masks: int = 2
     """Bands of mel bins masked per clip."""
