@@ -14,7 +14,7 @@
 #
 # Carry: .whl/ (wheels the device image lacks: espeakng-loader, faker, babel, num2words,
 # soundfile, cffi, pycparser; with EVERYDAY, wordfreq and its ftfy, langcodes, locate, msgpack,
-# regex), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
+# regex; VOICES=N needs no more), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
 # arm reads the same token ids), and of each resumed arm its settings.json, wall_time.json,
 # tensorboard/ and checkpoints/last.ckpt, or checkpoints/lease.ckpt where last.ckpt with the
 # wheels would pass the 64 MiB limit (`python -m benchmarks.lease_checkpoint pack RUN_DIR`).
