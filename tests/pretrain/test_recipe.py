@@ -173,6 +173,18 @@ def test_a_run_started_before_a_loss_or_stage_existed_resumes_with_them_off(tmp_
         cli(["pretrain-tiny", *args, "--read-weight", "1.0"])
 
 
+def test_a_run_with_more_voices_and_spec_augment_trains_and_its_card_says_so(tmp_path):
+    out, flags = tmp_path / "voiced", ["--extra-voices", "2", "--spec-augment", "--eval-clips", "4"]
+    cli(["pretrain-tiny", *SMALL, "--steps", "2", *flags, "--run-dir", str(tmp_path), "--out", str(out)])
+    record = json.loads((out / "pretraining.json").read_text())
+    assert record["steps_done"] == 2 and record["settings"]["spec_augment"] is True
+    card = (out / "README.md").read_text()
+    assert "--extra-voices 2" in card and "--spec-augment" in card
+    assert "pretrain voices and 2 more eSpeak variants per locale" in card
+    corpus = PretrainSettings(corpus_size="tiny", extra_voices=2).corpus_dir()
+    assert corpus.name == "asr-tiny-seed0-voices2" and (corpus / "train.jsonl").is_file()
+
+
 def test_validation_reports_the_ctc_word_and_character_error_rates(run):
     root, *_ = run
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
