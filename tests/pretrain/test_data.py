@@ -14,6 +14,16 @@ from slu_lightning.pretrain.data import PretrainDataModule
 from slu_lightning.pretrain.recipe import LastCheckpoint, WallClock, build_trainer
 
 
+def clip_ids(items: list) -> list[str]:
+    """A collator the loader's workers can import: the batch's clip ids."""
+    return [item.example.id for item in items]
+
+
+def clip_ids_and_loader_parent(items: list) -> tuple[list[str], int]:
+    """The batch's clip ids and the pid of the process that started the worker collating it."""
+    return clip_ids(items), os.getppid()
+
+
 class BatchRecorder(L.LightningModule):
     """Trains one dummy weight and records the clip ids of every training batch, by epoch."""
 
@@ -44,7 +54,7 @@ def fit(
 ) -> BatchRecorder:
     """The recipe's Trainer on the tiny corpus, saving last.ckpt every ``every_minutes`` (0: each step)."""
     corpus = make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
-    data = PretrainDataModule(lambda items: [item.example.id for item in items], corpus, batch_size=8)
+    data = PretrainDataModule(clip_ids, corpus, batch_size=8)
     recorder = BatchRecorder()
     recorder.interrupt_at = interrupt_at
     trainer = build_trainer(
@@ -91,3 +101,19 @@ def test_each_checkpoint_records_the_training_time_so_far(tmp_path):
     wall = json.loads((tmp_path / "wall_time.json").read_text())
     assert 0 < wall["seconds"] <= elapsed
     assert sum(wall["by_hardware"].values()) == wall["seconds"]
+
+
+def test_loader_workers_start_from_a_fork_server_not_from_the_trainer():
+    """A worker forked from a trainer that has trained copies the trainer's heap page by page as it
+    decodes (benchmarks/pretrain_loader_memory.py); one started by the fork server does not share
+    it. The batches are the same either way."""
+    corpus = make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
+    batches = {}
+    for workers in (0, 1):
+        data = PretrainDataModule(clip_ids_and_loader_parent, corpus, batch_size=8, num_workers=workers)
+        data.setup("validate")
+        batches[workers] = list(data.val_dataloader())
+    assert [ids for ids, _ in batches[1]] == [ids for ids, _ in batches[0]]
+    assert len(batches[1]) == 5  # the tiny corpus's 36 held-out clips
+    parents = {parent for _, parent in batches[1]}
+    assert len(parents) == 1 and os.getpid() not in parents
