@@ -51,8 +51,9 @@ class CurriculumPhase:
     """Peak learning rate of this phase; None keeps the model's optimizer learning rate."""
     warmup_ratio: float | None = None
     """Warm-up share of this phase's optimizer steps; None keeps the model's."""
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    """Decay over this phase's own steps after warm-up."""
+    schedule: Literal["cosine", "linear", "constant", "continue"] = "cosine"
+    """Decay over this phase's own steps after warm-up; ``continue`` carries on the phase before's
+    warm-up and decay over both phases' steps, as if they were one (no restart)."""
     reset_optimizer: bool = False
     """Clear AdamW's moment estimates when the phase starts."""
     train_audio_encoder: bool | None = None
@@ -70,6 +71,8 @@ class CurriculumPhase:
         for source, mix in self.mix.items():
             if not 0 < mix.fraction <= 1 or mix.oversample < 1:
                 problems.append(f"{source}: fraction must be in (0, 1] and oversample >= 1")
+        if self.schedule == "continue" and (self.lr is not None or self.warmup_ratio is not None):
+            problems.append("a phase that continues the schedule before it takes no lr or warmup_ratio")
         if problems:
             raise ValueError(f"curriculum phase {self.name!r}: " + "; ".join(problems))
 
@@ -103,15 +106,16 @@ def phase_index_at(phases: list[CurriculumPhase], epoch: int) -> int:
 class PhaseSchedule:
     """Learning-rate multiplier as a pure function of the optimizer step (a LambdaLR callable).
 
-    Holds plain lists only, so ``LambdaLR.state_dict`` stays loadable with ``weights_only=True``.
+    Each segment (a phase, with the phases after it that ``continue`` it) warms up and decays on its
+    own. Holds plain lists only, so ``LambdaLR.state_dict`` stays loadable with ``weights_only=True``.
     """
 
     starts: list[int]
-    """First optimizer step of each phase."""
+    """First optimizer step of each segment."""
     lengths: list[int]
-    """Optimizer steps of each phase."""
+    """Optimizer steps of each segment."""
     peaks: list[float]
-    """Peak learning rate of each phase relative to the optimizer's base learning rate."""
+    """Peak learning rate of each segment relative to the optimizer's base learning rate."""
     warmups: list[float]
     schedules: list[str]
     min_ratio: float = 0.0
@@ -141,17 +145,26 @@ def build_schedule(
     min_ratio: float = 0.0,
 ) -> PhaseSchedule:
     """The schedule of ``phases`` given the optimizer steps of every epoch of the run."""
-    starts, lengths, first_epoch = [], [], 0
+    if phases[0].schedule == "continue":
+        raise ValueError(f"curriculum phase {phases[0].name!r}: the first phase has no schedule to continue")
+    segments: list[tuple[CurriculumPhase, int, int]] = []  # (first phase, first step, steps)
+    first_epoch = 0
     for phase in phases:
-        starts.append(sum(steps_per_epoch[:first_epoch]))
-        lengths.append(sum(steps_per_epoch[first_epoch : first_epoch + phase.epochs]))
+        start = sum(steps_per_epoch[:first_epoch])
+        steps = sum(steps_per_epoch[first_epoch : first_epoch + phase.epochs])
         first_epoch += phase.epochs
+        if phase.schedule == "continue":
+            opener, opened_at, so_far = segments.pop()
+            segments.append((opener, opened_at, so_far + steps))
+        else:
+            segments.append((phase, start, steps))
+    openers = [phase for phase, _, _ in segments]
     return PhaseSchedule(
-        starts=starts,
-        lengths=lengths,
-        peaks=[(phase.lr if phase.lr is not None else base_lr) / base_lr for phase in phases],
-        warmups=[phase.warmup_ratio if phase.warmup_ratio is not None else base_warmup for phase in phases],
-        schedules=[phase.schedule if len(phases) > 1 else base_schedule for phase in phases],
+        starts=[start for _, start, _ in segments],
+        lengths=[steps for _, _, steps in segments],
+        peaks=[(phase.lr if phase.lr is not None else base_lr) / base_lr for phase in openers],
+        warmups=[phase.warmup_ratio if phase.warmup_ratio is not None else base_warmup for phase in openers],
+        schedules=[phase.schedule if len(segments) > 1 else base_schedule for phase in openers],
         min_ratio=min_ratio,
     )
 

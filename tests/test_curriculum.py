@@ -60,3 +60,28 @@ def test_phases_may_train_on_synthesised_speech_and_hear_it():
     assert phase.uses_tts and not phase.uses_speech
     with pytest.raises(ValueError, match="'speech', 'tts'"):
         CurriculumPhase("p", mix={"synthetic": SourceMix()})
+
+
+def test_a_phase_that_continues_the_schedule_decays_as_one_phase_would():
+    """Text first, speech later, on one unbroken cosine: the learning rate of the text-only regime,
+    only the data changes at the phase boundary."""
+    continued = [
+        CurriculumPhase("text", epochs=2, mix={"text": SourceMix()}),
+        CurriculumPhase(
+            "text+speech", epochs=1, mix={"text": SourceMix(), "speech": SourceMix()}, schedule="continue"
+        ),
+    ]
+    single = [CurriculumPhase("text", epochs=3, mix={"text": SourceMix()})]
+    steps = [10, 10, 12]
+    schedule = build_schedule(continued, steps, base_lr=1.0, base_warmup=0.1, base_schedule="cosine")
+    reference = build_schedule(single, steps, base_lr=1.0, base_warmup=0.1, base_schedule="cosine")
+    assert schedule.starts == [0] and schedule.lengths == [32]
+    assert [schedule(s) for s in range(32)] == [reference(s) for s in range(32)]
+    assert schedule(19) > schedule(20) > schedule(31) > 0  # no restart at the boundary (step 20)
+
+
+def test_a_continuing_phase_takes_no_learning_rate_of_its_own_and_cannot_come_first():
+    with pytest.raises(ValueError, match="phase 'p'.*no lr or warmup_ratio"):
+        CurriculumPhase("p", lr=1e-4, schedule="continue")
+    with pytest.raises(ValueError, match="phase 'p': the first phase"):
+        build_schedule([CurriculumPhase("p", schedule="continue")], [4], 1.0, 0.0, "cosine")
