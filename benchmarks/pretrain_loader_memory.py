@@ -67,7 +67,7 @@ class WorkerMemory:
                     continue
 
 
-def loaders(module: TinyPretrainModule, corpus, batch_size: int) -> PretrainDataModule:
+def data_module(module: TinyPretrainModule, corpus, batch_size: int) -> PretrainDataModule:
     """The recipe's data module with one worker, its train loader at epoch 0 from the first batch."""
     data = PretrainDataModule(module.collator, corpus=corpus, batch_size=batch_size, num_workers=1)
     data.setup("fit")
@@ -117,7 +117,7 @@ def main() -> None:
     torch.manual_seed(0)
     module = TinyPretrainModule(backbone="tiny-heard")
     corpus = make_asr_corpus(default_asr_dir(args.corpus_size, 0), size=args.corpus_size, seed=0)
-    data = loaders(module, corpus, args.batch_size)
+    data = data_module(module, corpus, args.batch_size)
     train(module, data, args.steps)
     trainer = psutil.Process().memory_full_info()
     print(
