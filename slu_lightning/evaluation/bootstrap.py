@@ -55,7 +55,7 @@ def bootstrap_ci(
     return intervals
 
 
-class PairedDifference(NamedTuple):
+class Difference(NamedTuple):
     """``metric(a) - metric(b)`` on the full data, its percentile interval, and a two-sided p-value."""
 
     difference: float
@@ -74,7 +74,7 @@ def paired_bootstrap(
     n_resamples: int = 1000,
     seed: int = 0,
     alpha: float = 0.05,
-) -> PairedDifference:
+) -> Difference:
     """Difference ``metric(a) - metric(b)`` of two systems scored on the same items, its interval
     and its p-value.
 
@@ -106,10 +106,41 @@ def paired_bootstrap(
     width = counts_a.shape[1]
     deltas = metric_fn(totals[:, :width])[metric] - metric_fn(totals[:, width:])[metric]  # (R,)
     difference = float(metric_fn(counts_a.sum(axis=0))[metric] - metric_fn(counts_b.sum(axis=0))[metric])
+    return _difference(difference, deltas, alpha)
+
+
+def unpaired_bootstrap(
+    counts_a: np.ndarray,
+    counts_b: np.ndarray,
+    metric: str,
+    *,
+    metric_fn: MetricFn = summarize_totals,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> Difference:
+    """Difference ``metric(a) - metric(b)`` of two samples of different items (say, sentences seen
+    in training against new ones), its interval and its two-sided p-value.
+
+    Each sample's rows are resampled on their own, so the interval carries both samples'
+    variability and is wider than a paired one would be. Rows are the clusters.
+    """
+    counts_a, counts_b = np.asarray(counts_a, dtype=np.float64), np.asarray(counts_b, dtype=np.float64)
+    resampled = [
+        metric_fn(_resampled_totals(counts, np.arange(len(counts)), n_resamples, seed + i))[metric]
+        for i, counts in enumerate((counts_a, counts_b))
+    ]
+    difference = float(metric_fn(counts_a.sum(axis=0))[metric] - metric_fn(counts_b.sum(axis=0))[metric])
+    return _difference(difference, resampled[0] - resampled[1], alpha)
+
+
+def _difference(difference: float, deltas: np.ndarray, alpha: float) -> Difference:
+    """``difference`` with the percentile interval of its resampled ``deltas`` and the two-sided
+    p-value: twice the smaller share of resamples on either side of 0 (+1 corrected, capped at 1)."""
     extreme = min(np.count_nonzero(deltas <= 0), np.count_nonzero(deltas >= 0))
-    p_value = min(1.0, 2.0 * (extreme + 1) / (n_resamples + 1))
+    p_value = min(1.0, 2.0 * (extreme + 1) / (len(deltas) + 1))
     low, high = np.quantile(deltas, (alpha / 2, 1 - alpha / 2))
-    return PairedDifference(difference, float(low), float(high), p_value)
+    return Difference(difference, float(low), float(high), p_value)
 
 
 def _resampled_totals(counts: np.ndarray, clusters: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:

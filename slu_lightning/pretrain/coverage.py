@@ -20,7 +20,7 @@ import numpy as np
 
 from slu_lightning.data.asr_corpus import Size, default_asr_dir, normalise, plan_asr_corpus
 from slu_lightning.data.records import SLUExample
-from slu_lightning.evaluation.bootstrap import PairedDifference, paired_bootstrap
+from slu_lightning.evaluation.bootstrap import Difference, paired_bootstrap, unpaired_bootstrap
 from slu_lightning.evaluation.error_rates import error_counts
 
 RESAMPLES = 2000
@@ -104,13 +104,18 @@ def _wer(totals: np.ndarray) -> dict[str, np.ndarray]:
     return {"wer": totals[..., 0] / np.maximum(totals[..., 1], 1)}
 
 
-def paired_wer(rows_a: np.ndarray, rows_b: np.ndarray, seed: int = 0) -> PairedDifference:
+def paired_wer(rows_a: np.ndarray, rows_b: np.ndarray, seed: int = 0) -> Difference:
     """WER of B minus WER of A on the same utterances: the difference, its 95 % bootstrap interval
     and the two-sided p-value (utterances resampled with replacement, both systems alike)."""
     utterances = np.arange(len(rows_a))
     return paired_bootstrap(
         rows_b, rows_a, utterances, "wer", metric_fn=_wer, n_resamples=RESAMPLES, seed=seed
     )
+
+
+def unpaired_wer(rows_a: np.ndarray, rows_b: np.ndarray, seed: int = 0) -> Difference:
+    """WER of B minus WER of A on different utterances: each sample resampled on its own."""
+    return unpaired_bootstrap(rows_b, rows_a, "wer", metric_fn=_wer, n_resamples=RESAMPLES, seed=seed)
 
 
 def coverage_table(shares: dict[str, dict]) -> str:

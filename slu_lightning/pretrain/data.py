@@ -94,5 +94,10 @@ def clean_worker_context() -> multiprocessing.context.BaseContext:
 
 def heldout_sample(corpus: Path, n: int, seed: int) -> list[SLUExample]:
     """``n`` held-out clips (held-out voices), the same for every run with this seed."""
-    heldout = read_manifest(corpus / "heldout.jsonl")
+    return sample_heldout(read_manifest(corpus / "heldout.jsonl"), n, seed)
+
+
+def sample_heldout(heldout: list[SLUExample], n: int, seed: int) -> list[SLUExample]:
+    """The ``n`` of a corpus's ``heldout`` split (in manifest order) that validation and model cards
+    measure: a corpus's plan gives the same sample as its manifest."""
     return random.Random(f"pretrain-val:{seed}").sample(heldout, min(n, len(heldout)))

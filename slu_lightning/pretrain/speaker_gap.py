@@ -1,12 +1,20 @@
-"""``slu-lightning speaker-gap``: how much worse a stand-in hears new speakers than its own.
+"""``slu-lightning speaker-gap``: where a stand-in's recognition errors come from.
 
-The model card's held-out WER mixes two things a recogniser has not seen: new sentences and new
-voices. This separates them. The same held-out sentences (the sample the card measures) are heard
-twice: spoken by the held-out voices (their clips in the ASR corpus) and again by the pretraining
-voices, at the same rate and pitch, synthesised into a temporary folder. The CTC read-out's word
-error rate on each, and their difference paired over sentences with a bootstrap interval, say how
-much of the error is the speakers. A large gap asks for more voices (``--extra-voices``) or
-augmentation (``--spec-augment``) rather than more steps.
+The model card's held-out WER mixes two things a recogniser has not met: new sentences and new
+voices. This separates them with three sets of clips, all from the ASR corpus's plan and spoken
+into a temporary folder (no corpus build needed):
+
+- ``trained``: clips of the train split exactly as pretraining heard them (same sentence, voice,
+  rate and pitch);
+- ``own voices``: the card's held-out sentences, spoken by the pretraining voices at their rate and
+  pitch;
+- ``held-out voices``: the same sentences as the card hears them (held-out voices).
+
+The speaker gap (held-out voices minus own voices) is paired over sentences. The sentence gap
+(own voices minus trained) compares different sentences, so it is resampled unpaired. A large
+sentence gap means the ear memorises its training clips: more sentences or augmentation help. A
+large speaker gap asks for more voices (``--extra-voices``). If the trained clips are heard
+about as badly as new ones, the ear underfits: it needs capacity and steps, not more data.
 """
 
 from __future__ import annotations
@@ -19,83 +27,95 @@ from pathlib import Path
 
 import numpy as np
 
-from slu_lightning.data.asr_corpus import Size, default_asr_dir, make_asr_corpus
+from slu_lightning.data.asr_corpus import Size, plan_asr_corpus
 from slu_lightning.data.demo_corpus import Clip, write_clips
 from slu_lightning.data.partition import partition
 from slu_lightning.data.records import SLUExample
-from slu_lightning.pretrain.coverage import paired_wer, word_error_rows
-from slu_lightning.pretrain.data import heldout_sample
+from slu_lightning.pretrain.coverage import paired_wer, unpaired_wer, word_error_rows
+from slu_lightning.pretrain.data import sample_heldout
+
+GAP_SETS = ("trained", "own voices", "held-out voices")
 
 
-def respoken(examples: list[SLUExample], out_dir: Path, seed: int = 0) -> list[SLUExample]:
-    """``examples`` spoken again under ``out_dir``, each by a pretraining voice of its locale (drawn
-    with ``seed``) at its own rate and pitch; same ids and texts, new audio paths and voices."""
+def in_pretraining_voices(examples: list[SLUExample], out_dir: Path, seed: int = 0) -> list[SLUExample]:
+    """``examples`` to be spoken again under ``out_dir/audio/respoken``, each by a pretraining voice of
+    its locale (drawn with ``seed``) at its own rate and pitch; same ids and texts."""
     shares = partition(seed)
     rng = random.Random(f"speaker-gap:{seed}")
-    clips = []
+    again = []
     for example in examples:
-        voice = rng.choice(shares[example.locale]["pretrain"].voices)
+        meta = {**example.meta, "voice": rng.choice(shares[example.locale]["pretrain"].voices)}
         path = out_dir / "audio" / "respoken" / f"{example.id}.flac"
-        meta = {**example.meta, "voice": voice}
-        again = dataclasses.replace(example, audio=str(path), meta=meta)
-        clips.append(
-            Clip("respoken", again, voice, int(example.meta["rate"]), int(example.meta["pitch"]), path)
-        )
-    write_clips(
-        out_dir, {"respoken": clips}, sorted({e.locale for e in examples}), workers=1, what="respeaking"
-    )
-    return [clip.example for clip in clips]
+        again.append(dataclasses.replace(example, audio=str(path), meta=meta))
+    return again
 
 
-def gap_rows(
-    backbone: str, heldout: list[SLUExample], own: list[SLUExample]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sentence word errors and reference words (``word_error_rows``) of ``backbone``'s greedy
-    CTC read-out on the held-out voices' clips and on the pretraining voices' clips."""
+def gap_sets(
+    out_dir: Path, size: Size = "large", seed: int = 0, everyday_words: int = 0, n: int = 240
+) -> dict[str, list[SLUExample]]:
+    """The three ``GAP_SETS`` of ``n`` clips each, synthesised under ``out_dir`` (an empty folder)."""
+    plan = plan_asr_corpus(out_dir, size=size, seed=seed, everyday_words=everyday_words)
+    trained = random.Random(f"speaker-gap-train:{seed}").sample(plan["train"], min(n, len(plan["train"])))
+    heldout = sample_heldout(plan["heldout"], n, seed)
+    sets = {
+        "trained": trained,
+        "own voices": in_pretraining_voices(heldout, out_dir, seed),
+        "held-out voices": heldout,
+    }
+    clips = {split: [_clip(split, e) for e in sets[name]] for split, name in zip(("train", "respoken", "heldout"), GAP_SETS)}
+    locales = sorted({example.locale for examples in sets.values() for example in examples})
+    write_clips(out_dir, clips, locales, workers=1, what="speaking")
+    return sets
+
+
+def _clip(split: str, example: SLUExample) -> Clip:
+    meta = example.meta
+    return Clip(split, example, meta["voice"], int(meta["rate"]), int(meta["pitch"]), Path(example.audio))
+
+
+def gap_rows(backbone: str, sets: dict[str, list[SLUExample]]) -> dict[str, np.ndarray]:
+    """Per-clip word errors and reference words (``word_error_rows``) of ``backbone``'s greedy CTC
+    read-out on each set."""
     from slu_lightning.pretrain.asr_eval import transcribe
     from slu_lightning.pretrain.module import TinyPretrainModule
 
     module = TinyPretrainModule(backbone=backbone)
-    return tuple(word_error_rows(clips, transcribe(module, clips, "ctc")["ctc"]) for clips in (heldout, own))
+    return {name: word_error_rows(clips, transcribe(module, clips, "ctc")["ctc"]) for name, clips in sets.items()}
 
 
-def gap_table(rows: dict[str, tuple[np.ndarray, np.ndarray]], seed: int = 0) -> str:
-    """One line per backbone: WER with held-out and with pretraining voices, and the gap."""
+def gap_table(rows: dict[str, dict[str, np.ndarray]], seed: int = 0) -> str:
+    """One line per backbone: WER on each set, the sentence gap and the speaker gap with their
+    95 % intervals and p-values."""
     lines = [
-        "| backbone | held-out voices WER | pretraining voices WER | gap | 95 % CI | p |",
+        "| backbone | trained clips WER | own voices WER | held-out voices WER "
+        "| sentence gap [95 % CI] (p) | speaker gap [95 % CI] (p) |",
         "|---|---|---|---|---|---|",
     ]
-    for backbone, (heldout, own) in rows.items():
-        heldout_wer, own_wer = (r[:, 0].sum() / max(r[:, 1].sum(), 1) for r in (heldout, own))
-        gap = paired_wer(own, heldout, seed)
-        interval = f"[{gap.low:+.3f}, {gap.high:+.3f}]"
-        lines.append(
-            f"| {backbone} | {heldout_wer:.3f} | {own_wer:.3f} | {gap.difference:+.3f} | {interval} "
-            f"| {gap.p_value:.3f} |"
+    for backbone, sets in rows.items():
+        wers = " | ".join(f"{r[:, 0].sum() / max(r[:, 1].sum(), 1):.3f}" for r in (sets[name] for name in GAP_SETS))
+        sentence = unpaired_wer(sets["trained"], sets["own voices"], seed)
+        speaker = paired_wer(sets["own voices"], sets["held-out voices"], seed)
+        gaps = " | ".join(
+            f"{gap.difference:+.3f} [{gap.low:+.3f}, {gap.high:+.3f}] ({gap.p_value:.3f})" for gap in (sentence, speaker)
         )
+        lines.append(f"| {backbone} | {wers} | {gaps} |")
     return "\n".join(lines)
 
 
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="slu-lightning speaker-gap", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", action="append", required=True, help="backbone to measure; repeatable")
-    parser.add_argument("--asr-size", default="large", help="ASR corpus whose held-out sentences to use")
+    parser.add_argument("--asr-size", default="large", help="ASR corpus the backbone was pretrained on")
     parser.add_argument("--everyday-words", type=int, default=0, help="that corpus's everyday words")
-    parser.add_argument("--clips", type=int, default=240, help="held-out sentences (the model card's sample)")
+    parser.add_argument("--clips", type=int, default=240, help="clips per set (the model card's sample)")
     parser.add_argument("--seed", type=int, default=0)
     parsed = parser.parse_args(args)
-    size: Size = parsed.asr_size
-    corpus = make_asr_corpus(
-        default_asr_dir(size, parsed.seed, parsed.everyday_words),
-        size=size,
-        seed=parsed.seed,
-        everyday_words=parsed.everyday_words,
-    )
-    heldout = heldout_sample(corpus, parsed.clips, parsed.seed)
     with tempfile.TemporaryDirectory(prefix="speaker-gap-") as folder:
-        own = respoken(heldout, Path(folder), parsed.seed)
-        rows = {backbone: gap_rows(backbone, heldout, own) for backbone in parsed.backbone}
+        sets = gap_sets(Path(folder), parsed.asr_size, parsed.seed, parsed.everyday_words, parsed.clips)
+        rows = {backbone: gap_rows(backbone, sets) for backbone in parsed.backbone}
+    everyday = f" with {parsed.everyday_words} everyday words" if parsed.everyday_words else ""
     print(
-        f"\nGreedy CTC read-out on {len(heldout)} held-out sentences of {corpus.name}, paired by sentence:\n"
+        f"\nGreedy CTC read-out on {len(sets['trained'])} clips per set of the ASR corpus "
+        f"`{parsed.asr_size}`{everyday} (seed {parsed.seed}):\n"
     )
     print(gap_table(rows, parsed.seed))

@@ -1,11 +1,11 @@
-"""Cluster bootstrap intervals and the paired test on synthetic count rows."""
+"""Cluster bootstrap intervals and the paired and unpaired tests on synthetic count rows."""
 
 import time
 
 import numpy as np
 import pytest
 
-from slu_lightning.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
+from slu_lightning.evaluation.bootstrap import bootstrap_ci, paired_bootstrap, unpaired_bootstrap
 from slu_lightning.evaluation.counts import COUNT_FIELDS, summarize
 
 COLUMN = {name: i for i, name in enumerate(COUNT_FIELDS)}
@@ -140,6 +140,32 @@ def test_paired_bootstrap_of_a_small_noisy_difference_is_not_significant(correla
     assert difference == 0.0
     assert low < 0 < high
     assert p_value > 0.5
+
+
+def rows_with_accuracy(n: int, accuracy: float, seed: int) -> np.ndarray:
+    return utterance_rows((np.random.default_rng(seed).random(n) < accuracy).astype(float), 1)[0]
+
+
+def test_unpaired_bootstrap_tells_samples_of_different_sizes_apart():
+    better, worse = rows_with_accuracy(400, 0.8, seed=2), rows_with_accuracy(250, 0.6, seed=3)
+    difference, low, high, p_value = unpaired_bootstrap(better, worse, "intent_acc")
+    assert difference == pytest.approx(summarize(better)["intent_acc"] - summarize(worse)["intent_acc"])
+    assert 0 < low < difference < high and p_value < 0.01
+    reverse = unpaired_bootstrap(worse, better, "intent_acc")
+    assert reverse.difference == pytest.approx(-difference) and reverse.high < 0
+
+
+def test_unpaired_interval_is_wider_than_the_paired_one_on_the_same_rows(correlated):
+    rows_b, clusters = correlated
+    rows_a = rows_b.copy()
+    wrong = np.flatnonzero(rows_a[:, COLUMN["intent_correct"]] == 0)[: 4 * 10]
+    rows_a[wrong, COLUMN["intent_correct"]] = 1.0
+    one_row_each = np.arange(len(rows_a))
+    paired = paired_bootstrap(rows_a, rows_b, one_row_each, "intent_acc")
+    unpaired = unpaired_bootstrap(rows_a, rows_b, "intent_acc")
+    assert unpaired.difference == pytest.approx(paired.difference)
+    assert width(unpaired[1:3]) > 3 * width(paired[1:3])  # pairing cancels what the samples share
+    assert unpaired.p_value > paired.p_value
 
 
 def test_bad_inputs_are_refused(correlated):

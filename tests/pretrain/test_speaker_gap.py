@@ -3,31 +3,56 @@ import soundfile
 from slu_lightning.cli import main as cli_main
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.data.partition import partition
+from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.pretrain.data import heldout_sample
-from slu_lightning.pretrain.speaker_gap import respoken
+from slu_lightning.pretrain.speaker_gap import gap_sets
 
 
-def test_respoken_clips_say_the_same_sentences_in_pretraining_voices(tmp_path):
+def samples(path: str):
+    return soundfile.read(path, dtype="int16")[0]
+
+
+def test_gap_sets_hear_training_clips_and_heldout_sentences_as_the_corpus_has_them(tmp_path):
     corpus = make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
-    heldout = heldout_sample(corpus, 8, 0)
-    again = respoken(heldout, tmp_path)
+    sets = gap_sets(tmp_path / "first", size="tiny", n=6)
     shares = partition(0)
-    for before, after in zip(heldout, again, strict=True):
-        assert (after.id, after.text, after.locale) == (before.id, before.text, before.locale)
-        assert (after.meta["rate"], after.meta["pitch"]) == (before.meta["rate"], before.meta["pitch"])
+
+    card = heldout_sample(corpus, 6, 0)
+    assert [(e.id, e.text, e.meta["voice"]) for e in sets["held-out voices"]] == [
+        (e.id, e.text, e.meta["voice"]) for e in card
+    ]
+    for ours, theirs in zip(sets["held-out voices"], card, strict=True):
+        assert (samples(ours.audio) == samples(theirs.audio)).all()  # the very clips the card measures
+
+    train = {example.id: example for example in read_manifest(corpus / "train.jsonl")}
+    for example in sets["trained"]:
+        assert example.meta["voice"] in shares[example.locale]["pretrain"].voices
+        assert (samples(example.audio) == samples(train[example.id].audio)).all()  # as pretraining heard it
+
+    for before, after in zip(sets["held-out voices"], sets["own voices"], strict=True):
+        assert (after.id, after.text, after.meta["rate"], after.meta["pitch"]) == (
+            before.id,
+            before.text,
+            before.meta["rate"],
+            before.meta["pitch"],
+        )
         assert after.meta["voice"] in shares[after.locale]["pretrain"].voices
         assert before.meta["voice"] in shares[before.locale]["heldout"].voices
-        assert soundfile.info(after.audio).duration > 0.5 and after.audio != before.audio
-    voices = [example.meta["voice"] for example in again]
-    assert [example.meta["voice"] for example in respoken(heldout, tmp_path / "second")] == voices  # seeded
+        assert soundfile.info(after.audio).duration > 0.5
+
+    again = gap_sets(tmp_path / "second", size="tiny", n=6)
+    for name, examples in sets.items():  # seeded
+        assert [(e.id, e.meta["voice"]) for e in again[name]] == [(e.id, e.meta["voice"]) for e in examples]
 
 
-def test_the_command_prints_both_error_rates_and_their_difference(capsys):
+def test_the_command_prints_three_error_rates_and_both_gaps(capsys):
     cli_main(["speaker-gap", "--backbone", "tiny-heard", "--asr-size", "tiny", "--clips", "12"])
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("| tiny-heard |"))
-    heldout_wer, own_wer, gap, interval, p = (cell.strip() for cell in line.strip("|").split("|")[1:])
-    assert abs(float(gap) - (float(heldout_wer) - float(own_wer))) <= 0.0011  # all rounded to 3 places
-    low, high = (float(x) for x in interval.strip("[]").split(","))
-    assert low <= float(gap) <= high and 0 < float(p) <= 1
-    assert "12 held-out sentences of asr-tiny-seed0" in out
+    trained, own, heldout, sentence, speaker = (cell.strip() for cell in line.strip("|").split("|")[1:])
+    for gap, expected in ((sentence, float(own) - float(trained)), (speaker, float(heldout) - float(own))):
+        difference, interval, p = gap.replace("] (", "]|").replace("[", "|").rstrip(")").split("|")
+        assert abs(float(difference) - expected) <= 0.0011  # all rounded to 3 places
+        low, high = (float(x) for x in interval.strip("]").split(","))
+        assert low <= float(difference) <= high and 0 < float(p) <= 1
+    assert "12 clips per set of the ASR corpus `tiny`" in out

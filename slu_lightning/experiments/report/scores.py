@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import yaml
 
-from slu_lightning.evaluation.bootstrap import MetricFn, PairedDifference, bootstrap_ci, paired_bootstrap
+from slu_lightning.evaluation.bootstrap import MetricFn, Difference, bootstrap_ci, paired_bootstrap
 from slu_lightning.evaluation.counts import summarize_totals
 from slu_lightning.experiments.report.cells import (
     PROPORTION_KEY,
@@ -55,7 +55,7 @@ class GroupScore:
     point: dict[str, float]
     std: dict[str, float]
     ci: dict[str, tuple[float, float]]
-    versus: dict[str, PairedDifference] | None = None
+    versus: dict[str, Difference] | None = None
     """Metric to (difference from the baseline, p-value); None without a comparable baseline."""
     is_baseline: bool = False
 
