@@ -58,7 +58,7 @@ def transcribe(
     if unknown:
         raise ValueError(f"unknown read-outs {unknown}; choose from {READOUTS}")
     module.eval()
-    dataset = SLUDataset([(example, True) for example in examples], _extractor(module))
+    dataset = SLUDataset([(example, True) for example in examples], clip_features(module))
     read = {"ctc": module.ctc_transcripts, "decoder": lambda batch: decoder_transcripts(module, batch)}
     hypotheses: dict[str, list[str]] = {readout: [] for readout in readouts}
     for start in tqdm(range(0, len(dataset), batch_size), desc="transcribing", unit="batch"):
@@ -125,5 +125,6 @@ def error_rates_by_set(
     return {name: measure_error_rates(module, examples) for name, examples in sets.items()}
 
 
-def _extractor(module: TinyPretrainModule) -> LogMelExtractor:
+def clip_features(module: TinyPretrainModule) -> LogMelExtractor:
+    """The log-mel extractor that makes ``module``'s inputs from a clip."""
     return LogMelExtractor(n_mels=int(module.processor.feature_extractor.feature_size))
