@@ -50,8 +50,12 @@ def train(args: argparse.Namespace, trained: list[SLUExample], heldout: list[SLU
     order, rng, started = [], random.Random(args.seed), time.perf_counter()
     for step in range(args.steps + 1):
         if step % args.every == 0:
-            clips, new = read_out(module, trained), read_out(module, heldout)
-            print(f"step {step:>5}: trained clips {clips}; held-out {new} ({time.perf_counter() - started:.0f} s)")
+            clips, new, seconds = (
+                read_out(module, trained),
+                read_out(module, heldout),
+                time.perf_counter() - started,
+            )
+            print(f"step {step:>5}: trained clips {clips}; held-out {new} ({seconds:.0f} s)")
         if step == args.steps:
             break
         if len(order) < args.batch_size:

@@ -104,7 +104,7 @@ class CascadeCorpus(Corpus):
         base: Corpus,
         transcripts: str,
         recogniser: str | None = None,
-        readout: Literal["ctc", "decoder"] = "ctc",
+        readout: Literal["ctc", "decoder", "rescored"] = "ctc",
         batch_size: int = 32,
     ):
         """
@@ -113,7 +113,8 @@ class CascadeCorpus(Corpus):
             transcripts: the text manifest of the test recordings' transcripts.
             recogniser: backbone that writes ``transcripts`` when it is missing (a bundled stand-in
                 such as ``tiny-heard``, or a ``pretrain-tiny`` export); None: the file must exist.
-            readout: how the recogniser transcribes: greedy CTC over its audio vectors, or its decoder.
+            readout: how the recogniser transcribes: greedy CTC over its audio vectors, its decoder,
+                or the CTC beam rescored by the decoder (``pretrain/rescoring.py``).
             batch_size: clips per transcription batch.
         """
         self.base, self.transcripts = base, Path(transcripts)

@@ -6,8 +6,10 @@ recognising the words and parsing them?
 ``slu-lightning transcribe --backbone DIR --manifest test.jsonl --out asr-test.jsonl`` reads the
 transcript out of the backbone's LLM decoder (``--readout decoder``, prompted as in pretraining) or,
 for a stand-in pretrained by ``pretrain-tiny``, by greedy CTC over its audio vectors
-(``--readout ctc``). Each row keeps its id, utterance id, locale and labels; ``meta`` records the
-gold transcript and the recogniser, and the corpus-level WER is printed and written beside the output.
+(``--readout ctc``) or by a CTC beam search whose candidates the decoder rescores
+(``--readout rescored``: the best of the three on ``tiny-heard``, about 0.2 s a clip on a CPU).
+Each row keeps its id, utterance id, locale and labels; ``meta`` records the gold transcript and
+the recogniser, and the corpus-level WER is printed and written beside the output.
 ``CascadeCorpus`` with a ``recogniser`` runs this step itself on first use (``ensure_transcripts``).
 """
 

@@ -1,7 +1,8 @@
 """Word and character error rates of a stand-in backbone, read out two ways: greedy CTC over the audio
 vectors, and the LLM decoder prompted to transcribe. Evaluated on held-out voices, on general
 sentences (the ASR corpus's ``heldout`` split) and on sentences phrased like the SLU domain (the
-demo corpus's test split: templates and voices never used in pretraining)."""
+demo corpus's test split: templates and voices never used in pretraining). ``transcribe`` also
+offers a third read-out, the CTC beam rescored by the decoder (``rescoring.py``)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,12 @@ from slu_lightning.data.records import SLUExample
 from slu_lightning.evaluation.error_rates import corpus_cer, corpus_wer
 from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.module import TinyPretrainModule
+from slu_lightning.pretrain.rescoring import rescored_transcripts
 
-READOUTS = ("ctc", "decoder")
+CARD_READOUTS = ("ctc", "decoder")
+"""The read-outs a model card states: greedy CTC and the greedy decoder."""
+READOUTS = (*CARD_READOUTS, "rescored")
+"""Every read-out ``transcribe`` offers; ``rescored`` is ``pretrain/rescoring.py``'s."""
 
 
 @torch.no_grad()
@@ -49,7 +54,7 @@ def decoder_transcripts(module: TinyPretrainModule, batch: dict, max_new_tokens:
 def transcribe(
     module: TinyPretrainModule,
     examples: list[SLUExample],
-    readouts: str | tuple[str, ...] = READOUTS,
+    readouts: str | tuple[str, ...] = CARD_READOUTS,
     batch_size: int = 32,
 ) -> dict[str, list[str]]:
     """Transcripts of ``examples``' clips by each read-out in ``readouts``, in order."""
@@ -59,7 +64,11 @@ def transcribe(
         raise ValueError(f"unknown read-outs {unknown}; choose from {READOUTS}")
     module.eval()
     dataset = SLUDataset([(example, True) for example in examples], clip_features(module))
-    read = {"ctc": module.ctc_transcripts, "decoder": lambda batch: decoder_transcripts(module, batch)}
+    read = {
+        "ctc": module.ctc_transcripts,
+        "decoder": lambda batch: decoder_transcripts(module, batch),
+        "rescored": lambda batch: rescored_transcripts(module, batch),
+    }
     hypotheses: dict[str, list[str]] = {readout: [] for readout in readouts}
     for start in tqdm(range(0, len(dataset), batch_size), desc="transcribing", unit="batch"):
         batch = module.collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
@@ -76,7 +85,7 @@ def measure_error_rates(
     ``{readout: {"wer": ..., "cer": ...}, "by_locale": {locale: {"clips": n, readout: {...}}}}``.
     Per locale because the stand-in hears its six languages unequally, which a cross-lingual run
     inherits."""
-    hypotheses = transcribe(module, examples, READOUTS, batch_size)
+    hypotheses = transcribe(module, examples, CARD_READOUTS, batch_size)
     rows_by_locale: dict[str, list[int]] = {}
     for i, example in enumerate(examples):
         rows_by_locale.setdefault(example.locale, []).append(i)

@@ -28,7 +28,7 @@ from slu_lightning.atomic import atomic_write_dir, atomic_write_text
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.model.backbone import resolve_backbone
 from slu_lightning.preemption import PreemptionCallback, save_last_checkpoint
-from slu_lightning.pretrain.asr_eval import READOUTS, error_rates_by_set
+from slu_lightning.pretrain.asr_eval import CARD_READOUTS, error_rates_by_set
 from slu_lightning.pretrain.augment import SpecAugment
 from slu_lightning.pretrain.data import PretrainDataModule
 from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
@@ -381,7 +381,7 @@ def model_card(record: dict) -> str:
     s = record["settings"]
     rows = "\n".join(
         f"| {name} | "
-        + " | ".join(f"{r[readout][unit]:.3f}" for readout in READOUTS for unit in ("wer", "cer"))
+        + " | ".join(f"{r[readout][unit]:.3f}" for readout in CARD_READOUTS for unit in ("wer", "cer"))
         + " |"
         for name, r in record["error_rates"].items()
     )

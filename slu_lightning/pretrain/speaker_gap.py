@@ -62,7 +62,10 @@ def gap_sets(
         "own voices": in_pretraining_voices(heldout, out_dir, seed),
         "held-out voices": heldout,
     }
-    clips = {split: [_clip(split, e) for e in sets[name]] for split, name in zip(("train", "respoken", "heldout"), GAP_SETS)}
+    clips = {
+        split: [_clip(split, e) for e in sets[name]]
+        for split, name in zip(("train", "respoken", "heldout"), GAP_SETS, strict=True)
+    }
     locales = sorted({example.locale for examples in sets.values() for example in examples})
     write_clips(out_dir, clips, locales, workers=1, what="speaking")
     return sets
@@ -80,7 +83,9 @@ def gap_rows(backbone: str, sets: dict[str, list[SLUExample]]) -> dict[str, np.n
     from slu_lightning.pretrain.module import TinyPretrainModule
 
     module = TinyPretrainModule(backbone=backbone)
-    return {name: word_error_rows(clips, transcribe(module, clips, "ctc")["ctc"]) for name, clips in sets.items()}
+    return {
+        name: word_error_rows(clips, transcribe(module, clips, "ctc")["ctc"]) for name, clips in sets.items()
+    }
 
 
 def gap_table(rows: dict[str, dict[str, np.ndarray]], seed: int = 0) -> str:
@@ -92,11 +97,14 @@ def gap_table(rows: dict[str, dict[str, np.ndarray]], seed: int = 0) -> str:
         "|---|---|---|---|---|---|",
     ]
     for backbone, sets in rows.items():
-        wers = " | ".join(f"{r[:, 0].sum() / max(r[:, 1].sum(), 1):.3f}" for r in (sets[name] for name in GAP_SETS))
+        wers = " | ".join(
+            f"{r[:, 0].sum() / max(r[:, 1].sum(), 1):.3f}" for r in (sets[name] for name in GAP_SETS)
+        )
         sentence = unpaired_wer(sets["trained"], sets["own voices"], seed)
         speaker = paired_wer(sets["own voices"], sets["held-out voices"], seed)
         gaps = " | ".join(
-            f"{gap.difference:+.3f} [{gap.low:+.3f}, {gap.high:+.3f}] ({gap.p_value:.3f})" for gap in (sentence, speaker)
+            f"{gap.difference:+.3f} [{gap.low:+.3f}, {gap.high:+.3f}] ({gap.p_value:.3f})"
+            for gap in (sentence, speaker)
         )
         lines.append(f"| {backbone} | {wers} | {gaps} |")
     return "\n".join(lines)

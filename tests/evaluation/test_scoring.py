@@ -28,14 +28,20 @@ def write_jsonl(path: Path, rows: list) -> Path:
 
 
 def pred(key: str, scenario: str, action: str, *entities: tuple[str, str], **extra) -> dict:
-    return {"file": key, "scenario": scenario, "action": action,
-            "entities": [{"type": t, "filler": f} for t, f in entities], **extra}
+    return {
+        "file": key,
+        "scenario": scenario,
+        "action": action,
+        "entities": [{"type": t, "filler": f} for t, f in entities],
+        **extra,
+    }
 
 
 def as_predictions(examples: list[SLUExample], **extra) -> list[dict]:
     """The gold itself in prediction format: a perfect system."""
-    return [pred(e.id, e.scenario, e.action, *((x.type, x.filler) for x in e.entities), **extra)
-            for e in examples]
+    return [
+        pred(e.id, e.scenario, e.action, *((x.type, x.filler) for x in e.entities), **extra) for e in examples
+    ]
 
 
 def manifest(tmp_path: Path, *examples: SLUExample) -> Path:
@@ -43,13 +49,27 @@ def manifest(tmp_path: Path, *examples: SLUExample) -> Path:
 
 
 def example(key: str, *entities: tuple[str, str], locale: str = "en-US", utterance: str = "") -> SLUExample:
-    return SLUExample(id=key, locale=locale, text="some words", scenario="calendar", action="set",
-                      entities=tuple(Entity(t, f) for t, f in entities), utterance_id=utterance)
+    return SLUExample(
+        id=key,
+        locale=locale,
+        text="some words",
+        scenario="calendar",
+        action="set",
+        entities=tuple(Entity(t, f) for t, f in entities),
+        utterance_id=utterance,
+    )
 
 
 def massive_row(key: str, locale: str, partition: str, intent: str, annot_utt: str) -> dict:
-    return {"id": key, "locale": locale, "partition": partition, "scenario": intent.split("_")[0],
-            "intent": intent, "utt": annot_utt.replace("[", "").replace("]", ""), "annot_utt": annot_utt}
+    return {
+        "id": key,
+        "locale": locale,
+        "partition": partition,
+        "scenario": intent.split("_")[0],
+        "intent": intent,
+        "utt": annot_utt.replace("[", "").replace("]", ""),
+        "annot_utt": annot_utt,
+    }
 
 
 def test_covered_items_give_the_official_scorers_numbers_computed_by_hand():
@@ -71,7 +91,11 @@ def test_covered_items_give_the_official_scorers_numbers_computed_by_hand():
     # SLU-F1 pools word and char counts: TP 10, FP 4 + char_fn + 1, FN 3 + char_fn
     assert covered["slu_f1"] == pytest.approx(20 / (20 + 4 + 3 + 2 * char_fn + 1))
     assert {name: round(covered[name], 4) for name in ("entity_f1", "word_f1", "char_f1", "slu_f1")} == {
-        "entity_f1": 0.3636, "word_f1": 0.5882, "char_f1": 0.7391, "slu_f1": 0.6551}
+        "entity_f1": 0.3636,
+        "word_f1": 0.5882,
+        "char_f1": 0.7391,
+        "slu_f1": 0.6551,
+    }
 
 
 def test_gold_items_without_prediction_count_as_wrong_and_coverage_is_reported():
@@ -98,8 +122,9 @@ def test_the_slurp_intent_is_scenario_action_not_the_intent_field(tmp_path):
 
 def test_partial_credit_with_a_word_error_rate_above_one(tmp_path):
     gold = manifest(tmp_path, example("k1", ("event_name", "call mom")))
-    predictions = write_jsonl(tmp_path / "pred.jsonl", [
-        pred("k1", "calendar", "set", ("event_name", "please call my mom now"))])
+    predictions = write_jsonl(
+        tmp_path / "pred.jsonl", [pred("k1", "calendar", "set", ("event_name", "please call my mom now"))]
+    )
     metrics = score_files(gold, predictions, n_resamples=0).metrics
     assert metrics["entity_f1"] == 0.0
     assert metrics["word_f1"] == pytest.approx(2 / (2 + 1.5 + 1.5))  # WER 3 / 2: TP 1, FP 1.5, FN 1.5
@@ -109,8 +134,10 @@ def test_partial_credit_with_a_word_error_rate_above_one(tmp_path):
 
 def test_empty_entity_lists(tmp_path):
     gold = manifest(tmp_path, example("k1"), example("k2"))
-    predictions = write_jsonl(tmp_path / "pred.jsonl", [
-        pred("k1", "calendar", "set"), pred("k2", "calendar", "set", ("date", "today"))])
+    predictions = write_jsonl(
+        tmp_path / "pred.jsonl",
+        [pred("k1", "calendar", "set"), pred("k2", "calendar", "set", ("date", "today"))],
+    )
     metrics = score_files(gold, predictions, n_resamples=0).metrics
     assert (metrics["intent_acc"], metrics["exact_match"]) == (1.0, 0.5)
     assert (metrics["entity_precision"], metrics["entity_recall"], metrics["entity_f1"]) == (0.0, 0.0, 0.0)
@@ -119,11 +146,15 @@ def test_empty_entity_lists(tmp_path):
 
 def test_the_first_of_duplicate_predictions_wins(tmp_path):
     gold = manifest(tmp_path, example("k1", ("date", "today")), example("k2"))
-    predictions = write_jsonl(tmp_path / "pred.jsonl", [
-        pred("k1", "calendar", "set", ("date", "today")),
-        pred("k2", "calendar", "set"),
-        pred("k1", "alarm", "query"),  # later lines for k1 are counted and ignored
-        {"id": "k1", "scenario": "alarm", "action": "set", "entities": []}])
+    predictions = write_jsonl(
+        tmp_path / "pred.jsonl",
+        [
+            pred("k1", "calendar", "set", ("date", "today")),
+            pred("k2", "calendar", "set"),
+            pred("k1", "alarm", "query"),  # later lines for k1 are counted and ignored
+            {"id": "k1", "scenario": "alarm", "action": "set", "entities": []},
+        ],
+    )
     report = score_files(gold, predictions, n_resamples=0)
     assert report.metrics["exact_match"] == 1.0
     assert report.coverage.duplicate_predictions == 2 and report.coverage.predicted == 2
@@ -132,15 +163,18 @@ def test_the_first_of_duplicate_predictions_wins(tmp_path):
 
 def test_malformed_lines_are_reported_by_line_and_scored_wrong(tmp_path):
     gold = manifest(tmp_path, *(example(f"k{i}", ("date", "today")) for i in range(1, 6)))
-    predictions = write_jsonl(tmp_path / "pred.jsonl", [
-        pred("k1", "calendar", "set", ("date", "today")),
-        '{"file": "k2", "scenario": "calendar", "action": "se',  # truncated: the key is still found
-        {"file": "k3", "scenario": "calendar", "action": "set"},  # no entities
-        {"file": "k4", "scenario": "calendar", "action": "set", "entities": [{"type": "date"}]},
-        {"file": "k5", "scenario": "calendar", "action": "set", "entities": "today"},
-        "not json at all",
-        {"scenario": "calendar", "action": "set", "entities": []},  # no key
-    ])
+    predictions = write_jsonl(
+        tmp_path / "pred.jsonl",
+        [
+            pred("k1", "calendar", "set", ("date", "today")),
+            '{"file": "k2", "scenario": "calendar", "action": "se',  # truncated: the key is still found
+            {"file": "k3", "scenario": "calendar", "action": "set"},  # no entities
+            {"file": "k4", "scenario": "calendar", "action": "set", "entities": [{"type": "date"}]},
+            {"file": "k5", "scenario": "calendar", "action": "set", "entities": "today"},
+            "not json at all",
+            {"scenario": "calendar", "action": "set", "entities": []},  # no key
+        ],
+    )
     report = score_files(gold, predictions, n_resamples=0)
     assert report.metrics["intent_acc"] == 0.2 and report.metrics["invalid_rate"] == 0.8
     assert report.metrics["entity_f1"] == pytest.approx(2 * 1 / (2 * 1 + 0 + 4))
@@ -153,17 +187,27 @@ def test_malformed_lines_are_reported_by_line_and_scored_wrong(tmp_path):
 def test_massive_folder_per_locale_with_bare_or_prefixed_ids(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    write_jsonl(data / "fr-FR.jsonl", [
-        massive_row("1", "fr-FR", "test", "alarm_set", "réveille-moi à [time : sept heures]"),
-        massive_row("2", "fr-FR", "test", "weather_query", "quel temps fait-il"),
-        massive_row("3", "fr-FR", "dev", "alarm_set", "réveil")])  # another partition: not gold
-    write_jsonl(data / "it-IT.jsonl", [
-        massive_row("1", "it-IT", "test", "alarm_set", "svegliami alle [time : sette]")])
-    predictions = write_jsonl(tmp_path / "pred.jsonl", [
-        pred("fr-FR/1", "alarm", "set", ("time", "sept heures")),
-        {"id": "2", "locale": "fr-FR", "scenario": "weather", "action": "query", "entities": []},
-        {"id": "1", "locale": "it-IT", "scenario": "alarm", "action": "query", "entities": []},
-        {"id": "1", "locale": "fr-FR", "scenario": "x", "action": "y", "entities": []}])  # fr-FR/1 again
+    write_jsonl(
+        data / "fr-FR.jsonl",
+        [
+            massive_row("1", "fr-FR", "test", "alarm_set", "réveille-moi à [time : sept heures]"),
+            massive_row("2", "fr-FR", "test", "weather_query", "quel temps fait-il"),
+            massive_row("3", "fr-FR", "dev", "alarm_set", "réveil"),
+        ],
+    )  # another partition: not gold
+    write_jsonl(
+        data / "it-IT.jsonl",
+        [massive_row("1", "it-IT", "test", "alarm_set", "svegliami alle [time : sette]")],
+    )
+    predictions = write_jsonl(
+        tmp_path / "pred.jsonl",
+        [
+            pred("fr-FR/1", "alarm", "set", ("time", "sept heures")),
+            {"id": "2", "locale": "fr-FR", "scenario": "weather", "action": "query", "entities": []},
+            {"id": "1", "locale": "it-IT", "scenario": "alarm", "action": "query", "entities": []},
+            {"id": "1", "locale": "fr-FR", "scenario": "x", "action": "y", "entities": []},
+        ],
+    )  # fr-FR/1 again
     report = score_files(data, predictions, n_resamples=0)
     assert report.gold_format == "massive" and report.coverage.gold_items == 3
     assert report.coverage.duplicate_predictions == 1
@@ -173,8 +217,17 @@ def test_massive_folder_per_locale_with_bare_or_prefixed_ids(tmp_path):
     assert (it["scenario_acc"], it["intent_acc"], it["entity_f1"]) == (1.0, 0.0, 0.0)
     assert report.metrics["intent_acc"] == pytest.approx(2 / 3)
     # a single-locale file also takes bare ids without a locale field
-    bare = write_jsonl(tmp_path / "bare.jsonl", [{"id": "1", "scenario": "alarm", "action": "set",
-                                                  "entities": [{"type": "time", "filler": "sette"}]}])
+    bare = write_jsonl(
+        tmp_path / "bare.jsonl",
+        [
+            {
+                "id": "1",
+                "scenario": "alarm",
+                "action": "set",
+                "entities": [{"type": "time", "filler": "sette"}],
+            }
+        ],
+    )
     assert score_files(data / "it-IT.jsonl", bare, n_resamples=0).metrics["exact_match"] == 1.0
 
 
@@ -193,11 +246,18 @@ def perfect_metrics(report) -> dict[str, float]:
 
 def test_gold_scored_against_itself_is_perfect_in_every_format(tmp_path):
     recordings = read_slurp(SLURP_GOLD, tmp_path, modality="speech")
-    massive = write_jsonl(tmp_path / "fr-FR.jsonl", [
-        massive_row("1", "fr-FR", "test", "alarm_set", "réveille-moi à [time : sept heures]"),
-        massive_row("2", "fr-FR", "test", "weather_query", "quel temps à [place_name : paris]")])
-    gold_manifest = manifest(tmp_path, example("a", ("date", "today"), locale="fr-FR", utterance="u1"),
-                             example("b", ("date", "today"), locale="en-US", utterance="u1"))
+    massive = write_jsonl(
+        tmp_path / "fr-FR.jsonl",
+        [
+            massive_row("1", "fr-FR", "test", "alarm_set", "réveille-moi à [time : sept heures]"),
+            massive_row("2", "fr-FR", "test", "weather_query", "quel temps à [place_name : paris]"),
+        ],
+    )
+    gold_manifest = manifest(
+        tmp_path,
+        example("a", ("date", "today"), locale="fr-FR", utterance="u1"),
+        example("b", ("date", "today"), locale="en-US", utterance="u1"),
+    )
     cases = {
         "slurp": (SLURP_GOLD, recordings),
         "massive": (massive, read_massive(massive, "test")),
@@ -211,23 +271,60 @@ def test_gold_scored_against_itself_is_perfect_in_every_format(tmp_path):
         assert report.metrics["invalid_rate"] == 0.0 and report.coverage.missing == 0
         assert all(report.cis[name] == (1.0, 1.0) for name in SHOWN_METRICS)
     assert set(score_files(gold_manifest, tmp_path / "manifest-pred.jsonl", n_resamples=0).per_locale) == {
-        "en-US", "fr-FR"}
-    predictions_gold = write_jsonl(tmp_path / "predictions.jsonl", [
-        {**row, "reference": {"text": "x", "scenario": row["scenario"], "action": row["action"],
-                              "entities": row["entities"]}} for row in as_predictions(recordings)])
+        "en-US",
+        "fr-FR",
+    }
+    predictions_gold = write_jsonl(
+        tmp_path / "predictions.jsonl",
+        [
+            {
+                **row,
+                "reference": {
+                    "text": "x",
+                    "scenario": row["scenario"],
+                    "action": row["action"],
+                    "entities": row["entities"],
+                },
+            }
+            for row in as_predictions(recordings)
+        ],
+    )
     report = score_files(predictions_gold, predictions_gold, n_resamples=0)
     assert report.gold_format == "predictions" and set(perfect_metrics(report).values()) == {1.0}
 
 
 def test_round_trip_of_the_predictions_file_that_test_writes(tmp_path):
     gold = [
-        SLUExample(id="slurp_real/audio-7.flac", locale="en-US", text="wake me at five", scenario="alarm",
-                   action="set", entities=(Entity("time", "five"),), audio="x.flac", utterance_id="7",
-                   source="slurp"),
-        SLUExample(id="fr-FR/1", locale="fr-FR", text="réveil à cinq", scenario="alarm", action="set",
-                   entities=(Entity("time", "cinq"),), audio="y.flac", source="speech-massive"),
-        SLUExample(id="fr-FR/2", locale="fr-FR", text="quel temps", scenario="weather", action="query",
-                   audio="z.flac", source="speech-massive"),
+        SLUExample(
+            id="slurp_real/audio-7.flac",
+            locale="en-US",
+            text="wake me at five",
+            scenario="alarm",
+            action="set",
+            entities=(Entity("time", "five"),),
+            audio="x.flac",
+            utterance_id="7",
+            source="slurp",
+        ),
+        SLUExample(
+            id="fr-FR/1",
+            locale="fr-FR",
+            text="réveil à cinq",
+            scenario="alarm",
+            action="set",
+            entities=(Entity("time", "cinq"),),
+            audio="y.flac",
+            source="speech-massive",
+        ),
+        SLUExample(
+            id="fr-FR/2",
+            locale="fr-FR",
+            text="quel temps",
+            scenario="weather",
+            action="query",
+            audio="z.flac",
+            source="speech-massive",
+        ),
     ]
     predictions = [
         Prediction("alarm", "set", (Entity("time", "five am"),), ParseStatus.VALID),

@@ -10,7 +10,7 @@ from slu_lightning.evaluation.error_rates import corpus_wer
 from slu_lightning.experiments.cascade import EMPTY, ensure_transcripts, transcribe_manifest
 
 
-@pytest.mark.parametrize("readout", ["ctc", "decoder"])
+@pytest.mark.parametrize("readout", ["ctc", "decoder", "rescored"])
 def test_transcribe_turns_speech_rows_into_text_rows_with_the_same_labels(
     tiny_backbone, toy_corpus, tmp_path, readout
 ):

@@ -10,7 +10,7 @@ from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.model.backbone import bundled_backbones, load_model, load_processor
-from slu_lightning.pretrain.asr_eval import READOUTS, measure_error_rates
+from slu_lightning.pretrain.asr_eval import CARD_READOUTS, measure_error_rates
 from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.module import TinyPretrainModule
 from slu_lightning.pretrain.recipe import command_line
@@ -50,6 +50,6 @@ def test_the_bundled_stand_in_reaches_its_stated_error_rates_on_held_out_voices(
     module = TinyPretrainModule(backbone=NAME)
     for name, examples in samples.items():
         measured, stated = measure_error_rates(module, examples), record["error_rates"][name]
-        for readout in READOUTS:
+        for readout in CARD_READOUTS:
             assert measured[readout]["wer"] <= stated[readout]["wer"] + TOLERANCE, (name, readout, measured)
             assert measured[readout]["cer"] <= stated[readout]["cer"] + TOLERANCE, (name, readout, measured)

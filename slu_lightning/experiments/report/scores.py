@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import yaml
 
-from slu_lightning.evaluation.bootstrap import MetricFn, Difference, bootstrap_ci, paired_bootstrap
+from slu_lightning.evaluation.bootstrap import Difference, MetricFn, bootstrap_ci, paired_bootstrap
 from slu_lightning.evaluation.counts import summarize_totals
 from slu_lightning.experiments.report.cells import (
     PROPORTION_KEY,
