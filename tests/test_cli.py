@@ -217,6 +217,7 @@ def test_every_shipped_config_parses_against_the_code(config, capsys):
         "backbones": "demo/text_only.yaml",
         "phases": "demo/curriculum.yaml",
         "noise": "demo/text_only.yaml",
+        "cascade": "demo/cascade.yaml",
     }
     base = bases.get(config.parent.name)
     args = (["--config", str(config.parents[1] / base)] if base else []) + ["--config", str(config)]
