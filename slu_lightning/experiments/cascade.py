@@ -6,8 +6,8 @@ recognising the words and parsing them?
 ``slu-lightning transcribe --backbone DIR --manifest test.jsonl --out asr-test.jsonl`` reads the
 transcript out of the backbone's LLM decoder (``--readout decoder``, prompted as in pretraining) or,
 for a stand-in pretrained by ``pretrain-tiny``, by greedy CTC over its audio vectors
-(``--readout ctc``) or by a CTC beam search whose candidates the decoder rescores
-(``--readout rescored``: the best of the three on ``tiny-heard``, about 0.2 s a clip on a CPU).
+(``--readout ctc``) or by rescoring a CTC beam and the decoder's transcript with both
+(``--readout rescored``: the best of the three on ``tiny-heard``, 0.2-0.5 s a clip on a CPU).
 Each row keeps its id, utterance id, locale and labels; ``meta`` records the gold transcript and
 the recogniser, and the corpus-level WER is printed and written beside the output.
 ``CascadeCorpus`` with a ``recogniser`` runs this step itself on first use (``ensure_transcripts``).
@@ -28,6 +28,7 @@ from slu_lightning.data.readers.manifest import read_manifest, write_manifest
 from slu_lightning.data.records import SLUExample
 from slu_lightning.evaluation.error_rates import corpus_wer
 from slu_lightning.model.backbone import resolve_backbone
+from slu_lightning.pretrain import rescoring
 from slu_lightning.pretrain.asr_eval import READOUTS, transcribe
 
 log = logging.getLogger(__name__)
@@ -72,12 +73,16 @@ def transcribe_examples(
 
 
 def recogniser_identity(backbone: str, readout: str) -> dict[str, str]:
-    """What makes two transcript files interchangeable: the recogniser's name, its weights and read-out."""
+    """What makes two transcript files interchangeable: the recogniser's name, its weights and
+    read-out (with the rescored read-out's settings)."""
     digest = hashlib.sha256()
     directory = resolve_backbone(backbone)
     for weights in sorted(directory.glob("*.safetensors")):
         digest.update(weights.read_bytes())
-    return {"backbone": backbone, "backbone_sha256": digest.hexdigest(), "readout": readout}
+    identity = {"backbone": backbone, "backbone_sha256": digest.hexdigest(), "readout": readout}
+    if readout == "rescored":  # its beam and weight change the transcripts as much as the weights do
+        identity["rescoring"] = rescoring.SETTINGS
+    return identity
 
 
 def summary_path(out: Path) -> Path:

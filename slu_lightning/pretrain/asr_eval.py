@@ -2,7 +2,8 @@
 vectors, and the LLM decoder prompted to transcribe. Evaluated on held-out voices, on general
 sentences (the ASR corpus's ``heldout`` split) and on sentences phrased like the SLU domain (the
 demo corpus's test split: templates and voices never used in pretraining). ``transcribe`` also
-offers a third read-out, the CTC beam rescored by the decoder (``rescoring.py``)."""
+offers a third read-out: the CTC beam and the decoder's transcript, rescored by both
+(``rescoring.py``)."""
 
 from __future__ import annotations
 
@@ -64,18 +65,25 @@ def transcribe(
         raise ValueError(f"unknown read-outs {unknown}; choose from {READOUTS}")
     module.eval()
     dataset = SLUDataset([(example, True) for example in examples], clip_features(module))
-    read = {
-        "ctc": module.ctc_transcripts,
-        "decoder": lambda batch: decoder_transcripts(module, batch),
-        "rescored": lambda batch: rescored_transcripts(module, batch),
-    }
     hypotheses: dict[str, list[str]] = {readout: [] for readout in readouts}
     for start in tqdm(range(0, len(dataset), batch_size), desc="transcribing", unit="batch"):
         batch = module.collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         batch = move_data_to_device(batch, module.device)
-        for readout in readouts:
-            hypotheses[readout] += read[readout](batch)
+        for readout, written in _read_batch(module, batch, readouts).items():
+            hypotheses[readout] += written
     return hypotheses
+
+
+def _read_batch(module: TinyPretrainModule, batch: dict, readouts: tuple[str, ...]) -> dict[str, list[str]]:
+    """One batch's transcripts by each of ``readouts``; the decoder runs once even when ``rescored``
+    needs its transcripts too."""
+    decoded = decoder_transcripts(module, batch) if {"decoder", "rescored"} & set(readouts) else []
+    read = {
+        "ctc": lambda: module.ctc_transcripts(batch),
+        "decoder": lambda: decoded,
+        "rescored": lambda: rescored_transcripts(module, batch, decoded),
+    }
+    return {readout: read[readout]() for readout in readouts}
 
 
 def measure_error_rates(

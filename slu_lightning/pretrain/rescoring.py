@@ -1,11 +1,12 @@
-"""The ``rescored`` read-out: CTC prefix beam search over a clip's audio vectors, its N best
-transcripts rescored by the LLM decoder.
+"""The ``rescored`` read-out: a clip's candidate transcripts from both read-outs, each scored by
+both.
 
 Greedy CTC spells each token from the sound alone. On the stand-in it runs words together
 ("alarmat") and doubles vowels ("alaarma"), which a language model would not write; the decoder,
-prompted to transcribe, is that language model, conditioned on the same clip. The beam search
-keeps the ``beam`` most probable labelings (summed over their CTC paths), and each clip's
-transcript is the one with the best ``(1 - weight) * log P_ctc + weight * log P_decoder``.
+prompted to transcribe, is that language model, conditioned on the same clip, but it leans on its
+prior and drifts from the sound. The candidates are the ``beam`` most probable labelings of a CTC
+prefix beam search (summed over their paths) and the decoder's greedy transcript; each clip's
+transcript is the candidate with the best ``(1 - weight) * log P_ctc + weight * log P_decoder``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import math
 from collections import defaultdict
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from slu_lightning.model.module import answer_cross_entropy
@@ -23,11 +25,13 @@ from slu_lightning.pretrain.objectives import ctc_log_probs
 BEAM = 32
 """Labelings kept per frame. On 240 SLU-phrased clips of ``tiny-heard``, the best of 8 had a WER of
 0.632 and the best of 32 0.582 (greedy: 0.718); 32 takes about 0.17 s a clip on 2 CPU cores."""
-DECODER_WEIGHT = 0.3
+DECODER_WEIGHT = 0.7
 """Share of the decoder's log-likelihood in a candidate's score, chosen on general held-out
 sentences (research log, *Rescoring the CTC beam with the decoder*)."""
 PRUNE = -8.0
 """Tokens less likely than ``exp(PRUNE)`` at a frame are not tried there."""
+SETTINGS = {"beam": BEAM, "decoder_weight": DECODER_WEIGHT, "prune": PRUNE, "candidates": "ctc beam, decoder"}
+"""What decides the read-out's transcripts besides the weights: cached transcripts name it."""
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -84,18 +88,42 @@ def decoder_log_likelihoods(module, clip: Tensor, n_frames: int, transcripts: li
     return (-sums).tolist()
 
 
+def ctc_log_likelihood(log_probs: Tensor, ids: list[int], blank: int) -> float:
+    """log P(``ids``) under the CTC posteriors ``log_probs`` (frames, vocabulary), all paths summed;
+    ``-inf`` for a labeling no path of that many frames spells."""
+    if not ids:
+        return float(log_probs[:, blank].float().sum())
+    loss = F.ctc_loss(
+        log_probs.float().cpu()[:, None],
+        torch.tensor([ids]),
+        torch.tensor([len(log_probs)]),
+        torch.tensor([len(ids)]),
+        blank=blank,
+        reduction="sum",
+    )
+    return -float(loss)
+
+
 @torch.no_grad()
-def rescored_transcripts(module, batch: dict, beam: int = BEAM, weight: float = DECODER_WEIGHT) -> list[str]:
-    """Each clip's best transcript among its CTC beam, by CTC and decoder log-likelihood together."""
+def rescored_transcripts(
+    module, batch: dict, decoded: list[str], beam: int = BEAM, weight: float = DECODER_WEIGHT
+) -> list[str]:
+    """Each clip's best transcript among its CTC beam and ``decoded`` (the decoder's greedy
+    transcripts of the batch), by CTC and decoder log-likelihood together."""
     tokenizer = module.processor.tokenizer
     frames = batch["feature_attention_mask"].sum(-1).tolist()
+    clips = module.audio_clips(batch)
     transcripts = []
-    for clip, n_frames in zip(module.audio_clips(batch), frames, strict=True):
-        candidates = ctc_prefix_beam_search(ctc_log_probs(clip, module.embeddings), module.blank, beam)
+    for clip, n_frames, decoder_text in zip(clips, frames, decoded, strict=True):
+        log_probs = ctc_log_probs(clip, module.embeddings)
+        candidates = ctc_prefix_beam_search(log_probs, module.blank, beam)
         texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids, _ in candidates]
+        ctc = [score for _, score in candidates]
+        if decoder_text.strip() and decoder_text not in texts:
+            ids = tokenizer(decoder_text, add_special_tokens=False)["input_ids"]
+            texts.append(decoder_text)
+            ctc.append(ctc_log_likelihood(log_probs, ids, module.blank))
         decoder = decoder_log_likelihoods(module, clip, int(n_frames), texts)
-        scores = [
-            (1 - weight) * ctc + weight * dec for (_, ctc), dec in zip(candidates, decoder, strict=True)
-        ]
+        scores = [(1 - weight) * c + weight * d for c, d in zip(ctc, decoder, strict=True)]
         transcripts.append(texts[max(range(len(texts)), key=scores.__getitem__)])
     return transcripts

@@ -76,6 +76,21 @@ def test_transcripts_are_written_once_reused_and_never_taken_from_another_recogn
     assert out.stat().st_mtime_ns == written
 
 
+def test_rescored_transcripts_made_with_other_settings_are_not_reused(tiny_backbone, toy_corpus, tmp_path):
+    speech = [example for example in read_manifest(toy_corpus / "test.jsonl") if example.is_speech][:2]
+    out = tmp_path / "rescored.jsonl"
+    ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, source="toy")
+    written = out.stat().st_mtime_ns
+    ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, source="toy")  # reused
+    assert out.stat().st_mtime_ns == written
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["rescoring"]["beam"] == 32
+    summary["rescoring"]["decoder_weight"] = 0.3  # an older version of the read-out
+    out.with_suffix(".summary.json").write_text(json.dumps(summary))
+    with pytest.raises(DataError, match="holds other transcripts \\(rescoring"):
+        ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, source="toy")
+
+
 def test_a_cascade_corpus_with_a_recogniser_transcribes_its_base_test_speech_on_first_use(
     tiny_backbone, toy_corpus, tmp_path
 ):
