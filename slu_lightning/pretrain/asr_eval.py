@@ -2,8 +2,7 @@
 vectors, and the LLM decoder prompted to transcribe. Evaluated on held-out voices, on general
 sentences (the ASR corpus's ``heldout`` split) and on sentences phrased like the SLU domain (the
 demo corpus's test split: templates and voices never used in pretraining). ``transcribe`` also
-offers a third read-out: the CTC beam and the decoder's transcript, rescored by both
-(``rescoring.py``)."""
+offers a third read-out: the CTC beam and the decoder's beam, rescored by both (``rescoring.py``)."""
 
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ from slu_lightning.data.records import SLUExample
 from slu_lightning.evaluation.error_rates import corpus_cer, corpus_wer
 from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.module import TinyPretrainModule
-from slu_lightning.pretrain.rescoring import rescored_transcripts
+from slu_lightning.pretrain.rescoring import DECODER_BEAMS, rescored_transcripts
 
 CARD_READOUTS = ("ctc", "decoder")
 """The read-outs a model card states: greedy CTC and the greedy decoder."""
@@ -32,8 +31,11 @@ READOUTS = (*CARD_READOUTS, "rescored")
 
 
 @torch.no_grad()
-def decoder_transcripts(module: TinyPretrainModule, batch: dict, max_new_tokens: int = 48) -> list[str]:
-    """Greedy transcripts from the LLM decoder, given the transcription prompt and each clip."""
+def decoder_transcripts(
+    module: TinyPretrainModule, batch: dict, max_new_tokens: int = 48, beams: int = 1
+) -> list[str]:
+    """Transcripts from the LLM decoder, given the transcription prompt and each clip: greedy, or
+    the ``beams`` best of a beam search per clip, clip after clip."""
     collator, model = module.collator, module.model
     prompts = [collator.student_prompt(int(n)) for n in batch["feature_attention_mask"].sum(-1)]
     ids, mask = pad_rows(prompts, collator.pad_id, left=True)  # (batch, tokens)
@@ -45,7 +47,8 @@ def decoder_transcripts(module: TinyPretrainModule, batch: dict, max_new_tokens:
         attention_mask=mask,
         max_new_tokens=max_new_tokens,
         do_sample=False,
-        num_beams=1,
+        num_beams=beams,
+        num_return_sequences=beams,
         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -75,15 +78,19 @@ def transcribe(
 
 
 def _read_batch(module: TinyPretrainModule, batch: dict, readouts: tuple[str, ...]) -> dict[str, list[str]]:
-    """One batch's transcripts by each of ``readouts``; the decoder runs once even when ``rescored``
-    needs its transcripts too."""
-    decoded = decoder_transcripts(module, batch) if {"decoder", "rescored"} & set(readouts) else []
+    """One batch's transcripts by each of ``readouts``."""
     read = {
         "ctc": lambda: module.ctc_transcripts(batch),
-        "decoder": lambda: decoded,
-        "rescored": lambda: rescored_transcripts(module, batch, decoded),
+        "decoder": lambda: decoder_transcripts(module, batch),
+        "rescored": lambda: rescored_transcripts(module, batch, _decoder_beams(module, batch)),
     }
     return {readout: read[readout]() for readout in readouts}
+
+
+def _decoder_beams(module: TinyPretrainModule, batch: dict) -> list[list[str]]:
+    """The decoder's ``DECODER_BEAMS`` best transcripts of each clip of ``batch``."""
+    flat = decoder_transcripts(module, batch, beams=DECODER_BEAMS)
+    return [flat[i : i + DECODER_BEAMS] for i in range(0, len(flat), DECODER_BEAMS)]
 
 
 def measure_error_rates(
