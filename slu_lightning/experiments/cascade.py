@@ -6,8 +6,8 @@ recognising the words and parsing them?
 ``slu-lightning transcribe --backbone DIR --manifest test.jsonl --out asr-test.jsonl`` reads the
 transcript out of the backbone's LLM decoder (``--readout decoder``, prompted as in pretraining) or,
 for a stand-in pretrained by ``pretrain-tiny``, by greedy CTC over its audio vectors
-(``--readout ctc``) or by rescoring a CTC beam and the decoder's transcript with both
-(``--readout rescored``: the best of the three on ``tiny-heard``, 0.2-0.5 s a clip on a CPU).
+(``--readout ctc``) or by rescoring a CTC beam and the decoder's beam with both
+(``--readout rescored``: the best of the three on ``tiny-heard``, 0.3-0.65 s a clip on a CPU).
 Each row keeps its id, utterance id, locale and labels; ``meta`` records the gold transcript and
 the recogniser, and the corpus-level WER is printed and written beside the output.
 ``CascadeCorpus`` with a ``recogniser`` runs this step itself on first use (``ensure_transcripts``).
