@@ -24,16 +24,14 @@ import torch
 
 from slu_lightning.data.datamodules import SLUDataset
 from slu_lightning.data.records import SLUExample
-from slu_lightning.evaluation.error_rates import corpus_cer, corpus_wer
-from slu_lightning.pretrain.asr_eval import clip_features, transcribe
+from slu_lightning.pretrain.asr_eval import clip_features, error_rates, transcribe
 from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
 from slu_lightning.pretrain.speaker_gap import gap_sets
 
 
 def read_out(module: TinyPretrainModule, examples: list[SLUExample]) -> str:
-    hypotheses = transcribe(module, examples, "ctc")["ctc"]
-    references = [example.text for example in examples]
-    return f"WER {corpus_wer(references, hypotheses):.3f} (CER {corpus_cer(references, hypotheses):.3f})"
+    rates = error_rates(examples, transcribe(module, examples, "ctc"))["ctc"]
+    return f"WER {rates['wer']:.3f} (CER {rates['cer']:.3f})"
 
 
 def train(args: argparse.Namespace, trained: list[SLUExample], heldout: list[SLUExample]) -> None:
