@@ -238,6 +238,12 @@ def coverage_main(args: list[str]) -> None:
     coverage(args)
 
 
+def compare_transcripts_main(args: list[str]) -> None:
+    from slu_lightning.experiments.transcript_wer import main as compare
+
+    compare(args)
+
+
 def speaker_gap_main(args: list[str]) -> None:
     from slu_lightning.pretrain.speaker_gap import main as speaker_gap
 
@@ -249,6 +255,7 @@ COMMANDS = {
     "synthesize": synthesize_main,
     "pretrain-tiny": pretrain_tiny_main,
     "transcribe": transcribe_main,
+    "compare-transcripts": compare_transcripts_main,
     "coverage": coverage_main,
     "speaker-gap": speaker_gap_main,
     "export": export_main,

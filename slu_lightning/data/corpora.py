@@ -106,6 +106,7 @@ class CascadeCorpus(Corpus):
         recogniser: str | None = None,
         readout: Literal["ctc", "decoder", "rescored"] = "ctc",
         batch_size: int = 32,
+        domain_lm: bool = False,
     ):
         """
         Args:
@@ -116,9 +117,15 @@ class CascadeCorpus(Corpus):
             readout: how the recogniser transcribes: greedy CTC over its audio vectors, its decoder,
                 or the CTC beam rescored by the decoder (``pretrain/rescoring.py``).
             batch_size: clips per transcription batch.
+            domain_lm: join a language model of ``base``'s training text to the rescored read-out
+                (``pretrain/domain_lm.py``): the text the parser learns from, spent on the
+                recogniser too.
         """
+        if domain_lm and readout != "rescored":
+            raise ValueError(f"domain_lm joins only the rescored read-out, not {readout!r}")
         self.base, self.transcripts = base, Path(transcripts)
         self.recogniser, self.readout, self.batch_size = recogniser, readout, batch_size
+        self.domain_lm = domain_lm
 
     def prepare(self) -> None:
         self.base.prepare()
@@ -134,7 +141,10 @@ class CascadeCorpus(Corpus):
 
         speech = self.base.speech("test", SkipLog())
         source = f"test speech of {self.base.describe()}"
-        ensure_transcripts(self.recogniser, speech, self.transcripts, self.readout, self.batch_size, source)
+        texts = [example.text for example in self.base.text("train", SkipLog())] if self.domain_lm else None
+        ensure_transcripts(
+            self.recogniser, speech, self.transcripts, self.readout, self.batch_size, source, texts
+        )
 
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         return [] if split == "test" else self.base.speech(split, skips)

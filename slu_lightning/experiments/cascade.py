@@ -7,7 +7,8 @@ recognising the words and parsing them?
 transcript out of the backbone's LLM decoder (``--readout decoder``, prompted as in pretraining) or,
 for a stand-in pretrained by ``pretrain-tiny``, by greedy CTC over its audio vectors
 (``--readout ctc``) or by rescoring a CTC beam and the decoder's beam with both
-(``--readout rescored``: the best of the three on ``tiny-heard``, 0.3-0.65 s a clip on a CPU).
+(``--readout rescored``: the best of the three on ``tiny-heard``, 0.3-0.65 s a clip on a CPU),
+optionally steered by a language model of the parser's training text (``--domain-text``).
 Each row keeps its id, utterance id, locale and labels; ``meta`` records the gold transcript and
 the recogniser, and the corpus-level WER is printed and written beside the output.
 ``CascadeCorpus`` with a ``recogniser`` runs this step itself on first use (``ensure_transcripts``).
@@ -30,6 +31,7 @@ from slu_lightning.evaluation.error_rates import corpus_wer
 from slu_lightning.model.backbone import resolve_backbone
 from slu_lightning.pretrain import rescoring
 from slu_lightning.pretrain.asr_eval import READOUTS, transcribe
+from slu_lightning.pretrain.domain_lm import domain_fusion, fusion_identity
 
 log = logging.getLogger(__name__)
 EMPTY = "(nothing recognised)"
@@ -38,31 +40,46 @@ stay so that the cascade is scored on every utterance."""
 
 
 def transcribe_manifest(
-    backbone: str, manifest: Path, out: Path, readout: str = "decoder", batch_size: int = 32
+    backbone: str,
+    manifest: Path,
+    out: Path,
+    readout: str = "decoder",
+    batch_size: int = 32,
+    domain_text: Path | None = None,
 ) -> dict:
-    """Write ``out``: the speech rows of ``manifest`` with their transcripts as text; returns a summary."""
+    """Write ``out``: the speech rows of ``manifest`` with their transcripts as text; returns a summary.
+    ``domain_text``: a manifest whose texts train the rescored read-out's domain language model."""
     speech = [example for example in read_manifest(manifest) if example.is_speech]
-    return transcribe_examples(backbone, speech, out, readout, batch_size, source=str(manifest))
+    texts = [example.text for example in read_manifest(domain_text)] if domain_text else None
+    return transcribe_examples(backbone, speech, out, readout, batch_size, str(manifest), texts)
 
 
 def transcribe_examples(
-    backbone: str, speech: list[SLUExample], out: Path, readout: str, batch_size: int, source: str
+    backbone: str,
+    speech: list[SLUExample],
+    out: Path,
+    readout: str,
+    batch_size: int,
+    source: str,
+    domain_text: list[str] | None = None,
 ) -> dict:
     """Write ``out``, the transcripts of ``speech`` as text rows, and ``out.summary.json``, which
-    names the recogniser (with a digest of its weights) and the ``source`` of the audio."""
+    names the recogniser (with a digest of its weights) and the ``source`` of the audio. With
+    ``domain_text``, a language model of those texts joins the rescored read-out."""
     from slu_lightning.pretrain.module import TinyPretrainModule
 
     if not speech:
         raise DataError("no rows with audio to transcribe", file=source)
     module = TinyPretrainModule(backbone=backbone)
-    hypotheses = transcribe(module, speech, readout, batch_size)[readout]
+    fusion = domain_fusion(domain_text, module.processor.tokenizer) if domain_text else None
+    hypotheses = transcribe(module, speech, readout, batch_size, fusion)[readout]
     rows = [
         _as_text(example, hypothesis, backbone, readout)
         for example, hypothesis in zip(speech, hypotheses, strict=True)
     ]
     write_manifest(out, rows)
     summary = {
-        **recogniser_identity(backbone, readout),
+        **recogniser_identity(backbone, readout, domain_text),
         "manifest": source,
         "rows": len(rows),
         "empty": sum(not h.strip() for h in hypotheses),
@@ -72,9 +89,13 @@ def transcribe_examples(
     return summary
 
 
-def recogniser_identity(backbone: str, readout: str) -> dict[str, str]:
+OPTIONAL_IDENTITY = ("rescoring", "domain_lm")
+"""Parts of a recogniser's identity that only some read-outs have."""
+
+
+def recogniser_identity(backbone: str, readout: str, domain_text: list[str] | None = None) -> dict:
     """What makes two transcript files interchangeable: the recogniser's name, its weights and
-    read-out (with the rescored read-out's settings)."""
+    read-out (with the rescored read-out's settings, and its domain language model's)."""
     digest = hashlib.sha256()
     directory = resolve_backbone(backbone)
     for weights in sorted(directory.glob("*.safetensors")):
@@ -82,6 +103,8 @@ def recogniser_identity(backbone: str, readout: str) -> dict[str, str]:
     identity = {"backbone": backbone, "backbone_sha256": digest.hexdigest(), "readout": readout}
     if readout == "rescored":  # its beam and weight change the transcripts as much as the weights do
         identity["rescoring"] = rescoring.SETTINGS
+    if domain_text:
+        identity["domain_lm"] = fusion_identity(domain_text)
     return identity
 
 
@@ -90,7 +113,13 @@ def summary_path(out: Path) -> Path:
 
 
 def ensure_transcripts(
-    backbone: str, speech: list[SLUExample], out: Path, readout: str, batch_size: int, source: str
+    backbone: str,
+    speech: list[SLUExample],
+    out: Path,
+    readout: str,
+    batch_size: int,
+    source: str,
+    domain_text: list[str] | None = None,
 ) -> None:
     """Write ``out`` unless it already holds this recogniser's transcripts of ``source``; a file made
     by another recogniser or of other audio is an error, never silently reused or overwritten."""
@@ -98,13 +127,14 @@ def ensure_transcripts(
         log.info(
             "transcribing %d test clips of %s with %s (%s read-out)", len(speech), source, backbone, readout
         )
-        transcribe_examples(backbone, speech, out, readout, batch_size, source)
+        transcribe_examples(backbone, speech, out, readout, batch_size, source, domain_text)
         return
-    wanted = {**recogniser_identity(backbone, readout), "manifest": source}
+    wanted = {**recogniser_identity(backbone, readout, domain_text), "manifest": source}
     found = json.loads(summary_path(out).read_text(encoding="utf-8")) if summary_path(out).is_file() else {}
-    differing = sorted(key for key, value in wanted.items() if found.get(key) != value)
+    keys = set(wanted) | set(OPTIONAL_IDENTITY)  # a part the file has and the request lacks differs too
+    differing = sorted(key for key in keys if found.get(key) != wanted.get(key))
     if differing:
-        changes = "; ".join(f"{key} {found.get(key)!r}, wanted {wanted[key]!r}" for key in differing)
+        changes = "; ".join(f"{key} {found.get(key)!r}, wanted {wanted.get(key)!r}" for key in differing)
         raise DataError(
             f"holds other transcripts ({changes}): delete it or name another transcripts file",
             file=str(out),
@@ -124,8 +154,16 @@ def main(args: list[str]) -> None:
     parser.add_argument("--out", type=Path, required=True, help="text manifest to write")
     parser.add_argument("--readout", choices=READOUTS, default="decoder")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--domain-text",
+        type=Path,
+        help="manifest (the parser's training split, never the test's) whose texts train a language "
+        "model that joins the rescored read-out",
+    )
     parsed = parser.parse_args(args)
+    if parsed.domain_text and parsed.readout != "rescored":
+        parser.error("--domain-text joins only --readout rescored")
     summary = transcribe_manifest(
-        parsed.backbone, parsed.manifest, parsed.out, parsed.readout, parsed.batch_size
+        parsed.backbone, parsed.manifest, parsed.out, parsed.readout, parsed.batch_size, parsed.domain_text
     )
     print(json.dumps(summary, indent=2))

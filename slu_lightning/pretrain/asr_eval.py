@@ -21,6 +21,7 @@ from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
 from slu_lightning.evaluation.error_rates import corpus_cer, corpus_wer
 from slu_lightning.pretrain.data import heldout_sample
+from slu_lightning.pretrain.domain_lm import LMFusion
 from slu_lightning.pretrain.module import TinyPretrainModule
 from slu_lightning.pretrain.rescoring import DECODER_BEAMS, rescored_transcripts
 
@@ -60,29 +61,35 @@ def transcribe(
     examples: list[SLUExample],
     readouts: str | tuple[str, ...] = CARD_READOUTS,
     batch_size: int = 32,
+    fusion: LMFusion | None = None,
 ) -> dict[str, list[str]]:
-    """Transcripts of ``examples``' clips by each read-out in ``readouts``, in order."""
+    """Transcripts of ``examples``' clips by each read-out in ``readouts``, in order; a ``fusion``
+    joins a domain language model to the ``rescored`` read-out."""
     readouts = (readouts,) if isinstance(readouts, str) else readouts
     unknown = sorted(set(readouts) - set(READOUTS))
     if unknown:
         raise ValueError(f"unknown read-outs {unknown}; choose from {READOUTS}")
+    if fusion is not None and "rescored" not in readouts:
+        raise ValueError(f"a domain language model joins only the rescored read-out, not {readouts}")
     module.eval()
     dataset = SLUDataset([(example, True) for example in examples], clip_features(module))
     hypotheses: dict[str, list[str]] = {readout: [] for readout in readouts}
     for start in tqdm(range(0, len(dataset), batch_size), desc="transcribing", unit="batch"):
         batch = module.collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         batch = move_data_to_device(batch, module.device)
-        for readout, written in _read_batch(module, batch, readouts).items():
+        for readout, written in _read_batch(module, batch, readouts, fusion).items():
             hypotheses[readout] += written
     return hypotheses
 
 
-def _read_batch(module: TinyPretrainModule, batch: dict, readouts: tuple[str, ...]) -> dict[str, list[str]]:
+def _read_batch(
+    module: TinyPretrainModule, batch: dict, readouts: tuple[str, ...], fusion: LMFusion | None
+) -> dict[str, list[str]]:
     """One batch's transcripts by each of ``readouts``."""
     read = {
         "ctc": lambda: module.ctc_transcripts(batch),
         "decoder": lambda: decoder_transcripts(module, batch),
-        "rescored": lambda: rescored_transcripts(module, batch, _decoder_beams(module, batch)),
+        "rescored": lambda: rescored_transcripts(module, batch, _decoder_beams(module, batch), fusion=fusion),
     }
     return {readout: read[readout]() for readout in readouts}
 

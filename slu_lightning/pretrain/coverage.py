@@ -135,13 +135,15 @@ def recognition_table(recognised: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def comparison_table(rows: list[tuple[str, np.ndarray]], seed: int) -> str:
-    """Each backbone's WER minus the first one's, paired on the same utterances."""
+def comparison_table(
+    rows: list[tuple[str, np.ndarray]], seed: int, what: str = "CTC read-out WER", label: str = "backbone"
+) -> str:
+    """Each row's WER minus the first one's, paired on the same utterances."""
     (first, baseline), *others = rows
     lines = [
-        f"\nCTC read-out WER against {first}, paired over {len(baseline)} utterances "
+        f"\n{what} against {first}, paired over {len(baseline)} utterances "
         f"({RESAMPLES} bootstrap resamples):\n",
-        "| backbone | WER | difference | 95 % CI | p |",
+        f"| {label} | WER | difference | 95 % CI | p |",
         "|---|---|---|---|---|",
     ]
     for name, other in others:

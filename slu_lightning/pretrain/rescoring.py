@@ -7,7 +7,8 @@ prompted to transcribe, is that language model, conditioned on the same clip, bu
 prior and drifts from the sound. The candidates are the ``BEAM`` most probable labelings of a CTC
 prefix beam search (summed over their paths) and the ``DECODER_BEAMS`` best transcripts of the
 decoder's beam search; each clip's transcript is the candidate with the best
-``(1 - weight) * log P_ctc + weight * log P_decoder``.
+``(1 - weight) * log P_ctc + weight * log P_decoder``. An ``LMFusion`` (``domain_lm.py``) adds a
+language model of the domain's text, in the beam search and in that score.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from slu_lightning.model.module import answer_cross_entropy
 from slu_lightning.pretrain.batches import training_form
+from slu_lightning.pretrain.domain_lm import LMFusion
 from slu_lightning.pretrain.objectives import ctc_log_probs
 
 BEAM = 32
@@ -49,12 +51,26 @@ def _logaddexp(a: float, b: float) -> float:
 
 
 def ctc_prefix_beam_search(
-    log_probs: Tensor, blank: int, beam: int = BEAM, prune: float = PRUNE
+    log_probs: Tensor,
+    blank: int,
+    beam: int = BEAM,
+    prune: float = PRUNE,
+    fusion: LMFusion | None = None,
 ) -> list[tuple[list[int], float]]:
     """The ``beam`` most probable labelings of ``log_probs`` (frames, vocabulary) and their CTC log
-    probabilities (all paths summed), best first. Exact when nothing is pruned and the beam holds
-    every prefix."""
+    probabilities (all paths summed). Exact when nothing is pruned and the beam holds every prefix.
+    With a ``fusion``, prefixes are kept by their CTC log probability plus its language-model
+    score (shallow fusion), so the language model steers which spellings survive."""
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # ending in blank, not
+    fused: dict[tuple[int, ...], float] = {(): 0.0}
+
+    def rank(prefix: tuple[int, ...]) -> float:
+        if fusion is None:
+            return 0.0
+        if prefix not in fused:
+            fused[prefix] = rank(prefix[:-1]) + fusion.token_score(prefix[:-1], prefix[-1])
+        return fused[prefix]
+
     for frame in log_probs.float().cpu():
         scores = frame.tolist()
         tried = torch.nonzero(frame > prune).flatten().tolist()
@@ -72,7 +88,7 @@ def ctc_prefix_beam_search(
                 else:
                     longer = grown[prefix + (token,)]
                     longer[1] = _logaddexp(longer[1], total + p)
-        scored = [(_logaddexp(*ends), prefix, ends) for prefix, ends in grown.items()]
+        scored = [(_logaddexp(*ends) + rank(prefix), prefix, ends) for prefix, ends in grown.items()]
         ranked = sorted((item for item in scored if item[0] > -math.inf), key=lambda item: -item[0])
         beams = {prefix: (ends[0], ends[1]) for _, prefix, ends in ranked[:beam]}
     return [(list(prefix), _logaddexp(*scores)) for prefix, scores in beams.items()]
@@ -111,25 +127,34 @@ def ctc_log_likelihood(log_probs: Tensor, ids: list[int], blank: int) -> float:
 
 @torch.no_grad()
 def rescored_transcripts(
-    module, batch: dict, decoded: list[list[str]], beam: int = BEAM, weight: float = DECODER_WEIGHT
+    module,
+    batch: dict,
+    decoded: list[list[str]],
+    beam: int = BEAM,
+    weight: float = DECODER_WEIGHT,
+    fusion: LMFusion | None = None,
 ) -> list[str]:
     """Each clip's best transcript among its CTC beam and its ``decoded`` candidates (the
-    decoder's beam), by CTC and decoder log-likelihood together."""
+    decoder's beam), by CTC and decoder log-likelihood together, and by a domain language model
+    when there is a ``fusion`` (which also steers the CTC beam)."""
     tokenizer = module.processor.tokenizer
     frames = batch["feature_attention_mask"].sum(-1).tolist()
     clips = module.audio_clips(batch)
     transcripts = []
     for clip, n_frames, decoder_texts in zip(clips, frames, decoded, strict=True):
         log_probs = ctc_log_probs(clip, module.embeddings)
-        candidates = ctc_prefix_beam_search(log_probs, module.blank, beam)
-        texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids, _ in candidates]
+        candidates = ctc_prefix_beam_search(log_probs, module.blank, beam, fusion=fusion)
+        ids = [labeling for labeling, _ in candidates]
         ctc = [score for _, score in candidates]
+        texts = [tokenizer.decode(labeling, skip_special_tokens=True) for labeling in ids]
         for text in dict.fromkeys(t.strip() for t in decoder_texts):
             if text and text not in texts:
-                ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+                ids.append(tokenizer(text, add_special_tokens=False)["input_ids"])
                 texts.append(text)
-                ctc.append(ctc_log_likelihood(log_probs, ids, module.blank))
+                ctc.append(ctc_log_likelihood(log_probs, ids[-1], module.blank))
         decoder = decoder_log_likelihoods(module, clip, int(n_frames), texts)
         scores = [(1 - weight) * c + weight * d for c, d in zip(ctc, decoder, strict=True)]
+        if fusion is not None:
+            scores = [score + fusion.sentence_score(i) for score, i in zip(scores, ids, strict=True)]
         transcripts.append(texts[max(range(len(texts)), key=scores.__getitem__)])
     return transcripts

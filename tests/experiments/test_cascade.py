@@ -91,6 +91,42 @@ def test_rescored_transcripts_made_with_other_settings_are_not_reused(tiny_backb
         ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, source="toy")
 
 
+def test_transcripts_with_a_domain_language_model_name_its_text_and_are_not_mixed_up(
+    tiny_backbone, toy_corpus, tmp_path
+):
+    speech = [example for example in read_manifest(toy_corpus / "test.jsonl") if example.is_speech][:2]
+    texts = [example.text for example in read_manifest(toy_corpus / "train.jsonl")]
+    out = tmp_path / "fused.jsonl"
+    ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, "toy", domain_text=texts)
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["domain_lm"]["sentences"] == len(texts) and summary["domain_lm"]["order"] == 4
+    ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, "toy", domain_text=texts)  # reused
+    with pytest.raises(DataError, match="holds other transcripts \\(domain_lm"):
+        ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, "toy", domain_text=texts[1:])
+    with pytest.raises(DataError, match="domain_lm"):
+        ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, "toy")  # made without one
+
+
+def test_a_domain_language_model_joins_only_the_rescored_read_out(tiny_backbone, toy_corpus, tmp_path):
+    base = ManifestCorpus(*(str(toy_corpus / f"{split}.jsonl") for split in ("train", "dev", "test")))
+    with pytest.raises(ValueError, match="domain_lm joins only the rescored read-out, not 'ctc'"):
+        CascadeCorpus(base, str(tmp_path / "asr.jsonl"), recogniser=str(tiny_backbone), domain_lm=True)
+    with pytest.raises(SystemExit):
+        cli(
+            [
+                "transcribe",
+                "--backbone",
+                str(tiny_backbone),
+                "--manifest",
+                str(toy_corpus / "test.jsonl"),
+                "--out",
+                str(tmp_path / "o.jsonl"),
+                "--domain-text",
+                str(toy_corpus / "train.jsonl"),
+            ]
+        )
+
+
 def test_a_cascade_corpus_with_a_recogniser_transcribes_its_base_test_speech_on_first_use(
     tiny_backbone, toy_corpus, tmp_path
 ):
