@@ -137,6 +137,20 @@ def make_demo_corpus(
     return out_dir
 
 
+def demo_texts(
+    split: str, per_locale: int, seed: int = 0, locales: Sequence[str] = LOCALES
+) -> list[SLUExample]:
+    """The ``per_locale`` utterances per locale that a demo corpus of ``seed`` with that many plans
+    for ``split``, as text rows and without synthesis: text is plentiful where speech is not. With a
+    larger ``per_locale`` than a corpus has, it is more text of the same split (templates, slots)."""
+    shares = partition(seed, list(locales))
+    return [
+        clip.example.as_text()
+        for locale in locales
+        for clip in _plan(Path("."), split, locale, shares[locale][SPLIT_USE[split]], per_locale, seed)
+    ]
+
+
 def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int | None) -> dict:
     """Write manifests and audio under ``root``; returns the summary for ``corpus.json``."""
     shares = partition(seed, locales)

@@ -257,3 +257,18 @@ def test_every_demo_config_decodes_long_enough_for_every_demo_answer(examples):
         longest,
         budgets,
     )
+
+
+def test_demo_texts_are_the_corpus_text_without_its_audio_at_any_size(examples):
+    count = SIZES["tiny"]["train"]
+    planned = demo_corpus.demo_texts("train", count, seed=0)
+    assert [(e.id, e.text, e.intent) for e in planned] == [
+        (e.id, e.text, e.intent) for e in examples["train"]
+    ]
+    assert all(example.audio is None for example in planned)
+    longer = demo_corpus.demo_texts("train", 3 * count, seed=0, locales=["de-DE"])
+    assert len(longer) == 3 * count and {e.locale for e in longer} == {"de-DE"}
+    heldout = {
+        e.meta["template"] for split in ("dev", "test") for e in examples[split] if e.locale == "de-DE"
+    }
+    assert not {e.meta["template"] for e in longer} & heldout  # more text, still only train templates

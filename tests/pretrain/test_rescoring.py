@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from slu_lightning.data.datamodules import SLUDataset
+from slu_lightning.data.demo_corpus import demo_texts
 from slu_lightning.evaluation.error_rates import corpus_wer
 from slu_lightning.pretrain.asr_eval import clip_features, slu_phrased_sample, transcribe
+from slu_lightning.pretrain.domain_lm import domain_fusion
 from slu_lightning.pretrain.module import TinyPretrainModule
 from slu_lightning.pretrain.rescoring import (
     ctc_log_likelihood,
@@ -83,3 +85,16 @@ def test_rescoring_hears_better_than_either_greedy_read_out(stand_in):
     references = [example.text for example in examples]
     ctc, decoder, rescored = (corpus_wer(references, heard[r]) for r in ("ctc", "decoder", "rescored"))
     assert rescored < min(ctc, decoder) - 0.02, (ctc, decoder, rescored)
+
+
+def test_a_language_model_of_the_training_text_steers_the_rescored_read_out_to_fewer_errors(stand_in):
+    module, examples = stand_in
+    train = demo_texts("train", 500, seed=1)  # the train split of the sample's corpus, 500 a locale
+    assert not {example.text for example in train} & {example.text for example in examples}
+    fusion = domain_fusion([example.text for example in train], module.processor.tokenizer)
+    references = [example.text for example in examples]
+    alone = corpus_wer(references, transcribe(module, examples, "rescored")["rescored"])
+    fused = corpus_wer(references, transcribe(module, examples, "rescored", fusion=fusion)["rescored"])
+    assert fused < alone - 0.05, (alone, fused)
+    with pytest.raises(ValueError, match="joins only the rescored read-out"):
+        transcribe(module, examples, "ctc", fusion=fusion)
