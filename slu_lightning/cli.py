@@ -144,7 +144,8 @@ def lightning_main(args: list[str] | None) -> None:
             "reload_dataloaders_every_n_epochs": 1,  # each epoch's loader is built from its curriculum phase
             "use_distributed_sampler": False,  # the DataModule splits data across ranks itself
             "num_sanity_val_steps": 0,
-            "plugins": [AtomicCheckpointIO()],
+            # by class path, not an instance, so that a run's config.yaml can be read back
+            "plugins": [{"class_path": f"{AtomicCheckpointIO.__module__}.{AtomicCheckpointIO.__name__}"}],
             "callbacks": [
                 CurriculumCallback(),
                 ProvenanceCallback(),

@@ -362,6 +362,15 @@ def test_checkpoints_are_written_atomically_beside_their_target(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
 
 
+def test_a_runs_saved_config_runs_it_again_with_atomic_checkpoints(trained, capsys):
+    """config.yaml names the checkpoint plugin by class path, so it parses back (it once held the
+    plugin's repr, which no later command could read)."""
+    _, run = trained
+    assert "class_path: slu_lightning.checkpoint_io.AtomicCheckpointIO" in (run / "config.yaml").read_text()
+    assert exit_code(["test", "--config", str(run / "config.yaml"), "--print_config"]) == 0
+    assert "Unable to serialize" not in capsys.readouterr().out
+
+
 def test_validate_decodes_and_writes_its_predictions(trained):
     config, run = trained
     main(
