@@ -137,14 +137,12 @@ class CascadeCorpus(Corpus):
                     file=str(self.transcripts),
                 )
             return
-        from slu_lightning.experiments.cascade import ensure_transcripts
+        from slu_lightning.experiments.cascade import Recogniser, ensure_transcripts
 
         speech = self.base.speech("test", SkipLog())
-        source = f"test speech of {self.base.describe()}"
         texts = [example.text for example in self.base.text("train", SkipLog())] if self.domain_lm else None
-        ensure_transcripts(
-            self.recogniser, speech, self.transcripts, self.readout, self.batch_size, source, texts
-        )
+        recogniser = Recogniser(self.recogniser, self.readout, self.batch_size, texts)
+        ensure_transcripts(recogniser, speech, self.transcripts, f"test speech of {self.base.describe()}")
 
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         return [] if split == "test" else self.base.speech(split, skips)

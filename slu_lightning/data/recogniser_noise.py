@@ -199,11 +199,11 @@ class RecogniserNoise:
 
     def prepare(self, corpus: Corpus, skips: SkipLog) -> None:
         """Transcribe the calibration clips unless their transcripts are already there."""
-        from slu_lightning.experiments.cascade import ensure_transcripts
+        from slu_lightning.experiments.cascade import Recogniser, ensure_transcripts
 
         clips = self.clips(corpus, skips)
         source = f"{len(clips)} speech training clips of {corpus.describe()}"
-        ensure_transcripts(self.recogniser, clips, self._path(clips), self.readout, 32, source)
+        ensure_transcripts(Recogniser(self.recogniser, self.readout), clips, self._path(clips), source)
 
     def channel(self, corpus: Corpus, skips: SkipLog, transcripts: list[SLUExample]) -> CharChannel:
         """The channel estimated from the calibration clips' (gold, recognised) transcripts; under

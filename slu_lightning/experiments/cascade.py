@@ -20,7 +20,7 @@ import argparse
 import hashlib
 import json
 import logging
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from slu_lightning.atomic import atomic_write_text
@@ -39,47 +39,65 @@ EMPTY = "(nothing recognised)"
 stay so that the cascade is scored on every utterance."""
 
 
-def transcribe_manifest(
-    backbone: str,
-    manifest: Path,
-    out: Path,
-    readout: str = "decoder",
-    batch_size: int = 32,
-    domain_text: Path | None = None,
-) -> dict:
-    """Write ``out``: the speech rows of ``manifest`` with their transcripts as text; returns a summary.
-    ``domain_text``: a manifest whose texts train the rescored read-out's domain language model."""
+@dataclass
+class Recogniser:
+    """What writes a cascade's transcripts: a backbone and its read-out, and for ``rescored`` the
+    texts of an optional domain language model (``pretrain/domain_lm.py``)."""
+
+    backbone: str
+    readout: str = "decoder"
+    batch_size: int = 32
+    domain_text: list[str] | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.domain_text and self.readout != "rescored":
+            raise ValueError(
+                f"a domain language model joins only the rescored read-out, not {self.readout!r}"
+            )
+
+    def identity(self) -> dict:
+        """What makes two transcript files interchangeable: the recogniser's name, its weights and
+        read-out (with the rescored read-out's settings, and its domain language model's)."""
+        digest = hashlib.sha256()
+        for weights in sorted(resolve_backbone(self.backbone).glob("*.safetensors")):
+            digest.update(weights.read_bytes())
+        identity = {"backbone": self.backbone, "backbone_sha256": digest.hexdigest(), "readout": self.readout}
+        if self.readout == "rescored":  # its beam and weight change the transcripts as much as the weights do
+            identity["rescoring"] = rescoring.SETTINGS
+        if self.domain_text:
+            identity["domain_lm"] = fusion_identity(self.domain_text)
+        return identity
+
+
+OPTIONAL_IDENTITY = ("rescoring", "domain_lm")
+"""Parts of a recogniser's identity that only some read-outs have."""
+
+
+def transcribe_manifest(recogniser: Recogniser, manifest: Path, out: Path) -> dict:
+    """Write ``out``: the speech rows of ``manifest`` with their transcripts as text; returns a summary."""
     speech = [example for example in read_manifest(manifest) if example.is_speech]
-    texts = [example.text for example in read_manifest(domain_text)] if domain_text else None
-    return transcribe_examples(backbone, speech, out, readout, batch_size, str(manifest), texts)
+    return transcribe_examples(recogniser, speech, out, str(manifest))
 
 
-def transcribe_examples(
-    backbone: str,
-    speech: list[SLUExample],
-    out: Path,
-    readout: str,
-    batch_size: int,
-    source: str,
-    domain_text: list[str] | None = None,
-) -> dict:
+def transcribe_examples(recogniser: Recogniser, speech: list[SLUExample], out: Path, source: str) -> dict:
     """Write ``out``, the transcripts of ``speech`` as text rows, and ``out.summary.json``, which
-    names the recogniser (with a digest of its weights) and the ``source`` of the audio. With
-    ``domain_text``, a language model of those texts joins the rescored read-out."""
+    names the recogniser (with a digest of its weights) and the ``source`` of the audio."""
     from slu_lightning.pretrain.module import TinyPretrainModule
 
     if not speech:
         raise DataError("no rows with audio to transcribe", file=source)
-    module = TinyPretrainModule(backbone=backbone)
-    fusion = domain_fusion(domain_text, module.processor.tokenizer) if domain_text else None
-    hypotheses = transcribe(module, speech, readout, batch_size, fusion)[readout]
+    module = TinyPretrainModule(backbone=recogniser.backbone)
+    texts = recogniser.domain_text
+    fusion = domain_fusion(texts, module.processor.tokenizer) if texts else None
+    readout = recogniser.readout
+    hypotheses = transcribe(module, speech, readout, recogniser.batch_size, fusion)[readout]
+    asr = f"{recogniser.backbone} ({readout})"
     rows = [
-        _as_text(example, hypothesis, backbone, readout)
-        for example, hypothesis in zip(speech, hypotheses, strict=True)
+        _as_text(example, hypothesis, asr) for example, hypothesis in zip(speech, hypotheses, strict=True)
     ]
     write_manifest(out, rows)
     summary = {
-        **recogniser_identity(backbone, readout, domain_text),
+        **recogniser.identity(),
         "manifest": source,
         "rows": len(rows),
         "empty": sum(not h.strip() for h in hypotheses),
@@ -89,47 +107,19 @@ def transcribe_examples(
     return summary
 
 
-OPTIONAL_IDENTITY = ("rescoring", "domain_lm")
-"""Parts of a recogniser's identity that only some read-outs have."""
-
-
-def recogniser_identity(backbone: str, readout: str, domain_text: list[str] | None = None) -> dict:
-    """What makes two transcript files interchangeable: the recogniser's name, its weights and
-    read-out (with the rescored read-out's settings, and its domain language model's)."""
-    digest = hashlib.sha256()
-    directory = resolve_backbone(backbone)
-    for weights in sorted(directory.glob("*.safetensors")):
-        digest.update(weights.read_bytes())
-    identity = {"backbone": backbone, "backbone_sha256": digest.hexdigest(), "readout": readout}
-    if readout == "rescored":  # its beam and weight change the transcripts as much as the weights do
-        identity["rescoring"] = rescoring.SETTINGS
-    if domain_text:
-        identity["domain_lm"] = fusion_identity(domain_text)
-    return identity
-
-
 def summary_path(out: Path) -> Path:
     return out.with_suffix(".summary.json")
 
 
-def ensure_transcripts(
-    backbone: str,
-    speech: list[SLUExample],
-    out: Path,
-    readout: str,
-    batch_size: int,
-    source: str,
-    domain_text: list[str] | None = None,
-) -> None:
+def ensure_transcripts(recogniser: Recogniser, speech: list[SLUExample], out: Path, source: str) -> None:
     """Write ``out`` unless it already holds this recogniser's transcripts of ``source``; a file made
     by another recogniser or of other audio is an error, never silently reused or overwritten."""
     if not out.is_file():
-        log.info(
-            "transcribing %d test clips of %s with %s (%s read-out)", len(speech), source, backbone, readout
-        )
-        transcribe_examples(backbone, speech, out, readout, batch_size, source, domain_text)
+        name = f"{recogniser.backbone} ({recogniser.readout} read-out)"
+        log.info("transcribing %d clips of %s with %s", len(speech), source, name)
+        transcribe_examples(recogniser, speech, out, source)
         return
-    wanted = {**recogniser_identity(backbone, readout, domain_text), "manifest": source}
+    wanted = {**recogniser.identity(), "manifest": source}
     found = json.loads(summary_path(out).read_text(encoding="utf-8")) if summary_path(out).is_file() else {}
     keys = set(wanted) | set(OPTIONAL_IDENTITY)  # a part the file has and the request lacks differs too
     differing = sorted(key for key in keys if found.get(key) != wanted.get(key))
@@ -142,8 +132,8 @@ def ensure_transcripts(
     log.info("reusing the transcripts in %s", out)
 
 
-def _as_text(example: SLUExample, hypothesis: str, backbone: str, readout: str) -> SLUExample:
-    meta = {**example.meta, "gold_text": example.text, "asr": f"{backbone} ({readout})"}
+def _as_text(example: SLUExample, hypothesis: str, asr: str) -> SLUExample:
+    meta = {**example.meta, "gold_text": example.text, "asr": asr}
     return replace(example, text=hypothesis.strip() or EMPTY, audio=None, source="cascade", meta=meta)
 
 
@@ -163,7 +153,7 @@ def main(args: list[str]) -> None:
     parsed = parser.parse_args(args)
     if parsed.domain_text and parsed.readout != "rescored":
         parser.error("--domain-text joins only --readout rescored")
-    summary = transcribe_manifest(
-        parsed.backbone, parsed.manifest, parsed.out, parsed.readout, parsed.batch_size, parsed.domain_text
-    )
+    texts = [example.text for example in read_manifest(parsed.domain_text)] if parsed.domain_text else None
+    recogniser = Recogniser(parsed.backbone, parsed.readout, parsed.batch_size, texts)
+    summary = transcribe_manifest(recogniser, parsed.manifest, parsed.out)
     print(json.dumps(summary, indent=2))

@@ -7,7 +7,20 @@ from slu_lightning.data.corpora import CascadeCorpus, ManifestCorpus
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.evaluation.error_rates import corpus_wer
-from slu_lightning.experiments.cascade import EMPTY, ensure_transcripts, transcribe_manifest
+from slu_lightning.experiments.cascade import EMPTY, Recogniser, ensure_transcripts, transcribe_manifest
+from slu_lightning.pretrain.domain_lm import fusion_identity
+
+
+def transcribe_command(backbone, manifest, out, *options) -> None:
+    cli(
+        ["transcribe", "--backbone", str(backbone), "--manifest", str(manifest), "--out", str(out)]
+        + [str(o) for o in options]
+    )
+
+
+def fused(backbone, texts: list[str]) -> Recogniser:
+    """The rescored read-out with a language model of ``texts``."""
+    return Recogniser(str(backbone), "rescored", 8, texts)
 
 
 @pytest.mark.parametrize("readout", ["ctc", "decoder", "rescored"])
@@ -15,7 +28,7 @@ def test_transcribe_turns_speech_rows_into_text_rows_with_the_same_labels(
     tiny_backbone, toy_corpus, tmp_path, readout
 ):
     out = tmp_path / f"{readout}.jsonl"
-    summary = transcribe_manifest(str(tiny_backbone), toy_corpus / "test.jsonl", out, readout, batch_size=3)
+    summary = transcribe_manifest(Recogniser(str(tiny_backbone), readout, 3), toy_corpus / "test.jsonl", out)
     gold, cascade = read_manifest(toy_corpus / "test.jsonl"), read_manifest(out)
     assert summary["rows"] == len(cascade) == len(gold)
     for original, row in zip(gold, cascade, strict=True):
@@ -39,17 +52,7 @@ def test_transcribe_command_refuses_a_manifest_without_audio(tiny_backbone, toy_
         "".join(json.dumps({k: v for k, v in r.items() if k != "audio"}) + "\n" for r in rows)
     )
     with pytest.raises(SystemExit):
-        cli(
-            [
-                "transcribe",
-                "--backbone",
-                str(tiny_backbone),
-                "--manifest",
-                str(text_only),
-                "--out",
-                str(tmp_path / "o"),
-            ]
-        )
+        transcribe_command(tiny_backbone, text_only, tmp_path / "o")
     assert "text.jsonl: no rows with audio to transcribe" in capsys.readouterr().err
 
 
@@ -58,37 +61,37 @@ def test_transcripts_are_written_once_reused_and_never_taken_from_another_recogn
 ):
     speech = [example for example in read_manifest(toy_corpus / "test.jsonl") if example.is_speech]
     out = tmp_path / "asr.jsonl"
-    ensure_transcripts(str(tiny_backbone), speech, out, "ctc", 8, source="toy test speech")
+    ensure_transcripts(Recogniser(str(tiny_backbone), "ctc", 8), speech, out, "toy test speech")
     written = out.stat().st_mtime_ns
-    ensure_transcripts(str(tiny_backbone), speech, out, "ctc", 8, source="toy test speech")
+    ensure_transcripts(Recogniser(str(tiny_backbone), "ctc", 8), speech, out, "toy test speech")
     assert out.stat().st_mtime_ns == written
     with pytest.raises(
         DataError, match=r"asr.jsonl: holds other transcripts \(readout 'ctc', wanted 'decoder'\)"
     ):
-        ensure_transcripts(str(tiny_backbone), speech, out, "decoder", 8, source="toy test speech")
+        ensure_transcripts(Recogniser(str(tiny_backbone), "decoder", 8), speech, out, "toy test speech")
     with pytest.raises(DataError, match="manifest 'toy test speech', wanted 'other clips'"):
-        ensure_transcripts(str(tiny_backbone), speech, out, "ctc", 8, source="other clips")
+        ensure_transcripts(Recogniser(str(tiny_backbone), "ctc", 8), speech, out, "other clips")
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     summary["backbone_sha256"] = "0" * 64  # the same name, other weights
     out.with_suffix(".summary.json").write_text(json.dumps(summary))
     with pytest.raises(DataError, match="backbone_sha256"):
-        ensure_transcripts(str(tiny_backbone), speech, out, "ctc", 8, source="toy test speech")
+        ensure_transcripts(Recogniser(str(tiny_backbone), "ctc", 8), speech, out, "toy test speech")
     assert out.stat().st_mtime_ns == written
 
 
 def test_rescored_transcripts_made_with_other_settings_are_not_reused(tiny_backbone, toy_corpus, tmp_path):
     speech = [example for example in read_manifest(toy_corpus / "test.jsonl") if example.is_speech][:2]
     out = tmp_path / "rescored.jsonl"
-    ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, source="toy")
+    ensure_transcripts(Recogniser(str(tiny_backbone), "rescored", 8), speech, out, "toy")
     written = out.stat().st_mtime_ns
-    ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, source="toy")  # reused
+    ensure_transcripts(Recogniser(str(tiny_backbone), "rescored", 8), speech, out, "toy")  # reused
     assert out.stat().st_mtime_ns == written
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["rescoring"]["beam"] == 32
     summary["rescoring"]["decoder_weight"] = 0.3  # an older version of the read-out
     out.with_suffix(".summary.json").write_text(json.dumps(summary))
     with pytest.raises(DataError, match="holds other transcripts \\(rescoring"):
-        ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, source="toy")
+        ensure_transcripts(Recogniser(str(tiny_backbone), "rescored", 8), speech, out, "toy")
 
 
 def test_transcripts_with_a_domain_language_model_name_its_text_and_are_not_mixed_up(
@@ -97,34 +100,41 @@ def test_transcripts_with_a_domain_language_model_name_its_text_and_are_not_mixe
     speech = [example for example in read_manifest(toy_corpus / "test.jsonl") if example.is_speech][:2]
     texts = [example.text for example in read_manifest(toy_corpus / "train.jsonl")]
     out = tmp_path / "fused.jsonl"
-    ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, "toy", domain_text=texts)
+    ensure_transcripts(fused(tiny_backbone, texts), speech, out, "toy")
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["domain_lm"]["sentences"] == len(texts) and summary["domain_lm"]["order"] == 4
-    ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, "toy", domain_text=texts)  # reused
+    ensure_transcripts(fused(tiny_backbone, texts), speech, out, "toy")  # reused
     with pytest.raises(DataError, match="holds other transcripts \\(domain_lm"):
-        ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, "toy", domain_text=texts[1:])
+        ensure_transcripts(fused(tiny_backbone, texts[1:]), speech, out, "toy")
     with pytest.raises(DataError, match="domain_lm"):
-        ensure_transcripts(str(tiny_backbone), speech, out, "rescored", 8, "toy")  # made without one
+        ensure_transcripts(Recogniser(str(tiny_backbone), "rescored", 8), speech, out, "toy")  # without one
+
+
+def test_a_cascade_corpus_counts_its_language_model_from_the_base_training_text(
+    tiny_backbone, toy_corpus, tmp_path
+):
+    base = ManifestCorpus(*(str(toy_corpus / f"{split}.jsonl") for split in ("train", "dev", "test")))
+    out = tmp_path / "asr.jsonl"
+    CascadeCorpus(base, str(out), str(tiny_backbone), "rescored", batch_size=4, domain_lm=True).prepare()
+    counted = json.loads(out.with_suffix(".summary.json").read_text())["domain_lm"]
+    training_text = [example.text for example in base.text("train", SkipLog())]
+    assert counted == fusion_identity(training_text) and counted["sentences"] == 24  # the training split
 
 
 def test_a_domain_language_model_joins_only_the_rescored_read_out(tiny_backbone, toy_corpus, tmp_path):
     base = ManifestCorpus(*(str(toy_corpus / f"{split}.jsonl") for split in ("train", "dev", "test")))
     with pytest.raises(ValueError, match="domain_lm joins only the rescored read-out, not 'ctc'"):
         CascadeCorpus(base, str(tmp_path / "asr.jsonl"), recogniser=str(tiny_backbone), domain_lm=True)
-    with pytest.raises(SystemExit):
-        cli(
-            [
-                "transcribe",
-                "--backbone",
-                str(tiny_backbone),
-                "--manifest",
-                str(toy_corpus / "test.jsonl"),
-                "--out",
-                str(tmp_path / "o.jsonl"),
-                "--domain-text",
-                str(toy_corpus / "train.jsonl"),
-            ]
+    with pytest.raises(SystemExit):  # the default read-out is the decoder's
+        transcribe_command(
+            tiny_backbone,
+            toy_corpus / "test.jsonl",
+            tmp_path / "o.jsonl",
+            "--domain-text",
+            toy_corpus / "train.jsonl",
         )
+    with pytest.raises(ValueError, match="joins only the rescored read-out, not 'ctc'"):
+        Recogniser(str(tiny_backbone), "ctc", domain_text=["a sentence"])
 
 
 def test_a_cascade_corpus_with_a_recogniser_transcribes_its_base_test_speech_on_first_use(
