@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from slu_lightning.atomic import atomic_write_text
+from slu_lightning.data.corpora import unique_utterances
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.readers.manifest import read_manifest, write_manifest
 from slu_lightning.data.records import SLUExample
@@ -153,7 +154,9 @@ def main(args: list[str]) -> None:
     parsed = parser.parse_args(args)
     if parsed.domain_text and parsed.readout != "rescored":
         parser.error("--domain-text joins only --readout rescored")
-    texts = [example.text for example in read_manifest(parsed.domain_text)] if parsed.domain_text else None
+    texts = None
+    if parsed.domain_text:  # one sentence per utterance, however many recordings it has
+        texts = [example.text for example in unique_utterances(read_manifest(parsed.domain_text))]
     recogniser = Recogniser(parsed.backbone, parsed.readout, parsed.batch_size, texts)
     summary = transcribe_manifest(recogniser, parsed.manifest, parsed.out)
     print(json.dumps(summary, indent=2))

@@ -121,6 +121,22 @@ def test_a_cascade_corpus_counts_its_language_model_from_the_base_training_text(
     assert counted == fusion_identity(training_text) and counted["sentences"] == 24  # the training split
 
 
+def test_the_transcribe_command_counts_each_utterance_of_its_domain_text_once(
+    tiny_backbone, toy_corpus, tmp_path
+):
+    rows = [json.loads(line) for line in (toy_corpus / "train.jsonl").read_text().splitlines()]
+    twice = [{**row, "utterance_id": row["id"]} for row in rows]
+    twice += [{**row, "id": row["id"] + "-again"} for row in twice]  # a second recording of each
+    domain = tmp_path / "train.jsonl"
+    domain.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "audio"}) + "\n" for r in twice))
+    out = tmp_path / "fused.jsonl"
+    transcribe_command(
+        tiny_backbone, toy_corpus / "test.jsonl", out, "--readout", "rescored", "--domain-text", domain
+    )
+    counted = json.loads(out.with_suffix(".summary.json").read_text())["domain_lm"]
+    assert counted == fusion_identity([row["text"] for row in rows])
+
+
 def test_a_domain_language_model_joins_only_the_rescored_read_out(tiny_backbone, toy_corpus, tmp_path):
     base = ManifestCorpus(*(str(toy_corpus / f"{split}.jsonl") for split in ("train", "dev", "test")))
     with pytest.raises(ValueError, match="domain_lm joins only the rescored read-out, not 'ctc'"):
