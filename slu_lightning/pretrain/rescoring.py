@@ -109,20 +109,21 @@ def decoder_log_likelihoods(module, clip: Tensor, n_frames: int, transcripts: li
     return (-sums).tolist()
 
 
-def ctc_log_likelihood(log_probs: Tensor, ids: list[int], blank: int) -> float:
-    """log P(``ids``) under the CTC posteriors ``log_probs`` (frames, vocabulary), all paths summed;
-    ``-inf`` for a labeling no path of that many frames spells."""
-    if not ids:
-        return float(log_probs[:, blank].float().sum())
-    loss = F.ctc_loss(
-        log_probs.float().cpu()[:, None],
-        torch.tensor([ids]),
-        torch.tensor([len(log_probs)]),
-        torch.tensor([len(ids)]),
+def ctc_log_likelihoods(log_probs: Tensor, labelings: list[list[int]], blank: int) -> list[float]:
+    """log P(each labeling) under the CTC posteriors ``log_probs`` (frames, vocabulary), all paths
+    summed, in one call; ``-inf`` for a labeling no path of that many frames spells."""
+    if not labelings:
+        return []
+    frames = log_probs.float().cpu()[:, None].expand(-1, len(labelings), -1)  # (frames, labelings, vocab)
+    losses = F.ctc_loss(
+        frames,
+        torch.tensor([token for labeling in labelings for token in labeling], dtype=torch.long),
+        torch.full((len(labelings),), len(log_probs), dtype=torch.long),
+        torch.tensor([len(labeling) for labeling in labelings], dtype=torch.long),
         blank=blank,
-        reduction="sum",
+        reduction="none",
     )
-    return -float(loss)
+    return (-losses).tolist()
 
 
 @torch.no_grad()
@@ -147,11 +148,12 @@ def rescored_transcripts(
         ids = [labeling for labeling, _ in candidates]
         ctc = [score for _, score in candidates]
         texts = [tokenizer.decode(labeling, skip_special_tokens=True) for labeling in ids]
-        for text in dict.fromkeys(t.strip() for t in decoder_texts):
-            if text and text not in texts:
-                ids.append(tokenizer(text, add_special_tokens=False)["input_ids"])
-                texts.append(text)
-                ctc.append(ctc_log_likelihood(log_probs, ids[-1], module.blank))
+        added = [
+            text for text in dict.fromkeys(t.strip() for t in decoder_texts) if text and text not in texts
+        ]
+        added_ids = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in added]
+        ids, texts = ids + added_ids, texts + added
+        ctc += ctc_log_likelihoods(log_probs, added_ids, module.blank)
         decoder = decoder_log_likelihoods(module, clip, int(n_frames), texts)
         scores = [(1 - weight) * c + weight * d for c, d in zip(ctc, decoder, strict=True)]
         if fusion is not None:

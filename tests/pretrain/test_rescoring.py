@@ -14,7 +14,7 @@ from slu_lightning.pretrain.asr_eval import clip_features, slu_phrased_sample, t
 from slu_lightning.pretrain.domain_lm import domain_fusion
 from slu_lightning.pretrain.module import TinyPretrainModule
 from slu_lightning.pretrain.rescoring import (
-    ctc_log_likelihood,
+    ctc_log_likelihoods,
     ctc_prefix_beam_search,
     decoder_log_likelihoods,
 )
@@ -46,9 +46,12 @@ def test_an_unpruned_beam_gives_every_labeling_its_exact_ctc_probability(seed):
     assert {tuple(ids) for ids, _ in found} == set(exact)  # repeats like (1, 1) included
     for ids, score in found:
         assert score == pytest.approx(exact[tuple(ids)], abs=1e-4)
-        assert ctc_log_likelihood(log_probs, ids, BLANK) == pytest.approx(score, abs=1e-4)
+    batched = ctc_log_likelihoods(log_probs, [ids for ids, _ in found], BLANK)  # () and repeats among them
+    assert batched == pytest.approx([score for _, score in found], abs=1e-4)
     assert [score for _, score in found] == sorted((score for _, score in found), reverse=True)
-    assert ctc_log_likelihood(log_probs, [1, 1, 1, 1], BLANK) == -math.inf  # needs 7 frames: 1 _ 1 _ 1 _ 1
+    assert ctc_log_likelihoods(log_probs, [[1, 1, 1, 1]], BLANK) == [
+        -math.inf
+    ]  # needs 7 frames: 1 _ 1 _ 1 _ 1
 
 
 def test_a_narrow_beam_still_finds_a_clear_best_labeling():
