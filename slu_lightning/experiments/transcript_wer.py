@@ -71,8 +71,8 @@ def main(args: list[str]) -> None:
     parser.add_argument("files", type=Path, nargs="+", help="transcript files; the first is the baseline")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
     parsed = parser.parse_args(args)
-    if len(parsed.files) < 2:
-        parser.error("name at least two transcript files")
+    if len(set(parsed.files)) != len(parsed.files) or len(parsed.files) < 2:
+        parser.error("name at least two transcript files, each once")
     examples, transcripts = aligned(parsed.files)
     rows = [(Path(name).stem, word_error_rows(examples, written)) for name, written in transcripts.items()]
     print(comparison_table(rows, parsed.seed, what="WER", label="transcripts"))

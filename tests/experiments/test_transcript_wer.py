@@ -47,3 +47,10 @@ def test_files_of_other_recordings_or_without_references_are_refused(tmp_path, c
     with pytest.raises(SystemExit):
         cli(["compare-transcripts", str(first), str(plain)])
     assert "plain.jsonl, record a: no meta.gold_text" in capsys.readouterr().err
+
+
+def test_one_file_named_twice_is_refused(tmp_path, capsys):
+    first = transcripts(tmp_path / "first.jsonl", {"a": "wake me up"})
+    with pytest.raises(SystemExit):
+        cli(["compare-transcripts", str(first), str(first)])
+    assert "each once" in capsys.readouterr().err
