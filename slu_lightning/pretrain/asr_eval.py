@@ -33,15 +33,20 @@ READOUTS = (*CARD_READOUTS, "rescored")
 
 @torch.no_grad()
 def decoder_transcripts(
-    module: TinyPretrainModule, batch: dict, max_new_tokens: int = 48, beams: int = 1
+    module: TinyPretrainModule,
+    batch: dict,
+    clips: list[torch.Tensor],
+    max_new_tokens: int = 48,
+    beams: int = 1,
 ) -> list[str]:
-    """Transcripts from the LLM decoder, given the transcription prompt and each clip: greedy, or
-    the ``beams`` best of a beam search per clip, clip after clip."""
+    """Transcripts from the LLM decoder, given the transcription prompt and each clip's audio
+    vectors (``clips``, of ``batch``): greedy, or the ``beams`` best of a beam search per clip, clip
+    after clip."""
     collator, model = module.collator, module.model
     prompts = [collator.student_prompt(int(n)) for n in batch["feature_attention_mask"].sum(-1)]
     ids, mask = pad_rows(prompts, collator.pad_id, left=True)  # (batch, tokens)
     ids, mask = ids.to(module.device), mask.to(module.device)
-    embeds = module.embed_with_audio(ids, module.audio_clips(batch))
+    embeds = module.embed_with_audio(ids, clips)
     tokenizer = module.processor.tokenizer
     output = model.generate(
         inputs_embeds=embeds,
@@ -85,18 +90,21 @@ def transcribe(
 def _read_batch(
     module: TinyPretrainModule, batch: dict, readouts: tuple[str, ...], fusion: LMFusion | None
 ) -> dict[str, list[str]]:
-    """One batch's transcripts by each of ``readouts``."""
+    """One batch's transcripts by each of ``readouts``, from one pass of the audio encoder."""
+    clips = module.audio_clips(batch)
     read = {
-        "ctc": lambda: module.ctc_transcripts(batch),
-        "decoder": lambda: decoder_transcripts(module, batch),
-        "rescored": lambda: rescored_transcripts(module, batch, _decoder_beams(module, batch), fusion=fusion),
+        "ctc": lambda: module.ctc_transcripts(clips),
+        "decoder": lambda: decoder_transcripts(module, batch, clips),
+        "rescored": lambda: rescored_transcripts(
+            module, batch, clips, _decoder_beams(module, batch, clips), fusion=fusion
+        ),
     }
     return {readout: read[readout]() for readout in readouts}
 
 
-def _decoder_beams(module: TinyPretrainModule, batch: dict) -> list[list[str]]:
+def _decoder_beams(module: TinyPretrainModule, batch: dict, clips: list[torch.Tensor]) -> list[list[str]]:
     """The decoder's ``DECODER_BEAMS`` best transcripts of each clip of ``batch``."""
-    flat = decoder_transcripts(module, batch, beams=DECODER_BEAMS)
+    flat = decoder_transcripts(module, batch, clips, beams=DECODER_BEAMS)
     return [flat[i : i + DECODER_BEAMS] for i in range(0, len(flat), DECODER_BEAMS)]
 
 

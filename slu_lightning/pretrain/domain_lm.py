@@ -38,7 +38,7 @@ class TokenNgram:
     """log P(token | the previous ``order - 1`` tokens), trained on token-id sentences."""
 
     def __init__(
-        self, sentences: Iterable[Sequence[int]], vocab_size: int, order: int = 4, discount: float = 0.75
+        self, sentences: Iterable[Sequence[int]], vocab_size: int, order: int = ORDER, discount: float = 0.75
     ):
         """
         Args:

@@ -190,7 +190,7 @@ class TinyPretrainModule(L.LightningModule):
         others = references[1:] + references[:1]
         gain = self.reading_loss(references, others) - self.reading_loss(references, references)
         self.log("val/input_gain", gain, batch_size=len(references))
-        hypotheses = self.ctc_transcripts(batch)
+        hypotheses = self.ctc_transcripts(self.audio_clips(batch))
         for unit in ("wer", "cer"):
             errors, total = error_counts(references, hypotheses, unit)
             self.log(f"val/ctc_{unit}", errors / total, batch_size=total, prog_bar=unit == "wer")
@@ -208,9 +208,9 @@ class TinyPretrainModule(L.LightningModule):
         return self.answer_loss(hidden, rows["read_labels"])
 
     @torch.no_grad()
-    def ctc_transcripts(self, batch: dict) -> list[str]:
-        """Greedy CTC read-out of each clip, decoded to text."""
-        ids = greedy_ctc_ids(self.audio_clips(batch), self.embeddings, self.blank)
+    def ctc_transcripts(self, clips: list[torch.Tensor]) -> list[str]:
+        """Greedy CTC read-out of each clip's audio vectors (``audio_clips``), decoded to text."""
+        ids = greedy_ctc_ids(clips, self.embeddings, self.blank)
         return self.processor.tokenizer.batch_decode(ids, skip_special_tokens=True)
 
     def configure_optimizers(self):

@@ -130,17 +130,17 @@ def ctc_log_likelihoods(log_probs: Tensor, labelings: list[list[int]], blank: in
 def rescored_transcripts(
     module,
     batch: dict,
+    clips: list[Tensor],
     decoded: list[list[str]],
     beam: int = BEAM,
     weight: float = DECODER_WEIGHT,
     fusion: LMFusion | None = None,
 ) -> list[str]:
-    """Each clip's best transcript among its CTC beam and its ``decoded`` candidates (the
-    decoder's beam), by CTC and decoder log-likelihood together, and by a domain language model
-    when there is a ``fusion`` (which also steers the CTC beam)."""
+    """Each clip's best transcript (``clips``: the audio vectors of ``batch``) among its CTC beam
+    and its ``decoded`` candidates (the decoder's beam), by CTC and decoder log-likelihood together,
+    and by a domain language model when there is a ``fusion`` (which also steers the CTC beam)."""
     tokenizer = module.processor.tokenizer
     frames = batch["feature_attention_mask"].sum(-1).tolist()
-    clips = module.audio_clips(batch)
     transcripts = []
     for clip, n_frames, decoder_texts in zip(clips, frames, decoded, strict=True):
         log_probs = ctc_log_probs(clip, module.embeddings)
