@@ -13,6 +13,7 @@ from typing import Literal
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
+from slu_lightning.pretrain.domain_lm import require_fused_readout
 
 Split = Literal["train", "dev", "test"]
 
@@ -121,8 +122,8 @@ class CascadeCorpus(Corpus):
                 (``pretrain/domain_lm.py``): the text the parser learns from, spent on the
                 recogniser too.
         """
-        if domain_lm and readout != "rescored":
-            raise ValueError(f"domain_lm joins only the rescored read-out, not {readout!r}")
+        if domain_lm:
+            require_fused_readout(readout)
         self.base, self.transcripts = base, Path(transcripts)
         self.recogniser, self.readout, self.batch_size = recogniser, readout, batch_size
         self.domain_lm = domain_lm

@@ -32,7 +32,7 @@ from slu_lightning.evaluation.error_rates import corpus_wer
 from slu_lightning.model.backbone import resolve_backbone
 from slu_lightning.pretrain import rescoring
 from slu_lightning.pretrain.asr_eval import READOUTS, transcribe
-from slu_lightning.pretrain.domain_lm import domain_fusion, fusion_identity
+from slu_lightning.pretrain.domain_lm import domain_fusion, fusion_identity, require_fused_readout
 
 log = logging.getLogger(__name__)
 EMPTY = "(nothing recognised)"
@@ -51,10 +51,8 @@ class Recogniser:
     domain_text: list[str] | None = field(default=None, repr=False)
 
     def __post_init__(self):
-        if self.domain_text and self.readout != "rescored":
-            raise ValueError(
-                f"a domain language model joins only the rescored read-out, not {self.readout!r}"
-            )
+        if self.domain_text:
+            require_fused_readout(self.readout)
 
     def identity(self) -> dict:
         """What makes two transcript files interchangeable: the recogniser's name, its weights and
@@ -152,11 +150,12 @@ def main(args: list[str]) -> None:
         "model that joins the rescored read-out",
     )
     parsed = parser.parse_args(args)
-    if parsed.domain_text and parsed.readout != "rescored":
-        parser.error("--domain-text joins only --readout rescored")
     texts = None
     if parsed.domain_text:  # one sentence per utterance, however many recordings it has
         texts = [example.text for example in unique_utterances(read_manifest(parsed.domain_text))]
-    recogniser = Recogniser(parsed.backbone, parsed.readout, parsed.batch_size, texts)
+    try:
+        recogniser = Recogniser(parsed.backbone, parsed.readout, parsed.batch_size, texts)
+    except ValueError as error:
+        parser.error(f"--domain-text: {error}")
     summary = transcribe_manifest(recogniser, parsed.manifest, parsed.out)
     print(json.dumps(summary, indent=2))

@@ -21,7 +21,7 @@ from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
 from slu_lightning.evaluation.error_rates import corpus_cer, corpus_wer
 from slu_lightning.pretrain.data import heldout_sample
-from slu_lightning.pretrain.domain_lm import LMFusion
+from slu_lightning.pretrain.domain_lm import LMFusion, require_fused_readout
 from slu_lightning.pretrain.module import TinyPretrainModule
 from slu_lightning.pretrain.rescoring import DECODER_BEAMS, rescored_transcripts
 
@@ -74,8 +74,8 @@ def transcribe(
     unknown = sorted(set(readouts) - set(READOUTS))
     if unknown:
         raise ValueError(f"unknown read-outs {unknown}; choose from {READOUTS}")
-    if fusion is not None and "rescored" not in readouts:
-        raise ValueError(f"a domain language model joins only the rescored read-out, not {readouts}")
+    if fusion is not None:
+        require_fused_readout(readouts)
     module.eval()
     dataset = SLUDataset([(example, True) for example in examples], clip_features(module))
     hypotheses: dict[str, list[str]] = {readout: [] for readout in readouts}

@@ -32,6 +32,9 @@ on 160 of the demo's dev recordings (held-out voices; 0.534 WER without it) from
 weights 0.3-2.0 and bonuses 0-6 (research log, *A language model of the training text*)."""
 TOKEN_BONUS = 4.0
 """Score added per token, chosen with ``LM_WEIGHT`` (0.359 WER on those recordings)."""
+FUSED_READOUT = "rescored"
+"""The one read-out a domain language model joins: it steers that read-out's CTC beam and adds to
+each candidate's score; greedy read-outs have nothing for it to choose between."""
 
 
 class TokenNgram:
@@ -151,3 +154,11 @@ def fusion_identity(texts: Sequence[str]) -> dict:
         "sentences": len(texts),
         "text_sha256": digest,
     }
+
+
+def require_fused_readout(readouts: str | Sequence[str]) -> None:
+    """Refuse a domain language model for ``readouts`` unless ``FUSED_READOUT`` is among them: one
+    rule for every entry point (the transcribe command, cascade and noise configs, ``transcribe``)."""
+    named = (readouts,) if isinstance(readouts, str) else tuple(readouts)
+    if FUSED_READOUT not in named:
+        raise ValueError(f"a domain language model joins only the {FUSED_READOUT} read-out, not {readouts!r}")

@@ -139,7 +139,7 @@ def test_the_transcribe_command_counts_each_utterance_of_its_domain_text_once(
 
 def test_a_domain_language_model_joins_only_the_rescored_read_out(tiny_backbone, toy_corpus, tmp_path):
     base = ManifestCorpus(*(str(toy_corpus / f"{split}.jsonl") for split in ("train", "dev", "test")))
-    with pytest.raises(ValueError, match="domain_lm joins only the rescored read-out, not 'ctc'"):
+    with pytest.raises(ValueError, match="joins only the rescored read-out, not 'ctc'"):
         CascadeCorpus(base, str(tmp_path / "asr.jsonl"), recogniser=str(tiny_backbone), domain_lm=True)
     with pytest.raises(SystemExit):  # the default read-out is the decoder's
         transcribe_command(
