@@ -14,10 +14,12 @@ from slu_lightning.data.datamodules import (
     TextOnlyDataModule,
     prompt_length,
 )
-from slu_lightning.data.errors import DataError
+from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.recogniser_noise import RecogniserNoise
 from slu_lightning.data.subsets import SpeechSubset
 from slu_lightning.model.module import GenerationSettings, SLUModule
+from slu_lightning.pretrain.domain_lm import fusion_identity
 
 TEXT, BOTH = {"text": SourceMix()}, {"text": SourceMix(), "speech": SourceMix()}
 
@@ -204,6 +206,27 @@ def test_recogniser_noise_reuses_its_transcripts_only_for_the_same_recogniser(
     other = replace(calibration, recogniser=str(tiny_backbone))
     with pytest.raises(DataError, match="holds other transcripts"):
         TextOnlyDataModule(corpus(toy_corpus), recogniser_noise=other).prepare_data()
+
+
+def test_lm_steered_calibration_leaves_the_calibration_sentences_out_of_the_language_model(
+    toy_corpus, tmp_path
+):
+    noise = RecogniserNoise(
+        speech_subset=SpeechSubset(0.25),
+        readout="rescored",
+        domain_lm=True,
+        transcripts=str(tmp_path / "cal.jsonl"),
+    )
+    TextOnlyDataModule(corpus(toy_corpus), recogniser_noise=noise).prepare_data()
+    clips = {row.utterance_id for row in read_manifest(tmp_path / "cal.jsonl")}
+    train = corpus(toy_corpus).text("train", SkipLog())
+    known = [e.text for e in train if e.utterance_id not in clips]
+    assert len(clips) == 6 and len(known) == 18
+    summary = json.loads((tmp_path / "cal.summary.json").read_text())
+    assert summary["readout"] == "rescored" and summary["domain_lm"] == fusion_identity(known)
+    assert summary["domain_lm"] != fusion_identity([e.text for e in train])
+    with pytest.raises(ValueError, match="joins only the rescored read-out, not 'ctc'"):
+        RecogniserNoise(domain_lm=True)
 
 
 def test_uniform_noise_draws_replacements_from_the_transcripts_characters(toy_corpus, calibration):

@@ -4,7 +4,11 @@ import random
 
 import pytest
 
-from slu_lightning.data.recogniser_noise import CharChannel, aligned_characters
+from slu_lightning.data.corpora import ManifestCorpus
+from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.readers.manifest import write_manifest
+from slu_lightning.data.recogniser_noise import CharChannel, RecogniserNoise, aligned_characters
+from slu_lightning.data.records import SLUExample
 
 
 def test_alignment_pairs_every_character_with_its_counterpart_or_a_gap():
@@ -57,3 +61,23 @@ def test_the_uniform_channel_keeps_the_rates_and_forgets_the_confusions():
     # each g is deleted or replaced at the overall rates (1/30 each); each other character, replaced
     # at 1/30, becomes a g 1 time in 11
     assert corrupted.count("g") / 2000 == pytest.approx(3 * (1 - 2 / 30) + 27 / 30 / 11, abs=0.06)
+
+
+def test_the_lm_holdout_key_leaves_out_each_sentence_sharing_a_calibration_clips_value(tmp_path):
+    def row(i: int, locale: str, template: str | None) -> SLUExample:
+        meta = {"template": template} if template else {}
+        return SLUExample(f"u{i}", locale, f"sentence {i}", "alarm", "set", meta=meta)
+
+    rows = [row(0, "en-US", "A"), row(1, "en-US", "A"), row(2, "fr-FR", "A"), row(3, "en-US", "B")]
+    write_manifest(tmp_path / "train.jsonl", rows)
+    corpus = ManifestCorpus(*(str(tmp_path / "train.jsonl") for _ in range(3)))
+    clips = rows[:1]
+    by_sentence = RecogniserNoise(readout="rescored", domain_lm=True)
+    assert by_sentence.domain_text(corpus, clips, SkipLog()) == ["sentence 1", "sentence 2", "sentence 3"]
+    by_template = RecogniserNoise(readout="rescored", domain_lm=True, lm_holdout_key="template")
+    assert by_template.domain_text(corpus, clips, SkipLog()) == ["sentence 2", "sentence 3"]
+    write_manifest(tmp_path / "train.jsonl", [*rows, row(4, "en-US", None)])
+    with pytest.raises(DataError, match="record u4: recogniser_noise.lm_holdout_key: no meta field"):
+        by_template.domain_text(corpus, clips, SkipLog())
+    with pytest.raises(ValueError, match="lm_holdout_key needs domain_lm"):
+        RecogniserNoise(lm_holdout_key="template")
