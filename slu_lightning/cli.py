@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from slu_lightning.checkpoint_io import AtomicCheckpointIO
@@ -28,6 +28,7 @@ from slu_lightning.model.module import CheckpointError, SLUModule
 from slu_lightning.preemption import PreemptionCallback
 from slu_lightning.pretrain.recipe import PretrainError
 from slu_lightning.provenance import ProvenanceCallback
+from slu_lightning.run_checkpoint import RunCheckpoint
 
 log = logging.getLogger("slu_lightning")
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
@@ -48,7 +49,7 @@ class SLUCli(LightningCLI):
             help="Run name: fixes the log and checkpoint directory <run.root>/<run.name>.",
         )
         parser.add_argument("--run.root", type=str, default="logs", help="Folder holding all runs.")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "checkpoint.save_last": True,

@@ -87,6 +87,8 @@ def trained(toy_corpus, tmp_path_factory):
 def test_fit_writes_a_named_run_directory(trained):
     _, run = trained
     assert (run / "checkpoints" / "last.ckpt").is_file()
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["callbacks"]
+    assert any(key.startswith("RunCheckpoint{") for key in saved)  # last.ckpt follows every epoch
     assert (run / "config.yaml").is_file() and list(run.glob("events.out.tfevents.*"))
     assert len((run / "speech_subset_ids.txt").read_text().split()) == 6
     summary = json.loads((run / "training_data.json").read_text())

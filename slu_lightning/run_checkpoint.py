@@ -1,0 +1,45 @@
+"""The CLI's checkpoint callback: the best checkpoint by the monitored metric, and ``last.ckpt``
+always the run's latest state.
+
+Since Lightning 2.6, ``ModelCheckpoint(save_last=True)`` writes ``last.ckpt`` only at a step where it
+also saves a top-k checkpoint. With ``monitor: val/loss`` and ``save_top_k: 1`` (the CLI's defaults),
+an epoch whose validation loss does not improve leaves ``last.ckpt`` at the best epoch: the final
+epochs of a run vanish from it. ``--ckpt_path last`` then tests an earlier model, and a resumed run
+repeats epochs it had trained (a curriculum its speech phase). ``RunCheckpoint`` saves ``last.ckpt``
+at every point where the parent may save, as Lightning did before 2.6 and as resuming needs.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` follows every validated epoch, improved or not.
+
+    Only a step that was validated gets a new ``last.ckpt``: an epoch that ``max_steps`` cuts short
+    also ends in ``on_train_epoch_end``, and a checkpoint saved there resumes as if that epoch had
+    been completed, skipping the rest of it.
+    """
+
+    _validated_at: int | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if trainer.sanity_checking:
+            return
+        self._validated_at = trainer.global_step
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_latest(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer) and self._validated_at == trainer.global_step:
+            self._save_latest(trainer)
+
+    def _save_latest(self, trainer: L.Trainer) -> None:
+        """Save ``last.ckpt`` unless the parent saved a checkpoint at this step (it then wrote
+        ``last.ckpt`` too) or would save none here (not fitting)."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -1,0 +1,57 @@
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from slu_lightning.run_checkpoint import RunCheckpoint
+
+
+class WorseEveryEpoch(L.LightningModule):
+    """A linear layer whose logged validation loss rises each epoch: only epoch 0 is ever the best."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val/loss", float(self.current_epoch))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2)
+
+    def val_dataloader(self):
+        return self.train_dataloader()
+
+
+def fit(tmp_path, callback: type[ModelCheckpoint], **limits) -> L.Trainer:
+    """Fit ``WorseEveryEpoch`` under ``limits`` (max_epochs / max_steps), checkpoints in ``tmp_path``."""
+    checkpoint = callback(dirpath=tmp_path, monitor="val/loss", save_last=True, filename="best-{epoch}")
+    trainer = L.Trainer(callbacks=[checkpoint], logger=False, enable_progress_bar=False, **limits)
+    trainer.fit(WorseEveryEpoch())
+    return trainer
+
+
+def last_step(tmp_path) -> int:
+    return torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"]
+
+
+@pytest.mark.parametrize(("callback", "step"), [(ModelCheckpoint, 2), (RunCheckpoint, 6)])
+def test_last_ckpt_holds_the_final_epoch_even_when_validation_got_worse(tmp_path, callback, step):
+    """Lightning 2.6's ModelCheckpoint leaves last.ckpt at the best epoch (step 2 of 6); RunCheckpoint
+    keeps it at the run's latest state, and still keeps the best checkpoint apart."""
+    fit(tmp_path, callback, max_epochs=3)
+    assert last_step(tmp_path) == step
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-epoch=0.ckpt", "last.ckpt"]
+
+
+def test_an_epoch_cut_short_by_max_steps_leaves_last_ckpt_at_the_last_validated_step(tmp_path):
+    """A checkpoint saved at the end of a cut-short epoch would resume past the rest of it."""
+    assert fit(tmp_path, RunCheckpoint, max_steps=5).global_step == 5
+    assert last_step(tmp_path) == 4
