@@ -190,7 +190,8 @@ class RecogniserNoise:
     model still knows their templates, and the calibration transcripts read 0.166 WER where the
     test's read 0.359 (0.350 with their templates left out; research log)."""
     transcripts: str | None = None
-    """The calibration transcripts' file; None: under the cache folder, named by recogniser and clips."""
+    """The calibration transcripts' file; None: under the cache folder, named by recogniser, read-out
+    (with what its language model leaves out) and clips."""
     smoothing: float = 20.0
     """``CharChannel.smoothing``."""
     confusions: Literal["recogniser", "uniform"] = "recogniser"
@@ -273,6 +274,11 @@ class RecogniserNoise:
         if self.transcripts is not None:
             return Path(self.transcripts)
         key = hashlib.sha256("\n".join(sorted(c.id for c in clips)).encode()).hexdigest()[:12]
-        readout = f"{self.readout}-lm" if self.domain_lm else self.readout
-        name = f"{Path(self.recogniser).name}-{readout}-{len(clips)}clips-{key}.jsonl"
+        name = f"{Path(self.recogniser).name}-{self._readout_name()}-{len(clips)}clips-{key}.jsonl"
         return cache_root() / "recognised" / name
+
+    def _readout_name(self) -> str:
+        """The read-out and what its language model leaves out, so that each setting has its file."""
+        if not self.domain_lm:
+            return self.readout
+        return f"{self.readout}-lm-no{self.lm_holdout_key}" if self.lm_holdout_key else f"{self.readout}-lm"

@@ -57,10 +57,10 @@ def ctc_prefix_beam_search(
     prune: float = PRUNE,
     fusion: LMFusion | None = None,
 ) -> list[tuple[list[int], float]]:
-    """The ``beam`` most probable labelings of ``log_probs`` (frames, vocabulary) and their CTC log
-    probabilities (all paths summed). Exact when nothing is pruned and the beam holds every prefix.
-    With a ``fusion``, prefixes are kept by their CTC log probability plus its language-model
-    score (shallow fusion), so the language model steers which spellings survive."""
+    """The ``beam`` most probable labelings of ``log_probs`` (frames, vocabulary), best first, and
+    their CTC log probabilities (all paths summed). Exact when nothing is pruned and the beam holds
+    every prefix. With a ``fusion``, prefixes are kept and ordered by their CTC log probability plus
+    its language-model score (shallow fusion), so the language model steers which spellings survive."""
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -math.inf)}  # ending in blank, not
     fused: dict[tuple[int, ...], float] = {(): 0.0}
 

@@ -81,3 +81,18 @@ def test_the_lm_holdout_key_leaves_out_each_sentence_sharing_a_calibration_clips
         by_template.domain_text(corpus, clips, SkipLog())
     with pytest.raises(ValueError, match="lm_holdout_key needs domain_lm"):
         RecogniserNoise(lm_holdout_key="template")
+
+
+def test_each_read_out_and_language_model_hold_out_keeps_its_own_transcripts_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("SLU_LIGHTNING_CACHE", str(tmp_path))
+    clips = [SLUExample("u0", "en-US", "wake me up", "alarm", "set")]
+    settings = [
+        RecogniserNoise(),
+        RecogniserNoise(readout="rescored"),
+        RecogniserNoise(readout="rescored", domain_lm=True),
+        RecogniserNoise(readout="rescored", domain_lm=True, lm_holdout_key="template"),
+        RecogniserNoise(readout="rescored", domain_lm=True, lm_holdout_key="scenario"),
+    ]
+    paths = [setting._path(clips) for setting in settings]
+    assert len(set(paths)) == len(settings) and all(p.parent == tmp_path / "recognised" for p in paths)
+    assert paths[3].name.startswith("tiny-heard-rescored-lm-notemplate-1clips-")
