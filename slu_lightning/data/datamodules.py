@@ -22,7 +22,6 @@ import hashlib
 import json
 import logging
 import random
-import signal
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -48,6 +47,7 @@ from slu_lightning.data.recogniser_noise import CharChannel, RecogniserNoise
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler, resume_batch
 from slu_lightning.data.subsets import SpeechSubset, write_ids
+from slu_lightning.data.workers import ignore_stop_signals, kill_workers_at_exit
 from slu_lightning.task import PromptTemplate, label_inventory
 
 log = logging.getLogger(__name__)
@@ -407,6 +407,8 @@ class SLUDataModule(L.LightningDataModule):
     def _loader(self, entries: list[Entry], kind: str, batch_sampler) -> DataLoader:
         if self.extractor is None:
             raise RuntimeError("call connect() before asking for dataloaders (the CLI does this)")
+        if self.num_workers:
+            kill_workers_at_exit()
         return DataLoader(
             SLUDataset(entries, self.extractor),
             batch_sampler=batch_sampler,
@@ -451,13 +453,6 @@ class SLUDataModule(L.LightningDataModule):
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-
-
-def ignore_stop_signals(worker_id: int) -> None:
-    """Workers leave SIGINT/SIGTERM to the main process, which saves before exiting: a signal sent to
-    the whole process group (Ctrl-C, SLURM) would otherwise kill them and abort the run unsaved."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def audio_inputs(source: str | None) -> list[SLUExample]:

@@ -24,11 +24,12 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader
 
-from slu_lightning.data.datamodules import SLUDataset, ignore_stop_signals
+from slu_lightning.data.datamodules import SLUDataset
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler, resume_batch
+from slu_lightning.data.workers import ignore_stop_signals, kill_workers_at_exit
 from slu_lightning.pretrain.augment import AugmentedCollator, SpecAugment
 
 
@@ -74,6 +75,8 @@ class PretrainDataModule(L.LightningDataModule):
         return self._loader(self.val, SequentialBatchSampler(len(self.val), self.batch_size), self.collator)
 
     def _loader(self, examples: list[SLUExample], batch_sampler, collator: Callable) -> DataLoader:
+        if self.num_workers:
+            kill_workers_at_exit()
         return DataLoader(
             SLUDataset([(example, True) for example in examples], self.extractor),
             batch_sampler=batch_sampler,
