@@ -29,7 +29,9 @@ class DataError(ValueError):
 class SkipLog:
     """Applies a ``BadInputPolicy``: raises under ``error``, counts and logs under ``skip``.
 
-    Counts are kept per reason so a run can report how many records it dropped and why.
+    Counts are kept per reason so a run can report how many records it dropped and why. A record
+    is counted once however often it is read: a manifest's text and speech views, the label
+    inventory and the noise calibration all read the training file.
     """
 
     def __init__(self, policy: BadInputPolicy = "error", max_logged: int = 20):
@@ -38,11 +40,16 @@ class SkipLog:
         self.policy = policy
         self.max_logged = max_logged
         self.counts: Counter[str] = Counter()
+        self._seen: set[str] = set()
 
     def handle(self, error: DataError) -> None:
-        """Raise ``error`` under the ``error`` policy; otherwise count and log it."""
+        """Raise ``error`` under the ``error`` policy; otherwise count and log it, unless the same
+        error (its file, record and reason) was counted already."""
         if self.policy == "error":
             raise error
+        if str(error) in self._seen:
+            return
+        self._seen.add(str(error))
         self.counts[error.reason] += 1
         if self.total <= self.max_logged:
             log.warning("skipped: %s", error)
@@ -55,4 +62,4 @@ class SkipLog:
         if not self.counts:
             return "no records skipped"
         parts = ", ".join(f"{n} x {reason}" for reason, n in self.counts.most_common())
-        return f"skipped {self.total} records: {parts}"
+        return f"skipped {self.total} record{'' if self.total == 1 else 's'}: {parts}"

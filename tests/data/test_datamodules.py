@@ -96,6 +96,24 @@ def test_bad_audio_is_named_or_counted(tmp_path, toy_corpus):
     assert len(lenient.eval_sets["dev"]) == 7 and lenient.skips.total == 1
 
 
+def test_a_bad_training_row_is_counted_once_though_text_and_speech_both_read_it(tmp_path, toy_corpus):
+    rows = [json.loads(line) for line in (toy_corpus / "train.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["audio"] = str(toy_corpus / row["audio"])
+    lines = [json.dumps(row) for row in rows]
+    lines[1] = lines[1][:20]  # cut short: not JSON
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    dm = MixedDataModule(
+        ManifestCorpus(str(tmp_path / "train.jsonl"), str(toy_corpus / "dev.jsonl")), bad_input="skip"
+    )
+    dm.setup("fit")
+    assert len(dm.sources["text"]) == len(dm.sources["speech"]) == len(rows) - 1
+    assert (
+        dm.skips.total == 1
+        and dm.skips.summary() == "skipped 1 record: 1 x not valid JSON (Invalid control character at)"
+    )
+
+
 @pytest.fixture(scope="module")
 def toy_tts(toy_corpus, tmp_path_factory) -> TtsCorpus:
     """eSpeak speech for the toy transcripts: 9 clips (the 24 rows hold 9 distinct transcripts)."""
