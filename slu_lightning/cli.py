@@ -27,6 +27,7 @@ from slu_lightning.model.backbone import BackboneError
 from slu_lightning.model.module import CheckpointError, SLUModule
 from slu_lightning.preemption import PreemptionCallback
 from slu_lightning.pretrain.recipe import PretrainError
+from slu_lightning.progress_log import ProgressLog
 from slu_lightning.provenance import ProvenanceCallback
 from slu_lightning.run_checkpoint import RunCheckpoint
 
@@ -151,6 +152,7 @@ def lightning_main(args: list[str] | None) -> None:
                 CurriculumCallback(),
                 ProvenanceCallback(),
                 LearningRateMonitor(logging_interval="step"),
+                ProgressLog(),
                 PreemptionCallback(),
             ],  # last: saves after the others' batch-end hooks
         },

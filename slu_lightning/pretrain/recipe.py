@@ -32,6 +32,7 @@ from slu_lightning.pretrain.asr_eval import CARD_READOUTS, error_rates_by_set
 from slu_lightning.pretrain.augment import SpecAugment
 from slu_lightning.pretrain.data import PretrainDataModule
 from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
+from slu_lightning.progress_log import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,7 @@ def build_trainer(
         callbacks=[
             L.pytorch.callbacks.LearningRateMonitor(),
             saver,
+            ProgressLog(),
             PreemptionCallback("running the same command"),
         ],
     )
