@@ -2,7 +2,7 @@
 
 Lightning's progress bar draws only on a terminal: a sweep cell's ``sweep.log`` or a ``nohup`` run's
 output shows nothing from the first step to the end of training. ``ProgressLog`` writes a line every
-``every_seconds`` instead: where the run is, how fast it goes, how long the epoch has left, its loss.
+``every_seconds`` instead: where the run is, how fast it goes, how long it has left, its loss.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class ProgressLog(Callback):
-    """A progress line every ``every_seconds`` of training, and each validation's ``val/`` metrics.
+    """A progress line every ``every_seconds`` of training, testing or predicting, and each
+    validation's ``val/`` metrics.
 
     Args:
         every_seconds: Time between two progress lines.
@@ -36,26 +37,42 @@ class ProgressLog(Callback):
         terminal = sys.stderr.isatty()
         self._active = trainer.is_global_zero and not (self.only_without_terminal and terminal)
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _start_clock(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._epoch_started = self._last_line = time.monotonic()
 
+    on_train_epoch_start = on_test_epoch_start = on_predict_epoch_start = _start_clock
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        line = self._progress(_where(trainer), batch_idx + 1, trainer.num_training_batches, "in the epoch")
+        if line:
+            log.info("%s, train/loss %s", line, _metric(trainer, "train/loss"))
+
+    def on_test_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._log_evaluation("testing", batch_idx + 1, trainer.num_test_batches[dataloader_idx])
+
+    def on_predict_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        self._log_evaluation("predicting", batch_idx + 1, trainer.num_predict_batches[dataloader_idx])
+
+    def _log_evaluation(self, stage: str, done: int, total: float) -> None:
+        line = self._progress(stage, done, total, "")
+        if line:
+            log.info("%s", line)
+
+    def _progress(self, where: str, done: int, total: float, of: str) -> str | None:
+        """The progress part of a line, or None when no line is due."""
         now = time.monotonic()
         if not self._active or now - self._last_line < self.every_seconds:
-            return
+            return None
         self._last_line = now
-        done, total = batch_idx + 1, trainer.num_training_batches
         rate = done / max(now - self._epoch_started, 1e-9)
-        left = f", {_duration((total - done) / rate)} left in the epoch" if math.isfinite(total) else ""
-        log.info(
-            "%s, batch %d/%s, %.2f batches/s%s, train/loss %s",
-            _where(trainer),
-            done,
-            total if math.isfinite(total) else "?",
-            rate,
-            left,
-            _metric(trainer, "train/loss"),
-        )
+        if not math.isfinite(total):
+            return f"{where}, batch {done}, {rate:.2f} batches/s"
+        left = " ".join(part for part in (_duration((total - done) / rate), "left", of) if part)
+        return f"{where}, batch {done}/{total}, {rate:.2f} batches/s, {left}"
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._active and not trainer.sanity_checking and trainer.state.fn == "fit":

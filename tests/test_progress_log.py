@@ -35,6 +35,12 @@ class Regression(L.LightningModule):
     def val_dataloader(self):
         return self.train_dataloader()
 
+    def test_step(self, batch, batch_idx):
+        self.log("test/loss", self.layer(batch[0]).pow(2).mean())
+
+    def test_dataloader(self):
+        return self.train_dataloader()
+
 
 def progress_lines(caplog, callback: ProgressLog) -> list[str]:
     trainer = L.Trainer(
@@ -76,3 +82,12 @@ def test_it_waits_between_lines_and_stays_quiet_beside_a_terminal_progress_bar(c
     monkeypatch.setattr("sys.stderr", terminal)
     assert progress_lines(caplog, ProgressLog(every_seconds=0)) == []
     assert progress_lines(caplog, ProgressLog(every_seconds=0, only_without_terminal=False)) != []
+
+
+def test_testing_logs_its_batches_too(caplog):
+    trainer = L.Trainer(callbacks=[ProgressLog(every_seconds=0)], logger=False, enable_progress_bar=False)
+    with caplog.at_level(logging.INFO, logger="slu_lightning.progress_log"):
+        trainer.test(Regression(), verbose=False)
+    lines = [r.getMessage() for r in caplog.records if r.name == "slu_lightning.progress_log"]
+    assert [line.split(", ")[:2] for line in lines] == [["testing", f"batch {i}/3"] for i in (1, 2, 3)]
+    assert lines[-1].endswith(", 0 s left")
