@@ -182,6 +182,22 @@ def test_markdown_report_error_analysis_and_plot(sweep_root):
         assert intent_acc == pytest.approx(np.mean([m["intent_acc"] for m in per_seed]), abs=5e-4)
 
 
+def test_the_per_seed_table_gives_each_seeds_own_numbers(sweep_root):
+    root, expected = sweep_root
+    md = (root / "results.md").read_text()
+    section = md.split("## Per seed\n\n")[1].split("\n\n")[0].splitlines()
+    assert section[0] == "| row | seed | intent acc. | entity F1 | SLU-F1 |"
+    rows = [line.strip("| ").split(" | ") for line in section[2:]]
+    assert [(row[0], row[1]) for row in rows] == [
+        (r, str(s)) for r in ("text_only-p0", "mixed-p0.1") for s in SEEDS
+    ]
+    for label, seed, *numbers in rows:
+        cell = expected[f"{label}-seed{seed}"]
+        assert [float(n) for n in numbers] == pytest.approx(
+            [cell["intent_acc"], cell["entity_f1"], cell["slu_f1"]], abs=5e-5
+        )
+
+
 def test_slurp_microphones_are_analysed_separately(sweep_root):
     root, expected = sweep_root
     md = (root / "results.md").read_text()

@@ -41,7 +41,7 @@ from slu_lightning.experiments.report.cells import (
 )
 from slu_lightning.experiments.report.plot import plot_slu_f1
 from slu_lightning.experiments.report.scores import compare_with_baselines, parse_selector, score_group
-from slu_lightning.experiments.report.tables import results_tables
+from slu_lightning.experiments.report.tables import per_seed_section, results_tables
 
 __all__ = ["ReportError", "main", "write_report"]
 
@@ -75,6 +75,7 @@ def write_report(
         notes.append(f"Not finished, left out: {', '.join(unfinished)}.")
     sections = [
         f"# Results: {root}\n\n" + "\n".join(f"- {note}" for note in notes) + "\n\n" + md_table,
+        per_seed_section(scores),
         crosslingual_section(scores),
         error_analysis_section(scores),
     ]

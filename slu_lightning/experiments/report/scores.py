@@ -55,6 +55,8 @@ class GroupScore:
     point: dict[str, float]
     std: dict[str, float]
     ci: dict[str, tuple[float, float]]
+    per_seed: list[dict[str, float]]
+    """Each cell's own metrics, in the order of ``group.cells``."""
     versus: dict[str, Difference] | None = None
     """Metric to (difference from the baseline, p-value); None without a comparable baseline."""
     is_baseline: bool = False
@@ -71,7 +73,10 @@ def score_group(group: Group, resamples: int, seed: int) -> GroupScore:
     ci = bootstrap_ci(
         counts, clusters, metric_fn=seed_mean(len(group.cells)), n_resamples=resamples, seed=seed
     )
-    return GroupScore(group, len(counts), {name: float(value) for name, value in point.items()}, std, ci)
+    seeds = [{name: float(metrics[name]) for name in METRICS} for metrics in per_seed]
+    return GroupScore(
+        group, len(counts), {name: float(value) for name, value in point.items()}, std, ci, seeds
+    )
 
 
 def parse_selector(text: str | None, keys: list[str]) -> dict[str, str]:

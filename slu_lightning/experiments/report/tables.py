@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from slu_lightning.experiments.report.cells import display_key, is_seed_axis
+from slu_lightning.experiments.report.cells import display_key, is_seed_axis, seed_of
 from slu_lightning.experiments.report.scores import METRICS, GroupScore
 from slu_lightning.experiments.sweep import value_label
 
@@ -71,3 +71,20 @@ def results_tables(scores: list[GroupScore], keys: list[str]) -> tuple[str, str]
     )
     writer.writerows(csv_rows)
     return md, buffer.getvalue()
+
+
+def per_seed_section(scores: list[GroupScore]) -> str:
+    """Each seed's metrics, row by row, on the items its row was scored on; empty without seeds."""
+    rows = [
+        [
+            score.group.label,
+            ", ".join(value for _, value in seed_of(cell)),
+            *(fmt(metrics[n]) for n in METRICS),
+        ]
+        for score in scores
+        if len(score.group.cells) > 1
+        for cell, metrics in zip(score.group.cells, score.per_seed, strict=True)
+    ]
+    if not rows:
+        return ""
+    return "## Per seed\n\n" + markdown_table(["row", "seed", *METRICS.values()], rows)
