@@ -53,7 +53,6 @@ class GroupScore:
     group: Group
     n: int
     point: dict[str, float]
-    std: dict[str, float]
     ci: dict[str, tuple[float, float]]
     per_seed: list[dict[str, float]]
     """Each cell's own metrics, in the order of ``group.cells``."""
@@ -61,22 +60,25 @@ class GroupScore:
     """Metric to (difference from the baseline, p-value); None without a comparable baseline."""
     is_baseline: bool = False
 
+    @property
+    def std(self) -> dict[str, float]:
+        """Each metric's standard deviation over the seeds (0 for one seed)."""
+        if len(self.per_seed) < 2:
+            return dict.fromkeys(self.point, 0.0)
+        return {name: float(np.std([m[name] for m in self.per_seed], ddof=1)) for name in self.point}
+
 
 def score_group(group: Group, resamples: int, seed: int) -> GroupScore:
     _, counts, clusters = aligned(group.cells)
-    per_seed = [summarize_totals(part) for part in np.split(counts.sum(axis=0), len(group.cells))]
-    point = seed_mean(len(group.cells))(counts.sum(axis=0))
-    std = {
-        name: float(np.std([m[name] for m in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0
-        for name in point
-    }
+    per_seed = [
+        {name: float(value) for name, value in summarize_totals(part).items()}
+        for part in np.split(counts.sum(axis=0), len(group.cells))
+    ]
+    point = {name: float(np.mean([metrics[name] for metrics in per_seed])) for name in per_seed[0]}
     ci = bootstrap_ci(
         counts, clusters, metric_fn=seed_mean(len(group.cells)), n_resamples=resamples, seed=seed
     )
-    seeds = [{name: float(metrics[name]) for name in METRICS} for metrics in per_seed]
-    return GroupScore(
-        group, len(counts), {name: float(value) for name, value in point.items()}, std, ci, seeds
-    )
+    return GroupScore(group, len(counts), point, ci, per_seed)
 
 
 def parse_selector(text: str | None, keys: list[str]) -> dict[str, str]:
