@@ -47,7 +47,7 @@ from slu_lightning.data.recogniser_noise import CharChannel, RecogniserNoise
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler, resume_batch
 from slu_lightning.data.subsets import SpeechSubset, write_ids
-from slu_lightning.data.workers import ignore_stop_signals, kill_workers_at_exit
+from slu_lightning.data.workers import stop_safe_worker_init
 from slu_lightning.task import PromptTemplate, label_inventory
 
 log = logging.getLogger(__name__)
@@ -407,15 +407,13 @@ class SLUDataModule(L.LightningDataModule):
     def _loader(self, entries: list[Entry], kind: str, batch_sampler) -> DataLoader:
         if self.extractor is None:
             raise RuntimeError("call connect() before asking for dataloaders (the CLI does this)")
-        if self.num_workers:
-            kill_workers_at_exit()
         return DataLoader(
             SLUDataset(entries, self.extractor),
             batch_sampler=batch_sampler,
             collate_fn=self.collators[kind],
             num_workers=self.num_workers,
             persistent_workers=False,
-            worker_init_fn=ignore_stop_signals,
+            worker_init_fn=stop_safe_worker_init(self.num_workers),
         )
 
     def state_dict(self) -> dict:

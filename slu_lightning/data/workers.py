@@ -6,6 +6,7 @@ import atexit
 import functools
 import multiprocessing
 import signal
+from collections.abc import Callable
 
 
 def ignore_stop_signals(worker_id: int) -> None:
@@ -13,6 +14,14 @@ def ignore_stop_signals(worker_id: int) -> None:
     the whole process group (Ctrl-C, SLURM) would otherwise kill them and abort the run unsaved."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def stop_safe_worker_init(num_workers: int) -> Callable[[int], None]:
+    """The loaders' ``worker_init_fn``: ``ignore_stop_signals``, with ``kill_workers_at_exit``
+    registered when there are workers, since the one makes the other necessary."""
+    if num_workers:
+        kill_workers_at_exit()
+    return ignore_stop_signals
 
 
 @functools.cache

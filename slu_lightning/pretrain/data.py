@@ -29,7 +29,7 @@ from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler, resume_batch
-from slu_lightning.data.workers import ignore_stop_signals, kill_workers_at_exit
+from slu_lightning.data.workers import stop_safe_worker_init
 from slu_lightning.pretrain.augment import AugmentedCollator, SpecAugment
 
 
@@ -75,14 +75,12 @@ class PretrainDataModule(L.LightningDataModule):
         return self._loader(self.val, SequentialBatchSampler(len(self.val), self.batch_size), self.collator)
 
     def _loader(self, examples: list[SLUExample], batch_sampler, collator: Callable) -> DataLoader:
-        if self.num_workers:
-            kill_workers_at_exit()
         return DataLoader(
             SLUDataset([(example, True) for example in examples], self.extractor),
             batch_sampler=batch_sampler,
             collate_fn=collator,
             num_workers=self.num_workers,
-            worker_init_fn=ignore_stop_signals,
+            worker_init_fn=stop_safe_worker_init(self.num_workers),
             multiprocessing_context=clean_worker_context() if self.num_workers else None,
         )
 

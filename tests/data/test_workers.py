@@ -9,12 +9,11 @@ import pytest
 
 SCRIPT = """
 from torch.utils.data import DataLoader
-from slu_lightning.data.workers import ignore_stop_signals, kill_workers_at_exit
+from slu_lightning.data.workers import ignore_stop_signals, stop_safe_worker_init
 
 if __name__ == "__main__":
-    if {guard}:
-        kill_workers_at_exit()
-    loader = DataLoader(list(range(100)), batch_size=2, num_workers=2, worker_init_fn=ignore_stop_signals)
+    init = stop_safe_worker_init(2) if {guard} else ignore_stop_signals  # as the loaders get it, or bare
+    loader = DataLoader(list(range(100)), batch_size=2, num_workers=2, worker_init_fn=init)
     batches = iter(loader)  # alive until the interpreter exits
     print(next(batches).tolist(), flush=True)
 """
