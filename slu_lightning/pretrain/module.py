@@ -15,6 +15,9 @@ same checkpoint (2 CPU cores, 120 steps): CTC alone lowered the held-out CTC los
 2.4 s a step, all five losses moved it 3.20 -> 3.27 at 4.9 s a step (docs/pretraining-log.md,
 "The hearing stage, measured").
 
+``grow_encoder`` deepens the backbone's ear by layers that start as the identity, so the deeper
+ear starts exactly where the backbone's left off (``append_identity_encoder_layers``).
+
 ``fresh_llm`` starts from a backbone's audio side and token embeddings with new LLM layers: an LLM
 pretrained while it could not hear has learned to ignore its input, and relearns to read far more
 slowly than new layers learn to (``reinitialise_llm_layers``).
@@ -77,6 +80,7 @@ class TinyPretrainModule(L.LightningModule):
         read_steps: int = 0,
         fresh_llm: bool = False,
         audio_tasks: str = "transcribe",
+        grow_encoder: int = 0,
     ):
         super().__init__()
         weights = LossWeights(**weights) if isinstance(weights, dict) else weights or LossWeights()
@@ -94,6 +98,8 @@ class TinyPretrainModule(L.LightningModule):
         self.model = load_model(self.backbone_path).train()
         if fresh_llm:
             reinitialise_llm_layers(self.model)
+        if grow_encoder:
+            append_identity_encoder_layers(self.model, grow_encoder)
         self.model.model.audio_tower.embed_positions.requires_grad_(False)  # fixed sinusoids
         self.blank = self.processor.tokenizer.pad_token_id
 
@@ -245,3 +251,24 @@ def reinitialise_llm_layers(model) -> None:
     fresh = type(llm)(llm.config)
     llm.layers.load_state_dict(fresh.layers.state_dict())
     llm.norm.load_state_dict(fresh.norm.state_dict())
+
+
+def append_identity_encoder_layers(model, count: int) -> None:
+    """Append ``count`` layers to the audio encoder of a Qwen2-Audio ``model``, each the identity
+    until trained: the attention's and the feed-forward's output projections start at zero, so
+    both residual branches add nothing (the other weights are drawn like the tower's own, from the
+    global seed). The configs record the new depth, so the export loads with it.
+
+    Why: an ear that underfits its corpus needs more capacity, but a deeper ear trained from
+    scratch relearns what the backbone's already knows (docs/pretraining-log.md, "The ear
+    underfits"); grown this way it starts at the backbone's error rates."""
+    tower = model.model.audio_tower
+    for _ in range(count):
+        layer = type(tower.layers[0])(tower.config)
+        layer.apply(tower._init_weights)
+        for projection in (layer.self_attn.out_proj, layer.fc2):
+            torch.nn.init.zeros_(projection.weight)
+            torch.nn.init.zeros_(projection.bias)
+        tower.layers.append(layer.to(dtype=tower.conv1.weight.dtype, device=tower.conv1.weight.device))
+    tower.config.encoder_layers = len(tower.layers)
+    model.config.audio_config.encoder_layers = len(tower.layers)

@@ -44,6 +44,7 @@ ADDED_LATER = {
     "everyday_words": 0,
     "extra_voices": 0,
     "spec_augment": False,
+    "grow_encoder": 0,
 }
 """Settings added to the recipe after runs had started, as those runs had them."""
 
@@ -73,6 +74,9 @@ class PretrainSettings:
     """Steps of CTC alone before the other losses join (``TinyPretrainModule``)."""
     read_steps: int = 0
     """Steps of the text losses alone (``read``, ``continuation``) before the hearing stage."""
+    grow_encoder: int = 0
+    """Encoder layers appended to the backbone's ear, each starting as the identity
+    (``append_identity_encoder_layers``)."""
     fresh_llm: bool = False
     """Start the LLM's transformer layers afresh, keeping the backbone's audio side and token
     embeddings (``reinitialise_llm_layers``); pair it with a reading stage."""
@@ -130,6 +134,7 @@ def pretrain_tiny(
         read_steps=settings.read_steps,
         fresh_llm=settings.fresh_llm,
         audio_tasks=settings.audio_tasks,
+        grow_encoder=settings.grow_encoder,
     )
     data = PretrainDataModule(
         module.collator,
@@ -369,6 +374,9 @@ def stage_plan(settings: dict) -> str:
     """The stages before all losses train, as the model card words them."""
     read, hear = settings.get("read_steps", 0), settings.get("hear_steps", 0)
     stages = []
+    if grown := settings.get("grow_encoder"):
+        layers = f"{grown} encoder layer{'s' if grown > 1 else ''}"
+        stages.append(f"{layers} appended to the backbone's ear, each starting as the identity")
     if settings.get("fresh_llm"):
         stages.append("new LLM layers on the backbone's audio side and token embeddings")
     if read:
@@ -482,6 +490,7 @@ SETTING_HELP = {
     "warmup_steps": "linear warm-up steps",
     "hear_steps": "steps of the CTC loss alone before the others join",
     "read_steps": "steps of the text losses alone before hearing (needs --read-weight > 0)",
+    "grow_encoder": "append this many encoder layers to --backbone's ear, each starting as the identity",
     "fresh_llm": "new LLM layers on --backbone's audio side and token embeddings",
     "audio_tasks": "comma-separated instructions the clips are heard under (AUDIO_TASKS)",
     "spec_augment": "mask random mel bands and frame runs of the training clips (SpecAugment)",

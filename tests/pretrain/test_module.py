@@ -113,6 +113,33 @@ def test_fresh_llm_layers_keep_the_audio_side_and_the_token_embeddings(tiny_back
     assert not torch.equal(new[redrawn[0]], other[redrawn[0]])
 
 
+def test_a_grown_ear_starts_where_the_backbones_left_off_then_trains_its_new_layers(
+    tiny_backbone, batch, tmp_path
+):
+    plain = TinyPretrainModule(backbone=str(tiny_backbone), weights=dict(ALL_OFF, ctc=1.0))
+    grown = TinyPretrainModule(backbone=str(tiny_backbone), weights=dict(ALL_OFF, ctc=1.0), grow_encoder=2)
+    depth = len(plain.model.model.audio_tower.layers)
+    assert len(grown.model.model.audio_tower.layers) == depth + 2
+    with torch.no_grad():
+        before, after = torch.cat(plain.audio_clips(batch)), torch.cat(grown.audio_clips(batch))
+    torch.testing.assert_close(after, before, rtol=0, atol=1e-6)  # the new layers are the identity
+
+    new_layer = grown.model.model.audio_tower.layers[-1]
+    assert new_layer.self_attn.q_proj.weight.std() > 0  # drawn, not zero: only the outputs start at 0
+    optimizer = torch.optim.AdamW([p for p in grown.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(2):  # the zeroed outputs learn first; the layer's inner weights then get gradients
+        optimizer.zero_grad()
+        grown.losses(batch)["ctc"].backward()
+        optimizer.step()
+    assert new_layer.fc2.weight.abs().sum() > 0 and new_layer.fc1.weight.grad.abs().sum() > 0
+
+    grown.model.save_pretrained(tmp_path)  # the config records the depth, so the export loads
+    reloaded = type(grown.model).from_pretrained(tmp_path)
+    assert len(reloaded.model.audio_tower.layers) == depth + 2
+    reloaded_layer = reloaded.model.audio_tower.layers[-1]
+    torch.testing.assert_close(reloaded_layer.fc2.weight, new_layer.fc2.weight)
+
+
 def test_learning_rate_warms_up_then_decays_to_its_floor(tiny_backbone):
     module = TinyPretrainModule(backbone=str(tiny_backbone), warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
     factors = [module.lr_factor(step) for step in (0, 9, 10, 60, 110, 500)]

@@ -185,6 +185,18 @@ def test_a_run_with_more_voices_and_spec_augment_trains_and_its_card_says_so(tmp
     assert corpus.name == "asr-tiny-seed0-voices2" and (corpus / "train.jsonl").is_file()
 
 
+def test_a_grown_ear_resumes_exports_at_its_new_depth_and_its_card_says_so(tmp_path):
+    out = tmp_path / "grown"
+    args = [*SMALL, "--steps", "2", "--grow-encoder", "1", "--eval-clips", "4", "--run-dir", str(tmp_path)]
+    cli(["pretrain-tiny", *args, "--out", str(out), "--max-minutes", "0.00001"])  # stops at step 1
+    assert last_step(tmp_path) == 1 and not out.exists()
+    cli(["pretrain-tiny", *args, "--out", str(out)])  # the checkpoint holds the grown layer
+    assert len(load_model(out).model.audio_tower.layers) == 3  # tiny-test's 2, and 1 grown
+    card = (out / "README.md").read_text()
+    assert "--grow-encoder 1" in card and "1 encoder layer appended to the backbone's ear" in card
+    assert ADDED_LATER["grow_encoder"] == 0
+
+
 def test_validation_reports_the_ctc_word_and_character_error_rates(run):
     root, *_ = run
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
