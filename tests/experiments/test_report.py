@@ -186,13 +186,17 @@ def test_the_per_seed_table_gives_each_seeds_own_numbers(sweep_root):
     root, expected = sweep_root
     md = (root / "results.md").read_text()
     section = md.split("## Per seed\n\n")[1].split("\n\n")[0].splitlines()
-    assert section[0] == "| row | seed | intent acc. | entity F1 | SLU-F1 |"
+    main_header = next(line for line in md.splitlines() if line.endswith("| Δ SLU-F1 (p) |"))
+    axes = main_header.split(" | seeds |")[0]  # the per-seed rows read across the main table's axes
+    assert section[0] == f"{axes} | seed | intent acc. | entity F1 | SLU-F1 |"
     rows = [line.strip("| ").split(" | ") for line in section[2:]]
-    assert [(row[0], row[1]) for row in rows] == [
-        (r, str(s)) for r in ("text_only-p0", "mixed-p0.1") for s in SEEDS
+    assert [tuple(row[:3]) for row in rows] == [
+        (regime, proportion, str(s))
+        for regime, proportion in (("text_only", "0"), ("mixed", "0.1"))
+        for s in SEEDS
     ]
-    for label, seed, *numbers in rows:
-        cell = expected[f"{label}-seed{seed}"]
+    for regime, proportion, seed, *numbers in rows:
+        cell = expected[f"{regime}-p{proportion}-seed{seed}"]
         assert [float(n) for n in numbers] == pytest.approx(
             [cell["intent_acc"], cell["entity_f1"], cell["slu_f1"]], abs=5e-5
         )

@@ -75,7 +75,7 @@ def write_report(
         notes.append(f"Not finished, left out: {', '.join(unfinished)}.")
     sections = [
         f"# Results: {root}\n\n" + "\n".join(f"- {note}" for note in notes) + "\n\n" + md_table,
-        per_seed_section(scores),
+        per_seed_section(scores, keys),
         crosslingual_section(scores),
         error_analysis_section(scores),
     ]

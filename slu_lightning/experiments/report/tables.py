@@ -40,11 +40,7 @@ def results_tables(scores: list[GroupScore], keys: list[str]) -> tuple[str, str]
     header = [display_key(key) for key in axis_keys] + ["seeds", "n"]
     md_rows, csv_rows = [], []
     for score in scores:
-        axes = [
-            value_label(key, score.group.values[key]) if key in score.group.values else ""
-            for key in axis_keys
-        ]
-        common = [*axes, str(len(score.group.cells)), str(score.n)]
+        common = [*axis_values(score, axis_keys), str(len(score.group.cells)), str(score.n)]
         md_rows.append(
             common
             + [metric_text(score, name) for name in METRICS]
@@ -73,11 +69,19 @@ def results_tables(scores: list[GroupScore], keys: list[str]) -> tuple[str, str]
     return md, buffer.getvalue()
 
 
-def per_seed_section(scores: list[GroupScore]) -> str:
-    """Each seed's metrics, row by row, on the items its row was scored on; empty without seeds."""
+def axis_values(score: GroupScore, axis_keys: list[str]) -> list[str]:
+    """The row's value on each non-seed axis, as the tables print it (empty where it has none)."""
+    values = score.group.values
+    return [value_label(key, values[key]) if key in values else "" for key in axis_keys]
+
+
+def per_seed_section(scores: list[GroupScore], keys: list[str]) -> str:
+    """Each seed's metrics, row by row, on the items its row was scored on; empty without seeds.
+    The axis columns are the main table's, so a row reads across both tables."""
+    axis_keys = [key for key in keys if not is_seed_axis(key)]
     rows = [
         [
-            score.group.label,
+            *axis_values(score, axis_keys),
             ", ".join(value for _, value in seed_of(cell)),
             *(fmt(metrics[n]) for n in METRICS),
         ]
@@ -87,4 +91,5 @@ def per_seed_section(scores: list[GroupScore]) -> str:
     ]
     if not rows:
         return ""
-    return "## Per seed\n\n" + markdown_table(["row", "seed", *METRICS.values()], rows)
+    header = [display_key(key) for key in axis_keys] + ["seed", *METRICS.values()]
+    return "## Per seed\n\n" + markdown_table(header, rows)
