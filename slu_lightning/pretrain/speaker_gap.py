@@ -14,7 +14,8 @@ The speaker gap (held-out voices minus own voices) is paired over sentences. The
 (own voices minus trained) compares different sentences, so it is resampled unpaired. A large
 sentence gap means the ear memorises its training clips: more sentences or augmentation help. A
 large speaker gap asks for more voices (``--extra-voices``). If the trained clips are heard
-about as badly as new ones, the ear underfits: it needs capacity and steps, not more data.
+about as badly as new ones, the ear underfits: it needs capacity and steps, not more data. A
+second table splits each set by sentence kind (random word strings, phrase chunks, templates).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slu_lightning.data.asr_corpus import Size, plan_asr_corpus
+from slu_lightning.data.asr_corpus import KINDS, Size, plan_asr_corpus
 from slu_lightning.data.demo_corpus import Clip, write_clips
 from slu_lightning.data.partition import partition
 from slu_lightning.data.records import SLUExample
@@ -110,6 +111,24 @@ def gap_table(rows: dict[str, dict[str, np.ndarray]], seed: int = 0) -> str:
     return "\n".join(lines)
 
 
+def kind_table(rows: dict[str, dict[str, np.ndarray]], sets: dict[str, list[SLUExample]]) -> str:
+    """WER of each set split by the plan's sentence kind (random word strings, phrase chunks,
+    templates): which text the ear hears worst, and whether a gap sits in one kind."""
+    lines = [
+        "| backbone | kind | " + " | ".join(f"{name} WER (clips)" for name in GAP_SETS) + " |",
+        "|---|---|" + "---|" * len(GAP_SETS),
+    ]
+    for backbone, by_set in rows.items():
+        for kind in KINDS:
+            cells = []
+            for name in GAP_SETS:
+                mine = np.array([example.meta["kind"] == kind for example in sets[name]], dtype=bool)
+                errors, words = by_set[name][mine].sum(axis=0) if mine.any() else (0, 0)
+                cells.append(f"{errors / words:.3f} ({mine.sum()})" if words else "-")
+            lines.append(f"| {backbone} | {kind} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="slu-lightning speaker-gap", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", action="append", required=True, help="backbone to measure; repeatable")
@@ -127,3 +146,5 @@ def main(args: list[str]) -> None:
         f"`{parsed.asr_size}`{everyday} (seed {parsed.seed}):\n"
     )
     print(gap_table(rows, parsed.seed))
+    print("\nBy sentence kind:\n")
+    print(kind_table(rows, sets))

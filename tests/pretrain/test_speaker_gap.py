@@ -56,3 +56,20 @@ def test_the_command_prints_three_error_rates_and_both_gaps(capsys):
         low, high = (float(x) for x in interval.strip("]").split(","))
         assert low <= float(difference) <= high and 0 < float(p) <= 1
     assert "12 clips per set of the ASR corpus `tiny`" in out
+
+
+def test_the_kind_table_splits_each_sets_errors_by_sentence_kind(capsys):
+    cli_main(["speaker-gap", "--backbone", "tiny-heard", "--asr-size", "tiny", "--clips", "12"])
+    out = capsys.readouterr().out
+    overall = next(line for line in out.splitlines() if line.startswith("| tiny-heard |")).split("|")[2:5]
+    kinds = [
+        line.split("|")[3:6]
+        for line in out.split("By sentence kind:")[1].splitlines()
+        if "tiny-heard" in line
+    ]
+    assert len(kinds) == 3  # words, chunks, template
+    for column, total in enumerate(overall):  # the kinds' clips add up to the set's 12
+        cells = [row[column].strip() for row in kinds if row[column].strip() != "-"]
+        assert sum(int(cell.split("(")[1].rstrip(")")) for cell in cells) == 12
+        rates = [float(cell.split()[0]) for cell in cells]
+        assert min(rates) - 0.0005 <= float(total) <= max(rates) + 0.0005  # a words-weighted mean
