@@ -257,7 +257,7 @@ def append_identity_encoder_layers(model, count: int) -> None:
     """Append ``count`` layers to the audio encoder of a Qwen2-Audio ``model``, each the identity
     until trained: the attention's and the feed-forward's output projections start at zero, so
     both residual branches add nothing (the other weights are drawn like the tower's own, from the
-    global seed). The configs record the new depth, so the export loads with it.
+    global seed). The config records the new depth, so the export loads with it.
 
     Why: a deeper ear trained from scratch relearns what the backbone's already knows (``tiny-ear``
     trailed ``tiny`` after 3,000 steps); grown this way it starts at the backbone's error rates and
@@ -271,5 +271,4 @@ def append_identity_encoder_layers(model, count: int) -> None:
             torch.nn.init.zeros_(projection.weight)
             torch.nn.init.zeros_(projection.bias)
         tower.layers.append(layer.to(dtype=tower.conv1.weight.dtype, device=tower.conv1.weight.device))
-    tower.config.encoder_layers = len(tower.layers)
-    model.config.audio_config.encoder_layers = len(tower.layers)
+    model.config.audio_config.encoder_layers = len(tower.layers)  # the tower's own config object

@@ -118,12 +118,13 @@ def kind_table(rows: dict[str, dict[str, np.ndarray]], sets: dict[str, list[SLUE
         "| backbone | kind | " + " | ".join(f"{name} WER (clips)" for name in GAP_SETS) + " |",
         "|---|---|" + "---|" * len(GAP_SETS),
     ]
+    kinds = {name: np.array([example.meta["kind"] for example in sets[name]]) for name in GAP_SETS}
     for backbone, by_set in rows.items():
         for kind in KINDS:
             cells = []
             for name in GAP_SETS:
-                mine = np.array([example.meta["kind"] == kind for example in sets[name]], dtype=bool)
-                errors, words = by_set[name][mine].sum(axis=0) if mine.any() else (0, 0)
+                mine = kinds[name] == kind  # (clips,)
+                errors, words = by_set[name][mine].sum(axis=0)  # zeros when no clip is of this kind
                 cells.append(f"{errors / words:.3f} ({mine.sum()})" if words else "-")
             lines.append(f"| {backbone} | {kind} | {' | '.join(cells)} |")
     return "\n".join(lines)
