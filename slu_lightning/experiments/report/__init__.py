@@ -34,6 +34,7 @@ from slu_lightning.atomic import atomic_write_text
 from slu_lightning.experiments.report.breakdowns import crosslingual_section, error_analysis_section
 from slu_lightning.experiments.report.cells import (
     ReportError,
+    axis_keys,
     display_key,
     group_cells,
     is_seed_axis,
@@ -57,7 +58,7 @@ def write_report(
     """Score a sweep's finished cells and write the report files; returns their paths."""
     keys, cells, unfinished = read_cells(root, modality)
     groups = group_cells(keys, cells)
-    selector = parse_selector(baseline, [key for key in keys if not is_seed_axis(key)])
+    selector = parse_selector(baseline, axis_keys(keys))
     scores = [score_group(group, resamples, seed) for group in groups]
     compare_with_baselines(scores, selector, resamples, seed, skip_cascades=baseline is None)
     scores.sort(key=lambda score: not score.is_baseline)  # references first, then sweep order

@@ -29,6 +29,11 @@ def is_seed_axis(key: str) -> bool:
     return key == "seed_everything" or key.endswith(".seed")
 
 
+def axis_keys(keys: list[str]) -> list[str]:
+    """The sweep axes a row is labelled by: every key but the seeds, which a row averages over."""
+    return [key for key in keys if not is_seed_axis(key)]
+
+
 def display_key(key: str) -> str:
     return key.replace("init_args.", "")
 

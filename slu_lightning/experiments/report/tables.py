@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
-from slu_lightning.experiments.report.cells import display_key, is_seed_axis, seed_of
+from slu_lightning.experiments.report.cells import axis_keys, display_key, seed_of
 from slu_lightning.experiments.report.scores import METRICS, GroupScore
 from slu_lightning.experiments.sweep import value_label
 
@@ -36,11 +36,11 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 def results_tables(scores: list[GroupScore], keys: list[str]) -> tuple[str, str]:
     """The main table as markdown and as CSV (full precision, one column per number)."""
-    axis_keys = [key for key in keys if not is_seed_axis(key)]
-    header = [display_key(key) for key in axis_keys] + ["seeds", "n"]
+    axes = axis_keys(keys)
+    header = [display_key(key) for key in axes] + ["seeds", "n"]
     md_rows, csv_rows = [], []
     for score in scores:
-        common = [*axis_values(score, axis_keys), str(len(score.group.cells)), str(score.n)]
+        common = [*axis_values(score, axes), str(len(score.group.cells)), str(score.n)]
         md_rows.append(
             common
             + [metric_text(score, name) for name in METRICS]
@@ -69,19 +69,19 @@ def results_tables(scores: list[GroupScore], keys: list[str]) -> tuple[str, str]
     return md, buffer.getvalue()
 
 
-def axis_values(score: GroupScore, axis_keys: list[str]) -> list[str]:
+def axis_values(score: GroupScore, axes: list[str]) -> list[str]:
     """The row's value on each non-seed axis, as the tables print it (empty where it has none)."""
     values = score.group.values
-    return [value_label(key, values[key]) if key in values else "" for key in axis_keys]
+    return [value_label(key, values[key]) if key in values else "" for key in axes]
 
 
 def per_seed_section(scores: list[GroupScore], keys: list[str]) -> str:
     """Each seed's metrics, row by row, on the items its row was scored on; empty without seeds.
     The axis columns are the main table's, so a row reads across both tables."""
-    axis_keys = [key for key in keys if not is_seed_axis(key)]
+    axes = axis_keys(keys)
     rows = [
         [
-            *axis_values(score, axis_keys),
+            *axis_values(score, axes),
             ", ".join(value for _, value in seed_of(cell)),
             *(fmt(metrics[n]) for n in METRICS),
         ]
@@ -91,5 +91,5 @@ def per_seed_section(scores: list[GroupScore], keys: list[str]) -> str:
     ]
     if not rows:
         return ""
-    header = [display_key(key) for key in axis_keys] + ["seed", *METRICS.values()]
+    header = [display_key(key) for key in axes] + ["seed", *METRICS.values()]
     return "## Per seed\n\n" + markdown_table(header, rows)
