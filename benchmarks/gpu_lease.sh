@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # One call on a lent GPU (see /work/.library/device): what only a GPU can do here, in one command.
 #
-#  1. The ASR pretraining corpus is synthesised on the CPU cores (eSpeak NG, ~60 s on 12 cores),
-#     while the GPU runs the 7B-architecture benchmark if BENCH holds gpu_7b.py's arguments.
+#  1. The ASR pretraining corpus of each arm (its flags decide which: --corpus-size, --seed,
+#     --everyday-words, --extra-voices; arms that share one share it) is synthesised on the CPU
+#     cores (eSpeak NG, ~60 s a corpus on 12 cores), while the GPU runs the 7B-architecture
+#     benchmark if BENCH holds gpu_7b.py's arguments.
 #  2. Every line of ARMS, "<run dir> <dataloader workers> <pretrain-tiny flags>", trains on the
 #     GPU at the same time until the time budget ends, resuming its run folder if one was carried.
 #  3. The arm with the lowest last validation CTC-WER sends back its exported backbone in 15 MiB
@@ -13,8 +15,8 @@
 #     back in runs.tgz (a lease returns 8 files).
 #
 # Carry: .whl/ (wheels the device image lacks: espeakng-loader, faker, babel, num2words,
-# soundfile, cffi, pycparser; with EVERYDAY, wordfreq and its ftfy, langcodes, locate, msgpack,
-# regex; VOICES=N needs no more), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
+# soundfile, cffi, pycparser; for an arm with --everyday-words, wordfreq and its ftfy, langcodes,
+# locate, msgpack, regex), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
 # arm reads the same token ids), and of each resumed arm its settings.json, wall_time.json,
 # tensorboard/ and checkpoints/last.ckpt, or checkpoints/lease.ckpt where last.ckpt with the
 # wheels would pass the 64 MiB limit (`python -m benchmarks.lease_checkpoint pack RUN_DIR`).
@@ -33,9 +35,6 @@ set -u
 start=$(date +%s)
 OUT=${OUT:-/tmp/gpu-lease-out}
 BUDGET=${BUDGET:-565}          # seconds this script may take in all
-SIZE=${SIZE:-large}
-EVERYDAY=${EVERYDAY:-0}        # the corpus of pretrain-tiny --everyday-words N; arms pass the flag too
-VOICES=${VOICES:-0}            # likewise --extra-voices N
 ARMS=${ARMS:-logs/pretrain/heard-b96 14 --backbone tiny-heard \
 --audio-tasks transcribe,json,first_words,last_word,count,reverse --read-weight 1 --hear-steps 0 \
 --steps 1500 --batch-size 96 --lr 0.0005 --warmup-steps 50 --val-every 250 --eval-clips 240}
@@ -54,20 +53,21 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers, lightning; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'lightning', lightning.__version__, 'cpus', __import__('os').cpu_count())"
 
-python3 -c "
-import hashlib, shutil
+ARMS="$ARMS" python3 -c "
+import hashlib, os, shutil
 from pathlib import Path
-from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.model.tiny import ensure_tiny_backbone
+from slu_lightning.pretrain.recipe import parse_command
 sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
 tiny, local = ensure_tiny_backbone('tiny'), Path('.gpu/tokenizer.json')
 if local.is_file() and sha(local) != sha(tiny / 'tokenizer.json'):
     print('tokenizer differs from the local one: using the local one')
     shutil.copy(local, tiny / 'tokenizer.json')
 print('tokenizer', sha(tiny / 'tokenizer.json'))
-corpus = make_asr_corpus(default_asr_dir('$SIZE', 0, $EVERYDAY, $VOICES), size='$SIZE', seed=0, workers=12,
-                         everyday_words=$EVERYDAY, extra_voices=$VOICES)
-print('train.jsonl', sha(Path(corpus) / 'train.jsonl'))
+arms = [parse_command(line.split()[2:])[0] for line in os.environ['ARMS'].splitlines() if line.strip()]
+for settings in {settings.corpus_dir(): settings for settings in arms}.values():  # each corpus once
+    corpus = settings.build_corpus(workers=12)
+    print(corpus.name, 'train.jsonl', sha(corpus / 'train.jsonl'))
 " >"$LOGS/synth.log" 2>&1 &
 synth=$!
 if [ -n "$BENCH" ]; then

@@ -93,6 +93,17 @@ class PretrainSettings:
         """Where the ASR corpus these settings train on is cached."""
         return default_asr_dir(self.corpus_size, self.seed, self.everyday_words, self.extra_voices)
 
+    def build_corpus(self, workers: int | None = None) -> Path:
+        """The ASR corpus these settings train on, synthesised on first use (``workers`` processes)."""
+        return make_asr_corpus(
+            self.corpus_dir(),
+            size=self.corpus_size,
+            seed=self.seed,
+            everyday_words=self.everyday_words,
+            extra_voices=self.extra_voices,
+            workers=workers,
+        )
+
 
 def pretrain_tiny(
     settings: PretrainSettings,
@@ -115,13 +126,7 @@ def pretrain_tiny(
     forward and backward, optimizer step, validation) to ``run_dir/fit-profile.txt``.
     """
     last = _check_run_dir(run_dir, settings)
-    corpus = make_asr_corpus(
-        settings.corpus_dir(),
-        size=settings.corpus_size,
-        seed=settings.seed,
-        everyday_words=settings.everyday_words,
-        extra_voices=settings.extra_voices,
-    )
+    corpus = settings.build_corpus()
     clock = WallClock(run_dir)
     L.seed_everything(settings.seed, workers=True)
     module = TinyPretrainModule(
