@@ -58,15 +58,19 @@ def voice_name(language: str, variant: str) -> str:
     return f"{language}+{variant}" if variant else language
 
 
+def unused_variants() -> list[str]:
+    """The installed eSpeak variants that ``partition`` never hands out ("klatt3", "grandma", "m8"...)."""
+    return sorted(voice_variants() - {*MALE_VARIANTS, *FEMALE_VARIANTS})
+
+
 def extra_pretrain_voices(locale: str, count: int, seed: int = 0) -> tuple[str, ...]:
-    """``count`` more voices for pretraining, drawn (seeded, per locale) from the installed eSpeak
-    variants that ``partition`` never hands out ("klatt3", "grandma", "m8"...).
+    """``count`` more voices for pretraining, drawn (seeded, per locale) from ``unused_variants``.
 
     Why: four pretraining voices per locale teach the recogniser those four speakers; held-out
     voices are then heard worse than the same sentences spoken by a pretraining voice. The SLU
     splits' voices stay untouched, so dev/test speakers remain unheard.
     """
-    unused = sorted(voice_variants() - {*MALE_VARIANTS, *FEMALE_VARIANTS})
+    unused = unused_variants()
     if not 0 <= count <= len(unused):
         raise ValueError(f"extra voices: choose 0 to {len(unused)} (the unused variants), not {count}")
     variants = random.Random(f"extra-voices:{seed}:{locale}").sample(unused, len(unused))[:count]

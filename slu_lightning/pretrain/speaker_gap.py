@@ -64,7 +64,7 @@ def gap_sets(
         "held-out voices": heldout,
     }
     clips = {
-        split: [_clip(split, e) for e in sets[name]]
+        split: [clip_of(split, e) for e in sets[name]]
         for split, name in zip(("train", "respoken", "heldout"), GAP_SETS, strict=True)
     }
     locales = sorted({example.locale for examples in sets.values() for example in examples})
@@ -72,7 +72,8 @@ def gap_sets(
     return sets
 
 
-def _clip(split: str, example: SLUExample) -> Clip:
+def clip_of(split: str, example: SLUExample) -> Clip:
+    """The clip to synthesise for a planned ``example``, in its own voice, rate and pitch."""
     meta = example.meta
     return Clip(split, example, meta["voice"], int(meta["rate"]), int(meta["pitch"]), Path(example.audio))
 
