@@ -5,7 +5,7 @@ voices. This separates them with three sets of clips, all from the ASR corpus's 
 into a temporary folder (no corpus build needed):
 
 - ``trained``: clips of the train split exactly as pretraining heard them (same sentence, voice,
-  rate and pitch);
+  rate and pitch; give the corpus's ``--everyday-words`` and ``--extra-voices``);
 - ``own voices``: the card's held-out sentences, spoken by the pretraining voices at their rate and
   pitch;
 - ``held-out voices``: the same sentences as the card hears them (held-out voices).
@@ -52,10 +52,17 @@ def in_pretraining_voices(examples: list[SLUExample], out_dir: Path, seed: int =
 
 
 def gap_sets(
-    out_dir: Path, size: Size = "large", seed: int = 0, everyday_words: int = 0, n: int = 240
+    out_dir: Path,
+    size: Size = "large",
+    seed: int = 0,
+    everyday_words: int = 0,
+    n: int = 240,
+    extra_voices: int = 0,
 ) -> dict[str, list[SLUExample]]:
     """The three ``GAP_SETS`` of ``n`` clips each, synthesised under ``out_dir`` (an empty folder)."""
-    plan = plan_asr_corpus(out_dir, size=size, seed=seed, everyday_words=everyday_words)
+    plan = plan_asr_corpus(
+        out_dir, size=size, seed=seed, everyday_words=everyday_words, extra_voices=extra_voices
+    )
     trained = random.Random(f"speaker-gap-train:{seed}").sample(plan["train"], min(n, len(plan["train"])))
     heldout = sample_heldout(plan["heldout"], n, seed)
     sets = {
@@ -136,16 +143,25 @@ def main(args: list[str]) -> None:
     parser.add_argument("--backbone", action="append", required=True, help="backbone to measure; repeatable")
     parser.add_argument("--asr-size", default="large", help="ASR corpus the backbone was pretrained on")
     parser.add_argument("--everyday-words", type=int, default=0, help="that corpus's everyday words")
+    parser.add_argument("--extra-voices", type=int, default=0, help="that corpus's extra voices a locale")
     parser.add_argument("--clips", type=int, default=240, help="clips per set (the model card's sample)")
     parser.add_argument("--seed", type=int, default=0)
     parsed = parser.parse_args(args)
     with tempfile.TemporaryDirectory(prefix="speaker-gap-") as folder:
-        sets = gap_sets(Path(folder), parsed.asr_size, parsed.seed, parsed.everyday_words, parsed.clips)
+        sets = gap_sets(
+            Path(folder),
+            parsed.asr_size,
+            parsed.seed,
+            parsed.everyday_words,
+            parsed.clips,
+            extra_voices=parsed.extra_voices,
+        )
         rows = {backbone: gap_rows(backbone, sets) for backbone in parsed.backbone}
     everyday = f" with {parsed.everyday_words} everyday words" if parsed.everyday_words else ""
+    voices = f" and {parsed.extra_voices} extra voices a locale" if parsed.extra_voices else ""
     print(
         f"\nGreedy CTC read-out on {len(sets['trained'])} clips per set of the ASR corpus "
-        f"`{parsed.asr_size}`{everyday} (seed {parsed.seed}):\n"
+        f"`{parsed.asr_size}`{everyday}{voices} (seed {parsed.seed}):\n"
     )
     print(gap_table(rows, parsed.seed))
     print("\nBy sentence kind:\n")

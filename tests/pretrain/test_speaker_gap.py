@@ -1,8 +1,9 @@
 import soundfile
 
 from slu_lightning.cli import main as cli_main
-from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
-from slu_lightning.data.partition import partition
+from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus, plan_asr_corpus
+from slu_lightning.data.demo_lexicon import LOCALES
+from slu_lightning.data.partition import extra_pretrain_voices, partition
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.speaker_gap import gap_sets
@@ -73,3 +74,15 @@ def test_the_kind_table_splits_each_sets_errors_by_sentence_kind(capsys):
         assert sum(int(cell.split("(")[1].rstrip(")")) for cell in cells) == 12
         rates = [float(cell.split()[0]) for cell in cells]
         assert min(rates) - 0.0005 <= float(total) <= max(rates) + 0.0005  # a words-weighted mean
+
+
+def test_with_extra_voices_the_trained_set_is_spoken_as_the_voiced_corpus_has_it(tmp_path):
+    voiced = {e.id: e for e in plan_asr_corpus(tmp_path / "plan", size="tiny", extra_voices=6)["train"]}
+    plain = gap_sets(tmp_path / "plain", size="tiny", n=20)
+    sets = gap_sets(tmp_path / "voiced", size="tiny", n=20, extra_voices=6)
+    assert [e.meta["voice"] for e in sets["trained"]] == [voiced[e.id].meta["voice"] for e in sets["trained"]]
+    extra = {voice for locale in LOCALES for voice in extra_pretrain_voices(locale, 6)}
+    assert {e.meta["voice"] for e in sets["trained"]} & extra
+    assert not {e.meta["voice"] for e in plain["trained"]} & extra
+    for name in ("own voices", "held-out voices"):  # held-out sentences do not depend on the voices
+        assert [(e.id, e.meta["voice"]) for e in sets[name]] == [(e.id, e.meta["voice"]) for e in plain[name]]
