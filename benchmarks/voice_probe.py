@@ -16,7 +16,6 @@ from 0.89 to 0.55 (``docs/pretraining-log.md``, *Which speakers the ear hears*).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import random
 import tempfile
 from pathlib import Path
@@ -30,7 +29,7 @@ from slu_lightning.data.partition import extra_pretrain_voices, unused_variants,
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.tts import voice_variants
 from slu_lightning.pretrain.coverage import paired_wer
-from slu_lightning.pretrain.speaker_gap import clip_of, gap_rows
+from slu_lightning.pretrain.speaker_gap import clip_of, gap_rows, respoken
 
 
 def template_sentences(out_dir: Path, per_locale: int, everyday_words: int, seed: int) -> list[SLUExample]:
@@ -45,13 +44,8 @@ def template_sentences(out_dir: Path, per_locale: int, everyday_words: int, seed
 
 def spoken_by(examples: list[SLUExample], variant: str, split: str, out_dir: Path) -> list[Clip]:
     """``examples`` spoken again by ``variant`` of each one's language, at its own rate and pitch."""
-    clips = []
-    for example in examples:
-        voice = voice_name(STYLES[example.locale].espeak, variant)
-        path = out_dir / "audio" / split / f"{example.id}.flac"
-        again = dataclasses.replace(example, audio=str(path), meta={**example.meta, "voice": voice})
-        clips.append(Clip(split, again, voice, int(example.meta["rate"]), int(example.meta["pitch"]), path))
-    return clips
+    voices = [voice_name(STYLES[example.locale].espeak, variant) for example in examples]
+    return [clip_of(split, example) for example in respoken(examples, voices, out_dir, split)]
 
 
 def drawn_mask(variants: list[str], sentences: list[SLUExample], count: int, seed: int) -> np.ndarray:

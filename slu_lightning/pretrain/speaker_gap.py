@@ -38,17 +38,26 @@ from slu_lightning.pretrain.data import sample_heldout
 GAP_SETS = ("trained", "own voices", "held-out voices")
 
 
+def respoken(examples: list[SLUExample], voices: list[str], out_dir: Path, split: str) -> list[SLUExample]:
+    """``examples`` to be spoken again under ``out_dir/audio/<split>``, each by its voice in
+    ``voices`` at its own rate and pitch; same ids and texts."""
+    return [
+        dataclasses.replace(
+            example,
+            audio=str(out_dir / "audio" / split / f"{example.id}.flac"),
+            meta={**example.meta, "voice": voice},
+        )
+        for example, voice in zip(examples, voices, strict=True)
+    ]
+
+
 def in_pretraining_voices(examples: list[SLUExample], out_dir: Path, seed: int = 0) -> list[SLUExample]:
     """``examples`` to be spoken again under ``out_dir/audio/respoken``, each by a pretraining voice of
     its locale (drawn with ``seed``) at its own rate and pitch; same ids and texts."""
     shares = partition(seed)
     rng = random.Random(f"speaker-gap:{seed}")
-    again = []
-    for example in examples:
-        meta = {**example.meta, "voice": rng.choice(shares[example.locale]["pretrain"].voices)}
-        path = out_dir / "audio" / "respoken" / f"{example.id}.flac"
-        again.append(dataclasses.replace(example, audio=str(path), meta=meta))
-    return again
+    voices = [rng.choice(shares[example.locale]["pretrain"].voices) for example in examples]
+    return respoken(examples, voices, out_dir, "respoken")
 
 
 def gap_sets(
