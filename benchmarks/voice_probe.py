@@ -28,7 +28,7 @@ from slu_lightning.data.demo_lexicon import STYLES
 from slu_lightning.data.partition import extra_pretrain_voices, unused_variants, voice_name
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.tts import voice_variants
-from slu_lightning.pretrain.coverage import paired_wer
+from slu_lightning.pretrain.coverage import paired_wer, pooled_wer
 from slu_lightning.pretrain.speaker_gap import clip_of, gap_rows, respoken
 
 
@@ -56,10 +56,6 @@ def drawn_mask(variants: list[str], sentences: list[SLUExample], count: int, see
     return np.array(
         [[voice_name(STYLES[s.locale].espeak, v) in extra[s.locale] for s in sentences] for v in variants]
     )
-
-
-def wer(rows: np.ndarray) -> float:
-    return rows[:, 0].sum() / max(rows[:, 1].sum(), 1)
 
 
 def variant_rows(backbone: str, heldout: list[SLUExample], spoken: dict[str, list[SLUExample]]) -> dict:
@@ -101,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nGreedy CTC read-out WER on {len(heldout)} held-out template sentences, spoken by each voice:\n")
     print("| voice | " + " | ".join(args.backbone) + " |\n|---|" + "---|" * len(args.backbone))
     first = rows[args.backbone[0]]
-    for voice in sorted(first, key=lambda name: (name != "held-out voices", wer(first[name]))):
-        print(f"| {voice} | " + " | ".join(f"{wer(rows[b][voice]):.3f}" for b in args.backbone) + " |")
+    for voice in sorted(first, key=lambda name: (name != "held-out voices", pooled_wer(first[name]))):
+        print(f"| {voice} | " + " | ".join(f"{pooled_wer(rows[b][voice]):.3f}" for b in args.backbone) + " |")
     drawn = drawn_mask(list(spoken), heldout, args.extra_voices, args.seed)  # (variants, sentences)
     groups = {"every variant heard": np.ones_like(drawn)}
     if args.extra_voices:
@@ -117,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
                 pooled = (stacked * chosen[..., None]).sum(0)[heard] / chosen.sum(0)[heard, None]
                 gap = paired_wer(by_voice["held-out voices"][heard], pooled, args.seed)
                 print(
-                    f"| {backbone} | {name} | {wer(pooled):.3f} | "
+                    f"| {backbone} | {name} | {pooled_wer(pooled):.3f} | "
                     f"{gap.difference:+.3f} [{gap.low:+.3f}, {gap.high:+.3f}] |"
                 )
 

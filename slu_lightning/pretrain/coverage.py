@@ -100,6 +100,11 @@ def word_error_rows(examples: list[SLUExample], hypotheses: list[str]) -> np.nda
     )
 
 
+def pooled_wer(rows: np.ndarray) -> float:
+    """The WER of ``word_error_rows``: all their errors over all their reference words."""
+    return rows[:, 0].sum() / max(rows[:, 1].sum(), 1)
+
+
 def _wer(totals: np.ndarray) -> dict[str, np.ndarray]:
     return {"wer": totals[..., 0] / np.maximum(totals[..., 1], 1)}
 

@@ -32,7 +32,7 @@ from slu_lightning.data.asr_corpus import KINDS, Size, plan_asr_corpus
 from slu_lightning.data.demo_corpus import Clip, write_clips
 from slu_lightning.data.partition import partition
 from slu_lightning.data.records import SLUExample
-from slu_lightning.pretrain.coverage import paired_wer, unpaired_wer, word_error_rows
+from slu_lightning.pretrain.coverage import paired_wer, pooled_wer, unpaired_wer, word_error_rows
 from slu_lightning.pretrain.data import sample_heldout
 
 GAP_SETS = ("trained", "own voices", "held-out voices")
@@ -115,9 +115,7 @@ def gap_table(rows: dict[str, dict[str, np.ndarray]], seed: int = 0) -> str:
         "|---|---|---|---|---|---|",
     ]
     for backbone, sets in rows.items():
-        wers = " | ".join(
-            f"{r[:, 0].sum() / max(r[:, 1].sum(), 1):.3f}" for r in (sets[name] for name in GAP_SETS)
-        )
+        wers = " | ".join(f"{pooled_wer(sets[name]):.3f}" for name in GAP_SETS)
         sentence = unpaired_wer(sets["trained"], sets["own voices"], seed)
         speaker = paired_wer(sets["own voices"], sets["held-out voices"], seed)
         gaps = " | ".join(
