@@ -102,7 +102,7 @@ def word_error_rows(examples: list[SLUExample], hypotheses: list[str]) -> np.nda
 
 def pooled_wer(rows: np.ndarray) -> float:
     """The WER of ``word_error_rows``: all their errors over all their reference words."""
-    return rows[:, 0].sum() / max(rows[:, 1].sum(), 1)
+    return float(_wer(rows.sum(axis=0))["wer"])
 
 
 def _wer(totals: np.ndarray) -> dict[str, np.ndarray]:
@@ -153,7 +153,7 @@ def comparison_table(
     ]
     for name, other in others:
         d = paired_wer(baseline, other, seed)
-        wer = _wer(other.sum(axis=0))["wer"]
+        wer = pooled_wer(other)
         interval = f"[{d.low:+.3f}, {d.high:+.3f}]"
         lines.append(f"| {name} | {wer:.3f} | {d.difference:+.3f} | {interval} | {d.p_value:.3f} |")
     return "\n".join(lines)
@@ -196,7 +196,7 @@ def main(args: list[str]) -> None:
         hypotheses = transcribe(TinyPretrainModule(backbone=backbone), sample, "ctc")["ctc"]
         errors = word_error_rows(sample, hypotheses)
         rows.append((backbone, errors))
-        wer = _wer(errors.sum(axis=0))["wer"]
+        wer = pooled_wer(errors)
         print(f"\n{backbone}, greedy CTC read-out (WER {wer:.3f}), words recognised (in order):\n")
         print(recognition_table(recognised_by_coverage(sample, hypotheses, known)))
     if len(rows) > 1:
