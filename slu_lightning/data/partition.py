@@ -77,6 +77,16 @@ def extra_pretrain_voices(locale: str, count: int, seed: int = 0) -> tuple[str, 
     return tuple(sorted(voice_name(STYLES[locale].espeak, variant) for variant in variants))
 
 
+def unheard_voices(locale: str, extra_voices: int = 0, seed: int = 0) -> tuple[str, ...]:
+    """The voices of ``locale`` outside the partition's family that a pretraining with
+    ``--extra-voices extra_voices`` never heard: who a model card's ``unheard-voices`` set speaks in."""
+    language = STYLES[locale].espeak
+    heard = set(extra_pretrain_voices(locale, extra_voices, seed))
+    return tuple(
+        v for v in (voice_name(language, variant) for variant in unused_variants()) if v not in heard
+    )
+
+
 def partition(seed: int = 0, locales: Sequence[str] | None = None) -> dict[str, dict[Use, Share]]:
     """Split each locale's voices and templates between the three uses.
 

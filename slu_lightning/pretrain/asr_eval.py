@@ -1,12 +1,14 @@
 """Word and character error rates of a stand-in backbone, read out two ways: greedy CTC over the audio
 vectors, and the LLM decoder prompted to transcribe. Evaluated on held-out voices, on general
 sentences (the ASR corpus's ``heldout`` split) and on sentences phrased like the SLU domain (the
-demo corpus's test split: templates and voices never used in pretraining). ``transcribe`` also
+demo corpus's test split: templates and voices never used in pretraining), and on the general
+sentences spoken by voices outside the family every split's voices come from. ``transcribe`` also
 offers a third read-out: the CTC beam and the decoder's beam, rescored by both (``rescoring.py``)."""
 
 from __future__ import annotations
 
 import random
+import tempfile
 from pathlib import Path
 
 import torch
@@ -15,7 +17,7 @@ from tqdm import tqdm
 
 from slu_lightning.data.collate import pad_rows
 from slu_lightning.data.datamodules import SLUDataset
-from slu_lightning.data.demo_corpus import Size, default_demo_dir, make_demo_corpus
+from slu_lightning.data.demo_corpus import Size, default_demo_dir, make_demo_corpus, write_clips
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
@@ -24,6 +26,7 @@ from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.domain_lm import LMFusion, require_fused_readout
 from slu_lightning.pretrain.module import TinyPretrainModule
 from slu_lightning.pretrain.rescoring import DECODER_BEAMS, rescored_transcripts
+from slu_lightning.pretrain.speaker_gap import clip_of, in_unheard_voices
 
 CARD_READOUTS = ("ctc", "decoder")
 """The read-outs a model card states: greedy CTC and the greedy decoder."""
@@ -139,13 +142,30 @@ def _pick(hypotheses: dict[str, list[str]], rows: list[int]) -> dict[str, list[s
     return {readout: [written[i] for i in rows] for readout, written in hypotheses.items()}
 
 
+CARD_SETS = {
+    "heldout": "general sentences (the ASR corpus's held-out split), held-out voices",
+    "slu-phrased": "demo test utterances (SLU phrasing), held-out voices",
+    "unheard-voices": "the heldout sentences, each spoken by an eSpeak variant outside the partition's "
+    "voice family that pretraining never heard (`benchmarks/voice_probe.py` has them one by one)",
+}
+"""The sets a model card measures, and what each holds."""
+
+
 def evaluation_sets(
-    asr_corpus: Path, n: int, seed: int = 0, demo_size: Size = "small"
+    asr_corpus: Path, n: int, out_dir: Path, seed: int = 0, demo_size: Size = "small", extra_voices: int = 0
 ) -> dict[str, list[SLUExample]]:
-    """``heldout``: general sentences; ``slu-phrased``: demo test utterances. Held-out voices in both."""
+    """The ``CARD_SETS`` of ``n`` clips each; ``unheard-voices`` is synthesised under ``out_dir`` (an
+    empty folder), avoiding the voices ``--extra-voices extra_voices`` added to pretraining."""
+    heldout = heldout_sample(asr_corpus, n, seed)
+    unheard = in_unheard_voices(heldout, out_dir, extra_voices, seed)
+    locales = sorted({example.locale for example in heldout})
+    write_clips(
+        out_dir, {"unheard": [clip_of("unheard", e) for e in unheard]}, locales, workers=1, what="speaking"
+    )
     return {
-        "heldout": heldout_sample(asr_corpus, n, seed),
+        "heldout": heldout,
         "slu-phrased": slu_phrased_sample(n, seed, demo_size),
+        "unheard-voices": unheard,
     }
 
 
@@ -157,11 +177,17 @@ def slu_phrased_sample(n: int, seed: int = 0, demo_size: Size = "small") -> list
 
 
 def error_rates_by_set(
-    module: TinyPretrainModule, asr_corpus: Path, n: int, seed: int = 0, demo_size: Size = "small"
+    module: TinyPretrainModule,
+    asr_corpus: Path,
+    n: int,
+    seed: int = 0,
+    demo_size: Size = "small",
+    extra_voices: int = 0,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """Both read-outs' error rates on each of ``evaluation_sets``: the figures a model card states."""
-    sets = evaluation_sets(asr_corpus, n, seed, demo_size)
-    return {name: measure_error_rates(module, examples) for name, examples in sets.items()}
+    with tempfile.TemporaryDirectory(prefix="slu-lightning-card-") as out_dir:
+        sets = evaluation_sets(asr_corpus, n, Path(out_dir), seed, demo_size, extra_voices)
+        return {name: measure_error_rates(module, examples) for name, examples in sets.items()}
 
 
 def clip_features(module: TinyPretrainModule) -> LogMelExtractor:

@@ -28,7 +28,7 @@ from slu_lightning.atomic import atomic_write_dir, atomic_write_text
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.model.backbone import resolve_backbone
 from slu_lightning.preemption import PreemptionCallback, save_last_checkpoint
-from slu_lightning.pretrain.asr_eval import CARD_READOUTS, error_rates_by_set
+from slu_lightning.pretrain.asr_eval import CARD_READOUTS, CARD_SETS, error_rates_by_set
 from slu_lightning.pretrain.augment import SpecAugment
 from slu_lightning.pretrain.data import PretrainDataModule
 from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
@@ -323,7 +323,9 @@ def export_backbone(
     corpus = settings.corpus_dir()
     demo_size = "tiny" if settings.corpus_size == "tiny" else "small"  # tiny: the test scale
     # fit leaves the module on the CPU: measure on the GPU where there is one (minutes less on a lease)
-    rates = error_rates_by_set(module.to(evaluation_device()), corpus, eval_clips, settings.seed, demo_size)
+    rates = error_rates_by_set(
+        module.to(evaluation_device()), corpus, eval_clips, settings.seed, demo_size, settings.extra_voices
+    )
     model = copy.deepcopy(module.model).to("cpu", torch.float16)  # half the size; loaders upcast to float32
     wall = json.loads((run_dir / "wall_time.json").read_text())
 
@@ -415,10 +417,15 @@ def model_card(record: dict) -> str:
         f"- training wall time {record['wall_time_seconds'] / 3600:.2f} h: {_by_machine(record)}; "
         f"exported and measured on {record['hardware']}\n"
         "- weights stored in float16; `from_pretrained(..., dtype=torch.float32)` upcasts them\n\n"
-        f"Word and character error rates on {record['eval_clips']} clips per set, held-out voices:\n\n"
+        f"Word and character error rates on {record['eval_clips']} clips per set:\n\n"
         "| set | CTC read-out WER | CTC read-out CER | decoder WER | decoder CER |\n|---|---|---|---|---|\n"
-        f"{rows}\n{_locale_table(record['error_rates'])}"
+        f"{rows}\n\n{_set_legend(record['error_rates'])}\n{_locale_table(record['error_rates'])}"
     )
+
+
+def _set_legend(rates: dict) -> str:
+    """What each measured set holds, a line each."""
+    return "".join(f"- {name}: {CARD_SETS[name]}\n" for name in rates)
 
 
 def _everyday(settings: dict) -> str:

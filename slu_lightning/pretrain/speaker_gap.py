@@ -30,7 +30,7 @@ import numpy as np
 
 from slu_lightning.data.asr_corpus import KINDS, Size, plan_asr_corpus
 from slu_lightning.data.demo_corpus import Clip, write_clips
-from slu_lightning.data.partition import partition
+from slu_lightning.data.partition import partition, unheard_voices
 from slu_lightning.data.records import SLUExample
 from slu_lightning.pretrain.coverage import paired_wer, pooled_wer, unpaired_wer, word_error_rows
 from slu_lightning.pretrain.data import sample_heldout
@@ -58,6 +58,17 @@ def in_pretraining_voices(examples: list[SLUExample], out_dir: Path, seed: int =
     rng = random.Random(f"speaker-gap:{seed}")
     voices = [rng.choice(shares[example.locale]["pretrain"].voices) for example in examples]
     return respoken(examples, voices, out_dir, "respoken")
+
+
+def in_unheard_voices(
+    examples: list[SLUExample], out_dir: Path, extra_voices: int = 0, seed: int = 0
+) -> list[SLUExample]:
+    """``examples`` to be spoken again under ``out_dir/audio/unheard``, each by one of its locale's
+    ``unheard_voices`` (drawn with ``seed``) at its own rate and pitch; same ids and texts."""
+    rng = random.Random(f"unheard-voices:{seed}")
+    pools = {locale: unheard_voices(locale, extra_voices, seed) for locale in {e.locale for e in examples}}
+    voices = [rng.choice(pools[example.locale]) for example in examples]
+    return respoken(examples, voices, out_dir, "unheard")
 
 
 def gap_sets(

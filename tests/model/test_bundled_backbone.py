@@ -7,17 +7,19 @@ import random
 import pytest
 
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
-from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus
+from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus, write_clips
+from slu_lightning.data.demo_lexicon import LOCALES
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.model.backbone import bundled_backbones, load_model, load_processor
 from slu_lightning.pretrain.asr_eval import CARD_READOUTS, measure_error_rates
 from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.module import TinyPretrainModule
 from slu_lightning.pretrain.recipe import command_line
+from slu_lightning.pretrain.speaker_gap import clip_of, in_unheard_voices
 
 NAME = "tiny-heard"
-# The card's rates come from 240 clips per set; these samples are 36 and 48 clips of the test-scale
-# corpora (other sentences, the same held-out voices). Over random 36-clip subsets of the card's 240
+# The card's rates come from 240 clips per set; these samples are 36, 48 and 36 clips of the test-scale
+# corpora (other sentences, the same kinds of voices). Over random 36-clip subsets of the card's 240
 # clips, word error rates spread with a standard deviation of 0.03-0.06.
 TOLERANCE = 0.12
 
@@ -39,14 +41,21 @@ def test_the_bundled_stand_in_is_small_loads_and_says_how_it_was_made(bundled):
     assert f"steps: {record['steps_done']} of the {record['settings']['steps']} planned" in card
 
 
-def test_the_bundled_stand_in_reaches_its_stated_error_rates_on_held_out_voices(bundled):
+def test_the_bundled_stand_in_reaches_its_stated_error_rates_on_held_out_and_unheard_voices(
+    bundled, tmp_path
+):
     _, record = bundled
     asr = make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
     demo = make_demo_corpus(default_demo_dir("tiny", 0), size="tiny", seed=0)
+    heldout = heldout_sample(asr, 36, seed=0)
+    unheard = in_unheard_voices(heldout, tmp_path)
+    write_clips(tmp_path, {"unheard": [clip_of("unheard", e) for e in unheard]}, sorted(LOCALES), workers=1)
     samples = {
-        "heldout": heldout_sample(asr, 36, seed=0),
+        "heldout": heldout,
         "slu-phrased": random.Random(0).sample(read_manifest(demo / "test.jsonl"), 48),
+        "unheard-voices": unheard,
     }
+    assert set(samples) == set(record["error_rates"])
     module = TinyPretrainModule(backbone=NAME)
     for name, examples in samples.items():
         measured, stated = measure_error_rates(module, examples), record["error_rates"][name]

@@ -59,7 +59,7 @@ def test_pretraining_writes_a_backbone_that_loads_like_any_other(run):
     assert processor.tokenizer.convert_tokens_to_ids("<|AUDIO|>") == model.config.audio_token_id
     record = json.loads((backbone / "pretraining.json").read_text())
     assert record["steps_done"] == 6 and record["settings"]["steps"] == 6
-    assert set(record["error_rates"]) == {"heldout", "slu-phrased"}
+    assert set(record["error_rates"]) == {"heldout", "slu-phrased", "unheard-voices"}
     for rates in record["error_rates"].values():
         assert set(rates) == {"ctc", "decoder", "by_locale"}
         assert all(0 <= rates[readout][unit] for readout in ("ctc", "decoder") for unit in ("wer", "cer"))
@@ -68,6 +68,7 @@ def test_pretraining_writes_a_backbone_that_loads_like_any_other(run):
     assert command_line(record["settings"]) in card and "slu-lightning pretrain-tiny" in card
     locales = {locale for rates in record["error_rates"].values() for locale in rates["by_locale"]}
     assert "By locale:" in card and all(f"| {locale} | " in card for locale in locales)
+    assert "- unheard-voices: the heldout sentences, each spoken by an eSpeak variant outside" in card
 
 
 def test_a_profiled_run_says_where_its_training_steps_spent_their_time(run):

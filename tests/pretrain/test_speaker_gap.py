@@ -3,10 +3,10 @@ import soundfile
 from slu_lightning.cli import main as cli_main
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus, plan_asr_corpus
 from slu_lightning.data.demo_lexicon import LOCALES
-from slu_lightning.data.partition import extra_pretrain_voices, partition
+from slu_lightning.data.partition import extra_pretrain_voices, partition, unheard_voices, unused_variants
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.pretrain.data import heldout_sample
-from slu_lightning.pretrain.speaker_gap import gap_sets
+from slu_lightning.pretrain.speaker_gap import gap_sets, in_unheard_voices
 
 
 def samples(path: str):
@@ -86,3 +86,24 @@ def test_with_extra_voices_the_trained_set_is_spoken_as_the_voiced_corpus_has_it
     assert not {e.meta["voice"] for e in plain["trained"]} & extra
     for name in ("own voices", "held-out voices"):  # held-out sentences do not depend on the voices
         assert [(e.id, e.meta["voice"]) for e in sets[name]] == [(e.id, e.meta["voice"]) for e in plain[name]]
+
+
+def test_unheard_voices_are_the_unused_variants_less_those_extra_voices_drew():
+    for locale in LOCALES:
+        everyone, drawn = unheard_voices(locale), set(extra_pretrain_voices(locale, 12))
+        assert len(everyone) == len(unused_variants()) and not set(everyone) & set(
+            partition(0)[locale]["pretrain"].voices
+        )
+        assert set(unheard_voices(locale, 12)) == set(everyone) - drawn and len(drawn) == 12
+
+
+def test_in_unheard_voices_respeaks_each_sentence_by_a_voice_pretraining_never_heard(tmp_path):
+    heldout = heldout_sample(make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0), 24, 0)
+    unheard = in_unheard_voices(heldout, tmp_path, extra_voices=12)
+    for before, after in zip(heldout, unheard, strict=True):
+        assert (after.id, after.text, after.meta["rate"]) == (before.id, before.text, before.meta["rate"])
+        assert after.meta["voice"] in unheard_voices(after.locale, 12)
+        assert after.audio == str(tmp_path / "audio" / "unheard" / f"{after.id}.flac")
+    assert len({example.meta["voice"] for example in unheard}) > 12  # drawn per clip, not per locale
+    again = in_unheard_voices(heldout, tmp_path, extra_voices=12)
+    assert [e.meta["voice"] for e in again] == [e.meta["voice"] for e in unheard]  # seeded
