@@ -27,9 +27,10 @@ from slu_lightning.data.demo_corpus import Clip, write_clips
 from slu_lightning.data.demo_lexicon import STYLES
 from slu_lightning.data.partition import extra_pretrain_voices, unused_variants, voice_name
 from slu_lightning.data.records import SLUExample
+from slu_lightning.data.respeak import clip_of, respoken
 from slu_lightning.data.tts import voice_variants
 from slu_lightning.pretrain.coverage import paired_wer, pooled_wer
-from slu_lightning.pretrain.speaker_gap import clip_of, gap_rows, respoken
+from slu_lightning.pretrain.speaker_gap import gap_rows
 
 
 def template_sentences(out_dir: Path, per_locale: int, everyday_words: int, seed: int) -> list[SLUExample]:

@@ -68,27 +68,45 @@ class DemoCorpus(ManifestCorpus):
     """The synthetic multilingual spoken SLU corpus, built offline with eSpeak NG on first use."""
 
     def __init__(
-        self, size: Literal["tiny", "small", "large"] = "small", seed: int = 0, root: str | None = None
+        self,
+        size: Literal["tiny", "small", "large"] = "small",
+        seed: int = 0,
+        root: str | None = None,
+        test_voices: Literal["heldout", "unheard"] = "heldout",
     ):
         """
         Args:
             size: ``tiny`` (tests), ``small`` (the README demo, a few minutes to build) or ``large``.
             seed: seeds the texts, voices and held-out split; the same seed rebuilds the same corpus.
             root: where to build it; defaults to the cache (``$SLU_LIGHTNING_CACHE`` or ~/.cache).
+            test_voices: who speaks the test split: ``heldout``, the partition's held-out voices
+                (new speakers of the voice family every split draws from), or ``unheard``, the
+                same utterances each spoken by an eSpeak variant outside that family (built beside
+                the corpus on first use; ids unchanged, so results pair with ``heldout``'s).
         """
         from slu_lightning.data.demo_corpus import default_demo_dir
+        from slu_lightning.data.respeak import unheard_test_dir
 
-        self.size, self.seed = size, seed
+        if test_voices not in ("heldout", "unheard"):
+            raise ValueError(f"test_voices must be 'heldout' or 'unheard', got {test_voices!r}")
+        self.size, self.seed, self.test_voices = size, seed, test_voices
         self.root = Path(root) if root else default_demo_dir(size, seed)
-        super().__init__(*(str(self.root / f"{split}.jsonl") for split in ("train", "dev", "test")))
+        test_root = unheard_test_dir(self.root) if test_voices == "unheard" else self.root
+        super().__init__(
+            *(str(self.root / f"{split}.jsonl") for split in ("train", "dev")), str(test_root / "test.jsonl")
+        )
 
     def prepare(self) -> None:
         from slu_lightning.data.demo_corpus import make_demo_corpus
+        from slu_lightning.data.respeak import make_unheard_test
 
         make_demo_corpus(self.root, size=self.size, seed=self.seed)
+        if self.test_voices == "unheard":
+            make_unheard_test(self.root, seed=self.seed)
 
     def describe(self) -> str:
-        return f"demo corpus ({self.size}, seed {self.seed}) at {self.root}"
+        voices = ", test split in unheard voices" if self.test_voices == "unheard" else ""
+        return f"demo corpus ({self.size}, seed {self.seed}{voices}) at {self.root}"
 
 
 class CascadeCorpus(Corpus):

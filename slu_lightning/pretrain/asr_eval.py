@@ -21,12 +21,12 @@ from slu_lightning.data.demo_corpus import Size, default_demo_dir, make_demo_cor
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
+from slu_lightning.data.respeak import clip_of, in_unheard_voices
 from slu_lightning.evaluation.error_rates import corpus_cer, corpus_wer
 from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.domain_lm import LMFusion, require_fused_readout
 from slu_lightning.pretrain.module import TinyPretrainModule
 from slu_lightning.pretrain.rescoring import DECODER_BEAMS, rescored_transcripts
-from slu_lightning.pretrain.speaker_gap import clip_of, in_unheard_voices
 
 CARD_READOUTS = ("ctc", "decoder")
 """The read-outs a model card states: greedy CTC and the greedy decoder."""

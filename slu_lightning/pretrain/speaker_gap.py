@@ -21,7 +21,6 @@ second table splits each set by sentence kind (random word strings, phrase chunk
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import random
 import tempfile
 from pathlib import Path
@@ -29,26 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from slu_lightning.data.asr_corpus import KINDS, Size, plan_asr_corpus
-from slu_lightning.data.demo_corpus import Clip, write_clips
-from slu_lightning.data.partition import partition, unheard_voices
+from slu_lightning.data.demo_corpus import write_clips
+from slu_lightning.data.partition import partition
 from slu_lightning.data.records import SLUExample
+from slu_lightning.data.respeak import clip_of, respoken
 from slu_lightning.pretrain.coverage import paired_wer, pooled_wer, unpaired_wer, word_error_rows
 from slu_lightning.pretrain.data import sample_heldout
 
 GAP_SETS = ("trained", "own voices", "held-out voices")
-
-
-def respoken(examples: list[SLUExample], voices: list[str], out_dir: Path, split: str) -> list[SLUExample]:
-    """``examples`` to be spoken again under ``out_dir/audio/<split>``, each by its voice in
-    ``voices`` at its own rate and pitch; same ids and texts."""
-    return [
-        dataclasses.replace(
-            example,
-            audio=str(out_dir / "audio" / split / f"{example.id}.flac"),
-            meta={**example.meta, "voice": voice},
-        )
-        for example, voice in zip(examples, voices, strict=True)
-    ]
 
 
 def in_pretraining_voices(examples: list[SLUExample], out_dir: Path, seed: int = 0) -> list[SLUExample]:
@@ -58,17 +45,6 @@ def in_pretraining_voices(examples: list[SLUExample], out_dir: Path, seed: int =
     rng = random.Random(f"speaker-gap:{seed}")
     voices = [rng.choice(shares[example.locale]["pretrain"].voices) for example in examples]
     return respoken(examples, voices, out_dir, "respoken")
-
-
-def in_unheard_voices(
-    examples: list[SLUExample], out_dir: Path, extra_voices: int = 0, seed: int = 0
-) -> list[SLUExample]:
-    """``examples`` to be spoken again under ``out_dir/audio/unheard``, each by one of its locale's
-    ``unheard_voices`` (drawn with ``seed``) at its own rate and pitch; same ids and texts."""
-    rng = random.Random(f"unheard-voices:{seed}")
-    pools = {locale: unheard_voices(locale, extra_voices, seed) for locale in {e.locale for e in examples}}
-    voices = [rng.choice(pools[example.locale]) for example in examples]
-    return respoken(examples, voices, out_dir, "unheard")
 
 
 def gap_sets(
@@ -97,12 +73,6 @@ def gap_sets(
     locales = sorted({example.locale for examples in sets.values() for example in examples})
     write_clips(out_dir, clips, locales, workers=1, what="speaking")
     return sets
-
-
-def clip_of(split: str, example: SLUExample) -> Clip:
-    """The clip to synthesise for a planned ``example``, in its own voice, rate and pitch."""
-    meta = example.meta
-    return Clip(split, example, meta["voice"], int(meta["rate"]), int(meta["pitch"]), Path(example.audio))
 
 
 def gap_rows(backbone: str, sets: dict[str, list[SLUExample]]) -> dict[str, np.ndarray]:

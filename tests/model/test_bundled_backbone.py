@@ -10,12 +10,12 @@ from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus, write_clips
 from slu_lightning.data.demo_lexicon import LOCALES
 from slu_lightning.data.readers.manifest import read_manifest
+from slu_lightning.data.respeak import clip_of, in_unheard_voices
 from slu_lightning.model.backbone import bundled_backbones, load_model, load_processor
 from slu_lightning.pretrain.asr_eval import CARD_READOUTS, measure_error_rates
 from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.module import TinyPretrainModule
 from slu_lightning.pretrain.recipe import command_line
-from slu_lightning.pretrain.speaker_gap import clip_of, in_unheard_voices
 
 NAME = "tiny-heard"
 # The card's rates come from 240 clips per set; these samples are 36, 48 and 36 clips of the test-scale

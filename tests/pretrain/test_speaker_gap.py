@@ -5,8 +5,9 @@ from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus, plan
 from slu_lightning.data.demo_lexicon import LOCALES
 from slu_lightning.data.partition import extra_pretrain_voices, partition, unheard_voices, unused_variants
 from slu_lightning.data.readers.manifest import read_manifest
+from slu_lightning.data.respeak import in_unheard_voices
 from slu_lightning.pretrain.data import heldout_sample
-from slu_lightning.pretrain.speaker_gap import gap_sets, in_unheard_voices
+from slu_lightning.pretrain.speaker_gap import gap_sets
 
 
 def samples(path: str):
