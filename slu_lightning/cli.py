@@ -248,6 +248,12 @@ def compare_transcripts_main(args: list[str]) -> None:
     compare(args)
 
 
+def compare_runs_main(args: list[str]) -> None:
+    from slu_lightning.experiments.compare_runs import main as compare
+
+    compare(args)
+
+
 def speaker_gap_main(args: list[str]) -> None:
     from slu_lightning.pretrain.speaker_gap import main as speaker_gap
 
@@ -260,6 +266,7 @@ COMMANDS = {
     "pretrain-tiny": pretrain_tiny_main,
     "transcribe": transcribe_main,
     "compare-transcripts": compare_transcripts_main,
+    "compare-runs": compare_runs_main,
     "coverage": coverage_main,
     "speaker-gap": speaker_gap_main,
     "export": export_main,

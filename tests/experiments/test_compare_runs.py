@@ -1,0 +1,70 @@
+"""``slu-lightning compare-runs``: SLU metrics of test runs on the same examples, paired by id."""
+
+import json
+
+import pytest
+
+from slu_lightning.cli import main as cli
+
+
+def write_run(folder, intents_right: int, n: int = 20, ids_from: int = 0):
+    """A run folder whose ``n`` speech predictions get the first ``intents_right`` intents right,
+    plus text rows the comparison must not read."""
+    folder.mkdir()
+    rows = []
+    for i in range(ids_from, ids_from + n):
+        reference = {"text": "wake me up", "scenario": "alarm", "action": "set", "entities": []}
+        right = i - ids_from < intents_right
+        guess = {
+            "scenario": "alarm" if right else "music",
+            "action": "set",
+            "entities": [],
+            "status": "valid",
+        }
+        for modality in ("speech", "text"):
+            rows.append(
+                {
+                    "id": f"u{i}-{modality}",
+                    "utterance_id": f"u{i}",
+                    "modality": modality,
+                    **guess,
+                    "reference": reference,
+                }
+            )
+    (folder / "predictions_test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder
+
+
+def table_rows(out: str) -> dict[str, list[str]]:
+    return {
+        line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
+        for line in out.splitlines()
+        if line.startswith("| ") and "examples" not in line
+    }
+
+
+def test_each_run_gets_its_metrics_and_its_paired_difference_from_the_first(tmp_path, capsys):
+    first, second = write_run(tmp_path / "heldout", 16), write_run(tmp_path / "unheard", 6)
+    cli(["compare-runs", str(first), str(second / "predictions_test.jsonl")])
+    out = capsys.readouterr().out
+    assert "20 speech examples, 20 utterances, paired by id" in out
+    rows = table_rows(out)
+    baseline, other = rows[str(first)], rows[str(second / "predictions_test.jsonl")]
+    assert baseline[0] == other[0] == "20"
+    assert baseline[1].startswith("0.800 [") and other[1].startswith("0.300 [")  # intent accuracy
+    assert baseline[4] == "-" and other[4].startswith("-0.500 [")
+    low, high = (float(x) for x in other[4].split("[")[1].split("]")[0].split(","))
+    assert low <= -0.5 <= high < 0 and float(other[4].rsplit("(", 1)[1].rstrip(")")) < 0.05
+
+
+def test_runs_of_other_examples_or_without_predictions_are_named(tmp_path, capsys):
+    first, shifted = write_run(tmp_path / "a", 10), write_run(tmp_path / "b", 10, ids_from=5)
+    (tmp_path / "untested").mkdir()
+    for runs, message in (
+        ([first, shifted], f"file {shifted}: predicted other examples than {first} (['u0-speech'"),
+        ([first, tmp_path / "untested"], f"file {tmp_path / 'untested'}: no predictions_test.jsonl"),
+        ([first], "name at least two runs"),
+    ):
+        with pytest.raises(SystemExit):
+            cli(["compare-runs", *map(str, runs)])
+        assert message in capsys.readouterr().err
