@@ -1,5 +1,5 @@
-"""The committed stand-in (``slu_lightning/backbones/tiny-heard``): small, documented, and hearing as
-well as its model card says, on a fresh held-out sample."""
+"""The committed stand-ins (``slu_lightning/backbones/``): small, documented, and hearing as well as
+their model cards say, on fresh held-out samples."""
 
 import json
 import random
@@ -17,17 +17,20 @@ from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.module import TinyPretrainModule
 from slu_lightning.pretrain.recipe import command_line
 
-NAME = "tiny-heard"
 # The card's rates come from 240 clips per set; these samples are 36, 48 and 36 clips of the test-scale
 # corpora (other sentences, the same kinds of voices). Over random 36-clip subsets of the card's 240
 # clips, word error rates spread with a standard deviation of 0.03-0.06.
 TOLERANCE = 0.12
 
 
-@pytest.fixture(scope="module")
-def bundled():
-    path = bundled_backbones()[NAME]
+@pytest.fixture(scope="module", params=sorted(bundled_backbones()))
+def bundled(request):
+    path = bundled_backbones()[request.param]
     return path, json.loads((path / "pretraining.json").read_text(encoding="utf-8"))
+
+
+def test_both_stand_ins_are_bundled():
+    assert {"tiny-heard", "tiny-heard-voices"} <= set(bundled_backbones())
 
 
 def test_the_bundled_stand_in_is_small_loads_and_says_how_it_was_made(bundled):
@@ -44,11 +47,11 @@ def test_the_bundled_stand_in_is_small_loads_and_says_how_it_was_made(bundled):
 def test_the_bundled_stand_in_reaches_its_stated_error_rates_on_held_out_and_unheard_voices(
     bundled, tmp_path
 ):
-    _, record = bundled
+    path, record = bundled
     asr = make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
     demo = make_demo_corpus(default_demo_dir("tiny", 0), size="tiny", seed=0)
     heldout = heldout_sample(asr, 36, seed=0)
-    unheard = in_unheard_voices(heldout, tmp_path)
+    unheard = in_unheard_voices(heldout, tmp_path, extra_voices=record["settings"].get("extra_voices", 0))
     write_clips(tmp_path, {"unheard": [clip_of("unheard", e) for e in unheard]}, sorted(LOCALES), workers=1)
     samples = {
         "heldout": heldout,
@@ -56,7 +59,7 @@ def test_the_bundled_stand_in_reaches_its_stated_error_rates_on_held_out_and_unh
         "unheard-voices": unheard,
     }
     assert set(samples) == set(record["error_rates"])
-    module = TinyPretrainModule(backbone=NAME)
+    module = TinyPretrainModule(backbone=path.name)
     for name, examples in samples.items():
         measured, stated = measure_error_rates(module, examples), record["error_rates"][name]
         for readout in CARD_READOUTS:
