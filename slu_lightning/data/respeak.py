@@ -64,6 +64,15 @@ def clip_of(split: str, example: SLUExample) -> Clip:
     return Clip(split, example, meta["voice"], int(meta["rate"]), int(meta["pitch"]), Path(example.audio))
 
 
+def speak(
+    out_dir: Path, split: str, examples: list[SLUExample], workers: int | None = 1, what: str = "speaking"
+) -> dict:
+    """Synthesise re-planned ``examples`` as ``split`` of ``out_dir`` (audio and manifest), each in its
+    own voice, rate and pitch; returns ``write_clips``'s summary."""
+    locales = sorted({example.locale for example in examples})
+    return write_clips(out_dir, {split: [clip_of(split, e) for e in examples]}, locales, workers, what)
+
+
 def unheard_test_dir(demo_root: Path) -> Path:
     """Where ``make_unheard_test`` puts a demo corpus's respoken test split: beside it."""
     return demo_root.with_name(f"{demo_root.name}-test-unheard")
@@ -88,9 +97,8 @@ def make_unheard_test(demo_root: str | Path, seed: int = 0, workers: int | None 
     test = read_manifest(demo_root / "test.jsonl")
 
     def build(staging: Path) -> dict:
-        clips = [clip_of("test", e) for e in in_unheard_voices(test, staging, seed=seed, split="test")]
-        locales = sorted({example.locale for example in test})
-        return {"config": config, **write_clips(staging, {"test": clips}, locales, workers, "unheard voices")}
+        unheard = in_unheard_voices(test, staging, seed=seed, split="test")
+        return {"config": config, **speak(staging, "test", unheard, workers, "unheard voices")}
 
     build_staged(out_dir, config_key, build)
     return out_dir

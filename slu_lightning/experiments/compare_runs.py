@@ -12,7 +12,6 @@ demo corpus's ``test_voices``), or two regimes on one test split. Each argument 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import numpy as np
 from slu_lightning.data.errors import DataError
 from slu_lightning.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
 from slu_lightning.evaluation.counts import summarize_totals
-from slu_lightning.experiments.report.cells import count_row
+from slu_lightning.experiments.report.cells import count_row, prediction_rows, utterance_clusters
 from slu_lightning.experiments.sweep import PREDICTIONS
 
 METRICS = ("intent_acc", "entity_f1", "slu_f1")
@@ -32,8 +31,7 @@ def read_rows(path: Path, modality: str) -> dict[str, dict]:
     file = path / PREDICTIONS if path.is_dir() else path
     if not file.is_file():
         raise DataError(f"no {PREDICTIONS}: has this run been tested?", file=str(path))
-    lines = file.read_text(encoding="utf-8").splitlines()
-    rows = {row["id"]: row for row in map(json.loads, filter(None, lines)) if row.get("modality") == modality}
+    rows = {row["id"]: row for row in prediction_rows(file, modality)}
     if not rows:
         raise DataError(f"no {modality} predictions", file=str(file))
     return rows
@@ -49,8 +47,7 @@ def paired_counts(paths: list[Path], modality: str) -> tuple[list[np.ndarray], n
             raise DataError(f"predicted other examples than {paths[0]} ({differing[:3]} ...)", file=str(path))
     ids = list(runs[0])
     counts = [np.stack([count_row(rows[i]) for i in ids]) for rows in runs]  # each (examples, F)
-    utterances = [runs[0][i].get("utterance_id") or i for i in ids]
-    return counts, np.unique(utterances, return_inverse=True)[1]
+    return counts, utterance_clusters([runs[0][i] for i in ids])
 
 
 def comparison_table(names: list[str], counts: list[np.ndarray], clusters: np.ndarray, seed: int) -> str:

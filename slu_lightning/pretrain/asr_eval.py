@@ -17,11 +17,11 @@ from tqdm import tqdm
 
 from slu_lightning.data.collate import pad_rows
 from slu_lightning.data.datamodules import SLUDataset
-from slu_lightning.data.demo_corpus import Size, default_demo_dir, make_demo_corpus, write_clips
+from slu_lightning.data.demo_corpus import Size, default_demo_dir, make_demo_corpus
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
-from slu_lightning.data.respeak import clip_of, in_unheard_voices
+from slu_lightning.data.respeak import in_unheard_voices, speak
 from slu_lightning.evaluation.error_rates import corpus_cer, corpus_wer
 from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.domain_lm import LMFusion, require_fused_readout
@@ -158,10 +158,7 @@ def evaluation_sets(
     empty folder), avoiding the voices ``--extra-voices extra_voices`` added to pretraining."""
     heldout = heldout_sample(asr_corpus, n, seed)
     unheard = in_unheard_voices(heldout, out_dir, extra_voices, seed)
-    locales = sorted({example.locale for example in heldout})
-    write_clips(
-        out_dir, {"unheard": [clip_of("unheard", e) for e in unheard]}, locales, workers=1, what="speaking"
-    )
+    speak(out_dir, "unheard", unheard)
     return {
         "heldout": heldout,
         "slu-phrased": slu_phrased_sample(n, seed, demo_size),

@@ -7,10 +7,9 @@ import random
 import pytest
 
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
-from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus, write_clips
-from slu_lightning.data.demo_lexicon import LOCALES
+from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus
 from slu_lightning.data.readers.manifest import read_manifest
-from slu_lightning.data.respeak import clip_of, in_unheard_voices
+from slu_lightning.data.respeak import in_unheard_voices, speak
 from slu_lightning.model.backbone import bundled_backbones, load_model, load_processor
 from slu_lightning.pretrain.asr_eval import CARD_READOUTS, measure_error_rates
 from slu_lightning.pretrain.data import heldout_sample
@@ -52,7 +51,7 @@ def test_the_bundled_stand_in_reaches_its_stated_error_rates_on_held_out_and_unh
     demo = make_demo_corpus(default_demo_dir("tiny", 0), size="tiny", seed=0)
     heldout = heldout_sample(asr, 36, seed=0)
     unheard = in_unheard_voices(heldout, tmp_path, extra_voices=record["settings"].get("extra_voices", 0))
-    write_clips(tmp_path, {"unheard": [clip_of("unheard", e) for e in unheard]}, sorted(LOCALES), workers=1)
+    speak(tmp_path, "unheard", unheard)
     samples = {
         "heldout": heldout,
         "slu-phrased": random.Random(0).sample(read_manifest(demo / "test.jsonl"), 48),

@@ -97,6 +97,18 @@ def scored_modality(config: dict, modality: str) -> str | None:
     return "text" if modality == "speech" else None
 
 
+def prediction_rows(path: Path, modality: str) -> list[dict]:
+    """The ``modality`` rows of a predictions file (``slu-lightning test``'s), in file order."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return [row for row in map(json.loads, filter(None, lines)) if row["modality"] == modality]
+
+
+def utterance_clusters(rows: list[dict]) -> np.ndarray:
+    """``(len(rows),)`` integer ids of each row's utterance (its own id when it has none): the
+    bootstrap's clusters, since recordings of one utterance succeed or fail together."""
+    return np.unique([row["utterance_id"] or row["id"] for row in rows], return_inverse=True)[1]
+
+
 def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictions], list[str]]:
     """The sweep's axis keys, its finished cells, and the names of cells not finished."""
     sweep_file = root / SWEEP_FILE
@@ -113,8 +125,7 @@ def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictio
         config_file = run_dir / "config.yaml"
         config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
         wanted = scored_modality(config or {}, modality)
-        lines = (run_dir / PREDICTIONS).read_text(encoding="utf-8").splitlines()
-        rows = [row for row in map(json.loads, filter(None, lines)) if row["modality"] == wanted]
+        rows = prediction_rows(run_dir / PREDICTIONS, wanted)
         counts = np.stack([count_row(row) for row in rows]) if rows else np.zeros((0, WIDTH))
         cells.append(
             CellPredictions(

@@ -17,6 +17,7 @@ from slu_lightning.experiments.report.cells import (
     ReportError,
     is_seed_axis,
     seed_of,
+    utterance_clusters,
 )
 from slu_lightning.experiments.sweep import value_label
 
@@ -42,8 +43,7 @@ def aligned(cells: list[CellPredictions]) -> tuple[list[str], np.ndarray, np.nda
     if not ids:
         raise ReportError(f"cells {[cell.name for cell in cells]} share no scored example")
     counts = np.concatenate([cell.counts[[cell.index[i] for i in ids]] for cell in cells], axis=1)
-    utterances = [first.rows[first.index[i]]["utterance_id"] or i for i in ids]
-    return ids, counts, np.unique(utterances, return_inverse=True)[1]
+    return ids, counts, utterance_clusters([first.rows[first.index[i]] for i in ids])
 
 
 @dataclass
