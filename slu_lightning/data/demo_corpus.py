@@ -35,6 +35,7 @@ from typing import Literal
 
 import soundfile
 import torch
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from slu_lightning.atomic import atomic_write_text
@@ -164,18 +165,41 @@ def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int
 
 def build_staged(out_dir: Path, config_key: str, build: Callable[[Path], dict]) -> dict:
     """Run ``build`` in a temporary sibling of ``out_dir``, write its summary as ``corpus.json`` and
-    rename it into place; an interrupted build leaves nothing that looks finished."""
+    rename it into place; an interrupted build leaves nothing that looks finished.
+
+    Runs that need the same corpus at once (a sweep's cells on a fresh machine) build it once: the
+    others wait on a lock file beside ``out_dir`` and return the summary of the finished build.
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
-        summary = build(staging)
-        summary["config_key"] = config_key
-        atomic_write_text(staging / "corpus.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
-        _install(staging, out_dir, config_key)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    with _build_lock(out_dir):
+        if finished_key(out_dir) == config_key:
+            return json.loads((out_dir / "corpus.json").read_text(encoding="utf-8"))
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+        try:
+            summary = build(staging)
+            summary["config_key"] = config_key
+            text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+            atomic_write_text(staging / "corpus.json", text)
+            _install(staging, out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return summary
+
+
+@contextlib.contextmanager
+def _build_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``out_dir``'s build lock, saying so when another process holds it."""
+    lock = FileLock(out_dir.with_name(f".{out_dir.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("waiting for another process to finish building %s", out_dir)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def write_clips(
@@ -296,24 +320,12 @@ def existing_kind(folder: Path) -> str | None:
         return None
 
 
-def _install(staging: Path, out_dir: Path, config_key: str) -> None:
-    """Rename the finished ``staging`` folder to ``out_dir``, replacing an outdated corpus there.
-
-    If a concurrent build of the same corpus (another run of a sweep) finished first, its folder
-    stays: swapping an identical corpus in would pull files from under the runs already reading it.
-    """
-    if finished_key(out_dir) == config_key:
-        shutil.rmtree(staging)
-        return
+def _install(staging: Path, out_dir: Path) -> None:
+    """Rename the finished ``staging`` folder to ``out_dir``, replacing an outdated corpus there."""
     outdated = None
     if out_dir.exists():
         outdated = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.outdated")
         os.replace(out_dir, outdated)
-    try:
-        os.replace(staging, out_dir)
-    except OSError:
-        if finished_key(out_dir) != config_key:  # not a concurrent build of the same corpus: a real error
-            raise
-        shutil.rmtree(staging)
+    os.replace(staging, out_dir)
     if outdated is not None:
         shutil.rmtree(outdated, ignore_errors=True)
