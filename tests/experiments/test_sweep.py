@@ -233,6 +233,30 @@ def test_the_demo_sweeps_are_the_papers_reduced_grid(monkeypatch, name, extra):
         assert configs == [str(cell.base), *extra]
 
 
+def test_the_heard_voices_grid_is_the_pretrained_grid_on_its_backbone(monkeypatch):
+    """The quick start's backbone config differs from pretrained_tiny.yaml in the backbone alone, and
+    its grid has the same cells, the cascade's recogniser swapped too."""
+    monkeypatch.chdir(Path(__file__).parents[2])
+    settings = [
+        yaml.safe_load(Path(f"configs/backbones/{n}.yaml").read_text())
+        for n in ("pretrained_tiny", "heard_voices")
+    ]
+    backbones = [setting["model"]["init_args"].pop("backbone") for setting in settings]
+    assert backbones == ["tiny-heard", "tiny-heard-voices"] and settings[0] == settings[1]
+    recogniser = "data.init_args.corpus.init_args.recogniser"
+    grids = [
+        expand_cells(load_spec(Path(f"configs/demo/{n}.yaml")))
+        for n in ("sweep_pretrained", "sweep_heard_voices")
+    ]
+    cells = [
+        [(str(cell.base), {k: v for k, v in cell.values.items() if "corpus" not in k}) for cell in grid]
+        for grid in grids
+    ]
+    assert cells[0] == cells[1]
+    cascades = [cell for cell in grids[1] if str(cell.base) == "configs/demo/cascade.yaml"]
+    assert len(cascades) == 3 and all(cell.values[recogniser] == "tiny-heard-voices" for cell in cascades)
+
+
 def test_the_paper_sweep_is_the_full_grid_on_eight_gpus(monkeypatch):
     monkeypatch.chdir(Path(__file__).parents[2])
     cells = expand_cells(load_spec(Path("configs/paper/slurp_sweep.yaml")))
