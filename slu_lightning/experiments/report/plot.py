@@ -37,7 +37,7 @@ def plot_slu_f1(scores: list[GroupScore], keys: list[str], path: Path) -> bool:
         )
     if not lines:
         return False
-    figure, axis = plt.subplots(figsize=(6.4, 4.2))
+    figure, axis = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
     for label, points in lines.items():
         x, y, low, high = np.array(sorted(points)).T
         axis.errorbar(x, y, yerr=[y - low, high - y], marker="o", capsize=3, label=label)
@@ -46,8 +46,7 @@ def plot_slu_f1(scores: list[GroupScore], keys: list[str], path: Path) -> bool:
     axis.set_xticks(proportions, [f"{x:.0%}" for x in proportions])
     axis.set(xlabel="speech proportion of the training data", ylabel="SLU-F1 (95 % CI)")
     axis.grid(alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=150))
+    figure.legend(loc="outside lower center", fontsize="small")  # below the axes: labels may be long
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=150, bbox_inches="tight"))
     plt.close(figure)
     return True
