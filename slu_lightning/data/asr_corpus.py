@@ -41,29 +41,20 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import logging
 import random
 import re
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from functools import cache
+from functools import cache, partial
 from importlib.metadata import version
 from itertools import accumulate
 from pathlib import Path
 from string import Formatter
 
 from slu_lightning.data import demo_lexicon
-from slu_lightning.data.demo_corpus import (  # shared building blocks: every corpus is built alike
-    Clip,
-    Size,
-    build_staged,
-    default_demo_dir,
-    existing_kind,
-    finished_key,
-    write_clips,
-)
+from slu_lightning.data.corpus_cache import build_cached
+from slu_lightning.data.demo_corpus import Clip, Size, default_demo_dir, write_clips
 from slu_lightning.data.demo_lexicon import (  # _SPOKEN_NAME is private there, reused on purpose
     ENTITY_TYPES,
     LOCALES,
@@ -75,8 +66,6 @@ from slu_lightning.data.demo_lexicon import (  # _SPOKEN_NAME is private there, 
 )
 from slu_lightning.data.partition import Share, Use, extra_pretrain_voices, partition
 from slu_lightning.data.records import SLUExample
-
-log = logging.getLogger(__name__)
 
 SPLITS = ("train", "heldout")
 SPLIT_USE: dict[str, Use] = {"train": "pretrain", "heldout": "heldout"}
@@ -226,28 +215,8 @@ def make_asr_corpus(
         config["versions"]["wordfreq"] = version("wordfreq")
     if extra_voices:
         config["extra_voices"] = extra_voices
-    config_key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    if finished_key(out_dir) == config_key:
-        log.info("ASR corpus %s is up to date", out_dir)
-        return out_dir
-    if (
-        out_dir.exists()
-        and any(out_dir.iterdir())
-        and (finished_key(out_dir) is None or existing_kind(out_dir) != config["kind"])
-    ):  # an outdated ASR corpus is replaced; anything else (a demo corpus, your files) is not
-        raise FileExistsError(f"{out_dir} exists and is not an ASR corpus; choose another folder")
-
-    started = time.perf_counter()
-    summary = build_staged(
-        out_dir, config_key, lambda staging: _build(staging, config, seed, locales, workers)
-    )
-    log.info(
-        "built ASR corpus %s (%.2f h of audio) in %.0f s",
-        out_dir,
-        summary["hours"],
-        time.perf_counter() - started,
-    )
-    return out_dir
+    build = partial(_build, config=config, seed=seed, locales=locales, workers=workers)
+    return build_cached(out_dir, config, "an ASR corpus", build)
 
 
 def plan_asr_corpus(

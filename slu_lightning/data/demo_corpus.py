@@ -9,25 +9,21 @@
         corpus.json                             # config, counts, hours, content hash
 
 Every intent appears in every split of every locale; dev and test use only held-out voices and
-templates. The same arguments give byte-identical files, so a second call with the same config
-returns at once. The build happens in a temporary sibling folder that is renamed into place at
-the end: an interrupted build never leaves a folder that looks finished.
+templates. The same arguments give byte-identical files, and the folder is a cache keyed by its
+config (``corpus_cache``): a second call with the same config returns at once, and an interrupted
+build never leaves a folder that looks finished.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
-import logging
 import os
 import random
-import shutil
-import tempfile
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import version
 from multiprocessing import get_context
 from pathlib import Path
@@ -35,18 +31,15 @@ from typing import Literal
 
 import soundfile
 import torch
-from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from slu_lightning.atomic import atomic_write_text
 from slu_lightning.data import demo_lexicon
+from slu_lightning.data.corpus_cache import build_cached
 from slu_lightning.data.demo_lexicon import INTENTS, LOCALES, TEMPLATES, SlotSampler
 from slu_lightning.data.partition import Share, Use, partition
 from slu_lightning.data.readers.manifest import write_manifest
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.tts import SAMPLE_RATE, EspeakSynthesizer
-
-log = logging.getLogger(__name__)
 
 Size = Literal["tiny", "small", "large"]
 SPLITS = ("train", "dev", "test")
@@ -118,24 +111,8 @@ def make_demo_corpus(
         "lexicon": demo_lexicon.lexicon_fingerprint(),
         "versions": {name: version(name) for name in ("espeakng-loader", "faker", "babel", "num2words")},
     }
-    config_key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    if finished_key(out_dir) == config_key:
-        log.info("demo corpus %s is up to date", out_dir)
-        return out_dir
-    if out_dir.exists() and finished_key(out_dir) is None and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} exists and is not a demo corpus; choose another folder")
-
-    started = time.perf_counter()
-    summary = build_staged(
-        out_dir, config_key, lambda staging: _build(staging, config, seed, locales, workers)
-    )
-    log.info(
-        "built demo corpus %s (%.2f h of audio) in %.0f s",
-        out_dir,
-        summary["hours"],
-        time.perf_counter() - started,
-    )
-    return out_dir
+    build = partial(_build, config=config, seed=seed, locales=locales, workers=workers)
+    return build_cached(out_dir, config, "a demo corpus", build)
 
 
 def demo_texts(
@@ -161,45 +138,6 @@ def _build(root: Path, config: dict, seed: int, locales: list[str], workers: int
             share = shares[locale][SPLIT_USE[split]]
             clips[split] += _plan(root, split, locale, share, config["sizes"][split], seed)
     return {"config": config, **write_clips(root, clips, locales, workers)}
-
-
-def build_staged(out_dir: Path, config_key: str, build: Callable[[Path], dict]) -> dict:
-    """Run ``build`` in a temporary sibling of ``out_dir``, write its summary as ``corpus.json`` and
-    rename it into place; an interrupted build leaves nothing that looks finished.
-
-    Runs that need the same corpus at once (a sweep's cells on a fresh machine) build it once: the
-    others wait on a lock file beside ``out_dir`` and return the summary of the finished build.
-    """
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _build_lock(out_dir):
-        if finished_key(out_dir) == config_key:
-            return json.loads((out_dir / "corpus.json").read_text(encoding="utf-8"))
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-        try:
-            summary = build(staging)
-            summary["config_key"] = config_key
-            text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
-            atomic_write_text(staging / "corpus.json", text)
-            _install(staging, out_dir)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    return summary
-
-
-@contextlib.contextmanager
-def _build_lock(out_dir: Path) -> Iterator[None]:
-    """Hold ``out_dir``'s build lock, saying so when another process holds it."""
-    lock = FileLock(out_dir.with_name(f".{out_dir.name}.lock"))
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.info("waiting for another process to finish building %s", out_dir)
-        lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 def write_clips(
@@ -302,30 +240,3 @@ def _speak_and_write(clip: Clip) -> float:
     audio = EspeakSynthesizer().synthesize(clip.example.text, clip.voice, clip.rate, clip.pitch)
     soundfile.write(clip.path, audio, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     return len(audio) / SAMPLE_RATE
-
-
-def finished_key(folder: Path) -> str | None:
-    """The config key of the finished corpus in ``folder``, or ``None`` if there is none."""
-    try:
-        return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config_key"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def existing_kind(folder: Path) -> str | None:
-    """The ``kind`` of the generated corpus in ``folder`` (``asr-pretrain``, ``tts``), or ``None``."""
-    try:
-        return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config"].get("kind")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-def _install(staging: Path, out_dir: Path) -> None:
-    """Rename the finished ``staging`` folder to ``out_dir``, replacing an outdated corpus there."""
-    outdated = None
-    if out_dir.exists():
-        outdated = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.outdated")
-        os.replace(out_dir, outdated)
-    os.replace(staging, out_dir)
-    if outdated is not None:
-        shutil.rmtree(outdated, ignore_errors=True)

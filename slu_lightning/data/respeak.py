@@ -15,19 +15,15 @@ pair by id); ``make_unheard_test`` speaks a demo corpus's test split that way, o
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import logging
 import random
 from importlib.metadata import version
 from pathlib import Path
 
-from slu_lightning.data.demo_corpus import Clip, build_staged, existing_kind, finished_key, write_clips
+from slu_lightning.data.corpus_cache import build_cached, finished_key
+from slu_lightning.data.demo_corpus import Clip, write_clips
 from slu_lightning.data.partition import unheard_voices
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
-
-log = logging.getLogger(__name__)
 
 KIND = "test-unheard"
 FORMAT = 1
@@ -88,17 +84,10 @@ def make_unheard_test(demo_root: str | Path, seed: int = 0, workers: int | None 
         raise FileNotFoundError(f"{demo_root} holds no finished demo corpus to speak again")
     config = {"format": FORMAT, "kind": KIND, "demo": demo_key, "seed": seed}
     config["versions"] = {"espeakng-loader": version("espeakng-loader")}
-    config_key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    if finished_key(out_dir) == config_key:
-        log.info("unheard-voice test split %s is up to date", out_dir)
-        return out_dir
-    if out_dir.exists() and any(out_dir.iterdir()) and existing_kind(out_dir) != KIND:
-        raise FileExistsError(f"{out_dir} exists and is not an unheard-voice test split; move it away")
-    test = read_manifest(demo_root / "test.jsonl")
 
     def build(staging: Path) -> dict:
+        test = read_manifest(demo_root / "test.jsonl")
         unheard = in_unheard_voices(test, staging, seed=seed, split="test")
         return {"config": config, **speak(staging, "test", unheard, workers, "unheard voices")}
 
-    build_staged(out_dir, config_key, build)
-    return out_dir
+    return build_cached(out_dir, config, "an unheard-voice test split", build)

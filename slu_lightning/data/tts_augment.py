@@ -22,29 +22,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import random
-import time
 from importlib.metadata import version
 from pathlib import Path
 
 from slu_lightning.curriculum import TTS_SOURCE
-from slu_lightning.data.demo_corpus import (  # shared building blocks: every corpus is built alike
-    Clip,
-    Size,
-    build_staged,
-    default_demo_dir,
-    existing_kind,
-    finished_key,
-    write_clips,
-)
+from slu_lightning.data.corpus_cache import build_cached
+from slu_lightning.data.demo_corpus import Clip, Size, default_demo_dir, write_clips
 from slu_lightning.data.demo_lexicon import LOCALES
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.partition import Share, Use, partition
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
-
-log = logging.getLogger(__name__)
 
 SPLIT = "train"
 KIND = "tts"
@@ -102,18 +91,6 @@ def synthesise_manifest(
         "rows": _rows_hash(rows),
         "versions": {"espeakng-loader": version("espeakng-loader")},
     }
-    config_key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-    if finished_key(out_dir) == config_key:
-        log.info("TTS speech %s is up to date", out_dir)
-        return out_dir
-    if (
-        out_dir.exists()
-        and any(out_dir.iterdir())
-        and (finished_key(out_dir) is None or existing_kind(out_dir) != KIND)
-    ):  # an outdated TTS corpus is replaced; anything else (a demo corpus, your files) is not
-        raise FileExistsError(f"{out_dir} exists and is not a TTS corpus; choose another folder")
-
-    started = time.perf_counter()
 
     def build(staging: Path) -> dict:
         clips = [_plan(staging, row, shares[row.locale], seed) for row in rows]
@@ -123,15 +100,7 @@ def synthesise_manifest(
             **write_clips(staging, {SPLIT: clips}, locales, workers, "synthesised transcripts"),
         }
 
-    summary = build_staged(out_dir, config_key, build)
-    log.info(
-        "synthesised %d clips (%.2f h) into %s in %.0f s",
-        len(rows),
-        summary["hours"],
-        out_dir,
-        time.perf_counter() - started,
-    )
-    return out_dir
+    return build_cached(out_dir, config, "a TTS corpus", build)
 
 
 def _voiced_locales(rows: list[SLUExample], manifest: Path) -> list[str]:

@@ -1,7 +1,6 @@
 import json
 import os
 import re
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -10,7 +9,7 @@ import pytest
 import soundfile
 
 from slu_lightning.data import demo_corpus
-from slu_lightning.data.demo_corpus import SIZES, SPLITS, build_staged, default_demo_dir, make_demo_corpus
+from slu_lightning.data.demo_corpus import SIZES, SPLITS, default_demo_dir, make_demo_corpus
 from slu_lightning.data.demo_lexicon import (
     ENTITY_TYPES,
     INTENTS,
@@ -173,54 +172,6 @@ def test_interrupted_build_leaves_nothing_that_looks_finished(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         make_demo_corpus(tmp_path / "corpus", size="tiny", locales=["en-US"], workers=1)
     assert [p.name for p in tmp_path.iterdir()] == [".corpus.lock"]  # no corpus, no staging folder
-
-
-def writer(marker: str, started: threading.Event | None = None, release: threading.Event | None = None):
-    """A corpus build that leaves a file named ``marker``, optionally pausing half way."""
-
-    def write(staging: Path) -> dict:
-        if started is not None:
-            started.set()
-            assert release.wait(10)
-        (staging / marker).write_text(marker)
-        return {"marker": marker}
-
-    return write
-
-
-def test_runs_needing_one_corpus_at_once_build_it_once(tmp_path):
-    """Two cells of a sweep on a fresh machine: the second waits for the first's build and uses it."""
-    out = tmp_path / "corpus"
-    started, release = threading.Event(), threading.Event()
-    summaries = {}
-
-    def run(name: str, build) -> None:
-        summaries[name] = build_staged(out, "key", build)
-
-    first = threading.Thread(target=run, args=("first", writer("first", started, release)))
-    first.start()
-    assert started.wait(10)
-    second = threading.Thread(target=run, args=("second", writer("second")))
-    second.start()
-    second.join(0.5)
-    assert second.is_alive()  # waiting on the lock, not building a copy
-    release.set()
-    first.join(10)
-    second.join(10)
-    assert summaries["first"] == summaries["second"] == {"marker": "first", "config_key": "key"}
-    assert (out / "first").is_file() and not (out / "second").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".corpus.lock", "corpus"]  # no staging folder left
-
-
-def test_a_finished_corpus_is_kept_and_one_of_another_config_replaced(tmp_path):
-    out = tmp_path / "corpus"
-    build_staged(out, "key", writer("first"))
-    inode = out.stat().st_ino
-    assert build_staged(out, "key", writer("second"))["marker"] == "first"
-    assert out.stat().st_ino == inode and not (out / "second").exists()
-    build_staged(out, "newer", writer("third"))
-    assert (out / "third").is_file() and not (out / "first").exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".corpus.lock", "corpus"]  # no outdated copy left
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_demo_corpus(tmp_path):

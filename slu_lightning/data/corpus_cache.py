@@ -1,0 +1,124 @@
+"""A synthesised corpus folder, built once for its config: the cache every generated corpus shares.
+
+The demo corpus, the ASR pretraining corpus, TTS speech of text rows and the unheard-voice test
+split are each a folder whose ``corpus.json`` records the key of the config that made it.
+``build_cached`` returns at once when that key is the config's, replaces an outdated corpus of the
+same kind, and refuses anything else (another kind of corpus, the user's own files). It builds in a
+temporary sibling that is renamed into place, so an interrupted build never leaves a folder that
+looks finished, and runs that need the same corpus at once (a sweep's cells on a fresh machine)
+build it once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from slu_lightning.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def config_key(config: dict) -> str:
+    """The short digest of ``config`` that a finished corpus records as its ``config_key``."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_cached(out_dir: Path, config: dict, what: str, build: Callable[[Path], dict]) -> Path:
+    """Make ``out_dir`` hold the corpus of ``config``, calling ``build(staging)`` only if it does not.
+
+    ``build`` writes the corpus into an empty folder and returns its summary (with ``hours`` of
+    audio), which becomes ``corpus.json``. ``what`` names the corpus in logs and errors, with its
+    article ("a demo corpus"). A folder holding anything but a corpus of ``config["kind"]`` is never
+    replaced: ``FileExistsError``.
+    """
+    key = config_key(config)
+    if finished_key(out_dir) == key:
+        log.info("%s already holds %s of this config", out_dir, what)
+        return out_dir
+    if (
+        out_dir.exists()
+        and any(out_dir.iterdir())
+        and (finished_key(out_dir) is None or existing_kind(out_dir) != config.get("kind"))
+    ):
+        raise FileExistsError(f"{out_dir} exists and is not {what}; choose another folder")
+    started = time.perf_counter()
+    summary, built_here = _build_staged(out_dir, key, build)
+    if built_here:
+        seconds = time.perf_counter() - started
+        log.info("built %s in %s (%.2f h of audio) in %.0f s", what, out_dir, summary["hours"], seconds)
+    else:
+        log.info("another process built %s in %s while this one waited; using it", what, out_dir)
+    return out_dir
+
+
+def finished_key(folder: Path) -> str | None:
+    """The config key of the finished corpus in ``folder``, or ``None`` if there is none."""
+    try:
+        return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config_key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def existing_kind(folder: Path) -> str | None:
+    """The ``kind`` of the generated corpus in ``folder`` (``asr-pretrain``, ``tts``), or ``None``."""
+    try:
+        return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config"].get("kind")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _build_staged(out_dir: Path, key: str, build: Callable[[Path], dict]) -> tuple[dict, bool]:
+    """Build into a temporary sibling of ``out_dir`` under its lock, write ``corpus.json`` and rename
+    it into place; returns the summary and whether this process built it (else it waited for
+    another that did)."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _build_lock(out_dir):
+        if finished_key(out_dir) == key:
+            return json.loads((out_dir / "corpus.json").read_text(encoding="utf-8")), False
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+        try:
+            summary = {**build(staging), "config_key": key}
+            text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+            atomic_write_text(staging / "corpus.json", text)
+            _install(staging, out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+    return summary, True
+
+
+@contextlib.contextmanager
+def _build_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``out_dir``'s build lock, saying so when another process holds it."""
+    lock = FileLock(out_dir.with_name(f".{out_dir.name}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("waiting for another process to finish building %s", out_dir)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _install(staging: Path, out_dir: Path) -> None:
+    """Rename the finished ``staging`` folder to ``out_dir``, replacing an outdated corpus there."""
+    outdated = None
+    if out_dir.exists():
+        outdated = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.outdated")
+        os.replace(out_dir, outdated)
+    os.replace(staging, out_dir)
+    if outdated is not None:
+        shutil.rmtree(outdated, ignore_errors=True)

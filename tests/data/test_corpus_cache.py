@@ -1,0 +1,79 @@
+import json
+import threading
+from pathlib import Path
+
+import pytest
+
+from slu_lightning.data.corpus_cache import build_cached, config_key
+
+CONFIG = {"format": 1, "kind": "toy", "seed": 0}
+
+
+def writer(marker: str, started: threading.Event | None = None, release: threading.Event | None = None):
+    """A corpus build that leaves a file named ``marker``, optionally pausing half way."""
+
+    def write(staging: Path) -> dict:
+        if started is not None:
+            started.set()
+            assert release.wait(10)
+        (staging / marker).write_text(marker)
+        return {"config": CONFIG, "marker": marker, "hours": 0.5}
+
+    return write
+
+
+def summary(folder: Path) -> dict:
+    return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))
+
+
+def test_runs_needing_one_corpus_at_once_build_it_once(tmp_path, caplog):
+    """Two cells of a sweep on a fresh machine: the second waits for the first's build and uses it."""
+    out = tmp_path / "corpus"
+    started, release = threading.Event(), threading.Event()
+    first = threading.Thread(
+        target=build_cached, args=(out, CONFIG, "a toy corpus", writer("first", started, release))
+    )
+    second = threading.Thread(target=build_cached, args=(out, CONFIG, "a toy corpus", writer("second")))
+    with caplog.at_level("INFO", logger="slu_lightning.data.corpus_cache"):
+        first.start()
+        assert started.wait(10)
+        second.start()
+        second.join(0.5)
+        assert second.is_alive()  # waiting on the lock, not building a copy
+        release.set()
+        first.join(10)
+        second.join(10)
+    assert summary(out)["marker"] == "first" and summary(out)["config_key"] == config_key(CONFIG)
+    assert (out / "first").is_file() and not (out / "second").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".corpus.lock", "corpus"]  # no staging folder left
+    messages = [record.getMessage() for record in caplog.records]
+    assert sum(m.startswith("built a toy corpus") for m in messages) == 1  # only the run that built says so
+    assert any(m.startswith("waiting for another process") for m in messages)
+    assert any(m.startswith("another process built a toy corpus") for m in messages)
+
+
+def test_a_finished_corpus_is_kept_and_one_of_another_config_replaced(tmp_path):
+    out = tmp_path / "corpus"
+    assert build_cached(out, CONFIG, "a toy corpus", writer("first")) == out
+    inode = out.stat().st_ino
+    build_cached(out, CONFIG, "a toy corpus", writer("second"))
+    assert out.stat().st_ino == inode and not (out / "second").exists()
+    build_cached(out, {**CONFIG, "seed": 1}, "a toy corpus", writer("third"))
+    assert (out / "third").is_file() and not (out / "first").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".corpus.lock", "corpus"]  # no outdated copy left
+
+
+def test_a_folder_of_another_kind_or_the_users_own_is_never_replaced(tmp_path):
+    build_cached(tmp_path / "corpus", CONFIG, "a toy corpus", writer("first"))
+    with pytest.raises(FileExistsError, match="corpus exists and is not an other corpus"):
+        build_cached(tmp_path / "corpus", {**CONFIG, "kind": "other"}, "an other corpus", writer("x"))
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(FileExistsError, match="mine exists and is not a toy corpus"):
+        build_cached(tmp_path / "mine", CONFIG, "a toy corpus", writer("x"))
+    assert (tmp_path / "corpus" / "first").is_file() and (
+        tmp_path / "mine" / "notes.txt"
+    ).read_text() == "keep me"
+    (tmp_path / "empty").mkdir()
+    build_cached(tmp_path / "empty", CONFIG, "a toy corpus", writer("first"))  # an empty folder is fine
+    assert (tmp_path / "empty" / "first").is_file()
