@@ -374,7 +374,8 @@ def machine_name() -> str:
     """The accelerator's name, or the CPU's and its thread count: where a call trained."""
     if torch.cuda.is_available():
         return torch.cuda.get_device_name()
-    return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)})"
 
 
 def stage_plan(settings: dict) -> str:

@@ -296,3 +296,11 @@ def test_every_flag_says_what_it_sets_and_its_default(capsys):
     assert (
         "--distill-weight DISTILL_WEIGHT weight of the distill loss; 0 switches it off (default: 1.0)" in text
     )
+
+
+def test_the_machine_is_named_with_its_thread_count_in_words(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert machine_name().endswith(", 1 thread)")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert machine_name().endswith(", 2 threads)")
