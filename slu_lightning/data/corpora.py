@@ -121,7 +121,7 @@ class CascadeCorpus(Corpus):
     def __init__(
         self,
         base: Corpus,
-        transcripts: str,
+        transcripts: str | None = None,
         recogniser: str | None = None,
         readout: Literal["ctc", "decoder", "rescored"] = "ctc",
         batch_size: int = 32,
@@ -130,7 +130,8 @@ class CascadeCorpus(Corpus):
         """
         Args:
             base: the corpus the parser was trained on.
-            transcripts: the text manifest of the test recordings' transcripts.
+            transcripts: the text manifest of the test recordings' transcripts; by default, with a
+                ``recogniser``, ``default_transcripts``'s file for it and its read-out.
             recogniser: backbone that writes ``transcripts`` when it is missing (a bundled stand-in
                 such as ``tiny-heard``, or a ``pretrain-tiny`` export); None: the file must exist.
             readout: how the recogniser transcribes: greedy CTC over its audio vectors, its decoder,
@@ -142,7 +143,10 @@ class CascadeCorpus(Corpus):
         """
         if domain_lm:
             require_fused_readout(readout)
-        self.base, self.transcripts = base, Path(transcripts)
+        if transcripts is None and recogniser is None:
+            raise ValueError("a cascade corpus needs its `transcripts` file, or a `recogniser` to write it")
+        self.base = base
+        self.transcripts = Path(transcripts or default_transcripts(recogniser, readout, domain_lm))
         self.recogniser, self.readout, self.batch_size = recogniser, readout, batch_size
         self.domain_lm = domain_lm
 
@@ -172,6 +176,17 @@ class CascadeCorpus(Corpus):
 
     def describe(self) -> str:
         return f"{self.base.describe()}, tested on transcripts {self.transcripts}"
+
+
+def default_transcripts(recogniser: str, readout: str, domain_lm: bool = False) -> Path:
+    """Where a cascade caches its recogniser's transcripts of the test speech when no file is named:
+    ``logs/cascade/<recogniser>-<read-out>-test.jsonl`` (``tiny-heard-voices-ctc-test.jsonl``; a
+    ``pretrain-tiny`` export is named by its run folder, the LM-steered read-out ``domain-lm``). A
+    file there of other audio or another recogniser is refused, never reused (``ensure_transcripts``).
+    """
+    path = Path(recogniser)
+    name = path.parent.name if path.name == "backbone" else path.name  # pretrain-tiny's <run>/backbone
+    return Path("logs/cascade") / f"{name}-{'domain-lm' if domain_lm else readout}-test.jsonl"
 
 
 class TtsCorpus(Corpus):

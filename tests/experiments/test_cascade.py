@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -172,3 +173,17 @@ def test_a_cascade_corpus_with_a_recogniser_transcribes_its_base_test_speech_on_
         DataError, match="missing.jsonl: no transcripts: write them with `slu-lightning transcribe"
     ):
         without.prepare()
+
+
+def test_without_a_transcripts_file_a_recogniser_names_its_own(toy_corpus):
+    base = ManifestCorpus(*(str(toy_corpus / f"{split}.jsonl") for split in ("train", "dev", "test")))
+    assert CascadeCorpus(base, recogniser="tiny-heard-voices").transcripts == Path(
+        "logs/cascade/tiny-heard-voices-ctc-test.jsonl"
+    )
+    export = CascadeCorpus(
+        base, recogniser="logs/pretrain/ear-long/backbone", readout="rescored", domain_lm=True
+    )
+    assert export.transcripts == Path("logs/cascade/ear-long-domain-lm-test.jsonl")
+    assert CascadeCorpus(base, "mine.jsonl", recogniser="tiny-heard").transcripts == Path("mine.jsonl")
+    with pytest.raises(ValueError, match="needs its `transcripts` file, or a `recogniser`"):
+        CascadeCorpus(base)
