@@ -54,7 +54,7 @@ from string import Formatter
 
 from slu_lightning.data import demo_lexicon
 from slu_lightning.data.corpus_cache import build_cached
-from slu_lightning.data.demo_corpus import Clip, Size, default_demo_dir, write_clips
+from slu_lightning.data.demo_corpus import Clip, Size, checked_locales, default_demo_dir, write_clips
 from slu_lightning.data.demo_lexicon import (  # _SPOKEN_NAME is private there, reused on purpose
     ENTITY_TYPES,
     LOCALES,
@@ -195,10 +195,7 @@ def make_asr_corpus(
         ``out_dir``.
     """
     out_dir = Path(out_dir).resolve()
-    locales = list(locales or LOCALES)
-    unknown = sorted(set(locales) - set(LOCALES))
-    if unknown or size not in SIZES:
-        raise ValueError(f"unknown locales {unknown} or size {size!r}: choose from {LOCALES}, {list(SIZES)}")
+    locales = checked_locales(locales, size, SIZES)
     config = {
         "format": CORPUS_FORMAT,
         "kind": "asr-pretrain",

@@ -98,10 +98,7 @@ def make_demo_corpus(
         ``out_dir``.
     """
     out_dir = Path(out_dir).resolve()
-    locales = list(locales or LOCALES)
-    unknown = sorted(set(locales) - set(LOCALES))
-    if unknown or size not in SIZES:
-        raise ValueError(f"unknown locales {unknown} or size {size!r}: choose from {LOCALES}, {list(SIZES)}")
+    locales = checked_locales(locales, size, SIZES)
     config = {
         "format": CORPUS_FORMAT,
         "size": size,
@@ -113,6 +110,15 @@ def make_demo_corpus(
     }
     build = partial(_build, config=config, seed=seed, locales=locales, workers=workers)
     return build_cached(out_dir, config, "a demo corpus", build)
+
+
+def checked_locales(locales: Sequence[str] | None, size: str, sizes: dict[str, dict[str, int]]) -> list[str]:
+    """The locales to build (default: all six), refusing an unknown locale or size by name."""
+    locales = list(locales or LOCALES)
+    unknown = sorted(set(locales) - set(LOCALES))
+    if unknown or size not in sizes:
+        raise ValueError(f"unknown locales {unknown} or size {size!r}: choose from {LOCALES}, {list(sizes)}")
+    return locales
 
 
 def demo_texts(
