@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import random
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -306,12 +307,8 @@ class SLUDataModule(L.LightningDataModule):
         for example in speech:
             try:
                 seconds = self.seconds[example.id] = audio_seconds(example.audio, record=example.id)
-                if seconds > MAX_ENCODER_SECONDS:
-                    raise DataError(
-                        f"clip is longer than the encoder's {MAX_ENCODER_SECONDS:.0f} s",
-                        file=str(example.audio)[:200],
-                        record=example.id,
-                    )
+                if problem := _length_problem(seconds):
+                    raise DataError(problem, file=str(example.audio)[:200], record=example.id)
                 kept.append(example)
             except DataError as error:
                 self.skips.handle(error)
@@ -453,13 +450,27 @@ class SLUDataModule(L.LightningDataModule):
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
+def _length_problem(seconds: float) -> str | None:
+    """Why a clip of this header length cannot be heard (empty, or longer than the encoder takes)."""
+    if seconds <= 0:
+        return "empty audio: 0 samples"
+    if seconds > MAX_ENCODER_SECONDS:
+        return f"clip is longer than the encoder's {MAX_ENCODER_SECONDS:.0f} s"
+    return None
+
+
 def audio_inputs(source: str | None) -> list[SLUExample]:
     """Unlabelled speech examples for ``predict`` from a file, a folder or a list file."""
     if source is None:
         raise DataError("predict needs data.init_args.predict_audio: an audio file, a folder or a list file")
     path = Path(source)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+        found = [p for p in path.rglob("*") if p.is_file()]
+        audio = {p for p in found if p.suffix.lower() in AUDIO_SUFFIXES}
+        files = sorted(audio)
+        if others := Counter(p.suffix.lower() or "(none)" for p in found if p not in audio):
+            kinds = ", ".join(f"{count} x {suffix}" for suffix, count in others.most_common())
+            log.info("%s: ignoring the files that are not audio (%s)", source, kinds)
     elif path.suffix.lower() in AUDIO_SUFFIXES:
         files = [path]
     elif path.is_file():

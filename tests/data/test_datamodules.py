@@ -4,7 +4,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
+import soundfile
 
 from slu_lightning.curriculum import CurriculumCallback, CurriculumPhase, SourceMix
 from slu_lightning.data.corpora import ManifestCorpus, TtsCorpus
@@ -12,6 +14,7 @@ from slu_lightning.data.datamodules import (
     CurriculumDataModule,
     MixedDataModule,
     TextOnlyDataModule,
+    audio_inputs,
     prompt_length,
 )
 from slu_lightning.data.errors import DataError, SkipLog
@@ -87,13 +90,16 @@ def test_bad_audio_is_named_or_counted(tmp_path, toy_corpus):
     for row in rows:
         row["audio"] = str(toy_corpus / row["audio"])
     rows[0]["audio"] = str(tmp_path / "missing.flac")
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0, dtype="float32"), 16000)  # a header, no samples
+    rows[1]["audio"] = str(tmp_path / "empty.wav")
     (tmp_path / "dev.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     bad = ManifestCorpus(str(toy_corpus / "train.jsonl"), str(tmp_path / "dev.jsonl"))
     with pytest.raises(DataError, match="missing.flac"):
         TextOnlyDataModule(bad).setup("validate")
     lenient = TextOnlyDataModule(bad, bad_input="skip")
-    lenient.setup("validate")
-    assert len(lenient.eval_sets["dev"]) == 7 and lenient.skips.total == 1
+    lenient.setup("validate")  # both found before any batch is loaded, not inside a loader worker
+    assert len(lenient.eval_sets["dev"]) == 6 and lenient.skips.total == 2
+    assert lenient.skips.counts["empty audio: 0 samples"] == 1
 
 
 def test_a_bad_training_row_is_counted_once_though_text_and_speech_both_read_it(tmp_path, toy_corpus):
@@ -408,3 +414,16 @@ def test_a_run_seed_changes_the_batch_order_not_the_data_or_the_scored_items(toy
     for seed in (1, 2):
         assert drawn(seed)[:2] == (trained, scored)
         assert drawn(seed)[2] != order
+
+
+def test_a_predict_folder_gives_its_audio_files_and_says_what_else_it_ignored(tmp_path, caplog):
+    (tmp_path / "day1").mkdir()
+    for name in ("b.wav", "day1/a.FLAC", "notes.txt", "day1/labels.txt", "README"):
+        (tmp_path / name).write_bytes(b"")
+    with caplog.at_level("INFO", logger="slu_lightning.data.datamodules"):
+        inputs = audio_inputs(str(tmp_path))
+    assert [Path(e.audio).relative_to(tmp_path).as_posix() for e in inputs] == ["b.wav", "day1/a.FLAC"]
+    assert "ignoring the files that are not audio (2 x .txt, 1 x (none))" in caplog.text
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no audio files"):
+        audio_inputs(str(tmp_path / "empty"))
