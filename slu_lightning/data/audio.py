@@ -60,13 +60,7 @@ def load_audio(
     try:
         with sf.SoundFile(_open_target(source, file, record)) as audio:
             declared_frames, source_rate = audio.frames, audio.samplerate
-            _check_duration(declared_frames, source_rate, max_seconds, file, record)
-            if _header_claims_missing_data(audio.extra_info):
-                raise DataError(
-                    "truncated audio: the header promises more data than the file holds",
-                    file=file,
-                    record=record,
-                )
+            _check_header(audio, max_seconds, file, record)
             samples = audio.read(dtype="float32", always_2d=True)  # (frames, channels)
     except sf.SoundFileError as error:
         raise _unreadable(error, file, record) from error
@@ -104,6 +98,28 @@ def audio_seconds(source: str | Path | bytes, *, record: str | None = None) -> f
     return info.frames / info.samplerate
 
 
+def checked_seconds(
+    source: str | Path | bytes, *, record: str | None = None, max_seconds: float = MAX_ENCODER_SECONDS
+) -> float:
+    """Duration of a clip in seconds after every check its header allows, without decoding it.
+
+    The data modules run it on every clip before the first batch, so a missing, unreadable, empty,
+    too long or (WAV) truncated file is named, or skipped and counted, before training starts
+    rather than inside a loader worker. What only decoding shows (non-finite samples, a compressed
+    stream that ends early) is left to ``load_audio``.
+
+    Raises:
+        DataError: as ``load_audio`` for those cases.
+    """
+    file = _describe(source)
+    try:
+        with sf.SoundFile(_open_target(source, file, record)) as audio:
+            _check_header(audio, max_seconds, file, record)
+            return audio.frames / audio.samplerate
+    except sf.SoundFileError as error:
+        raise _unreadable(error, file, record) from error
+
+
 def _describe(source: str | Path | bytes) -> str:
     """How errors name the audio: its path, or its size when it only exists in memory."""
     if isinstance(source, bytes):
@@ -118,6 +134,17 @@ def _open_target(source: str | Path | bytes, file: str, record: str | None) -> s
     if not Path(source).is_file():
         raise DataError("audio file not found", file=file, record=record)
     return str(source)
+
+
+def _check_header(audio: sf.SoundFile, max_seconds: float, file: str, record: str | None) -> None:
+    """What an open file's header tells: no frames, too long, or a data chunk shorter than declared."""
+    if audio.frames == 0:
+        raise DataError("empty audio: 0 samples", file=file, record=record)
+    _check_duration(audio.frames, audio.samplerate, max_seconds, file, record)
+    if _header_claims_missing_data(audio.extra_info):
+        raise DataError(
+            "truncated audio: the header promises more data than the file holds", file=file, record=record
+        )
 
 
 def _check_duration(frames: int, rate: int, max_seconds: float, file: str, record: str | None) -> None:

@@ -39,7 +39,7 @@ from slu_lightning.curriculum import (
     SourceMix,
     phase_index_at,
 )
-from slu_lightning.data.audio import MAX_ENCODER_SECONDS, audio_seconds, load_audio
+from slu_lightning.data.audio import checked_seconds, load_audio
 from slu_lightning.data.collate import SLUCollator, SLUItem
 from slu_lightning.data.corpora import Corpus, Split
 from slu_lightning.data.errors import DataError, SkipLog
@@ -306,9 +306,7 @@ class SLUDataModule(L.LightningDataModule):
         kept = []
         for example in speech:
             try:
-                seconds = self.seconds[example.id] = audio_seconds(example.audio, record=example.id)
-                if problem := _length_problem(seconds):
-                    raise DataError(problem, file=str(example.audio)[:200], record=example.id)
+                self.seconds[example.id] = checked_seconds(example.audio, record=example.id)
                 kept.append(example)
             except DataError as error:
                 self.skips.handle(error)
@@ -448,15 +446,6 @@ class SLUDataModule(L.LightningDataModule):
 
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
-
-
-def _length_problem(seconds: float) -> str | None:
-    """Why a clip of this header length cannot be heard (empty, or longer than the encoder takes)."""
-    if seconds <= 0:
-        return "empty audio: 0 samples"
-    if seconds > MAX_ENCODER_SECONDS:
-        return f"clip is longer than the encoder's {MAX_ENCODER_SECONDS:.0f} s"
-    return None
 
 
 def audio_inputs(source: str | None) -> list[SLUExample]:

@@ -1,4 +1,5 @@
-"""load_audio / audio_seconds on real files written with soundfile: good inputs and every bad case."""
+"""load_audio, audio_seconds and checked_seconds on real files written with soundfile: good inputs and
+every bad case."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from slu_lightning.data.audio import audio_seconds, load_audio
+from slu_lightning.data.audio import audio_seconds, checked_seconds, load_audio
 from slu_lightning.data.errors import DataError, SkipLog
 
 PCM16_STEP = 1 / 32768  # quantisation step of 16-bit PCM, the default subtype of WAV and FLAC
@@ -167,3 +168,36 @@ def test_audio_seconds_reads_the_header(tmp_path: Path):
     assert audio_seconds(path.read_bytes()) == pytest.approx(2.5)
     with pytest.raises(DataError, match="not found"):
         audio_seconds(tmp_path / "nope.flac", record="r1")
+
+
+@pytest.mark.parametrize(
+    ("case", "found_by_header"),
+    [
+        ("missing", True),
+        ("truncated wav", True),
+        ("text", True),
+        ("empty", True),
+        ("too long", True),
+        ("truncated flac", False),  # the header is intact; decoding fails
+        ("truncated mp3", False),
+        ("nan", False),
+    ],
+)
+def test_the_header_check_finds_what_a_header_shows_with_load_audios_reason(
+    tmp_path: Path, case: str, found_by_header: bool
+):
+    path = write_bad_file(tmp_path, case)
+    with pytest.raises(DataError) as loading:
+        load_audio(path, record="r")
+    if not found_by_header:
+        assert checked_seconds(path, record="r") == pytest.approx(2.0, abs=0.1)
+        return
+    with pytest.raises(DataError) as checking:
+        checked_seconds(path, record="r")
+    assert checking.value.reason == loading.value.reason and checking.value.file == str(path)
+
+
+def test_the_header_check_passes_a_good_clip_with_its_length(tmp_path: Path):
+    path = tmp_path / "clip.wav"
+    sf.write(path, sine(440, 2.5, 22050), 22050)
+    assert checked_seconds(path) == pytest.approx(2.5) == checked_seconds(path.read_bytes())
