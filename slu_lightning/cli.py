@@ -12,6 +12,8 @@ has no checkpoint; ``--ckpt_path auto`` resumes if it can and starts fresh other
 from __future__ import annotations
 
 import argparse
+import difflib
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -206,74 +208,37 @@ def export_main(args: list[str]) -> None:
     print(export_checkpoint(options.ckpt, options.out, merged=options.merged))
 
 
-def score_main(args: list[str]) -> None:
-    from slu_lightning.evaluation.scoring import score_main as score
-
-    score(args)
-
-
-def sweep_main(args: list[str]) -> None:
-    from slu_lightning.experiments.sweep import main as sweep
-
-    sweep(args)
-
-
-def report_main(args: list[str]) -> None:
-    from slu_lightning.experiments.report import main as report
-
-    report(args)
-
-
-def pretrain_tiny_main(args: list[str]) -> None:
-    from slu_lightning.pretrain.recipe import main as pretrain
-
-    pretrain(args)
-
-
-def transcribe_main(args: list[str]) -> None:
-    from slu_lightning.experiments.cascade import main as transcribe
-
-    transcribe(args)
-
-
-def coverage_main(args: list[str]) -> None:
-    from slu_lightning.pretrain.coverage import main as coverage
-
-    coverage(args)
-
-
-def compare_transcripts_main(args: list[str]) -> None:
-    from slu_lightning.experiments.transcript_wer import main as compare
-
-    compare(args)
-
-
-def compare_runs_main(args: list[str]) -> None:
-    from slu_lightning.experiments.compare_runs import main as compare
-
-    compare(args)
-
-
-def speaker_gap_main(args: list[str]) -> None:
-    from slu_lightning.pretrain.speaker_gap import main as speaker_gap
-
-    speaker_gap(args)
-
-
-COMMANDS = {
-    "make-demo-corpus": make_demo_corpus_main,
-    "synthesize": synthesize_main,
-    "pretrain-tiny": pretrain_tiny_main,
-    "transcribe": transcribe_main,
-    "compare-transcripts": compare_transcripts_main,
-    "compare-runs": compare_runs_main,
-    "coverage": coverage_main,
-    "speaker-gap": speaker_gap_main,
-    "export": export_main,
-    "score": score_main,
-    "sweep": sweep_main,
-    "report": report_main,
+COMMANDS: dict[str, tuple[str, str]] = {  # name: (slu_lightning.<module>:<function of the arguments>, use)
+    "make-demo-corpus": ("cli:make_demo_corpus_main", "synthesise the offline spoken SLU demo corpus"),
+    "synthesize": ("cli:synthesize_main", "speak a manifest's transcripts with eSpeak NG (TTS data)"),
+    "pretrain-tiny": ("pretrain.recipe:main", "pretrain the tiny Qwen2-Audio stand-in, resumable"),
+    "transcribe": ("experiments.cascade:main", "transcribe a manifest's speech (the cascade's step one)"),
+    "compare-transcripts": ("experiments.transcript_wer:main", "WER of transcript files, paired"),
+    "compare-runs": ("experiments.compare_runs:main", "two test runs paired by example, with CIs"),
+    "coverage": ("pretrain.coverage:main", "SLU words the pretraining text never says"),
+    "speaker-gap": ("pretrain.speaker_gap:main", "WER on trained clips, new sentences, new voices"),
+    "export": ("cli:export_main", "write a peft adapter directory (optionally a merged model)"),
+    "score": ("evaluation.scoring:score_main", "score predictions against gold, SLURP's rules"),
+    "sweep": ("experiments.sweep:main", "a grid of named runs, resumable cell by cell"),
+    "report": ("experiments.report:main", "a sweep's tables and plot, with CIs and paired tests"),
 }
+
+
+def usage() -> str:
+    """The commands, each with what it does; ``slu-lightning COMMAND --help`` gives its options."""
+    lines = [
+        "usage: slu-lightning COMMAND [options]   (slu-lightning COMMAND --help: its options)",
+        "",
+        "  fit, validate, test, predict   LightningCLI runs: --config C.yaml [--ckpt_path last|auto|PATH]",
+    ]
+    lines += [f"  {name:<30} {what}" for name, (_, what) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def run_command(command: str, args: list[str]) -> None:
+    """Import a toolkit command's module only when it runs, so ``fit`` does not load them all."""
+    module, function = COMMANDS[command][0].split(":")
+    getattr(importlib.import_module(f"slu_lightning.{module}"), function)(args)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -281,12 +246,17 @@ def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: slu-lightning {" + ",".join(LIGHTNING_COMMANDS + tuple(COMMANDS)) + "} ...")
+        print(usage())
         return
     command, rest = argv[0], argv[1:]
+    if not command.startswith("-") and command not in (*LIGHTNING_COMMANDS, *COMMANDS):
+        close = difflib.get_close_matches(command, [*LIGHTNING_COMMANDS, *COMMANDS], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        print(f"slu-lightning: unknown command {command!r}{hint}\n\n{usage()}", file=sys.stderr)
+        raise SystemExit(2)
     try:
         if command in COMMANDS:
-            COMMANDS[command](rest)
+            run_command(command, rest)
         else:
             lightning_main(None if from_command_line else argv)
     except Exception as error:  # noqa: BLE001 - only user errors are caught, the rest re-raised

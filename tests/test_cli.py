@@ -1,5 +1,6 @@
 """The toolkit through its command line, as a user runs it (tiny model, toy corpus)."""
 
+import importlib
 import json
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import torch
 import yaml
 from jsonargparse import Namespace
 
-from slu_lightning.cli import follow_run_seed, main
+from slu_lightning.cli import COMMANDS, follow_run_seed, main
 
 CONFIGS = sorted(
     path
@@ -488,3 +489,20 @@ def test_the_cascade_tests_a_text_checkpoint_on_recognised_transcripts(
     assert {row["meta"]["gold_text"] for row in rows} == {
         e["text"] for e in map(json.loads, (toy_corpus / "dev.jsonl").read_text().splitlines())
     }
+
+
+def test_help_lists_every_command_with_what_it_does(capsys):
+    main(["--help"])
+    shown = capsys.readouterr().out
+    for name, (target, what) in COMMANDS.items():
+        assert f"  {name}" in shown and what in shown
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(f"slu_lightning.{module}"), function))
+
+
+def test_a_mistyped_command_gets_the_nearest_one_and_the_list(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweeep", "--config", "x.yaml"])
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2 and "unknown command 'sweeep' (did you mean 'sweep'?)" in error
+    assert "compare-transcripts" in error
