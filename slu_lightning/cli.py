@@ -85,6 +85,8 @@ class SLUCli(LightningCLI):
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
         elif config.get("ckpt_path") == "last":
             config.ckpt_path = resolve_resume("last", run_dir / "checkpoints")
+        elif config.get("ckpt_path") is None:
+            warn_untuned(self.subcommand, run_dir / "checkpoints")
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI would overwrite this run's model settings with the checkpoint's, silently.
@@ -133,6 +135,19 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
             )
         log.info("starting a fresh run in %s", checkpoint_dir.parent)
     return ckpt_path
+
+
+def warn_untuned(subcommand: str, checkpoint_dir: Path) -> None:
+    """Evaluating without ``--ckpt_path`` scores the backbone as loaded: the zero-shot baseline when
+    meant, a wasted run when ``--ckpt_path last`` was forgotten. Say which it is about to be."""
+    last = checkpoint_dir / "last.ckpt"
+    hint = f"; this run has a checkpoint, {last}: add --ckpt_path last" if last.exists() else ""
+    log.warning(
+        "%s without --ckpt_path: the backbone as loaded, with no fine-tuned weights (the zero-shot "
+        "baseline)%s",
+        subcommand,
+        hint,
+    )
 
 
 def lightning_main(args: list[str] | None) -> None:

@@ -9,7 +9,7 @@ import torch
 import yaml
 from jsonargparse import Namespace
 
-from slu_lightning.cli import COMMANDS, follow_run_seed, main
+from slu_lightning.cli import COMMANDS, follow_run_seed, main, warn_untuned
 
 CONFIGS = sorted(
     path
@@ -506,3 +506,18 @@ def test_a_mistyped_command_gets_the_nearest_one_and_the_list(capsys):
     error = capsys.readouterr().err
     assert exit_.value.code == 2 and "unknown command 'sweeep' (did you mean 'sweep'?)" in error
     assert "compare-transcripts" in error
+
+
+def test_evaluating_without_a_checkpoint_says_it_scores_the_backbone_as_loaded(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="slu_lightning"):
+        warn_untuned("test", tmp_path / "checkpoints")
+    assert (
+        "test without --ckpt_path: the backbone as loaded" in caplog.text
+        and "add --ckpt_path" not in caplog.text
+    )
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="slu_lightning"):
+        warn_untuned("predict", tmp_path / "checkpoints")
+    assert "this run has a checkpoint" in caplog.text and "add --ckpt_path last" in caplog.text
