@@ -27,6 +27,7 @@ Modules: ``cells`` (finished cells and rows), ``scores`` (metrics, intervals, ba
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -43,6 +44,8 @@ from slu_lightning.experiments.report.cells import (
 from slu_lightning.experiments.report.plot import plot_slu_f1
 from slu_lightning.experiments.report.scores import compare_with_baselines, parse_selector, score_group
 from slu_lightning.experiments.report.tables import per_seed_section, results_tables
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ReportError", "main", "write_report"]
 
@@ -74,6 +77,7 @@ def write_report(
     ]
     if unfinished:
         notes.append(f"Not finished, left out: {', '.join(unfinished)}.")
+        log.warning("%d of the sweep's cells are not finished and left out: %s", len(unfinished), unfinished)
     sections = [
         f"# Results: {root}\n\n" + "\n".join(f"- {note}" for note in notes) + "\n\n" + md_table,
         per_seed_section(scores, keys),
