@@ -45,7 +45,7 @@ def resolve_backbone(name_or_path: str) -> Path:
     if not path.is_dir():
         names = ", ".join([*TINY_PRESETS, *bundled])
         raise BackboneError(
-            f"backbone {name_or_path!r} is neither a tiny preset or bundled stand-in ({names}) nor a local "
+            f"backbone {name_or_path!r} is neither a tiny preset, a bundled stand-in ({names}) nor a local "
             "directory. Download Qwen2-Audio-7B-Instruct once (e.g. `huggingface-cli download "
             "Qwen/Qwen2-Audio-7B-Instruct --local-dir DIR`) and pass DIR."
         )
