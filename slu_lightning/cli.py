@@ -278,8 +278,17 @@ def main(argv: list[str] | None = None) -> None:
         cause = user_error(error)
         if cause is None:
             raise
-        print(f"slu-lightning {command}: error: {cause}", file=sys.stderr)
+        print(f"slu-lightning {command}: error: {user_message(cause)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def user_message(error: BaseException) -> str:
+    """The error's message; for one raised in a loader worker, which torch re-raises with the worker's
+    traceback as its message, the original last line alone (it names the file and the record)."""
+    text = str(error)
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        return text.rstrip().splitlines()[-1].split(": ", 1)[-1]
+    return text
 
 
 def user_error(error: BaseException) -> BaseException | None:

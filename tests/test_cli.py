@@ -9,7 +9,8 @@ import torch
 import yaml
 from jsonargparse import Namespace
 
-from slu_lightning.cli import COMMANDS, follow_run_seed, main, warn_untuned
+from slu_lightning.cli import COMMANDS, follow_run_seed, main, user_message, warn_untuned
+from slu_lightning.data.errors import DataError
 
 CONFIGS = sorted(
     path
@@ -521,3 +522,22 @@ def test_evaluating_without_a_checkpoint_says_it_scores_the_backbone_as_loaded(t
     with caplog.at_level("WARNING", logger="slu_lightning"):
         warn_untuned("predict", tmp_path / "checkpoints")
     assert "this run has a checkpoint" in caplog.text and "add --ckpt_path last" in caplog.text
+
+
+class FailingClips(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, index: int):
+        raise DataError("audio contains NaN or infinite samples", file="clips/bad.wav", record="r7")
+
+
+def test_an_error_in_a_loader_worker_is_shown_as_its_own_line_not_the_workers_traceback():
+    loader = torch.utils.data.DataLoader(FailingClips(), num_workers=1)
+    with pytest.raises(DataError) as caught:
+        next(iter(loader))
+    assert "Original Traceback" in str(caught.value)  # how torch re-raises it in the main process
+    assert (
+        user_message(caught.value) == "file clips/bad.wav, record r7: audio contains NaN or infinite samples"
+    )
+    assert user_message(DataError("empty audio", file="a.wav")) == "file a.wav: empty audio"
