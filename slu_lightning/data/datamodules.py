@@ -29,6 +29,7 @@ from typing import Literal
 
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.curriculum import (
@@ -101,6 +102,7 @@ class SLUDataModule(L.LightningDataModule):
         max_eval_examples: int | None = None,
         length_bucketing: bool = False,
         bad_input: Literal["error", "skip"] = "error",
+        verify_audio: bool = False,
         predict_audio: str | None = None,
         tts_corpus: Corpus | None = None,
         recogniser_noise: RecogniserNoise | None = None,
@@ -126,6 +128,10 @@ class SLUDataModule(L.LightningDataModule):
             length_bucketing: batch training examples of similar length together (less padding).
             bad_input: ``error`` stops at the first bad record or file with its name; ``skip``
                 drops it, counts it and logs it.
+            verify_audio: decode every clip once before the first batch, so that what a header
+                cannot show (NaN samples, a compressed stream that ends early) is found then too,
+                and skipped under ``bad_input: skip``, instead of stopping the run when its batch
+                is loaded. Costs one decoding pass over the audio (minutes on SLURP).
             predict_audio: for ``predict``: an audio file, a folder of audio files (searched
                 recursively), or a text file listing one audio path per line.
             tts_corpus: synthesised speech of the training transcripts (``TtsCorpus``,
@@ -145,7 +151,7 @@ class SLUDataModule(L.LightningDataModule):
         self.eval_modality, self.max_eval_examples = eval_modality, max_eval_examples
         self.length_bucketing, self.predict_audio = length_bucketing, predict_audio
         self.tts_corpus, self.recogniser_noise = tts_corpus, recogniser_noise
-        self.skips = SkipLog(bad_input)
+        self.skips, self.verify_audio = SkipLog(bad_input), verify_audio
         self.channel: CharChannel | None = None  # recogniser_noise's, once estimated
         self.sources: dict[str, list[SLUExample]] = {}
         self.eval_sets: dict[str, list[Entry]] = {}
@@ -300,13 +306,16 @@ class SLUDataModule(L.LightningDataModule):
     def _checked(self, speech: list[SLUExample]) -> list[SLUExample]:
         """Speech examples whose audio is readable and fits the encoder; the rest per the bad-input policy.
 
-        Checking headers up front turns a bad file into a named error (or a counted skip) before
-        training starts, instead of a crash inside a dataloader worker hours later.
+        Checking headers up front (decoding too, with ``verify_audio``) turns a bad file into a named
+        error (or a counted skip) before training starts, instead of a stop hours later when a
+        loader worker reaches it.
         """
         kept = []
-        for example in speech:
+        for example in tqdm(speech, desc="decoding every clip", disable=not self.verify_audio):
             try:
                 self.seconds[example.id] = checked_seconds(example.audio, record=example.id)
+                if self.verify_audio:
+                    load_audio(example.audio, record=example.id)
                 kept.append(example)
             except DataError as error:
                 self.skips.handle(error)

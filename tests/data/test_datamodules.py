@@ -427,3 +427,24 @@ def test_a_predict_folder_gives_its_audio_files_and_says_what_else_it_ignored(tm
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no audio files"):
         audio_inputs(str(tmp_path / "empty"))
+
+
+def test_with_verify_audio_what_only_decoding_shows_is_skipped_before_the_first_batch(tmp_path, toy_corpus):
+    rows = [json.loads(line) for line in (toy_corpus / "dev.jsonl").read_text().splitlines()]
+    for row in rows:
+        row["audio"] = str(toy_corpus / row["audio"])
+    signal = np.full(16000, 0.1, dtype="float32")
+    signal[100] = np.nan
+    soundfile.write(tmp_path / "nan.wav", signal, 16000, subtype="FLOAT")  # a sound header, bad samples
+    rows[0]["audio"] = str(tmp_path / "nan.wav")
+    (tmp_path / "dev.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    bad = ManifestCorpus(str(toy_corpus / "train.jsonl"), str(tmp_path / "dev.jsonl"))
+    headers_only = TextOnlyDataModule(bad, bad_input="skip")
+    headers_only.setup("validate")
+    assert headers_only.skips.total == 0 and len(headers_only.eval_sets["dev"]) == len(rows)
+    decoded = TextOnlyDataModule(bad, bad_input="skip", verify_audio=True)
+    decoded.setup("validate")
+    assert decoded.skips.counts == {"audio contains NaN or infinite samples": 1}
+    assert len(decoded.eval_sets["dev"]) == len(rows) - 1
+    with pytest.raises(DataError, match="nan.wav.*NaN"):
+        TextOnlyDataModule(bad, verify_audio=True).setup("validate")
