@@ -405,7 +405,9 @@ def _read_predictions_gold(path: Path, modality: str | None) -> list[SLUExample]
             )
         ]
 
-    return collect(path, jsonl_records(path), parse, None)
+    return collect(
+        path, jsonl_records(path), parse, None, unique_ids=False
+    )  # _load_gold says why they repeat
 
 
 def _key(row: dict[str, Any]) -> str | None:

@@ -127,15 +127,25 @@ def _bad_slurp_rows() -> list[tuple[str, object, str]]:
     ("case", "bad_row", "message"), _bad_slurp_rows(), ids=lambda v: v if isinstance(v, str) else ""
 )
 def test_slurp_bad_row_names_file_and_line_or_is_counted(tmp_path, case, bad_row, message):
-    good = slurp_rows()[0]
-    path = write_lines(tmp_path / "devel.jsonl", [good, bad_row, good])
+    first, second = slurp_rows()[:2]  # 2 and 3 recordings
+    path = write_lines(tmp_path / "devel.jsonl", [first, bad_row, second])
     with pytest.raises(DataError, match=re.escape(message)) as raised:
         read_slurp(path, tmp_path, modality="speech")
     assert (raised.value.file, raised.value.record) == (str(path), "line 2")
     assert str(path) in str(raised.value)
     skips = SkipLog("skip")
-    assert len(read_slurp(path, tmp_path, modality="speech", skips=skips)) == 2 * 2
+    assert len(read_slurp(path, tmp_path, modality="speech", skips=skips)) == 2 + 3
     assert skips.total == 1
+
+
+def test_a_repeated_id_is_named_with_where_it_first_appeared_or_skipped(tmp_path):
+    first, second = slurp_rows()[:2]
+    path = write_lines(tmp_path / "devel.jsonl", [first, second, first | {"sentence": "another"}])
+    with pytest.raises(DataError, match=r"line 3: id '\d+' repeats the one at line 1"):
+        read_slurp(path, tmp_path, modality="text")
+    skips = SkipLog("skip")
+    kept = read_slurp(path, tmp_path, modality="text", skips=skips)
+    assert len(kept) == 2 and kept[0].text == first["sentence"] and skips.total == 1
 
 
 # --- MASSIVE -----------------------------------------------------------------------------------

@@ -33,13 +33,23 @@ def collect(
     records: Iterable[tuple[str, Any]],
     parse: Callable[[Any], list[SLUExample]],
     skips: SkipLog | None,
+    unique_ids: bool = True,
 ) -> list[SLUExample]:
-    """Parse ``(record, raw)`` pairs; a ``DataError`` raises or is counted, naming file and record."""
+    """Parse ``(record, raw)`` pairs; a ``DataError`` raises or is counted, naming file and record.
+
+    With ``unique_ids``, an id seen before in the file is an error too: predictions, paired
+    comparisons and speech subsets are keyed by id, and a repeated one would silently pair the wrong
+    rows. (A predictions file of a run on both modalities holds each id twice, once per modality.)"""
     skips = skips or SkipLog("error")
     examples: list[SLUExample] = []
+    first_seen: dict[str, str] = {}
     for record, raw in records:
         try:
-            examples.extend(parse(raw))
+            parsed = parse(raw)
+            for example in parsed:
+                if unique_ids and (earlier := first_seen.setdefault(example.id, record)) != record:
+                    raise DataError(f"id {example.id!r} repeats the one at {earlier}")
+            examples.extend(parsed)
         except DataError as error:
             skips.handle(DataError(error.reason, file=str(file), record=record))
     return examples
