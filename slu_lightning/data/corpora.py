@@ -7,6 +7,7 @@ built from the speech examples' transcripts.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +33,11 @@ class Corpus:
 
     def describe(self) -> str:
         return type(self).__name__
+
+    def test_tag(self) -> str:
+        """A short name for this corpus's test recordings, for files derived from them (a cascade's
+        transcripts), so two corpora never meet at one default path: a digest of ``describe()``."""
+        return hashlib.sha256(self.describe().encode()).hexdigest()[:8]
 
 
 def unique_utterances(speech: list[SLUExample]) -> list[SLUExample]:
@@ -108,6 +114,18 @@ class DemoCorpus(ManifestCorpus):
         voices = ", test split in unheard voices" if self.test_voices == "unheard" else ""
         return f"demo corpus ({self.size}, seed {self.seed}{voices}) at {self.root}"
 
+    def test_tag(self) -> str:
+        """What sets these test recordings apart from the README demo's (empty for those):
+        ``tiny-seed1-unheard``, with a digest of the root when it is not the cache's."""
+        from slu_lightning.data.demo_corpus import default_demo_dir
+
+        parts = [self.size] if self.size != "small" else []
+        parts += [f"seed{self.seed}"] if self.seed != 0 else []
+        parts += ["unheard"] if self.test_voices == "unheard" else []
+        if self.root.resolve() != default_demo_dir(self.size, self.seed).resolve():
+            parts.append(hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:8])
+        return "-".join(parts)
+
 
 class CascadeCorpus(Corpus):
     """The cascade baseline's corpus: ``base`` for training and validation; for test, one text row per
@@ -131,7 +149,8 @@ class CascadeCorpus(Corpus):
         Args:
             base: the corpus the parser was trained on.
             transcripts: the text manifest of the test recordings' transcripts; by default, with a
-                ``recogniser``, ``default_transcripts``'s file for it and its read-out.
+                ``recogniser``, ``default_transcripts``'s file for it, its read-out and ``base``'s test
+                recordings.
             recogniser: backbone that writes ``transcripts`` when it is missing (a bundled stand-in
                 such as ``tiny-heard``, or a ``pretrain-tiny`` export); None: the file must exist.
             readout: how the recogniser transcribes: greedy CTC over its audio vectors, its decoder,
@@ -146,7 +165,9 @@ class CascadeCorpus(Corpus):
         if transcripts is None and recogniser is None:
             raise ValueError("a cascade corpus needs its `transcripts` file, or a `recogniser` to write it")
         self.base = base
-        self.transcripts = Path(transcripts or default_transcripts(recogniser, readout, domain_lm))
+        self.transcripts = Path(
+            transcripts or default_transcripts(recogniser, readout, domain_lm, base.test_tag())
+        )
         self.recogniser, self.readout, self.batch_size = recogniser, readout, batch_size
         self.domain_lm = domain_lm
 
@@ -178,15 +199,17 @@ class CascadeCorpus(Corpus):
         return f"{self.base.describe()}, tested on transcripts {self.transcripts}"
 
 
-def default_transcripts(recogniser: str, readout: str, domain_lm: bool = False) -> Path:
+def default_transcripts(recogniser: str, readout: str, domain_lm: bool = False, test_tag: str = "") -> Path:
     """Where a cascade caches its recogniser's transcripts of the test speech when no file is named:
-    ``logs/cascade/<recogniser>-<read-out>-test.jsonl`` (``tiny-heard-voices-ctc-test.jsonl``; a
-    ``pretrain-tiny`` export is named by its run folder, the LM-steered read-out ``domain-lm``). A
-    file there of other audio or another recogniser is refused, never reused (``ensure_transcripts``).
+    ``logs/cascade/<recogniser>-<read-out>-test[-<test tag>].jsonl`` (``tiny-heard-voices-ctc-test.jsonl``
+    for the README demo, ``…-test-unheard.jsonl`` for its unheard voices; a ``pretrain-tiny`` export
+    is named by its run folder, the LM-steered read-out ``domain-lm``). A file there of other audio
+    or another recogniser is still refused, never reused (``ensure_transcripts``).
     """
     path = Path(recogniser)
     name = path.parent.name if path.name == "backbone" else path.name  # pretrain-tiny's <run>/backbone
-    return Path("logs/cascade") / f"{name}-{'domain-lm' if domain_lm else readout}-test.jsonl"
+    suffix = f"-{test_tag}" if test_tag else ""
+    return Path("logs/cascade") / f"{name}-{'domain-lm' if domain_lm else readout}-test{suffix}.jsonl"
 
 
 class TtsCorpus(Corpus):

@@ -1,10 +1,11 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from slu_lightning.cli import main as cli
-from slu_lightning.data.corpora import CascadeCorpus, ManifestCorpus
+from slu_lightning.data.corpora import CascadeCorpus, DemoCorpus, ManifestCorpus
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.evaluation.error_rates import corpus_wer
@@ -175,13 +176,22 @@ def test_a_cascade_corpus_with_a_recogniser_transcribes_its_base_test_speech_on_
         without.prepare()
 
 
-def test_without_a_transcripts_file_a_recogniser_names_its_own(toy_corpus):
-    base = ManifestCorpus(*(str(toy_corpus / f"{split}.jsonl") for split in ("train", "dev", "test")))
-    assert CascadeCorpus(base, recogniser="tiny-heard-voices").transcripts == Path(
-        "logs/cascade/tiny-heard-voices-ctc-test.jsonl"
+def test_without_a_transcripts_file_a_recogniser_names_its_own_for_each_test_split(toy_corpus, tmp_path):
+    def default(base, **kwargs) -> str:
+        return CascadeCorpus(base, recogniser="tiny-heard-voices", **kwargs).transcripts.as_posix()
+
+    assert default(DemoCorpus()) == "logs/cascade/tiny-heard-voices-ctc-test.jsonl"
+    assert (
+        default(DemoCorpus(test_voices="unheard")) == "logs/cascade/tiny-heard-voices-ctc-test-unheard.jsonl"
     )
+    assert default(DemoCorpus("tiny", seed=1)) == "logs/cascade/tiny-heard-voices-ctc-test-tiny-seed1.jsonl"
+    elsewhere = default(DemoCorpus(root=str(tmp_path / "demo")))
+    assert re.fullmatch(r"logs/cascade/tiny-heard-voices-ctc-test-[0-9a-f]{8}\.jsonl", elsewhere)
+    base = ManifestCorpus(*(str(toy_corpus / f"{split}.jsonl") for split in ("train", "dev", "test")))
+    other = ManifestCorpus(*(str(toy_corpus / f"{split}.jsonl") for split in ("train", "dev", "dev")))
+    assert len({default(base), default(other), elsewhere}) == 3
     export = CascadeCorpus(
-        base, recogniser="logs/pretrain/ear-long/backbone", readout="rescored", domain_lm=True
+        DemoCorpus(), recogniser="logs/pretrain/ear-long/backbone", readout="rescored", domain_lm=True
     )
     assert export.transcripts == Path("logs/cascade/ear-long-domain-lm-test.jsonl")
     assert CascadeCorpus(base, "mine.jsonl", recogniser="tiny-heard").transcripts == Path("mine.jsonl")
