@@ -55,6 +55,10 @@ from slu_lightning.task import PromptTemplate, label_inventory
 log = logging.getLogger(__name__)
 
 Entry = tuple[SLUExample, bool]  # (example, whether the model hears its audio)
+FOUND_IN_A_BATCH = (
+    " (found while loading a batch: `data.init_args.verify_audio: true` decodes every clip before the"
+    " first batch, naming all such clips at once, or skipping them under `bad_input: skip`)"
+)
 
 
 class SLUDataset(Dataset):
@@ -70,7 +74,12 @@ class SLUDataset(Dataset):
         example, heard = self.entries[index]
         if not heard:
             return SLUItem(example)
-        waveform = load_audio(example.audio, record=example.id)  # (samples,)
+        try:
+            waveform = load_audio(example.audio, record=example.id)  # (samples,)
+        except DataError as error:  # what only decoding shows (the headers were checked in setup)
+            raise DataError(
+                f"{error.reason}{FOUND_IN_A_BATCH}", file=error.file, record=error.record
+            ) from error
         features, n_frames = self.extractor(waveform)  # (mels, frames + margin)
         return SLUItem(example, features, n_frames)
 

@@ -9,6 +9,7 @@ import pytest
 import soundfile
 
 from slu_lightning.curriculum import CurriculumCallback, CurriculumPhase, SourceMix
+from slu_lightning.data.collate import SLUItem
 from slu_lightning.data.corpora import ManifestCorpus, TtsCorpus
 from slu_lightning.data.datamodules import (
     CurriculumDataModule,
@@ -21,8 +22,10 @@ from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.recogniser_noise import RecogniserNoise
 from slu_lightning.data.subsets import SpeechSubset
+from slu_lightning.model.backbone import load_processor
 from slu_lightning.model.module import GenerationSettings, SLUModule
 from slu_lightning.pretrain.domain_lm import fusion_identity
+from slu_lightning.task import PromptTemplate
 
 TEXT, BOTH = {"text": SourceMix()}, {"text": SourceMix(), "speech": SourceMix()}
 
@@ -364,9 +367,6 @@ def test_each_regime_fits_a_few_steps_on_the_demo_corpus(tiny_demo, tmp_path, re
 
 
 def test_zero_shot_prompts_list_the_training_labels(toy_corpus, tiny_backbone):
-    from slu_lightning.data.collate import SLUItem
-    from slu_lightning.model.backbone import load_processor
-    from slu_lightning.task import PromptTemplate
 
     dm = TextOnlyDataModule(corpus(toy_corpus))
     dm.connect(load_processor(tiny_backbone).tokenizer, PromptTemplate(instruction="{input}\n{labels}"), 128)
@@ -381,8 +381,6 @@ def test_zero_shot_prompts_list_the_training_labels(toy_corpus, tiny_backbone):
 
 
 def test_evaluation_batches_speech_first_then_text_longest_first(toy_corpus, tiny_backbone):
-    from slu_lightning.model.backbone import load_processor
-    from slu_lightning.task import PromptTemplate
 
     dm = TextOnlyDataModule(corpus(toy_corpus), eval_modality="both", eval_batch_size=3)
     dm.connect(load_processor(tiny_backbone).tokenizer, PromptTemplate(), 128)
@@ -429,7 +427,9 @@ def test_a_predict_folder_gives_its_audio_files_and_says_what_else_it_ignored(tm
         audio_inputs(str(tmp_path / "empty"))
 
 
-def test_with_verify_audio_what_only_decoding_shows_is_skipped_before_the_first_batch(tmp_path, toy_corpus):
+def test_with_verify_audio_what_only_decoding_shows_is_skipped_before_the_first_batch(
+    tmp_path, toy_corpus, tiny_backbone
+):
     rows = [json.loads(line) for line in (toy_corpus / "dev.jsonl").read_text().splitlines()]
     for row in rows:
         row["audio"] = str(toy_corpus / row["audio"])
@@ -442,6 +442,9 @@ def test_with_verify_audio_what_only_decoding_shows_is_skipped_before_the_first_
     headers_only = TextOnlyDataModule(bad, bad_input="skip")
     headers_only.setup("validate")
     assert headers_only.skips.total == 0 and len(headers_only.eval_sets["dev"]) == len(rows)
+    headers_only.connect(load_processor(tiny_backbone).tokenizer, PromptTemplate(), 128)
+    with pytest.raises(DataError, match=r"nan.wav.*NaN.*found while loading a batch: .*verify_audio: true"):
+        list(headers_only.val_dataloader())
     decoded = TextOnlyDataModule(bad, bad_input="skip", verify_audio=True)
     decoded.setup("validate")
     assert decoded.skips.counts == {"audio contains NaN or infinite samples": 1}
