@@ -367,7 +367,6 @@ def test_each_regime_fits_a_few_steps_on_the_demo_corpus(tiny_demo, tmp_path, re
 
 
 def test_zero_shot_prompts_list_the_training_labels(toy_corpus, tiny_backbone):
-
     dm = TextOnlyDataModule(corpus(toy_corpus))
     dm.connect(load_processor(tiny_backbone).tokenizer, PromptTemplate(instruction="{input}\n{labels}"), 128)
     dm.setup("test")  # no training: the inventory comes from the training split's labels
@@ -381,7 +380,6 @@ def test_zero_shot_prompts_list_the_training_labels(toy_corpus, tiny_backbone):
 
 
 def test_evaluation_batches_speech_first_then_text_longest_first(toy_corpus, tiny_backbone):
-
     dm = TextOnlyDataModule(corpus(toy_corpus), eval_modality="both", eval_batch_size=3)
     dm.connect(load_processor(tiny_backbone).tokenizer, PromptTemplate(), 128)
     dm.setup("test")
