@@ -203,9 +203,11 @@ class CurriculumCallback(L.Callback):
         pl_module.log("curriculum/phase", float(index), on_step=False, on_epoch=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        heard = batch["is_speech"]  # (batch,)
+        rows = range(len(batch["examples"]))
+        skipped = torch.tensor([row in batch["skipped"] for row in rows])  # silent stand-ins, not heard
+        heard = batch["is_speech"] & ~skipped.to(batch["is_speech"].device)  # (batch,)
         synthetic = torch.tensor(
-            [example.source == TTS_SOURCE for example in batch["examples"]], device=heard.device
+            [batch["examples"][row].source == TTS_SOURCE for row in rows], device=heard.device
         )
         real = heard & ~synthetic
         n_speech = int(real.sum())
@@ -213,7 +215,7 @@ class CurriculumCallback(L.Callback):
         self.speech_examples_seen += n_speech
         self.tts_examples_seen += int((heard & synthetic).sum())
         if n_speech:  # the clips of the heard rows, in row order
-            real_frames = batch["feature_attention_mask"][real[heard]]  # (real clips, frames)
+            real_frames = batch["feature_attention_mask"][real[batch["is_speech"]]]  # (real clips, frames)
             self.speech_seconds_seen += float(real_frames.sum()) * FRAME_SECONDS
         logged = {
             "curriculum/speech_fraction": n_speech / max(len(batch["examples"]), 1),

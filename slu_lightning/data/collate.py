@@ -8,7 +8,9 @@ The batch is the seam between the data side and the model side; the model reads 
   (generation form; only when the collator was built with ``with_prompts=True``),
 - ``input_features`` (audio clips, mels, frames) and ``feature_attention_mask`` (audio clips, frames)
   for the speech examples only, cut to the longest clip in the batch (not padded to 30 s),
-- ``is_speech`` (batch,) and ``examples`` (the ``SLUExample`` of each row, for metrics and logs).
+- ``is_speech`` (batch,) and ``examples`` (the ``SLUExample`` of each row, for metrics and logs),
+- ``skipped``: the rows whose clip failed to decode under ``bad_input: skip`` (``SkippedRows``):
+  silent stand-ins with no loss, left out of metrics and predictions.
 
 Audio clips appear in ``input_features`` in row order, matching the order of their
 ``<|AUDIO|>`` runs in ``input_ids``.
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from slu_lightning.data.errors import DataError
 from slu_lightning.data.features import padding_value
 from slu_lightning.data.records import SLUExample
 from slu_lightning.model.audio_encoder import audio_token_count
@@ -44,6 +47,22 @@ class BatchExamples:
         return iter(self._examples)
 
 
+class SkippedRows:
+    """Row index -> the ``DataError`` of a clip that failed to decode; opaque to device transfer."""
+
+    def __init__(self, errors: dict[int, DataError]):
+        self._errors = dict(errors)
+
+    def __contains__(self, row: int) -> bool:
+        return row in self._errors
+
+    def __len__(self) -> int:
+        return len(self._errors)
+
+    def errors(self) -> list[DataError]:
+        return list(self._errors.values())
+
+
 @dataclass
 class SLUItem:
     """One dataset item: an example, whether the model hears it, and its features if so."""
@@ -53,6 +72,8 @@ class SLUItem:
     """Log-mel features (mels, frames) of the clip: real frames plus a small margin."""
     n_frames: int = 0
     """How many of the frames are real (the rest is the margin the encoder's convolutions see)."""
+    error: DataError | None = None
+    """Why the clip could not be decoded, when ``features`` are a silent stand-in (``bad_input: skip``)."""
 
     @property
     def is_speech(self) -> bool:
@@ -96,9 +117,10 @@ class SLUCollator:
         batch: dict = {
             "is_speech": torch.tensor([item.is_speech for item in items]),
             "examples": BatchExamples([item.example for item in items]),
+            "skipped": SkippedRows({row: item.error for row, item in enumerate(items) if item.error}),
         }
-        if self.with_labels:
-            targets = [self._encode(target_for(item.example)) for item in items]
+        if self.with_labels:  # a skipped row gets no target, so no loss
+            targets = [[] if item.error else self._encode(target_for(item.example)) for item in items]
             batch.update(self._training_form(prompts, targets))
         if self.with_prompts:
             batch["prompt_ids"], batch["prompt_attention_mask"] = pad_rows(prompts, self.pad_id, left=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -43,7 +44,7 @@ from slu_lightning.curriculum import (
 from slu_lightning.data.audio import checked_seconds, load_audio
 from slu_lightning.data.collate import SLUCollator, SLUItem
 from slu_lightning.data.corpora import Corpus, Split
-from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.errors import BadInputPolicy, DataError, SkipLog
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.recogniser_noise import CharChannel, RecogniserNoise
 from slu_lightning.data.records import SLUExample
@@ -57,15 +58,21 @@ log = logging.getLogger(__name__)
 Entry = tuple[SLUExample, bool]  # (example, whether the model hears its audio)
 FOUND_IN_A_BATCH = (
     " (found while loading a batch: `data.init_args.verify_audio: true` decodes every clip before the"
-    " first batch, naming all such clips at once, or skipping them under `bad_input: skip`)"
+    " first batch, naming all such clips at once; `bad_input: skip` skips them)"
 )
 
 
 class SLUDataset(Dataset):
-    """Examples as model inputs: audio is decoded and turned into log-mel features here (in workers)."""
+    """Examples as model inputs: audio is decoded and turned into log-mel features here (in workers).
 
-    def __init__(self, entries: list[Entry], extractor: LogMelExtractor):
-        self.entries, self.extractor = entries, extractor
+    A clip that fails to decode (what its header could not show) stops the run under the ``error``
+    policy. Under ``skip`` its row stays in the batch as a second of silence carrying the error: the
+    collator gives it no loss and the model no prediction, so every rank still runs the same steps,
+    and the DataModule counts and logs it in the main process.
+    """
+
+    def __init__(self, entries: list[Entry], extractor: LogMelExtractor, bad_input: BadInputPolicy = "error"):
+        self.entries, self.extractor, self.bad_input = entries, extractor, bad_input
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -77,6 +84,8 @@ class SLUDataset(Dataset):
         try:
             waveform = load_audio(example.audio, record=example.id)  # (samples,)
         except DataError as error:  # what only decoding shows (the headers were checked in setup)
+            if self.bad_input == "skip":
+                return SLUItem(example, *self.extractor(torch.zeros(16000)), error=error)
             raise DataError(
                 f"{error.reason}{FOUND_IN_A_BATCH}", file=error.file, record=error.record
             ) from error
@@ -136,11 +145,13 @@ class SLUDataModule(L.LightningDataModule):
                 None: all).
             length_bucketing: batch training examples of similar length together (less padding).
             bad_input: ``error`` stops at the first bad record or file with its name; ``skip``
-                drops it, counts it and logs it.
+                drops it, counts it and logs it. A clip that fails only when its batch decodes it
+                (NaN samples, a compressed stream that ends early) is then skipped in that batch:
+                its row becomes silence with no loss and no prediction.
             verify_audio: decode every clip once before the first batch, so that what a header
-                cannot show (NaN samples, a compressed stream that ends early) is found then too,
-                and skipped under ``bad_input: skip``, instead of stopping the run when its batch
-                is loaded. Costs one decoding pass over the audio (minutes on SLURP).
+                cannot show is found then too: all of it named at once under ``error``, and under
+                ``skip`` dropped before training, so no batch runs short. Costs one decoding pass
+                over the audio (minutes on SLURP).
             predict_audio: for ``predict``: an audio file, a folder of audio files (searched
                 recursively), or a text file listing one audio path per line.
             tts_corpus: synthesised speech of the training transcripts (``TtsCorpus``,
@@ -204,6 +215,12 @@ class SLUDataModule(L.LightningDataModule):
         if self.skips.total:
             log.warning("%s", self.skips.summary())
         self._fill_label_slot()
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        """Count and log, in the main process, the clips a loader worker could not decode."""
+        for error in batch["skipped"].errors():
+            self.skips.handle(error)
+        return batch
 
     def _fill_label_slot(self) -> None:
         """Give prompts with a ``{labels}`` slot the training label inventory (zero-shot prompting)."""
@@ -421,7 +438,7 @@ class SLUDataModule(L.LightningDataModule):
         if self.extractor is None:
             raise RuntimeError("call connect() before asking for dataloaders (the CLI does this)")
         return DataLoader(
-            SLUDataset(entries, self.extractor),
+            SLUDataset(entries, self.extractor, self.skips.policy),
             batch_sampler=batch_sampler,
             collate_fn=self.collators[kind],
             num_workers=self.num_workers,

@@ -302,7 +302,7 @@ class SLUModule(L.LightningModule):
             self.log("train/loss", loss, prog_bar=True, batch_size=size)
         for modality, rows in (("speech", batch["is_speech"]), ("text", ~batch["is_speech"])):
             rows = rows.to(sums.device)
-            if stage == "train" and rows.any():
+            if stage == "train" and counts[rows].sum() > 0:  # not when every such row was skipped
                 self.log(
                     f"train/loss_{modality}",
                     sums[rows].sum() / counts[rows].sum(),
@@ -396,8 +396,9 @@ class SLUModule(L.LightningModule):
         predictions = [parse_prediction(text) for text in raw]
         locales = self.trainer.datamodule.locales
         heard = batch["is_speech"].tolist()
+        kept = [i for i in range(len(raw)) if i not in batch["skipped"]]
         for modality, speech in (("speech", True), ("text", False)):
-            rows = [i for i, flag in enumerate(heard) if flag == speech]
+            rows = [i for i in kept if heard[i] == speech]
             if not rows:
                 continue
             golds = [batch["examples"][i] for i in rows]
@@ -407,10 +408,7 @@ class SLUModule(L.LightningModule):
             self.metrics[f"{split}_{modality}"].update(
                 counts.to(self.device), locale_idx.to(self.device), clusters.to(self.device)
             )
-        rows = [
-            _prediction_row(*fields)
-            for fields in zip(batch["examples"], raw, predictions, heard, strict=True)
-        ]
+        rows = [_prediction_row(batch["examples"][i], raw[i], predictions[i], heard[i]) for i in kept]
         self._predictions += rows
         if batch_idx == 0:
             self._log_decoded_examples(split, rows[: self.logged_examples])
@@ -419,8 +417,9 @@ class SLUModule(L.LightningModule):
         """One JSON-ready prediction per input file, in the SLURP scorer's format."""
         raw = self.generate_texts(batch)
         rows = []
-        for example, text in zip(batch["examples"], raw, strict=True):
-            rows.append({"file": example.id, **_parsed_fields(parse_prediction(text), text)})
+        for i, (example, text) in enumerate(zip(batch["examples"], raw, strict=True)):
+            if i not in batch["skipped"]:
+                rows.append({"file": example.id, **_parsed_fields(parse_prediction(text), text)})
         self._predictions += rows
         return rows
 

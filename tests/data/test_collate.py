@@ -1,8 +1,11 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from slu_lightning.data.collate import IGNORE_INDEX, SLUCollator, SLUItem
+from slu_lightning.data.errors import DataError
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.records import Entity, SLUExample
 from slu_lightning.model.backbone import load_processor
@@ -83,3 +86,14 @@ def test_a_labels_slot_is_filled_with_the_label_inventory(processor):
     item, _ = speech_item(16_000)
     for row in collate([SLUItem(TEXT), item])["prompt_ids"]:
         assert inventory in processor.tokenizer.decode(row)
+
+
+def test_a_clip_that_failed_to_decode_keeps_its_row_with_no_target(processor):
+    collate = SLUCollator(processor.tokenizer, PromptTemplate(), with_prompts=True)
+    item, _ = speech_item(16_000)
+    error = DataError("audio contains NaN or infinite samples", file="bad.wav", record="s1")
+    batch = collate([SLUItem(TEXT), replace(item, error=error), item])
+    trained = batch["labels"] != IGNORE_INDEX
+    assert trained[0].any() and not trained[1].any() and trained[2].any()
+    assert 1 in batch["skipped"] and 0 not in batch["skipped"] and batch["skipped"].errors() == [error]
+    assert batch["input_features"].shape[0] == 2 and batch["prompt_ids"].shape[0] == 3  # shapes unchanged

@@ -19,7 +19,7 @@ from slu_lightning.data.datamodules import (
     prompt_length,
 )
 from slu_lightning.data.errors import DataError, SkipLog
-from slu_lightning.data.readers.manifest import read_manifest
+from slu_lightning.data.readers.manifest import read_manifest, write_manifest
 from slu_lightning.data.recogniser_noise import RecogniserNoise
 from slu_lightning.data.subsets import SpeechSubset
 from slu_lightning.model.backbone import load_processor
@@ -425,27 +425,69 @@ def test_a_predict_folder_gives_its_audio_files_and_says_what_else_it_ignored(tm
         audio_inputs(str(tmp_path / "empty"))
 
 
+def nan_clip(path: Path) -> str:
+    """A WAV whose header is sound and whose samples are not: only decoding finds it."""
+    signal = np.full(16000, 0.1, dtype="float32")
+    signal[100] = np.nan
+    soundfile.write(path, signal, 16000, subtype="FLOAT")
+    return str(path)
+
+
 def test_with_verify_audio_what_only_decoding_shows_is_skipped_before_the_first_batch(
     tmp_path, toy_corpus, tiny_backbone
 ):
     rows = [json.loads(line) for line in (toy_corpus / "dev.jsonl").read_text().splitlines()]
     for row in rows:
         row["audio"] = str(toy_corpus / row["audio"])
-    signal = np.full(16000, 0.1, dtype="float32")
-    signal[100] = np.nan
-    soundfile.write(tmp_path / "nan.wav", signal, 16000, subtype="FLOAT")  # a sound header, bad samples
-    rows[0]["audio"] = str(tmp_path / "nan.wav")
+    rows[0]["audio"] = nan_clip(tmp_path / "nan.wav")
     (tmp_path / "dev.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     bad = ManifestCorpus(str(toy_corpus / "train.jsonl"), str(tmp_path / "dev.jsonl"))
     headers_only = TextOnlyDataModule(bad, bad_input="skip")
     headers_only.setup("validate")
     assert headers_only.skips.total == 0 and len(headers_only.eval_sets["dev"]) == len(rows)
-    headers_only.connect(load_processor(tiny_backbone).tokenizer, PromptTemplate(), 128)
+    stopping = TextOnlyDataModule(bad)
+    stopping.setup("validate")
+    stopping.connect(load_processor(tiny_backbone).tokenizer, PromptTemplate(), 128)
     with pytest.raises(DataError, match=r"nan.wav.*NaN.*found while loading a batch: .*verify_audio: true"):
-        list(headers_only.val_dataloader())
+        list(stopping.val_dataloader())
     decoded = TextOnlyDataModule(bad, bad_input="skip", verify_audio=True)
     decoded.setup("validate")
     assert decoded.skips.counts == {"audio contains NaN or infinite samples": 1}
     assert len(decoded.eval_sets["dev"]) == len(rows) - 1
     with pytest.raises(DataError, match="nan.wav.*NaN"):
         TextOnlyDataModule(bad, verify_audio=True).setup("validate")
+
+
+def test_under_skip_a_clip_that_fails_in_its_batch_is_counted_and_left_out_of_loss_and_predictions(
+    toy_corpus, tmp_path, caplog
+):
+    for split, bad_row in (("train", 1), ("test", 2)):
+        rows = [read_manifest(toy_corpus / f"{split}.jsonl")[i] for i in range(8)]
+        rows[bad_row] = replace(rows[bad_row], audio=nan_clip(tmp_path / f"{split}-nan.wav"))
+        write_manifest(tmp_path / f"{split}.jsonl", rows)
+    manifests = [str(tmp_path / f"{split}.jsonl") for split in ("train", "train", "test")]
+    dm = MixedDataModule(
+        ManifestCorpus(*manifests), SpeechSubset(1.0), batch_size=4, num_workers=1, bad_input="skip"
+    )  # the stand-in rows cross from a worker
+    module = SLUModule(backbone="tiny-test", generation=GenerationSettings(num_beams=1, max_new_tokens=4))
+    dm.connect(module.tokenizer, module.prompt, module.n_mels)
+    losses = RecordLosses()
+    trainer = counting_trainer(tmp_path, losses, max_epochs=1, limit_val_batches=0)
+    trainer.fit(module, dm)
+    assert trainer.global_step == 4 and all(np.isfinite(losses.values))  # 8 transcripts + 8 clips
+    assert trainer.callbacks[0].speech_examples_seen == 7  # the silent stand-in was not heard
+    trainer.test(module, dm)
+    predicted = [
+        json.loads(line)["id"] for line in (tmp_path / "predictions_test.jsonl").read_text().splitlines()
+    ]
+    assert predicted == [f"test-{i}" for i in range(8) if i != 2]
+    assert dm.skips.counts == {"audio contains NaN or infinite samples": 2}
+    assert f"skipped: file {tmp_path / 'train-nan.wav'}, record train-1: audio contains NaN" in caplog.text
+
+
+class RecordLosses(L.Callback):
+    def __init__(self):
+        self.values: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.values.append(float(outputs["loss"]))

@@ -1,8 +1,11 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from slu_lightning.data.collate import SLUCollator, SLUItem
+from slu_lightning.data.errors import DataError
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.records import Entity, SLUExample
 from slu_lightning.model.module import GenerationSettings, SLUModule
@@ -80,6 +83,15 @@ def test_per_example_loss_does_not_depend_on_batch_companions(module):
     together, _ = module.example_losses(batch_of(module, EXAMPLES))
     alone = torch.cat([module.example_losses(batch_of(module, [e]))[0] for e in EXAMPLES])
     assert torch.allclose(together, alone, atol=1e-4)
+
+
+def test_a_skipped_clip_adds_nothing_to_the_batch_loss(module):
+    stand_in = items(EXAMPLES)
+    stand_in[2] = replace(stand_in[2], error=DataError("audio contains NaN or infinite samples", file="y"))
+    sums, counts = module.example_losses(SLUCollator(module.tokenizer, module.prompt)(stand_in))
+    kept_sums, kept_counts = module.example_losses(batch_of(module, EXAMPLES[:2]))
+    assert sums[2] == 0 and counts[2] == 0
+    assert torch.allclose(sums.sum() / counts.sum(), kept_sums.sum() / kept_counts.sum(), atol=1e-5)
 
 
 def test_dynamic_audio_path_gives_the_padded_paths_loss(module):
