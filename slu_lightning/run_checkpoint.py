@@ -6,7 +6,8 @@ also saves a top-k checkpoint. With ``monitor: val/loss`` and ``save_top_k: 1`` 
 an epoch whose validation loss does not improve leaves ``last.ckpt`` at the best epoch: the final
 epochs of a run vanish from it. ``--ckpt_path last`` then tests an earlier model, and a resumed run
 repeats epochs it had trained (a curriculum its speech phase). ``RunCheckpoint`` saves ``last.ckpt``
-at every point where the parent may save, as Lightning did before 2.6 and as resuming needs.
+at every point where the parent may save, as Lightning did before 2.6 and as resuming needs, and
+at the final batch of a run that ``max_steps`` stops mid-epoch.
 """
 
 from __future__ import annotations
@@ -16,14 +17,24 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose ``last.ckpt`` follows every validated epoch, improved or not.
+    """``ModelCheckpoint`` whose ``last.ckpt`` follows every validated epoch, improved or not, and
+    the final step of a run that ``max_steps`` stops mid-epoch.
 
-    Only a step that was validated gets a new ``last.ckpt``: an epoch that ``max_steps`` cuts short
-    also ends in ``on_train_epoch_end``, and a checkpoint saved there resumes as if that epoch had
-    been completed, skipping the rest of it.
+    An epoch that ``max_steps`` cuts short also ends in ``on_train_epoch_end``, and a checkpoint
+    saved there records the epoch as completed: raising ``max_steps`` and resuming would skip the
+    rest of it. Such a run's ``last.ckpt`` is saved at its final batch instead, where the loop
+    state says how far into the epoch it got, as a preempted run's is.
     """
 
     _validated_at: int | None = None
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        stopping = 0 <= trainer.max_steps <= trainer.global_step
+        if stopping and self.save_last and not _at_epoch_end(trainer):  # also stops on_train_end's save
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_validation_end(trainer, pl_module)
@@ -34,6 +45,8 @@ class RunCheckpoint(ModelCheckpoint):
             self._save_latest(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not _at_epoch_end(trainer):  # cut short: saved at its final batch
+            return
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer) and self._validated_at == trainer.global_step:
             self._save_latest(trainer)
@@ -43,3 +56,8 @@ class RunCheckpoint(ModelCheckpoint):
         ``last.ckpt`` too) or would save none here (not fitting)."""
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def _at_epoch_end(trainer: L.Trainer) -> bool:
+    """Whether the batch just trained was its epoch's last (not one where ``max_steps`` stopped)."""
+    return trainer.fit_loop.epoch_loop.batch_progress.is_last_batch

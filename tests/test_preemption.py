@@ -101,3 +101,20 @@ def test_interrupted_twice_then_resumed_ends_with_the_uninterrupted_weights(
     assert resumed["global_step"] == whole["global_step"] == TOTAL_STEPS
     for key, tensor in whole["state_dict"].items():
         assert torch.equal(resumed["state_dict"][key], tensor), key
+
+
+def test_a_run_stopped_by_max_steps_mid_epoch_resumes_where_it_stopped(toy_corpus, tiny_backbone, tmp_path):
+    """Raising max_steps and resuming trains the rest of the cut-short epoch: the uninterrupted weights."""
+    config = write_config(tmp_path, toy_corpus)
+    checkpoints = tmp_path / "logs" / "toy" / "checkpoints"
+    main(["fit", "--config", str(config), *ARGS, "--trainer.max_steps", "2"])
+    stopped = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    progress = stopped["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+    assert (stopped["global_step"], stopped["epoch"], progress["processed"]) == (2, 0, 4)
+    main(["fit", "--config", str(config), *ARGS, "--ckpt_path", "last"])
+    main(["fit", "--config", str(config), *ARGS, "--run.name", "whole"])
+    resumed = torch.load(checkpoints / "last.ckpt", weights_only=True)
+    whole = torch.load(checkpoints.parents[1] / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["global_step"] == whole["global_step"] == TOTAL_STEPS
+    for key, tensor in whole["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][key], tensor), key

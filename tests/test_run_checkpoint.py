@@ -51,7 +51,12 @@ def test_last_ckpt_holds_the_final_epoch_even_when_validation_got_worse(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best-epoch=0.ckpt", "last.ckpt"]
 
 
-def test_an_epoch_cut_short_by_max_steps_leaves_last_ckpt_at_the_last_validated_step(tmp_path):
-    """A checkpoint saved at the end of a cut-short epoch would resume past the rest of it."""
+def test_an_epoch_cut_short_by_max_steps_leaves_last_ckpt_at_its_final_batch_mid_epoch(tmp_path):
+    """A checkpoint saved at the end of a cut-short epoch would record it as completed, and a resumed
+    run would skip the rest of it."""
     assert fit(tmp_path, RunCheckpoint, max_steps=5).global_step == 5
-    assert last_step(tmp_path) == 4
+    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    loops = last["loops"]["fit_loop"]
+    assert (last["global_step"], last["epoch"]) == (5, 2)
+    assert loops["epoch_progress"]["current"]["completed"] == 2  # epochs 0 and 1, not the third
+    assert loops["epoch_loop.batch_progress"]["current"]["processed"] == 1
