@@ -186,21 +186,32 @@ class CurriculumCallback(L.Callback):
         self.tts_examples_seen = 0
         self.examples_seen = 0
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """A run resumed mid-epoch skips ``on_train_epoch_start``: its phase's parts train all the same."""
+        self._train_parts_of_phase(trainer, pl_module)
+
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        phases = trainer.datamodule.phases()
-        index = phase_index_at(phases, trainer.current_epoch)
+        phases, index = self._train_parts_of_phase(trainer, pl_module)
         phase = phases[index]
-        pl_module.set_trainable(
-            audio_encoder=phase.train_audio_encoder,
-            projector=phase.train_projector,
-            llm=phase.train_llm,
-        )
         first_epoch = sum(p.epochs for p in phases[:index])
         at_phase_start = trainer.current_epoch == first_epoch and not trainer.fit_loop.restarting
         if phase.reset_optimizer and at_phase_start and index > 0:
             for optimizer in trainer.optimizers:
                 optimizer.state.clear()
         pl_module.log("curriculum/phase", float(index), on_step=False, on_epoch=True)
+
+    @staticmethod
+    def _train_parts_of_phase(
+        trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> tuple[list[CurriculumPhase], int]:
+        """Switch on the parts the current epoch's phase trains; the phases and that phase's index."""
+        phases = trainer.datamodule.phases()
+        index = phase_index_at(phases, trainer.current_epoch)
+        phase = phases[index]
+        pl_module.set_trainable(
+            audio_encoder=phase.train_audio_encoder, projector=phase.train_projector, llm=phase.train_llm
+        )
+        return phases, index
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         rows = range(len(batch["examples"]))
