@@ -1,4 +1,4 @@
-"""Checkpoint files written atomically, next to their final name.
+"""Checkpoint files: written atomically, next to their final name, and read with clear errors.
 
 Lightning's own save goes through an fsspec transaction that stages the file in the system temp
 folder and then moves it; when that folder is on another disk the move is a copy straight into
@@ -8,6 +8,8 @@ beside its target and renamed into place, so the newest checkpoint is always a c
 
 from __future__ import annotations
 
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +17,45 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from slu_lightning.atomic import atomic_write
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or does not belong to this configuration."""
+
+
+def check_checkpoint_file(path: str | Path) -> None:
+    """Refuse a checkpoint file that is missing, truncated or not a checkpoint before Lightning
+    meets it deep in a restore, reading only its zip directory (the tensors stay on disk). A folder,
+    FSDP's sharded checkpoint, is left to Lightning."""
+    path = Path(path)
+    if path.is_dir():
+        return
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with zipfile.ZipFile(path):
+            pass
+    except (zipfile.BadZipFile, OSError) as error:
+        siblings = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
+        others = f"; the folder also holds {', '.join(siblings)}" if siblings else ""
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({error}): it is truncated, empty or another kind of "
+            f"file{others}"
+        ) from error
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A ``slu-lightning fit`` checkpoint's contents, loaded tensors-only (``weights_only=True``)."""
+    check_checkpoint_file(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a torch archive of other objects, or damaged inside
+        raise CheckpointError(f"{path}: cannot be loaded as a checkpoint ({error})") from error
+    if not isinstance(checkpoint, dict) or not {"state_dict", "hyper_parameters"} <= set(checkpoint):
+        raise CheckpointError(
+            f"{path}: not a checkpoint of `slu-lightning fit` (no state_dict and hyper_parameters)"
+        )
+    return checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

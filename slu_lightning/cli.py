@@ -21,12 +21,13 @@ from pathlib import Path
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from slu_lightning.checkpoint_io import AtomicCheckpointIO
+from slu_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError, check_checkpoint_file
 from slu_lightning.curriculum import CurriculumCallback
 from slu_lightning.data.datamodules import SLUDataModule
 from slu_lightning.data.errors import DataError
+from slu_lightning.export import ExportError
 from slu_lightning.model.backbone import BackboneError
-from slu_lightning.model.module import CheckpointError, SLUModule
+from slu_lightning.model.module import SLUModule
 from slu_lightning.preemption import PreemptionCallback
 from slu_lightning.pretrain.recipe import PretrainError
 from slu_lightning.progress_log import ProgressLog
@@ -85,8 +86,16 @@ class SLUCli(LightningCLI):
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
         elif config.get("ckpt_path") == "last":
             config.ckpt_path = resolve_resume("last", run_dir / "checkpoints")
+        elif config.get("ckpt_path") == "best":
+            config.ckpt_path = resolve_best(run_dir / "checkpoints")
         elif config.get("ckpt_path") is None:
             warn_untuned(self.subcommand, run_dir / "checkpoints")
+        if (
+            config.get("ckpt_path")
+            and config.ckpt_path != "hpc"
+            and not config.ckpt_path.startswith("registry")
+        ):
+            check_checkpoint_file(config.ckpt_path)
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI would overwrite this run's model settings with the checkpoint's, silently.
@@ -135,6 +144,20 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
             )
         log.info("starting a fresh run in %s", checkpoint_dir.parent)
     return ckpt_path
+
+
+def resolve_best(checkpoint_dir: Path) -> str:
+    """``--ckpt_path best`` for validate/test/predict: the run's ``best-*.ckpt`` (the CLI keeps one, by
+    ``val/loss``). Lightning's own ``best`` needs the fit's callback in the same process."""
+    found = sorted(checkpoint_dir.glob("best-*.ckpt"))
+    if len(found) != 1:
+        names = ", ".join(p.name for p in found) or "none"
+        raise RunError(
+            f"--ckpt_path best: {checkpoint_dir} holds {len(found)} best-*.ckpt ({names}); "
+            "name the checkpoint with --ckpt_path PATH"
+        )
+    log.info("using the best checkpoint, %s", found[0])
+    return str(found[0])
 
 
 def warn_untuned(subcommand: str, checkpoint_dir: Path) -> None:
@@ -214,11 +237,17 @@ def export_main(args: list[str]) -> None:
 
     parser = argparse.ArgumentParser(
         prog="slu-lightning export",
-        description="Write a peft adapter directory (and optionally a merged model).",
+        description="Write a fit checkpoint for plain transformers/peft: OUT/adapter (LoRA runs) or "
+        "OUT/model (full fine-tuning), each with the processor, the run's decoding and export.json "
+        "(the prompts). Only a folder an earlier export wrote is replaced.",
     )
     parser.add_argument("--ckpt", type=Path, required=True, help="a checkpoint of `slu-lightning fit`")
     parser.add_argument("--out", type=Path, required=True, help="output directory")
-    parser.add_argument("--merged", action="store_true", help="also write the merged full model")
+    parser.add_argument(
+        "--merged",
+        action="store_true",
+        help="LoRA runs: also write OUT/merged, the adapters merged into the base",
+    )
     options = parser.parse_args(args)
     print(export_checkpoint(options.ckpt, options.out, merged=options.merged))
 
@@ -232,7 +261,7 @@ COMMANDS: dict[str, tuple[str, str]] = {  # name: (slu_lightning.<module>:<funct
     "compare-runs": ("experiments.compare_runs:main", "two test runs paired by example, with CIs"),
     "coverage": ("pretrain.coverage:main", "SLU words the pretraining text never says"),
     "speaker-gap": ("pretrain.speaker_gap:main", "WER on trained clips, new sentences, new voices"),
-    "export": ("cli:export_main", "write a peft adapter directory (optionally a merged model)"),
+    "export": ("cli:export_main", "a checkpoint as a peft adapter or a full model, for transformers"),
     "score": ("evaluation.scoring:score_main", "score predictions against gold, SLURP's rules"),
     "sweep": ("experiments.sweep:main", "a grid of named runs, resumable cell by cell"),
     "report": ("experiments.report:main", "a sweep's tables and plot, with CIs and paired tests"),
@@ -296,7 +325,9 @@ def user_error(error: BaseException) -> BaseException | None:
     jsonargparse during instantiation; None for anything else (a bug: keep the traceback)."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(error, (BackboneError, CheckpointError, DataError, RunError, PretrainError)):
+        if isinstance(
+            error, (BackboneError, CheckpointError, DataError, ExportError, RunError, PretrainError)
+        ):
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__

@@ -1,45 +1,73 @@
 """Export a trained checkpoint for use outside the toolkit.
 
 A LoRA run exports a peft adapter directory (``save_pretrained`` format, loadable with
-``PeftModel.from_pretrained(base, dir)``) plus the processor; ``merged=True`` also writes the
-base model with the adapters merged in, loadable with plain transformers. A full fine-tuning run
-exports the full model. The checkpoint's own hyper-parameters say how to rebuild the model, so no
-config file is needed. Each output directory is written to a temporary sibling and renamed into
-place, so an interrupted export never leaves a half-written directory behind.
+``PeftModel.from_pretrained(base, dir)``); ``merged=True`` also writes the base model with the
+adapters merged in, loadable with plain transformers. A full fine-tuning run exports the full model.
+Every directory also holds the processor, a ``generation_config.json`` with the run's decoding
+(beam width, answer length, ``<|im_end|>`` as the end) and ``export.json``: the checkpoint it came
+from and the run's prompt templates, which a model fine-tuned on them needs. The checkpoint's own
+hyper-parameters say how to rebuild the model, so no config file is needed.
+
+Each output directory is written to a temporary sibling and renamed into place, so an interrupted
+export never leaves a half-written directory behind; an existing directory is replaced only when
+an earlier export wrote it (its ``export.json``), never a folder of the user's.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
-import torch
+from transformers import GenerationConfig
 
 from slu_lightning.atomic import atomic_write_dir
+from slu_lightning.checkpoint_io import read_checkpoint
 from slu_lightning.model.finetuning import LoraSettings
-from slu_lightning.model.module import SLUModule
+from slu_lightning.model.module import GenerationSettings, OptimizerSettings, SLUModule
+from slu_lightning.task import PromptTemplate
 
 log = logging.getLogger(__name__)
+RECORD = "export.json"
+
+
+class ExportError(ValueError):
+    """An export that cannot be written as asked (its output folder is a file, or not an export's)."""
 
 
 def load_for_export(ckpt: str | Path) -> SLUModule:
-    """Rebuild the ``SLUModule`` of a checkpoint and load its trained tensors."""
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)
-    hparams = checkpoint["hyper_parameters"]
-    module = SLUModule(
-        backbone=hparams["backbone"],
-        finetuning=hparams["finetuning"],
-        lora=LoraSettings(**hparams["lora"]),
-        audio_compression=hparams.get("audio_compression", "none"),
-    )
+    """Rebuild the ``SLUModule`` of a checkpoint with its saved settings and load its trained tensors."""
+    checkpoint = read_checkpoint(ckpt)
+    module = SLUModule(**module_arguments(checkpoint["hyper_parameters"]))
     module.configure_model()
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"], strict=False)
     return module
 
 
+def module_arguments(hparams: dict) -> dict:
+    """``SLUModule`` arguments from a checkpoint's saved hyper-parameters (settings stored as dicts)."""
+    settings = {
+        "lora": LoraSettings,
+        "optimizer": OptimizerSettings,
+        "prompt": PromptTemplate,
+        "generation": GenerationSettings,
+    }
+    accepted = inspect.signature(SLUModule).parameters
+    return {
+        key: settings[key](**value) if key in settings else value
+        for key, value in hparams.items()
+        if key in accepted
+    }
+
+
 def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -> Path:
     """Write ``out/adapter`` (LoRA) or ``out/model`` (full), and ``out/merged`` if asked."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file, not a folder")
     module = load_for_export(ckpt)
     if module.audio_compression != "none":
         log.warning(
@@ -49,17 +77,55 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -
             ckpt,
             module.audio_compression,
         )
-    out = Path(out)
-    if module.finetuning == "lora":
-        atomic_write_dir(out / "adapter", lambda tmp: module.model.save_pretrained(tmp))
+    record = export_record(ckpt, module)
+    if module.finetuning != "lora":
         if merged:
-            merged_model = module.model.merge_and_unload()
-            atomic_write_dir(out / "merged", lambda tmp: _save_full(merged_model, module, tmp))
-    else:
-        atomic_write_dir(out / "model", lambda tmp: _save_full(module.model, module, tmp))
+            log.warning(
+                "--merged: %s is a full fine-tuning, with no adapters to merge; writing %s",
+                ckpt,
+                out / "model",
+            )
+        _write(out / "model", module.model, module, record)
+        return out
+    _write(out / "adapter", module.model, module, record)
+    if merged:
+        _write(out / "merged", module.model.merge_and_unload(), module, record)
     return out
 
 
-def _save_full(model, module: SLUModule, directory: Path) -> None:
-    model.save_pretrained(directory)
-    module.processor.save_pretrained(directory)
+def export_record(ckpt: str | Path, module: SLUModule) -> dict:
+    """``export.json``: where the export came from and the prompts the model was fine-tuned on."""
+    return {
+        "checkpoint": str(Path(ckpt).resolve()),
+        "backbone": module.hparams["backbone"],
+        "finetuning": module.finetuning,
+        "audio_compression": module.audio_compression,
+        "prompt": asdict(module.prompt),
+        "generation": asdict(module.generation),
+    }
+
+
+def _write(directory: Path, model, module: SLUModule, record: dict) -> None:
+    """Save ``model`` (peft adapters or a full model), the processor, the decoding and the record."""
+    if directory.exists() and not (directory / RECORD).is_file():
+        raise ExportError(
+            f"{directory} exists and no earlier export wrote it (no {RECORD}): it is left as it is; "
+            "choose another --out, or move it"
+        )
+    tokenizer = module.tokenizer
+    decoding = GenerationConfig(
+        num_beams=module.generation.num_beams,
+        max_new_tokens=module.generation.max_new_tokens,
+        do_sample=False,
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+    def save(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        module.processor.save_pretrained(tmp)
+        decoding.save_pretrained(tmp)
+        (tmp / RECORD).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    atomic_write_dir(directory, save)
+    log.info("wrote %s", directory)

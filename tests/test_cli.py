@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,41 @@ def test_relaunching_never_silently_restarts(trained, capsys):
     assert "no checkpoint at" in capsys.readouterr().err
 
 
+def test_a_damaged_checkpoint_is_named_with_its_siblings_not_a_torch_traceback(trained, tmp_path, capsys):
+    config, run = trained
+    shutil.copytree(run, tmp_path / "damaged")
+    last = tmp_path / "damaged" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:100_000])  # a copy cut short
+    args = [
+        "--config",
+        str(config),
+        "--run.root",
+        str(tmp_path),
+        "--run.name",
+        "damaged",
+        "--ckpt_path",
+        "last",
+    ]
+    for command in ("fit", "test"):
+        assert exit_code([command, *args]) == 2
+        err = capsys.readouterr().err
+        assert f"error: {last}: not a readable checkpoint" in err and "holds best-epoch=" in err
+        assert "Traceback" not in err
+
+
+def test_ckpt_path_best_evaluates_the_runs_best_checkpoint(trained, tmp_path, capsys, caplog):
+    config, run = trained
+    (best,) = (run / "checkpoints").glob("best-*.ckpt")
+    with caplog.at_level("INFO"):
+        main(["validate", "--config", str(config), "--ckpt_path", "best"])
+    assert f"weights from the checkpoint at {best}" in caplog.text  # Lightning's own line
+    shutil.copytree(run, tmp_path / "two")
+    shutil.copy(best, tmp_path / "two" / "checkpoints" / "best-epoch=9-step=99.ckpt")
+    args = ["--config", str(config), "--run.root", str(tmp_path), "--run.name", "two", "--ckpt_path", "best"]
+    assert exit_code(["validate", *args]) == 2
+    assert "holds 2 best-*.ckpt" in capsys.readouterr().err
+
+
 def assert_same_weights(first: Path, second: Path) -> None:
     a, b = (torch.load(path, weights_only=True) for path in (first, second))
     assert a["global_step"] == b["global_step"]
@@ -268,29 +304,56 @@ def test_predict_without_audio_fails_clearly(trained, capsys):
 
 def test_exported_adapter_and_merged_model_generate_like_the_toolkit(trained, tmp_path):
     from peft import PeftModel
+    from transformers import GenerationConfig
 
-    from slu_lightning.cli import main as cli
+    from slu_lightning.data.collate import SLUCollator, SLUItem
+    from slu_lightning.data.records import SLUExample
     from slu_lightning.export import load_for_export
     from slu_lightning.model.backbone import load_model
 
     _, run = trained
-    ckpt = run / "checkpoints" / "last.ckpt"
-    cli(["export", "--ckpt", str(ckpt), "--out", str(tmp_path / "export"), "--merged"])
+    ckpt, out = run / "checkpoints" / "last.ckpt", tmp_path / "export"
+    main(["export", "--ckpt", str(ckpt), "--out", str(out), "--merged"])
     module = load_for_export(ckpt).eval()
-    prompt = module.tokenizer(module.prompt.render_prompt("set alarm seven"), return_tensors="pt")
-    kwargs = {
-        "max_new_tokens": 10,
-        "do_sample": False,
-        "num_beams": 1,
-        "pad_token_id": module.tokenizer.pad_token_id,
-    }
-    ours = module.hf.generate(**prompt, **kwargs)
-    plain = PeftModel.from_pretrained(
-        load_model(module.backbone_path), tmp_path / "export" / "adapter"
-    ).eval()
-    merged = load_model(tmp_path / "export" / "merged").eval()
-    assert torch.equal(plain.generate(**prompt, **kwargs), ours)
-    assert torch.equal(merged.generate(**prompt, **kwargs), ours)
+    text = "set alarm seven"
+    batch = SLUCollator(module.tokenizer, module.prompt, with_labels=False, with_prompts=True)(
+        [SLUItem(SLUExample("x", "en-US", text, "alarm", "set", ()))]
+    )
+    ours = module.generate_texts(batch)  # what test and predict decode, with the run's settings
+    prompt = module.tokenizer(module.prompt.render_prompt(text), return_tensors="pt")
+    decoding = GenerationConfig.from_pretrained(out / "adapter")  # the run's beam width and length
+    plain = PeftModel.from_pretrained(load_model(module.backbone_path), out / "adapter").eval()
+    merged = load_model(out / "merged").eval()  # reads its own generation_config.json
+    for model, kwargs in ((plain, {"generation_config": decoding}), (merged, {})):
+        answer = model.generate(**prompt, **kwargs)[:, prompt["input_ids"].shape[1] :]
+        assert module.tokenizer.batch_decode(answer, skip_special_tokens=True) == ours
+    record = json.loads((out / "merged" / "export.json").read_text())
+    assert (
+        record["prompt"]["instruction"] == module.prompt.instruction
+        and record["generation"]["max_new_tokens"] == 8
+    )
+    assert (out / "adapter" / "tokenizer_config.json").is_file()
+
+
+def test_export_replaces_only_its_own_folders_and_names_a_bad_checkpoint(trained, tmp_path, capsys):
+    ckpt, out = trained[1] / "checkpoints" / "last.ckpt", tmp_path / "export"
+    main(["export", "--ckpt", str(ckpt), "--out", str(out)])
+    main(["export", "--ckpt", str(ckpt), "--out", str(out)])  # an export's own folder is replaced
+    mine = tmp_path / "mine"
+    (mine / "adapter").mkdir(parents=True)
+    (mine / "adapter" / "thesis.txt").write_text("precious")
+    assert exit_code(["export", "--ckpt", str(ckpt), "--out", str(mine)]) == 2
+    assert "no earlier export wrote it" in capsys.readouterr().err
+    assert (mine / "adapter" / "thesis.txt").read_text() == "precious"
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    torch.save({"a": 1}, tmp_path / "other.ckpt")
+    for bad, says in (
+        (tmp_path / "missing.ckpt", "no such checkpoint file"),
+        (tmp_path / "notes.ckpt", "not a readable checkpoint"),
+        (tmp_path / "other.ckpt", "not a checkpoint of `slu-lightning fit`"),
+    ):
+        assert exit_code(["export", "--ckpt", str(bad), "--out", str(tmp_path / "x")]) == 2
+        assert f"error: {bad}: {says}" in capsys.readouterr().err
 
 
 def test_export_keeps_the_runs_audio_compression_and_warns_that_plain_transformers_will_not(

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from slu_lightning.atomic import atomic_write_text
+from slu_lightning.checkpoint_io import CheckpointError
 from slu_lightning.curriculum import build_schedule
 from slu_lightning.data.features import padding_value
 from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
@@ -58,10 +59,6 @@ from slu_lightning.task import PromptTemplate, parse_prediction
 
 log = logging.getLogger(__name__)
 PARTS = ("audio_encoder", "projector", "llm")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that does not belong to this configuration."""
 
 
 @dataclass(frozen=True)
