@@ -48,7 +48,7 @@ import numpy as np
 
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.readers import read_manifest, read_massive, read_slurp
-from slu_lightning.data.readers.rows import collect, json_object, jsonl_records, nonempty_str
+from slu_lightning.data.readers.rows import collect, gold_entities, json_object, jsonl_records, nonempty_str
 from slu_lightning.data.records import Entity, SLUExample
 from slu_lightning.evaluation.bootstrap import bootstrap_ci
 from slu_lightning.evaluation.counts import count_rows, summarize
@@ -389,9 +389,7 @@ def _read_predictions_gold(path: Path, modality: str | None) -> list[SLUExample]
             raise DataError(f"no {' / '.join(KEY_FIELDS)} key")
         if not isinstance(reference, dict):
             raise DataError("'reference' must be an object with scenario, action and entities")
-        entities = _entities(reference.get("entities"))
-        if entities is None:
-            raise DataError("reference 'entities' must be a list of {type, filler} objects")
+        entities = gold_entities(reference.get("entities"))
         return [
             SLUExample(
                 id=key,

@@ -50,6 +50,11 @@ BAD_ROWS = [
     ),
     (
         '{"id": "x", "locale": "en-US", "text": "hi", "scenario": "a", "action": "b", '
+        '"entities": [{"type": "date", "filler": " "}]}',
+        "has an empty type or filler",
+    ),
+    (
+        '{"id": "x", "locale": "en-US", "text": "hi", "scenario": "a", "action": "b", '
         '"entities": [], "audio": 3}',
         "audio",
     ),

@@ -370,3 +370,19 @@ def test_unknown_gold_format_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["score", "--gold", str(gold), "--pred", str(SLURP_PRED)])
     assert stop.value.code == 2 and "--gold-format" in capsys.readouterr().err
+
+
+def test_a_gold_entity_with_no_words_is_named_by_file_and_line(tmp_path, capsys):
+    gold, pred = tmp_path / "gold.jsonl", tmp_path / "pred.jsonl"
+    gold.write_text(
+        '{"id": "r1", "locale": "en-US", "text": "x", "scenario": "calendar", "action": "set", '
+        '"entities": [{"type": "date", "filler": ""}]}\n'
+    )
+    pred.write_text('{"id": "r1", "scenario": "calendar", "action": "set", "entities": []}\n')
+    with pytest.raises(SystemExit) as stop:
+        main(["score", "--gold", str(gold), "--pred", str(pred)])
+    assert stop.value.code == 2
+    assert (
+        f"file {gold}, record line 1: entity {{'type': 'date', 'filler': ''}} has an empty"
+        in capsys.readouterr().err
+    )

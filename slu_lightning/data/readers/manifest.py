@@ -18,8 +18,15 @@ from pathlib import Path
 
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.data.errors import DataError, SkipLog
-from slu_lightning.data.readers.rows import collect, json_object, jsonl_records, nonempty_str, require_keys
-from slu_lightning.data.records import Entity, SLUExample
+from slu_lightning.data.readers.rows import (
+    collect,
+    gold_entities,
+    json_object,
+    jsonl_records,
+    nonempty_str,
+    require_keys,
+)
+from slu_lightning.data.records import SLUExample
 
 REQUIRED_KEYS = ("id", "locale", "text", "scenario", "action", "entities")
 
@@ -35,18 +42,13 @@ def read_manifest(path: str | Path, skips: SkipLog | None = None) -> list[SLUExa
 def _parse_row(row: dict, root: Path) -> SLUExample:
     require_keys(row, REQUIRED_KEYS)
     labels = {key: nonempty_str(row, key) for key in ("id", "locale", "text", "scenario", "action")}
-    entities = row["entities"]
-    if not isinstance(entities, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("type"), str) and isinstance(e.get("filler"), str)
-        for e in entities
-    ):
-        raise DataError("'entities' must be a list of {type, filler} objects")
+    entities = gold_entities(row["entities"])
     audio = row.get("audio")
     if audio is not None and not isinstance(audio, str):
         raise DataError("'audio' must be a path string")
     return SLUExample(
         **labels,
-        entities=tuple(Entity(e["type"], e["filler"]) for e in entities),
+        entities=entities,
         audio=str(root / audio) if audio else None,
         utterance_id=row.get("utterance_id") or "",
         source=row.get("source", "manifest"),

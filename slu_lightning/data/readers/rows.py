@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from slu_lightning.data.errors import DataError, SkipLog
-from slu_lightning.data.records import SLUExample
+from slu_lightning.data.records import Entity, SLUExample
 
 Row = Mapping[str, Any]
 Modality = Literal["text", "speech"]
@@ -90,6 +90,20 @@ def nonempty_str(row: Row, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise DataError(f"{key!r} must be a non-empty string, got {value!r}")
     return value.strip()
+
+
+def gold_entities(value: Any) -> tuple[Entity, ...]:
+    """The entities of a gold ``[{type, filler}]`` list. A filler with no words is an error here, as
+    the scorer's span distance is relative to the gold filler's length."""
+    if not isinstance(value, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("type"), str) and isinstance(e.get("filler"), str)
+        for e in value
+    ):
+        raise DataError("'entities' must be a list of {type, filler} objects")
+    for entity in value:
+        if not entity["type"].strip() or not entity["filler"].strip():
+            raise DataError(f"entity {entity!r} has an empty type or filler")
+    return tuple(Entity(e["type"], e["filler"]) for e in value)
 
 
 def table_records(table: Any, id_column: str = "id") -> Iterator[tuple[str, dict[str, Any]]]:
