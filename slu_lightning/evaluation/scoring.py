@@ -263,6 +263,7 @@ def read_predictions(
     lines: list[PredictionLine] = []
     warnings: list[str] = []
     malformed = 0
+    modalities: dict[str, set[str]] = {}  # key -> the modalities predicted for it
     for record, text in jsonl_records(path):
         try:
             row = json_object(text)
@@ -288,7 +289,22 @@ def read_predictions(
             warnings.append(f"{record}: {problem}; scored as a wrong prediction for {key!r}")
         locale = row.get("locale") if isinstance(row.get("locale"), str) else None
         lines.append(PredictionLine(record, key, locale, prediction))
+        if isinstance(row.get("modality"), str):
+            modalities.setdefault(key, set()).add(row["modality"])
+    _refuse_mixed_modalities(path, modalities)
     return lines, warnings, malformed
+
+
+def _refuse_mixed_modalities(path: Path, modalities: dict[str, set[str]]) -> None:
+    """A run tested on speech and on transcripts predicts each id twice: scoring both as one would
+    keep whichever came first for each id, a number that is neither modality's."""
+    mixed = [key for key, kinds in modalities.items() if len(kinds) > 1]
+    if mixed:
+        raise DataError(
+            f"holds predictions of several modalities for the same ids ({len(mixed)}, e.g. {mixed[0]!r}): "
+            "score one with --modality speech or --modality text",
+            file=str(path),
+        )
 
 
 def detect_gold_format(path: Path) -> str:

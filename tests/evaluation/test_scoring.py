@@ -386,3 +386,25 @@ def test_a_gold_entity_with_no_words_is_named_by_file_and_line(tmp_path, capsys)
         f"file {gold}, record line 1: entity {{'type': 'date', 'filler': ''}} has an empty"
         in capsys.readouterr().err
     )
+
+
+def test_predictions_of_both_modalities_for_one_id_need_a_modality(tmp_path, capsys):
+    gold, pred = tmp_path / "gold.jsonl", tmp_path / "pred.jsonl"
+    gold.write_text(
+        '{"id": "r1", "locale": "en-US", "text": "x", "scenario": "alarm", "action": "set", "entities": []}\n'
+    )
+    rows = [
+        {"id": "r1", "modality": "speech", "scenario": "alarm", "action": "query", "entities": []},
+        {"id": "r1", "modality": "text", "scenario": "alarm", "action": "set", "entities": []},
+    ]
+    pred.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(SystemExit) as stop:
+        main(["score", "--gold", str(gold), "--pred", str(pred)])
+    assert stop.value.code == 2
+    assert (
+        "several modalities for the same ids (1, e.g. 'r1'): score one with --modality"
+        in capsys.readouterr().err
+    )
+    for modality, accuracy in (("speech", 0.0), ("text", 1.0)):
+        report = score_files(gold, pred, modality=modality, n_resamples=0)
+        assert report.metrics["intent_acc"] == accuracy
