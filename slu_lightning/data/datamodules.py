@@ -46,6 +46,7 @@ from slu_lightning.data.collate import SLUCollator, SLUItem
 from slu_lightning.data.corpora import Corpus, Split
 from slu_lightning.data.errors import BadInputPolicy, DataError, SkipLog
 from slu_lightning.data.features import LogMelExtractor
+from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.recogniser_noise import CharChannel, RecogniserNoise
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler, resume_batch
@@ -150,10 +151,11 @@ class SLUDataModule(L.LightningDataModule):
                 its row becomes silence with no loss and no prediction.
             verify_audio: decode every clip once before the first batch, so that what a header
                 cannot show is found then too: all of it named at once under ``error``, and under
-                ``skip`` dropped before training, so no batch runs short. Costs one decoding pass
+                ``skip`` dropped before training (no silent stand-in rows). Costs one decoding pass
                 over the audio (minutes on SLURP).
             predict_audio: for ``predict``: an audio file, a folder of audio files (searched
-                recursively), or a text file listing one audio path per line.
+                recursively), a manifest (its rows with audio, ids kept) or a text file listing
+                one audio path per line (relative to its folder).
             tts_corpus: synthesised speech of the training transcripts (``TtsCorpus``,
                 ``DemoTtsCorpus``): its training speech is the ``tts`` source, heard like real
                 speech but all of it used (the speech subset selects real speech only).
@@ -484,7 +486,9 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 
 
 def audio_inputs(source: str | None) -> list[SLUExample]:
-    """Unlabelled speech examples for ``predict`` from a file, a folder or a list file."""
+    """Unlabelled speech examples for ``predict`` from an audio file, a folder, a manifest (JSONL:
+    its rows with audio, ids kept, so the predictions score against it) or a list file (one path a
+    line, relative to the list's folder like a manifest's)."""
     if source is None:
         raise DataError("predict needs data.init_args.predict_audio: an audio file, a folder or a list file")
     path = Path(source)
@@ -497,8 +501,12 @@ def audio_inputs(source: str | None) -> list[SLUExample]:
             log.info("%s: ignoring the files that are not audio (%s)", source, kinds)
     elif path.suffix.lower() in AUDIO_SUFFIXES:
         files = [path]
+    elif path.suffix.lower() == ".jsonl" and path.is_file():
+        if examples := [replace(e, source="predict") for e in read_manifest(path) if e.is_speech]:
+            return examples
+        raise DataError("a manifest without rows that have audio", file=source)
     elif path.is_file():
-        files = [Path(line.strip()) for line in path.read_text().splitlines() if line.strip()]
+        files = [path.parent / line.strip() for line in path.read_text().splitlines() if line.strip()]
     else:
         raise DataError("no such audio file, folder or list", file=source)
     if not files:

@@ -458,6 +458,25 @@ def test_with_verify_audio_what_only_decoding_shows_is_skipped_before_the_first_
         TextOnlyDataModule(bad, verify_audio=True).setup("validate")
 
 
+def test_predict_list_files_are_read_relative_to_their_folder_and_manifests_keep_their_ids(
+    toy_corpus, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # not the list's folder
+    listed = toy_corpus / "lists.txt"
+    listed.write_text(
+        "audio/test/test-0.flac\n\n" + str(toy_corpus / "audio" / "test" / "test-1.flac") + "\n"
+    )
+    assert [e.audio for e in audio_inputs(str(listed))] == [
+        str(toy_corpus / "audio" / "test" / f"test-{i}.flac") for i in (0, 1)
+    ]
+    from_manifest = audio_inputs(str(toy_corpus / "test.jsonl"))
+    assert [e.id for e in from_manifest] == [e.id for e in read_manifest(toy_corpus / "test.jsonl")]
+    assert all(Path(e.audio).is_file() and e.source == "predict" for e in from_manifest)
+    write_manifest(tmp_path / "text.jsonl", [e.as_text() for e in read_manifest(toy_corpus / "test.jsonl")])
+    with pytest.raises(DataError, match="text.jsonl: a manifest without rows that have audio"):
+        audio_inputs(str(tmp_path / "text.jsonl"))
+
+
 def test_under_skip_a_clip_that_fails_in_its_batch_is_counted_and_left_out_of_loss_and_predictions(
     toy_corpus, tmp_path, caplog
 ):
