@@ -12,10 +12,13 @@ has no checkpoint; ``--ckpt_path auto`` resumes if it can and starts fresh other
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import importlib
+import io
 import logging
 import sys
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.callbacks import LearningRateMonitor
@@ -144,6 +147,50 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
             )
         log.info("starting a fresh run in %s", checkpoint_dir.parent)
     return ckpt_path
+
+
+class _Parsed(Exception):
+    """Raised once a command line has parsed, before anything is built."""
+
+
+class _ParseOnly(SLUCli):
+    def before_instantiate_classes(self) -> None:
+        raise _Parsed
+
+
+def config_problem(args: list[str]) -> str | None:
+    """What is wrong with a ``fit``/``test`` command line's configs and overrides (a mistyped key, a
+    value of the wrong type), or None: parsed as the run would parse it, nothing built or run."""
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed), contextlib.redirect_stdout(io.StringIO()), _quiet_logs():
+            _ParseOnly(SLUModule, SLUDataModule, subclass_mode_model=True, subclass_mode_data=True, args=args)
+    except _Parsed:
+        return None
+    except SystemExit:
+        lines = printed.getvalue().split("error:", 1)[-1].splitlines()
+        noise = (
+            "Does not validate against",
+            "Subtypes:",
+            "Errors:",
+            "Expected a <class 'NoneType'>",
+            "Given value type",
+        )
+        kept = (line.strip().removeprefix("- ") for line in lines)
+        return " ".join(line for line in kept if line and not line.startswith(noise))
+    return None
+
+
+@contextlib.contextmanager
+def _quiet_logs():
+    """No INFO lines (LightningCLI's "Seed set to 0") or warnings while a command line is only parsed."""
+    logging.disable(logging.INFO)
+    try:
+        with warnings.catch_warnings():  # "args and sys.argv both given": meant, sys.argv is the sweep's
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def resolve_best(checkpoint_dir: Path) -> str:

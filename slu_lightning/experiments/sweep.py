@@ -407,6 +407,10 @@ def run_sweep(spec: SweepSpec, source: Path, jobs: int = 1, dry_run: bool = Fals
         f"{len(todo)} to run",
         flush=True,
     )
+    for rule in spec.exclude:
+        if not any(matches(values, rule) for values in _product(spec.axes)):
+            print(f"warning: the exclude rule {rule} matches no cell of the axes", file=sys.stderr)
+    _check_commands(todo, spec.root)
     if dry_run:
         for cell in cells:
             print(f"{cell.name}: {plan(cell, spec.root)}")
@@ -425,6 +429,17 @@ def run_sweep(spec: SweepSpec, source: Path, jobs: int = 1, dry_run: bool = Fals
             )
         )
     return [cell.name for cell, ok in zip(todo, succeeded, strict=True) if not ok]
+
+
+def _check_commands(cells: list[Cell], root: Path) -> None:
+    """Parse every cell's run command before any runs: a mistyped key or a value of the wrong type
+    in an axis or an ``include`` would otherwise fail each cell after its start-up, in its log."""
+    from slu_lightning.cli import config_problem
+
+    problems = {cell.name: config_problem(cell.commands(root)[0][3:]) for cell in cells}
+    found = [f"{name}: {problem}" for name, problem in problems.items() if problem]
+    if found:
+        raise SweepError(f"{len(found)} cell(s) would not parse:\n  " + "\n  ".join(found))
 
 
 def main(args: list[str]) -> None:

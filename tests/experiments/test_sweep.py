@@ -129,15 +129,37 @@ def test_an_interrupted_cell_resumes_alone_and_a_failing_cell_is_recorded(swept)
     assert not (root / "p2" / "predictions_test.jsonl").exists()
 
 
-def test_dry_run_lists_plans_and_commands_and_writes_nothing(tmp_path, capsys):
+def test_dry_run_lists_plans_and_commands_and_writes_nothing(toy_corpus, tmp_path, capsys):
     spec = {
-        "base": str(write_yaml(tmp_path / "base.yaml", {})),
+        "base": str(write_base(tmp_path, toy_corpus)),
         "root": str(tmp_path / "dry"),
         "axes": {PROPORTION: [0.25, 0.5]},
     }
     main(["--config", str(write_yaml(tmp_path / "dry.yaml", spec)), "--dry-run"])
     out = capsys.readouterr().out
     assert "p0.25: fresh" in out and f"--run.name p0.5 --ckpt_path auto --{PROPORTION} 0.5" in out
+    assert not Path(spec["root"]).exists()
+
+
+def test_a_mistyped_key_or_a_wrong_value_is_found_before_any_cell_runs(toy_corpus, tmp_path, capsys):
+    typo = "data.init_args.speech_subset.proportoin"
+    spec = {
+        "base": str(write_base(tmp_path, toy_corpus)),
+        "root": str(tmp_path / "typo"),
+        "axes": {PROPORTION: [0.25]},
+        "include": [{typo: 0.5}, {"model.init_args.optimizer.lr": "fast"}],
+        "exclude": [{PROPORTION: 0.9}],
+    }
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", str(write_yaml(tmp_path / "typo.yaml", spec)), "--dry-run"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "the exclude rule" in err and "matches no cell" in err
+    assert (
+        "2 cell(s) would not parse" in err
+        and "unrecognized arguments: --speech_subset.proportoin=0.5" in err
+    )
+    assert "Expected a <class 'float'>. Got value: fast" in err
     assert not Path(spec["root"]).exists()
 
 
