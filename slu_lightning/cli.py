@@ -45,6 +45,15 @@ class RunError(ValueError):
     """A run cannot start as asked (e.g. resume requested but no checkpoint exists)."""
 
 
+CKPT_PATH_HELP = {
+    "fit": "last: resume <run.root>/<run.name>/checkpoints/last.ckpt, an error if there is none; "
+    "auto: resume it if it exists, else start fresh; or a checkpoint path. Without one, a run "
+    "folder that already holds a checkpoint is refused.",
+    "evaluate": "last: the run's checkpoints/last.ckpt; best: its best-*.ckpt (lowest val/loss); or "
+    "a checkpoint path. Without one, the backbone as loaded is scored (the zero-shot baseline).",
+}
+
+
 class SLUCli(LightningCLI):
     """LightningCLI with named run directories, resume checks and the data/model connection."""
 
@@ -99,6 +108,14 @@ class SLUCli(LightningCLI):
             and not config.ckpt_path.startswith("registry")
         ):
             check_checkpoint_file(config.ckpt_path)
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs) -> LightningArgumentParser:
+        """Lightning's ``--ckpt_path`` help describes its own ``last``; this CLI resolves it in the run."""
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        for action in parser._actions:
+            if action.dest == "ckpt_path":
+                action.help = CKPT_PATH_HELP["fit" if subcommand == "fit" else "evaluate"]
+        return parser
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI would overwrite this run's model settings with the checkpoint's, silently.

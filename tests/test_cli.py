@@ -604,3 +604,9 @@ def test_an_error_in_a_loader_worker_is_shown_as_its_own_line_not_the_workers_tr
         user_message(caught.value) == "file clips/bad.wav, record r7: audio contains NaN or infinite samples"
     )
     assert user_message(DataError("empty audio", file="a.wav")) == "file a.wav: empty audio"
+
+
+def test_ckpt_path_help_describes_how_this_cli_resolves_it(capsys):
+    for command, says in (("fit", "auto: resume it if it exists, else"), ("test", "best: its best-*.ckpt")):
+        assert exit_code([command, "--help"]) == 0
+        assert says in " ".join(capsys.readouterr().out.split())
