@@ -310,7 +310,10 @@ def _refuse_mixed_modalities(path: Path, modalities: dict[str, set[str]]) -> Non
 def detect_gold_format(path: Path) -> str:
     """The gold format of ``path`` from the keys of its first line (or its folder's first JSONL file)."""
     file = min(path.glob("*.jsonl"), default=path) if path.is_dir() else path
-    record, text = next(iter(jsonl_records(file)), ("line 1", ""))
+    first = next(iter(jsonl_records(file)), None)
+    if first is None:
+        raise DataError("the gold file has no lines", file=str(file))
+    record, text = first
     try:
         keys = set(json_object(text))
     except DataError as error:

@@ -408,3 +408,17 @@ def test_predictions_of_both_modalities_for_one_id_need_a_modality(tmp_path, cap
     for modality, accuracy in (("speech", 0.0), ("text", 1.0)):
         report = score_files(gold, pred, modality=modality, n_resamples=0)
         assert report.metrics["intent_acc"] == accuracy
+
+
+def test_a_byte_order_mark_is_read_past_and_an_empty_gold_file_is_named(tmp_path, capsys):
+    row = (
+        '{"id": "r1", "locale": "en-US", "text": "x", "scenario": "alarm", "action": "set", "entities": []}\n'
+    )
+    gold, pred, empty = tmp_path / "gold.jsonl", tmp_path / "pred.jsonl", tmp_path / "empty.jsonl"
+    gold.write_text("\ufeff" + row, encoding="utf-8")
+    pred.write_text("\ufeff" + row, encoding="utf-8")
+    assert score_files(gold, pred, n_resamples=0).metrics["intent_acc"] == 1.0
+    empty.write_text("\n")
+    with pytest.raises(SystemExit):
+        main(["score", "--gold", str(empty), "--pred", str(pred)])
+    assert f"file {empty}: the gold file has no lines" in capsys.readouterr().err

@@ -156,8 +156,7 @@ def test_a_mistyped_key_or_a_wrong_value_is_found_before_any_cell_runs(toy_corpu
     err = capsys.readouterr().err
     assert "the exclude rule" in err and "matches no cell" in err
     assert (
-        "2 cell(s) would not parse" in err
-        and "unrecognized arguments: --speech_subset.proportoin=0.5" in err
+        "2 cell(s) would not parse" in err and "unrecognized arguments: --speech_subset.proportoin=0.5" in err
     )
     assert "Expected a <class 'float'>. Got value: fast" in err
     assert not Path(spec["root"]).exists()

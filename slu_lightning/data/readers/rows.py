@@ -56,10 +56,11 @@ def collect(
 
 
 def jsonl_records(path: Path) -> Iterator[tuple[str, str]]:
-    """``("line N", text)`` for every non-blank line of a UTF-8 JSONL file."""
+    """``("line N", text)`` for every non-blank line of a UTF-8 JSONL file (a leading byte-order
+    mark, as some Windows editors write, is dropped)."""
     if not path.is_file():
         raise DataError("file not found", file=str(path))
-    with path.open(encoding="utf-8") as lines:
+    with path.open(encoding="utf-8-sig") as lines:
         for line_number, line in enumerate(lines, start=1):
             if line.strip():
                 yield f"line {line_number}", line
