@@ -231,8 +231,10 @@ def test_an_explicit_baseline_and_a_bad_selector(sweep_root, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--root", str(root), "--out", str(tmp_path), "--baseline", "seed_everything=1"])
     assert stop.value.code == 2 and "KEY=VALUE" in capsys.readouterr().err
-    with pytest.raises(ReportError):
+    with pytest.raises(ReportError, match="nowhere does not exist"):
         write_report(tmp_path / "nowhere", tmp_path)
+    with pytest.raises(ReportError, match="no sweep.json in"):
+        write_report(tmp_path, tmp_path / "out")
 
 
 def test_a_backbone_ablation_has_rows_by_arm_a_path_baseline_and_no_proportion_plot(tmp_path):

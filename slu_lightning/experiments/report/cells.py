@@ -112,6 +112,8 @@ def utterance_clusters(rows: list[dict]) -> np.ndarray:
 def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictions], list[str]]:
     """The sweep's axis keys, its finished cells, and the names of cells not finished."""
     sweep_file = root / SWEEP_FILE
+    if not root.is_dir():
+        raise ReportError(f"{root} does not exist: pass the `root` of a sweep file (logs/sweeps/NAME)")
     if not sweep_file.is_file():
         raise ReportError(f"no {SWEEP_FILE} in {root}: is it the root of a `slu-lightning sweep`?")
     sweep = json.loads(sweep_file.read_text(encoding="utf-8"))
