@@ -17,6 +17,7 @@ import difflib
 import importlib
 import io
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -367,6 +368,9 @@ def main(argv: list[str] | None = None) -> None:
             run_command(command, rest)
         else:
             lightning_main(None if from_command_line else argv)
+    except BrokenPipeError:  # the reader of the output went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(1) from None
     except Exception as error:  # noqa: BLE001 - only user errors are caught, the rest re-raised
         cause = user_error(error)
         if cause is None:

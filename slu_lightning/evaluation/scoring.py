@@ -548,5 +548,6 @@ def _table(title: str, group: GroupScore) -> list[str]:
     for name in SHOWN_METRICS:
         low, high = group.cis.get(name, (float("nan"), float("nan")))
         interval = f"[{low:.4f}, {high:.4f}]" if group.cis else ""
-        lines.append(f"{name:<14} {group.metrics[name]:.4f} {interval:<27}{group.covered_metrics[name]:.4f}")
+        covered = f"{group.covered_metrics[name]:.4f}" if group.num_covered else "n/a"
+        lines.append(f"{name:<14} {group.metrics[name]:.4f} {interval:<27}{covered}")
     return lines

@@ -422,3 +422,15 @@ def test_a_byte_order_mark_is_read_past_and_an_empty_gold_file_is_named(tmp_path
     with pytest.raises(SystemExit):
         main(["score", "--gold", str(empty), "--pred", str(pred)])
     assert f"file {empty}: the gold file has no lines" in capsys.readouterr().err
+
+
+def test_covered_only_figures_are_na_when_nothing_was_predicted(tmp_path, capsys):
+    gold, pred = tmp_path / "gold.jsonl", tmp_path / "pred.jsonl"
+    gold.write_text(
+        '{"id": "r1", "locale": "en-US", "text": "x", "scenario": "a", "action": "b", "entities": []}\n'
+    )
+    pred.write_text('{"id": "other", "scenario": "a", "action": "b", "entities": []}\n')
+    main(["score", "--gold", str(gold), "--pred", str(pred), "--resamples", "0"])
+    table = capsys.readouterr().out
+    assert "covered only (n=0, official)" in table
+    assert "intent_acc     0.0000" in table and table.count("n/a") == len(SHOWN_METRICS)
