@@ -11,7 +11,7 @@ import torch
 
 from slu_lightning.cli import main
 from slu_lightning.preemption import PreemptionCallback
-from tests.test_cli import write_config
+from tests.test_cli import assert_same_weights, write_config
 
 ROOT = Path(__file__).parents[1]
 # 24 transcripts in batches of 4: 6 batches per epoch, 3 optimizer steps of 2 batches; 2 epochs.
@@ -73,6 +73,14 @@ def interrupt(config: Path, signum: int, *extra: str) -> tuple[int, str]:
     return process.returncode, "".join(seen)
 
 
+def assert_ends_like_the_uninterrupted_run(config: Path, checkpoints: Path) -> None:
+    """The resumed run's ``last.ckpt`` holds the weights of the same fit run without a stop."""
+    main(["fit", "--config", str(config), *ARGS, "--run.name", "whole"])
+    whole = checkpoints.parents[1] / "whole" / "checkpoints" / "last.ckpt"
+    assert torch.load(whole, weights_only=True)["global_step"] == TOTAL_STEPS
+    assert_same_weights(checkpoints / "last.ckpt", whole)
+
+
 def test_interrupted_twice_then_resumed_ends_with_the_uninterrupted_weights(
     toy_corpus, tiny_backbone, tmp_path
 ):
@@ -95,12 +103,7 @@ def test_interrupted_twice_then_resumed_ends_with_the_uninterrupted_weights(
     main(["fit", "--config", str(config), *ARGS, "--ckpt_path", "last"])
     assert signal.getsignal(signal.SIGINT) is before  # handlers given back
     assert not list(checkpoints.glob("last-v*"))  # the resumed run updated last.ckpt itself
-    main(["fit", "--config", str(config), *ARGS, "--run.name", "whole"])
-    resumed = torch.load(checkpoints / "last.ckpt", weights_only=True)
-    whole = torch.load(checkpoints.parents[1] / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert resumed["global_step"] == whole["global_step"] == TOTAL_STEPS
-    for key, tensor in whole["state_dict"].items():
-        assert torch.equal(resumed["state_dict"][key], tensor), key
+    assert_ends_like_the_uninterrupted_run(config, checkpoints)
 
 
 def test_a_run_stopped_by_max_steps_mid_epoch_resumes_where_it_stopped(toy_corpus, tiny_backbone, tmp_path):
@@ -112,9 +115,4 @@ def test_a_run_stopped_by_max_steps_mid_epoch_resumes_where_it_stopped(toy_corpu
     progress = stopped["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
     assert (stopped["global_step"], stopped["epoch"], progress["processed"]) == (2, 0, 4)
     main(["fit", "--config", str(config), *ARGS, "--ckpt_path", "last"])
-    main(["fit", "--config", str(config), *ARGS, "--run.name", "whole"])
-    resumed = torch.load(checkpoints / "last.ckpt", weights_only=True)
-    whole = torch.load(checkpoints.parents[1] / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
-    assert resumed["global_step"] == whole["global_step"] == TOTAL_STEPS
-    for key, tensor in whole["state_dict"].items():
-        assert torch.equal(resumed["state_dict"][key], tensor), key
+    assert_ends_like_the_uninterrupted_run(config, checkpoints)
