@@ -258,6 +258,9 @@ def test_a_backbone_ablation_has_rows_by_arm_a_path_baseline_and_no_proportion_p
     with (tmp_path / "out" / "results.csv").open() as file:
         rows = {row["model.backbone"]: row for row in csv.DictReader(file)}
     assert rows["all"]["baseline"] == "True" and float(rows["no-align"]["intent_acc_diff"]) < 0
+    md = (tmp_path / "out" / "results.md").read_text()  # every arm trained on both locales
+    assert "## SLU-F1 per locale" in md and "| fr-FR |" in md
+    assert "Cross-lingual" not in md and "average over targets" not in md
 
 
 def test_a_cascade_cell_answers_speech_with_its_transcript_rows_and_is_not_the_default_baseline(tmp_path):

@@ -88,7 +88,8 @@ def breakdown_table(table: dict[str, dict[str, tuple]], labels: list[str], first
 
 
 def crosslingual_section(scores: list[GroupScore]) -> str:
-    """SLU-F1 per locale and the average over target (non-training) locales; empty for one locale."""
+    """SLU-F1 per locale and, when a row trained on some locales only, the average over its target
+    (non-training) locales; empty for one locale."""
     table = breakdown(scores, by_locale, ("slu_f1", "intent_acc"))
     if len(table) < 2:
         return ""
@@ -97,9 +98,11 @@ def crosslingual_section(scores: list[GroupScore]) -> str:
         [locale] + [f"{cells[label][0]:.4f}" if label in cells else "—" for label in labels]
         for locale, cells in table.items()
     ]
+    trained_on = [score.group.cells[0].value(TRAIN_LOCALES_KEY) or [] for score in scores]
+    if not any(trained_on):  # every row trained on every locale: nothing is cross-lingual
+        return "## SLU-F1 per locale\n\n" + markdown_table(["locale", *labels], rows)
     sources, averages = [], []
-    for score in scores:
-        train = score.group.cells[0].value(TRAIN_LOCALES_KEY) or []
+    for score, train in zip(scores, trained_on, strict=True):
         targets = [
             table[locale][score.group.label][0]
             for locale in table
