@@ -32,9 +32,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_dir)`` on a temporary folder beside ``path``, then swap it into place."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    staging.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders; give the normal permissions
+    staging = staging_dir(path)
     try:
         write(staging)
         if path.exists():
@@ -44,6 +42,16 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return path
+
+
+def staging_dir(path: Path, suffix: str = "") -> Path:
+    """A new empty folder beside ``path`` (hidden, named after it) to build it in before a rename,
+    with the normal permissions: ``mkdtemp`` makes it 0700, and a renamed corpus or model would
+    keep that, unreadable to the rest of a shared machine."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent))
+    staging.chmod(0o777 & ~_umask())
+    return staging
 
 
 def _umask() -> int:

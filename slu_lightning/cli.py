@@ -27,6 +27,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from slu_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError, check_checkpoint_file
 from slu_lightning.curriculum import CurriculumCallback
+from slu_lightning.data.corpus_cache import CorpusFolderError
 from slu_lightning.data.datamodules import SLUDataModule
 from slu_lightning.data.errors import DataError
 from slu_lightning.export import ExportError
@@ -368,6 +369,9 @@ def main(argv: list[str] | None = None) -> None:
             run_command(command, rest)
         else:
             lightning_main(None if from_command_line else argv)
+    except KeyboardInterrupt:  # fit saves on its own (PreemptionCallback); the others clean up as they unwind
+        print(f"slu-lightning {command}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except BrokenPipeError:  # the reader of the output went away (`| head`): stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
@@ -388,14 +392,23 @@ def user_message(error: BaseException) -> str:
     return text
 
 
+USER_ERRORS = (
+    BackboneError,
+    CheckpointError,
+    CorpusFolderError,
+    DataError,
+    ExportError,
+    PretrainError,
+    RunError,
+)
+
+
 def user_error(error: BaseException) -> BaseException | None:
     """The error a user caused (bad backbone, data or resume request), even when wrapped by
     jsonargparse during instantiation; None for anything else (a bug: keep the traceback)."""
     seen = set()
     while error is not None and id(error) not in seen:
-        if isinstance(
-            error, (BackboneError, CheckpointError, DataError, ExportError, RunError, PretrainError)
-        ):
+        if isinstance(error, USER_ERRORS):
             return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__

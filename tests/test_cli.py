@@ -610,3 +610,12 @@ def test_ckpt_path_help_describes_how_this_cli_resolves_it(capsys):
     for command, says in (("fit", "auto: resume it if it exists, else"), ("test", "best: its best-*.ckpt")):
         assert exit_code([command, "--help"]) == 0
         assert says in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_corpus_folder_of_the_users_own_is_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    assert exit_code(["make-demo-corpus", "--size", "tiny", "--out", str(tmp_path / "mine")]) == 2
+    err = capsys.readouterr().err
+    assert f"make-demo-corpus: error: {tmp_path / 'mine'} exists and is not a demo corpus" in err
+    assert "Traceback" not in err and (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

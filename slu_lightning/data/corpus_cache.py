@@ -16,15 +16,15 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from slu_lightning.atomic import atomic_write_text
+from slu_lightning.atomic import atomic_write_text, staging_dir
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +39,14 @@ def build_cached(out_dir: Path, config: dict, what: str, build: Callable[[Path],
 
     ``build`` writes the corpus into an empty folder and returns its summary (with ``hours`` of
     audio), which becomes ``corpus.json``. ``what`` names the corpus in logs and errors, with its
-    article ("a demo corpus"). A folder holding anything but a corpus of ``config["kind"]`` is never
-    replaced: ``FileExistsError``.
+    article ("a demo corpus"). A folder holding anything but a corpus of ``config["kind"]``, or
+    such a corpus with files it did not write, is never replaced: ``CorpusFolderError``.
     """
     key = config_key(config)
     if finished_key(out_dir) == key:
         log.info("%s already holds %s of this config", out_dir, what)
         return out_dir
-    if (
-        out_dir.exists()
-        and any(out_dir.iterdir())
-        and (finished_key(out_dir) is None or existing_kind(out_dir) != config.get("kind"))
-    ):
-        raise FileExistsError(f"{out_dir} exists and is not {what}; choose another folder")
+    _check_replaceable(out_dir, config, what)
     started = time.perf_counter()
     summary, built_here = _build_staged(out_dir, key, build)
     if built_here:
@@ -60,6 +55,29 @@ def build_cached(out_dir: Path, config: dict, what: str, build: Callable[[Path],
     else:
         log.info("another process built %s in %s while this one waited; using it", what, out_dir)
     return out_dir
+
+
+class CorpusFolderError(FileExistsError):
+    """A corpus's output folder that holds something this build must not replace."""
+
+
+def _check_replaceable(out_dir: Path, config: dict, what: str) -> None:
+    """Refuse a file, a folder of other things, or an outdated corpus with files added by hand; log
+    the replacement of an outdated corpus of this kind."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CorpusFolderError(f"{out_dir} is a file, not a folder; choose another folder")
+    if not out_dir.exists() or not any(out_dir.iterdir()):
+        return
+    if finished_key(out_dir) is None or existing_kind(out_dir) != config.get("kind"):
+        raise CorpusFolderError(f"{out_dir} exists and is not {what}; choose another folder")
+    recorded = json.loads((out_dir / "corpus.json").read_text(encoding="utf-8")).get("files")
+    added = sorted({p.name for p in out_dir.iterdir()} - set(recorded)) if recorded else []
+    if added:
+        raise CorpusFolderError(
+            f"{out_dir} holds {what} of another config and files it did not write ({', '.join(added[:5])}); "
+            "move them, or choose another folder"
+        )
+    log.warning("%s holds %s of another config: replacing it", out_dir, what)
 
 
 def finished_key(folder: Path) -> str | None:
@@ -86,9 +104,11 @@ def _build_staged(out_dir: Path, key: str, build: Callable[[Path], dict]) -> tup
     with _build_lock(out_dir):
         if finished_key(out_dir) == key:
             return json.loads((out_dir / "corpus.json").read_text(encoding="utf-8")), False
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+        _remove_leftovers(out_dir)
+        staging = staging_dir(out_dir, suffix=".partial")
         try:
             summary = {**build(staging), "config_key": key}
+            summary["files"] = sorted({p.name for p in staging.iterdir()} | {"corpus.json"})
             text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
             atomic_write_text(staging / "corpus.json", text)
             _install(staging, out_dir)
@@ -96,6 +116,17 @@ def _build_staged(out_dir: Path, key: str, build: Callable[[Path], dict]) -> tup
             shutil.rmtree(staging, ignore_errors=True)
             raise
     return summary, True
+
+
+def _remove_leftovers(out_dir: Path) -> None:
+    """Delete the staging and outdated folders of builds that were killed (SIGKILL, power loss):
+    called under the build lock, so no live build owns them."""
+    name = re.escape(out_dir.name)
+    leftover = re.compile(rf"\.{name}\.([a-z0-9_]{{8}}\.partial|\d+\.outdated)")
+    for path in out_dir.parent.iterdir():
+        if leftover.fullmatch(path.name) and path.is_dir():
+            log.info("removing %s, left by an interrupted build", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -15,12 +15,12 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from slu_lightning.atomic import staging_dir
 from slu_lightning.task import AUDIO_PLACEHOLDER, END_OF_TURN, PromptTemplate
 
 SPECIAL_TOKENS = (
@@ -207,7 +207,7 @@ def build_tiny_backbone(out_dir: str | Path, config: TinyBackboneConfig) -> Path
     positions.weight.data.copy_(whisper_sinusoids(*positions.weight.shape))
     feature_extractor = WhisperFeatureExtractor(feature_size=config.num_mel_bins)
     processor = Qwen2AudioProcessor(feature_extractor, tokenizer, chat_template=QWEN2_AUDIO_CHAT_TEMPLATE)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=_ensure_dir(out_dir.parent)))
+    staging = staging_dir(out_dir)
     model.save_pretrained(staging)
     processor.save_pretrained(staging)
     (staging / "README.md").write_text(_model_card(config, model), encoding="utf-8")
@@ -224,11 +224,6 @@ def ensure_tiny_backbone(preset: str) -> Path:
     if not (out_dir / "config.json").is_file():
         build_tiny_backbone(out_dir, config)
     return out_dir
-
-
-def _ensure_dir(path: Path) -> Path:
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def _publish(staging: Path, out_dir: Path) -> None:

@@ -1,10 +1,11 @@
 import json
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
-from slu_lightning.data.corpus_cache import build_cached, config_key
+from slu_lightning.data.corpus_cache import CorpusFolderError, build_cached, config_key
 
 CONFIG = {"format": 1, "kind": "toy", "seed": 0}
 
@@ -77,3 +78,34 @@ def test_a_folder_of_another_kind_or_the_users_own_is_never_replaced(tmp_path):
     (tmp_path / "empty").mkdir()
     build_cached(tmp_path / "empty", CONFIG, "a toy corpus", writer("first"))  # an empty folder is fine
     assert (tmp_path / "empty" / "first").is_file()
+
+
+def test_an_outdated_corpus_holding_the_users_files_is_kept_and_a_file_is_refused(tmp_path, caplog):
+    out = tmp_path / "corpus"
+    build_cached(out, CONFIG, "a toy corpus", writer("first"))
+    (out / "my_results.txt").write_text("keep me")
+    with pytest.raises(CorpusFolderError, match=r"files it did not write \(my_results.txt\)"):
+        build_cached(out, {**CONFIG, "seed": 1}, "a toy corpus", writer("second"))
+    assert (out / "my_results.txt").read_text() == "keep me" and (out / "first").is_file()
+    (out / "my_results.txt").unlink()
+    with caplog.at_level("WARNING", logger="slu_lightning.data.corpus_cache"):
+        build_cached(out, {**CONFIG, "seed": 1}, "a toy corpus", writer("second"))
+    assert "holds a toy corpus of another config: replacing it" in caplog.text
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(CorpusFolderError, match="a_file is a file, not a folder"):
+        build_cached(tmp_path / "a_file", CONFIG, "a toy corpus", writer("x"))
+
+
+def test_a_killed_builds_leftovers_are_removed_and_the_corpus_is_readable_by_others(tmp_path):
+    out = tmp_path / "corpus"
+    killed = [tmp_path / ".corpus.ab12cd34.partial", tmp_path / ".corpus.4242.outdated"]
+    unrelated = [tmp_path / ".corpus.v2.ab12cd34.partial", tmp_path / "corpus-b"]
+    for folder in killed + unrelated:
+        folder.mkdir()
+    umask = os.umask(0o022)
+    try:
+        build_cached(out, CONFIG, "a toy corpus", writer("first"))
+    finally:
+        os.umask(umask)
+    assert not any(folder.exists() for folder in killed) and all(folder.exists() for folder in unrelated)
+    assert out.stat().st_mode & 0o777 == 0o755  # not mkdtemp's 0700: others on the machine may read it
