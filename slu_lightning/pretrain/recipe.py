@@ -125,6 +125,7 @@ def pretrain_tiny(
     ``profile`` writes the seconds spent in each part of the training loop (loading batches,
     forward and backward, optimizer step, validation) to ``run_dir/fit-profile.txt``.
     """
+    _check_out(out)
     last = _check_run_dir(run_dir, settings)
     corpus = settings.build_corpus()
     clock = WallClock(run_dir)
@@ -256,6 +257,10 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
     """
     saved = run_dir / "settings.json"
     last = run_dir / "checkpoints" / "last.ckpt"
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not saved.is_file():
+        raise PretrainError(
+            f"{run_dir} holds files but no pretrain-tiny run (no settings.json): choose another --run-dir"
+        )
     new, changed = settings.to_json(), []
     if saved.is_file():
         previous = json.loads(saved.read_text(encoding="utf-8"))
@@ -274,6 +279,18 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
     if not saved.is_file() or changed:
         atomic_write_text(saved, json.dumps(new, indent=2) + "\n")
     return str(last) if last.is_file() else None
+
+
+def _check_out(out: Path) -> None:
+    """Refuse, before any training, a backbone folder that an earlier export did not write: the
+    export replaces the folder whole."""
+    if out.exists() and not out.is_dir():
+        raise PretrainError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / "pretraining.json").is_file():
+        raise PretrainError(
+            f"--out {out} exists and no earlier pretrain-tiny export wrote it (no pretraining.json): "
+            "it is left as it is; choose another --out, or move it"
+        )
 
 
 def _saved_step(last: Path) -> int:

@@ -137,6 +137,23 @@ def test_a_run_folder_refuses_other_settings(run, capsys):
     assert "other settings (fresh_llm differ)" in capsys.readouterr().err
 
 
+def test_folders_it_did_not_write_are_refused_before_any_training(run, tmp_path, capsys):
+    root, args, *_ = run
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    other = [*SMALL, "--steps", "6", "--eval-clips", "4"]
+    for command, says in (
+        ([*args, "--out", str(mine)], "no earlier pretrain-tiny export wrote it"),
+        ([*other, "--run-dir", str(mine)], "holds files but no pretrain-tiny run"),
+    ):
+        with pytest.raises(SystemExit):
+            cli(["pretrain-tiny", *command])
+        assert says in capsys.readouterr().err
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    cli(["pretrain-tiny", *args, "--out", str(root / "six")])  # its own export is replaced
+
+
 def test_settings_not_yet_in_effect_may_change_during_the_hearing_stage(tmp_path, capsys):
     args = [*SMALL[:-2], "--steps", "6", "--run-dir", str(tmp_path / "run"), "--eval-clips", "4"]
     cli(["pretrain-tiny", *args, "--hear-steps", "4", "--max-minutes", "0.00001"])  # stops at step 1
