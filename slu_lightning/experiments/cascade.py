@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from slu_lightning.arguments import positive_int
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.data.corpora import unique_utterances
 from slu_lightning.data.errors import DataError
@@ -136,13 +137,25 @@ def _as_text(example: SLUExample, hypothesis: str, asr: str) -> SLUExample:
     return replace(example, text=hypothesis.strip() or EMPTY, audio=None, source="cascade", meta=meta)
 
 
+def out_problem(out: Path, manifest: Path) -> str | None:
+    """Why ``transcribe`` must not write ``out``: its own input, a folder, or a file that no earlier
+    ``transcribe`` wrote (it has no summary beside it); None if it may."""
+    if out.resolve() == manifest.resolve():
+        return "is the --manifest being transcribed"
+    if out.is_dir():
+        return "is a folder; name the text manifest to write"
+    if out.exists() and not summary_path(out).is_file():
+        return f"exists and no earlier transcribe wrote it (no {summary_path(out).name}); choose another"
+    return None
+
+
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="slu-lightning transcribe", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", required=True, help="backbone directory or tiny preset")
     parser.add_argument("--manifest", type=Path, required=True, help="manifest whose audio to transcribe")
     parser.add_argument("--out", type=Path, required=True, help="text manifest to write")
     parser.add_argument("--readout", choices=READOUTS, default="decoder")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=positive_int, default=32)
     parser.add_argument(
         "--domain-text",
         type=Path,
@@ -150,9 +163,18 @@ def main(args: list[str]) -> None:
         "model that joins the rescored read-out",
     )
     parsed = parser.parse_args(args)
+    if problem := out_problem(parsed.out, parsed.manifest):
+        parser.error(f"--out {parsed.out}: {problem}")
     texts = None
     if parsed.domain_text:  # one sentence per utterance, however many recordings it has
-        texts = [example.text for example in unique_utterances(read_manifest(parsed.domain_text))]
+        domain = unique_utterances(read_manifest(parsed.domain_text))
+        tested = {example.utterance_id for example in read_manifest(parsed.manifest)}
+        if shared := [example.utterance_id for example in domain if example.utterance_id in tested]:
+            parser.error(
+                f"--domain-text shares {len(shared)} utterances with --manifest (e.g. {shared[0]!r}): a "
+                "language model of the test sentences would read them out; give the training split"
+            )
+        texts = [example.text for example in domain]
     try:
         recogniser = Recogniser(parsed.backbone, parsed.readout, parsed.batch_size, texts)
     except ValueError as error:

@@ -18,7 +18,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from slu_lightning.arguments import positive_int
+from slu_lightning.data.asr_corpus import SIZES as ASR_SIZES
 from slu_lightning.data.asr_corpus import Size, default_asr_dir, normalise, plan_asr_corpus
+from slu_lightning.data.demo_corpus import SIZES as DEMO_SIZES
 from slu_lightning.data.records import SLUExample
 from slu_lightning.evaluation.bootstrap import Difference, paired_bootstrap, unpaired_bootstrap
 from slu_lightning.evaluation.error_rates import error_counts
@@ -165,9 +168,14 @@ def main(args: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="slu-lightning coverage", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--asr-size", default="large", help="ASR corpus size whose text to read (only planned)"
+        "--asr-size",
+        default="large",
+        choices=ASR_SIZES,
+        help="ASR corpus size whose text to read (only planned)",
     )
-    parser.add_argument("--demo-size", default="small", help="demo corpus whose test utterances to check")
+    parser.add_argument(
+        "--demo-size", default="small", choices=DEMO_SIZES, help="demo corpus whose test utterances to check"
+    )
     parser.add_argument(
         "--backbone",
         action="append",
@@ -175,7 +183,7 @@ def main(args: list[str]) -> None:
         help="also measure this backbone's CTC read-out on covered/uncovered words; repeat it to "
         "compare each backbone's WER with the first one's on the same clips",
     )
-    parser.add_argument("--clips", type=int, default=240, help="SLU-phrased clips to transcribe")
+    parser.add_argument("--clips", type=positive_int, default=240, help="SLU-phrased clips to transcribe")
     parser.add_argument(
         "--everyday-words", type=int, default=0, help="the ASR corpus's everyday words (pretrain-tiny's)"
     )

@@ -24,7 +24,9 @@ import lightning as L
 import torch
 from lightning.pytorch.profilers import SimpleProfiler
 
+from slu_lightning.arguments import positive_int
 from slu_lightning.atomic import atomic_write_dir, atomic_write_text
+from slu_lightning.data.asr_corpus import SIZES as ASR_SIZES
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.model.backbone import resolve_backbone
 from slu_lightning.preemption import PreemptionCallback, save_last_checkpoint
@@ -539,6 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
         default, flag = getattr(defaults, f.name), f"--{f.name.replace('_', '-')}"
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=SETTING_HELP[f.name])
+        elif f.name == "corpus_size":
+            parser.add_argument(flag, choices=ASR_SIZES, default=default, help=SETTING_HELP[f.name])
         elif f.name != "weights":
             parser.add_argument(flag, type=type(default), default=default, help=SETTING_HELP[f.name])
     for name, value in asdict(defaults.weights).items():
@@ -557,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-minutes", type=float, default=5.0, help="minutes between saves of last.ckpt"
     )
     parser.add_argument("--val-every", type=int, default=500, help="steps between validations")
-    parser.add_argument("--eval-clips", type=int, default=300, help="clips per WER set at the end")
+    parser.add_argument("--eval-clips", type=positive_int, default=300, help="clips per WER set at the end")
     parser.add_argument("--workers", type=int, default=1, help="dataloader processes")
     parser.add_argument(
         "--export-unfinished", action="store_true", help="export even if --max-minutes stopped training early"

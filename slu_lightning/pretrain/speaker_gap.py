@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from slu_lightning.arguments import positive_int
 from slu_lightning.data.asr_corpus import KINDS, Size, plan_asr_corpus
+from slu_lightning.data.asr_corpus import SIZES as ASR_SIZES
 from slu_lightning.data.demo_corpus import write_clips
 from slu_lightning.data.partition import partition
 from slu_lightning.data.records import SLUExample
@@ -129,10 +131,14 @@ def kind_table(rows: dict[str, dict[str, np.ndarray]], sets: dict[str, list[SLUE
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="slu-lightning speaker-gap", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", action="append", required=True, help="backbone to measure; repeatable")
-    parser.add_argument("--asr-size", default="large", help="ASR corpus the backbone was pretrained on")
+    parser.add_argument(
+        "--asr-size", default="large", choices=ASR_SIZES, help="ASR corpus the backbone was pretrained on"
+    )
     parser.add_argument("--everyday-words", type=int, default=0, help="that corpus's everyday words")
     parser.add_argument("--extra-voices", type=int, default=0, help="that corpus's extra voices a locale")
-    parser.add_argument("--clips", type=int, default=240, help="clips per set (the model card's sample)")
+    parser.add_argument(
+        "--clips", type=positive_int, default=240, help="clips per set (the model card's sample)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parsed = parser.parse_args(args)
     with tempfile.TemporaryDirectory(prefix="speaker-gap-") as folder:

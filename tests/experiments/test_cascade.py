@@ -123,6 +123,30 @@ def test_a_cascade_corpus_counts_its_language_model_from_the_base_training_text(
     assert counted == fusion_identity(training_text) and counted["sentences"] == 24  # the training split
 
 
+def test_transcribe_never_overwrites_its_manifest_or_a_file_it_did_not_write_nor_reads_test_text(
+    tiny_backbone, toy_corpus, tmp_path, capsys
+):
+    test = toy_corpus / "test.jsonl"
+    (tmp_path / "mine.jsonl").write_text("keep me")
+    for out, says in (
+        (test, "is the --manifest being transcribed"),
+        (tmp_path / "mine.jsonl", "no earlier transcribe wrote it (no mine.summary.json)"),
+        (tmp_path, "is a folder"),
+    ):
+        with pytest.raises(SystemExit):
+            transcribe_command(tiny_backbone, test, out)
+        assert says in capsys.readouterr().err
+    assert (tmp_path / "mine.jsonl").read_text() == "keep me" and "audio" in test.read_text()
+    with pytest.raises(SystemExit):
+        transcribe_command(
+            tiny_backbone, test, tmp_path / "t.jsonl", "--readout", "rescored", "--domain-text", test
+        )
+    assert "--domain-text shares 8 utterances with --manifest" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        transcribe_command(tiny_backbone, test, tmp_path / "t.jsonl", "--batch-size", "0")
+    assert "0 is not a positive integer" in capsys.readouterr().err
+
+
 def test_the_transcribe_command_counts_each_utterance_of_its_domain_text_once(
     tiny_backbone, toy_corpus, tmp_path
 ):
