@@ -12,6 +12,7 @@ demo corpus's ``test_voices``), or two regimes on one test split. Each argument 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,9 +46,20 @@ def paired_counts(paths: list[Path], modality: str) -> tuple[list[np.ndarray], n
         if rows.keys() != runs[0].keys():
             differing = sorted(rows.keys() ^ runs[0].keys())
             raise DataError(f"predicted other examples than {paths[0]} ({differing[:3]} ...)", file=str(path))
+        relabelled = [i for i in runs[0] if _gold(rows[i]) != _gold(runs[0][i])]
+        if relabelled:  # the same ids over another corpus (a demo corpus of another seed reuses them)
+            raise DataError(
+                f"has other gold labels or locales than {paths[0]} for {len(relabelled)} examples "
+                f"(e.g. {relabelled[0]!r}): these runs were tested on different data",
+                file=str(path),
+            )
     ids = list(runs[0])
     counts = [np.stack([count_row(rows[i]) for i in ids]) for rows in runs]  # each (examples, F)
     return counts, utterance_clusters([runs[0][i] for i in ids])
+
+
+def _gold(row: dict) -> tuple:
+    return row.get("locale"), json.dumps(row.get("reference"), sort_keys=True)
 
 
 def comparison_table(names: list[str], counts: list[np.ndarray], clusters: np.ndarray, seed: int) -> str:

@@ -44,6 +44,16 @@ def aligned(files: list[Path]) -> tuple[list[SLUExample], dict[str, list[str]]]:
             raise DataError(
                 f"transcribes other recordings than {files[0]} ({missing[:3]} ...)", file=str(path)
             )
+        first = read[0]
+        relabelled = [
+            i for i in first if (rows[i][0].text, rows[i][0].locale) != (first[i][0].text, first[i][0].locale)
+        ]
+        if relabelled:  # the same ids over other audio (a demo corpus of another seed reuses them)
+            raise DataError(
+                f"has other references or locales than {files[0]} for {len(relabelled)} recordings "
+                f"(e.g. {relabelled[0]!r}): these are transcripts of different data",
+                file=str(path),
+            )
     ids = list(read[0])
     examples = [read[0][i][0] for i in ids]
     return examples, {str(path): [rows[i][1] for i in ids] for path, rows in zip(files, read, strict=True)}

@@ -68,3 +68,17 @@ def test_runs_of_other_examples_or_without_predictions_are_named(tmp_path, capsy
         with pytest.raises(SystemExit):
             cli(["compare-runs", *map(str, runs)])
         assert message in capsys.readouterr().err
+
+
+def test_runs_of_the_same_ids_over_other_gold_labels_are_refused(tmp_path, capsys):
+    first, other = write_run(tmp_path / "a", 10), write_run(tmp_path / "b", 10)
+    path = other / "predictions_test.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[2]["reference"] = {**rows[2]["reference"], "scenario": "weather"}  # u1-speech: another utterance
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(SystemExit):
+        cli(["compare-runs", str(first), str(other)])
+    assert (
+        f"file {other}: has other gold labels or locales than {first} for 1 examples"
+        in capsys.readouterr().err
+    )

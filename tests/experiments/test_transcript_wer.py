@@ -14,10 +14,10 @@ GOLD = {
 }
 
 
-def transcripts(path, written: dict[str, str]):
+def transcripts(path, written: dict[str, str], gold: dict[str, tuple[str, str]] = GOLD):
     rows = [
         SLUExample(
-            id=i, locale=GOLD[i][0], text=text, scenario="s", action="a", meta={"gold_text": GOLD[i][1]}
+            id=i, locale=gold[i][0], text=text, scenario="s", action="a", meta={"gold_text": gold[i][1]}
         )
         for i, text in written.items()
     ]
@@ -47,6 +47,15 @@ def test_files_of_other_recordings_or_without_references_are_refused(tmp_path, c
     with pytest.raises(SystemExit):
         cli(["compare-transcripts", str(first), str(plain)])
     assert "plain.jsonl, record a: no meta.gold_text" in capsys.readouterr().err
+
+
+def test_files_of_the_same_ids_over_other_references_are_refused(tmp_path, capsys):
+    first = transcripts(tmp_path / "first.jsonl", {"a": "wake me up", "b": "play jazz"})
+    elsewhere = {**GOLD, "b": ("en-US", "play some blues")}  # the same id, another sentence
+    other = transcripts(tmp_path / "other.jsonl", {"a": "wake me up", "b": "play jazz"}, elsewhere)
+    with pytest.raises(SystemExit):
+        cli(["compare-transcripts", str(first), str(other)])
+    assert "other.jsonl: has other references or locales than" in capsys.readouterr().err
 
 
 def test_one_file_named_twice_is_refused(tmp_path, capsys):
