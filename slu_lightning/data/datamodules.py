@@ -72,8 +72,15 @@ class SLUDataset(Dataset):
     and the DataModule counts and logs it in the main process.
     """
 
-    def __init__(self, entries: list[Entry], extractor: LogMelExtractor, bad_input: BadInputPolicy = "error"):
-        self.entries, self.extractor, self.bad_input = entries, extractor, bad_input
+    def __init__(
+        self,
+        entries: list[Entry],
+        extractor: LogMelExtractor,
+        bad_input: BadInputPolicy = "error",
+        hint: str = "",
+    ):
+        """``hint`` ends the message of a clip that fails to decode (what the caller's user can do)."""
+        self.entries, self.extractor, self.bad_input, self.hint = entries, extractor, bad_input, hint
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -87,9 +94,7 @@ class SLUDataset(Dataset):
         except DataError as error:  # what only decoding shows (the headers were checked in setup)
             if self.bad_input == "skip":
                 return SLUItem(example, *self.extractor(torch.zeros(16000)), error=error)
-            raise DataError(
-                f"{error.reason}{FOUND_IN_A_BATCH}", file=error.file, record=error.record
-            ) from error
+            raise DataError(f"{error.reason}{self.hint}", file=error.file, record=error.record) from error
         features, n_frames = self.extractor(waveform)  # (mels, frames + margin)
         return SLUItem(example, features, n_frames)
 
@@ -440,7 +445,7 @@ class SLUDataModule(L.LightningDataModule):
         if self.extractor is None:
             raise RuntimeError("call connect() before asking for dataloaders (the CLI does this)")
         return DataLoader(
-            SLUDataset(entries, self.extractor, self.skips.policy),
+            SLUDataset(entries, self.extractor, self.skips.policy, hint=FOUND_IN_A_BATCH),
             batch_sampler=batch_sampler,
             collate_fn=self.collators[kind],
             num_workers=self.num_workers,

@@ -30,6 +30,8 @@ METRICS = ("intent_acc", "entity_f1", "slu_f1")
 def read_rows(path: Path, modality: str) -> dict[str, dict]:
     """``{id: prediction row}`` of one run's ``modality`` rows."""
     file = path / PREDICTIONS if path.is_dir() else path
+    if not path.exists():
+        raise DataError("not found", file=str(path))
     if not file.is_file():
         raise DataError(f"no {PREDICTIONS}: has this run been tested?", file=str(path))
     rows = {row["id"]: row for row in prediction_rows(file, modality)}

@@ -63,6 +63,7 @@ def test_runs_of_other_examples_or_without_predictions_are_named(tmp_path, capsy
     for runs, message in (
         ([first, shifted], f"file {shifted}: predicted other examples than {first} (['u0-speech'"),
         ([first, tmp_path / "untested"], f"file {tmp_path / 'untested'}: no predictions_test.jsonl"),
+        ([first, tmp_path / "nowhere"], f"file {tmp_path / 'nowhere'}: not found"),
         ([first], "name at least two runs"),
     ):
         with pytest.raises(SystemExit):

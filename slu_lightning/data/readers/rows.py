@@ -149,6 +149,8 @@ def load_saved_split(folder: Path, split: str) -> Any:
     """
     from datasets import load_from_disk
 
+    if not folder.exists():
+        raise DataError("not found", file=str(folder))
     if not (folder / "dataset_dict.json").is_file():
         raise DataError("not a DatasetDict saved with save_to_disk (no dataset_dict.json)", file=str(folder))
     splits = load_from_disk(str(folder))
