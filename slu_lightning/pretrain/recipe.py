@@ -543,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
             parser.add_argument(flag, action="store_true", help=SETTING_HELP[f.name])
         elif f.name == "corpus_size":
             parser.add_argument(flag, choices=ASR_SIZES, default=default, help=SETTING_HELP[f.name])
+        elif f.name == "steps":
+            parser.add_argument(flag, type=positive_int, default=default, help=SETTING_HELP[f.name])
         elif f.name != "weights":
             parser.add_argument(flag, type=type(default), default=default, help=SETTING_HELP[f.name])
     for name, value in asdict(defaults.weights).items():
