@@ -12,12 +12,17 @@ counts over clusters, and one matrix product gives the pooled totals of all resa
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from slu_lightning.evaluation.counts import summarize_totals
+
+log = logging.getLogger(__name__)
+FEW_CLUSTERS = 20
+"""Below this many resampled items (utterances), intervals and p-values are warned about."""
 
 MetricFn = Callable[[np.ndarray], dict[str, np.ndarray]]
 """Maps pooled totals ``(..., F)`` to metric arrays of shape ``(...)``, like ``summarize_totals``."""
@@ -147,6 +152,14 @@ def _resampled_totals(counts: np.ndarray, clusters: np.ndarray, n_resamples: int
     """Pooled totals ``(n_resamples, F)`` of cluster bootstrap resamples of ``counts``."""
     counts = np.asarray(counts, dtype=np.float64)
     clusters = np.asarray(clusters)
+    if 0 < (drawn := len(np.unique(clusters))) < FEW_CLUSTERS:
+        log.warning(
+            "a bootstrap over %d item%s: with fewer than %d its intervals and p-values are not to be "
+            "trusted (a single item gives a zero-width interval and p near 0)",
+            drawn,
+            "" if drawn == 1 else "s",
+            FEW_CLUSTERS,
+        )
     if counts.ndim != 2 or clusters.shape != (counts.shape[0],):
         raise ValueError(f"expected counts (N, F) and clusters (N,), got {counts.shape} and {clusters.shape}")
     if counts.shape[0] == 0:

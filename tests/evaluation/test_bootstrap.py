@@ -75,12 +75,17 @@ def test_cluster_ids_need_not_be_contiguous(correlated):
     assert bootstrap_ci(rows, relabelled, n_resamples=100) == bootstrap_ci(rows, clusters, n_resamples=100)
 
 
-def test_one_cluster_gives_a_zero_width_interval(correlated):
-    rows, _ = correlated
+def test_one_cluster_gives_a_zero_width_interval_and_a_warning(correlated, caplog):
+    rows, clusters = correlated
     point = summarize(rows)["intent_acc"]
-    assert bootstrap_ci(rows, np.zeros(len(rows), dtype=int), n_resamples=50)["intent_acc"] == pytest.approx(
-        (point, point)
-    )
+    with caplog.at_level("WARNING", logger="slu_lightning.evaluation.bootstrap"):
+        interval = bootstrap_ci(rows, np.zeros(len(rows), dtype=int), n_resamples=50)["intent_acc"]
+    assert interval == pytest.approx((point, point))
+    assert "a bootstrap over 1 item: with fewer than 20" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="slu_lightning.evaluation.bootstrap"):
+        bootstrap_ci(rows, clusters, n_resamples=50)
+    assert len(np.unique(clusters)) >= 20 and caplog.text == ""
 
 
 def test_alpha_sets_the_coverage(correlated):
