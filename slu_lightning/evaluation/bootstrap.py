@@ -152,14 +152,6 @@ def _resampled_totals(counts: np.ndarray, clusters: np.ndarray, n_resamples: int
     """Pooled totals ``(n_resamples, F)`` of cluster bootstrap resamples of ``counts``."""
     counts = np.asarray(counts, dtype=np.float64)
     clusters = np.asarray(clusters)
-    if 0 < (drawn := len(np.unique(clusters))) < FEW_CLUSTERS:
-        log.warning(
-            "a bootstrap over %d item%s: with fewer than %d its intervals and p-values are not to be "
-            "trusted (a single item gives a zero-width interval and p near 0)",
-            drawn,
-            "" if drawn == 1 else "s",
-            FEW_CLUSTERS,
-        )
     if counts.ndim != 2 or clusters.shape != (counts.shape[0],):
         raise ValueError(f"expected counts (N, F) and clusters (N,), got {counts.shape} and {clusters.shape}")
     if counts.shape[0] == 0:
@@ -168,6 +160,14 @@ def _resampled_totals(counts: np.ndarray, clusters: np.ndarray, n_resamples: int
         raise ValueError(f"n_resamples must be positive, got {n_resamples}")
     _, cluster_of_row = np.unique(clusters, return_inverse=True)
     n_clusters = int(cluster_of_row.max()) + 1
+    if n_clusters < FEW_CLUSTERS:
+        log.warning(
+            "a bootstrap over %d item%s: with fewer than %d its intervals and p-values are not to be "
+            "trusted (a single item gives a zero-width interval and p near 0)",
+            n_clusters,
+            "" if n_clusters == 1 else "s",
+            FEW_CLUSTERS,
+        )
     cluster_sums = np.zeros((n_clusters, counts.shape[1]))
     np.add.at(cluster_sums, cluster_of_row, counts)  # (C, F)
     rng = np.random.default_rng(seed)
