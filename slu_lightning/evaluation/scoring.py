@@ -48,8 +48,15 @@ import numpy as np
 
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.readers import read_manifest, read_massive, read_slurp
-from slu_lightning.data.readers.rows import collect, gold_entities, json_object, jsonl_records, nonempty_str
-from slu_lightning.data.records import Entity, SLUExample
+from slu_lightning.data.readers.rows import (
+    collect,
+    entity_list,
+    gold_entities,
+    json_object,
+    jsonl_records,
+    nonempty_str,
+)
+from slu_lightning.data.records import SLUExample
 from slu_lightning.evaluation.bootstrap import bootstrap_ci
 from slu_lightning.evaluation.counts import count_rows, summarize
 from slu_lightning.task import ParseStatus, Prediction
@@ -452,7 +459,7 @@ def _salvaged_key(text: str) -> str | None:
 def _prediction_of(row: dict[str, Any]) -> tuple[Prediction, str | None]:
     """The prediction of a keyed row, and ``None``; or, if malformed, a wrong one and the problem."""
     bad = [name for name in ("scenario", "action") if not isinstance(row.get(name), str)]
-    entities = _entities(row.get("entities"))
+    entities = entity_list(row.get("entities"))
     if bad or entities is None:
         problem = (
             f"{' and '.join(map(repr, bad))} missing or not a string"
@@ -464,16 +471,6 @@ def _prediction_of(row: dict[str, Any]) -> tuple[Prediction, str | None]:
     if status not in {known.value for known in ParseStatus}:
         status = ParseStatus.VALID
     return Prediction(row["scenario"], row["action"], entities, ParseStatus(status)), None
-
-
-def _entities(value: Any) -> tuple[Entity, ...] | None:
-    """The entities of a JSON ``[{type, filler}]`` list; ``None`` unless it is exactly that."""
-    if not isinstance(value, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("type"), str) and isinstance(e.get("filler"), str)
-        for e in value
-    ):
-        return None
-    return tuple(Entity(e["type"], e["filler"]) for e in value)
 
 
 def _match(

@@ -93,18 +93,26 @@ def nonempty_str(row: Row, key: str) -> str:
     return value.strip()
 
 
-def gold_entities(value: Any) -> tuple[Entity, ...]:
-    """The entities of a gold ``[{type, filler}]`` list. A filler with no words is an error here, as
-    the scorer's span distance is relative to the gold filler's length."""
+def entity_list(value: Any) -> tuple[Entity, ...] | None:
+    """The entities of a JSON ``[{type, filler}]`` list; ``None`` unless it is exactly that."""
     if not isinstance(value, list) or not all(
         isinstance(e, dict) and isinstance(e.get("type"), str) and isinstance(e.get("filler"), str)
         for e in value
     ):
+        return None
+    return tuple(Entity(e["type"], e["filler"]) for e in value)
+
+
+def gold_entities(value: Any) -> tuple[Entity, ...]:
+    """The entities of a gold ``[{type, filler}]`` list. A filler with no words is an error here, as
+    the scorer's span distance is relative to the gold filler's length."""
+    entities = entity_list(value)
+    if entities is None:
         raise DataError("'entities' must be a list of {type, filler} objects")
     for entity in value:
         if not entity["type"].strip() or not entity["filler"].strip():
             raise DataError(f"entity {entity!r} has an empty type or filler")
-    return tuple(Entity(e["type"], e["filler"]) for e in value)
+    return entities
 
 
 def table_records(table: Any, id_column: str = "id") -> Iterator[tuple[str, dict[str, Any]]]:
