@@ -15,19 +15,18 @@ an earlier export wrote it (its ``export.json``), never a folder of the user's.
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import json
 import logging
-from dataclasses import asdict
+import typing
 from pathlib import Path
 
 from transformers import GenerationConfig
 
 from slu_lightning.atomic import atomic_write_dir
 from slu_lightning.checkpoint_io import read_checkpoint
-from slu_lightning.model.finetuning import LoraSettings
-from slu_lightning.model.module import GenerationSettings, OptimizerSettings, SLUModule
-from slu_lightning.task import PromptTemplate
+from slu_lightning.model.module import SLUModule
+from slu_lightning.task import END_OF_TURN
 
 log = logging.getLogger(__name__)
 RECORD = "export.json"
@@ -39,7 +38,11 @@ class ExportError(ValueError):
 
 def load_for_export(ckpt: str | Path) -> SLUModule:
     """Rebuild the ``SLUModule`` of a checkpoint with its saved settings and load its trained tensors."""
-    checkpoint = read_checkpoint(ckpt)
+    return module_from_checkpoint(read_checkpoint(ckpt))
+
+
+def module_from_checkpoint(checkpoint: dict) -> SLUModule:
+    """The ``SLUModule`` of a checkpoint already read (``read_checkpoint``), its tensors loaded."""
     module = SLUModule(**module_arguments(checkpoint["hyper_parameters"]))
     module.configure_model()
     module.on_load_checkpoint(checkpoint)
@@ -48,18 +51,13 @@ def load_for_export(ckpt: str | Path) -> SLUModule:
 
 
 def module_arguments(hparams: dict) -> dict:
-    """``SLUModule`` arguments from a checkpoint's saved hyper-parameters (settings stored as dicts)."""
-    settings = {
-        "lora": LoraSettings,
-        "optimizer": OptimizerSettings,
-        "prompt": PromptTemplate,
-        "generation": GenerationSettings,
-    }
-    accepted = inspect.signature(SLUModule).parameters
+    """``SLUModule`` arguments from a checkpoint's saved hyper-parameters, where settings such as
+    ``lora`` or ``generation`` are stored as dicts: each becomes the dataclass its argument names."""
+    hints = typing.get_type_hints(SLUModule.__init__)
     return {
-        key: settings[key](**value) if key in settings else value
+        key: hints[key](**value) if dataclasses.is_dataclass(hints[key]) else value
         for key, value in hparams.items()
-        if key in accepted
+        if key in hints
     }
 
 
@@ -68,7 +66,16 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ExportError(f"--out {out} is a file, not a folder")
-    module = load_for_export(ckpt)
+    checkpoint = read_checkpoint(ckpt)
+    lora = checkpoint["hyper_parameters"]["finetuning"] == "lora"
+    if merged and not lora:
+        log.warning(
+            "--merged: %s is a full fine-tuning, with no adapters to merge; writing %s", ckpt, out / "model"
+        )
+    targets = [out / "adapter", *([out / "merged"] if merged else [])] if lora else [out / "model"]
+    for directory in targets:  # before the model is built or anything written
+        _check_replaceable(directory)
+    module = module_from_checkpoint(checkpoint)
     if module.audio_compression != "none":
         log.warning(
             "%s was trained to read audio compressed (audio_compression=%s), which SLUModule does; "
@@ -78,19 +85,19 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -
             module.audio_compression,
         )
     record = export_record(ckpt, module)
-    if module.finetuning != "lora":
-        if merged:
-            log.warning(
-                "--merged: %s is a full fine-tuning, with no adapters to merge; writing %s",
-                ckpt,
-                out / "model",
-            )
-        _write(out / "model", module.model, module, record)
-        return out
-    _write(out / "adapter", module.model, module, record)
-    if merged:
+    _write(targets[0], module.model, module, record)  # the adapter, or a full fine-tuning's model
+    if lora and merged:
         _write(out / "merged", module.model.merge_and_unload(), module, record)
     return out
+
+
+def _check_replaceable(directory: Path) -> None:
+    """Refuse a folder that no earlier export wrote: the export replaces it whole."""
+    if directory.exists() and not (directory / RECORD).is_file():
+        raise ExportError(
+            f"{directory} exists and no earlier export wrote it (no {RECORD}): it is left as it is; "
+            "choose another --out, or move it"
+        )
 
 
 def export_record(ckpt: str | Path, module: SLUModule) -> dict:
@@ -100,24 +107,19 @@ def export_record(ckpt: str | Path, module: SLUModule) -> dict:
         "backbone": module.hparams["backbone"],
         "finetuning": module.finetuning,
         "audio_compression": module.audio_compression,
-        "prompt": asdict(module.prompt),
-        "generation": asdict(module.generation),
+        "prompt": dataclasses.asdict(module.prompt),
+        "generation": dataclasses.asdict(module.generation),
     }
 
 
 def _write(directory: Path, model, module: SLUModule, record: dict) -> None:
     """Save ``model`` (peft adapters or a full model), the processor, the decoding and the record."""
-    if directory.exists() and not (directory / RECORD).is_file():
-        raise ExportError(
-            f"{directory} exists and no earlier export wrote it (no {RECORD}): it is left as it is; "
-            "choose another --out, or move it"
-        )
     tokenizer = module.tokenizer
     decoding = GenerationConfig(
         num_beams=module.generation.num_beams,
         max_new_tokens=module.generation.max_new_tokens,
         do_sample=False,
-        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TURN),
         pad_token_id=tokenizer.pad_token_id,
     )
 
