@@ -23,6 +23,9 @@ from slu_lightning.evaluation.counts import summarize_totals
 log = logging.getLogger(__name__)
 FEW_CLUSTERS = 20
 """Below this many resampled items (utterances), intervals and p-values are warned about."""
+_WARNED_ITEM_COUNTS: set[int] = set()
+"""Item counts already warned about: a report or a fit bootstraps the same items once per metric
+or per epoch, and one warning a count says all there is to say."""
 
 MetricFn = Callable[[np.ndarray], dict[str, np.ndarray]]
 """Maps pooled totals ``(..., F)`` to metric arrays of shape ``(...)``, like ``summarize_totals``."""
@@ -160,7 +163,8 @@ def _resampled_totals(counts: np.ndarray, clusters: np.ndarray, n_resamples: int
         raise ValueError(f"n_resamples must be positive, got {n_resamples}")
     _, cluster_of_row = np.unique(clusters, return_inverse=True)
     n_clusters = int(cluster_of_row.max()) + 1
-    if n_clusters < FEW_CLUSTERS:
+    if n_clusters < FEW_CLUSTERS and n_clusters not in _WARNED_ITEM_COUNTS:
+        _WARNED_ITEM_COUNTS.add(n_clusters)
         log.warning(
             "a bootstrap over %d item%s: with fewer than %d its intervals and p-values are not to be "
             "trusted (a single item gives a zero-width interval and p near 0)",

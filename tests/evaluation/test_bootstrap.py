@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 
+from slu_lightning.evaluation import bootstrap
 from slu_lightning.evaluation.bootstrap import bootstrap_ci, paired_bootstrap, unpaired_bootstrap
 from slu_lightning.evaluation.counts import COUNT_FIELDS, summarize
 
@@ -75,7 +76,8 @@ def test_cluster_ids_need_not_be_contiguous(correlated):
     assert bootstrap_ci(rows, relabelled, n_resamples=100) == bootstrap_ci(rows, clusters, n_resamples=100)
 
 
-def test_one_cluster_gives_a_zero_width_interval_and_a_warning(correlated, caplog):
+def test_one_cluster_gives_a_zero_width_interval_and_a_warning(correlated, caplog, monkeypatch):
+    monkeypatch.setattr(bootstrap, "_WARNED_ITEM_COUNTS", set())
     rows, clusters = correlated
     point = summarize(rows)["intent_acc"]
     with caplog.at_level("WARNING", logger="slu_lightning.evaluation.bootstrap"):
@@ -86,6 +88,19 @@ def test_one_cluster_gives_a_zero_width_interval_and_a_warning(correlated, caplo
     with caplog.at_level("WARNING", logger="slu_lightning.evaluation.bootstrap"):
         bootstrap_ci(rows, clusters, n_resamples=50)
     assert len(np.unique(clusters)) >= 20 and caplog.text == ""
+
+
+def test_the_few_items_warning_comes_once_per_item_count(correlated, caplog, monkeypatch):
+    """A report bootstraps each metric of a cell, and a fit each validation: one warning a count."""
+    monkeypatch.setattr(bootstrap, "_WARNED_ITEM_COUNTS", set())
+    rows, _ = correlated
+    with caplog.at_level("WARNING", logger="slu_lightning.evaluation.bootstrap"):
+        for _ in range(3):
+            bootstrap_ci(rows[:6], np.arange(6), n_resamples=20)
+            paired_bootstrap(rows[:6], rows[6:12], np.arange(6), "intent_acc", n_resamples=20)
+        bootstrap_ci(rows[:5], np.arange(5), n_resamples=20)
+    assert caplog.text.count("a bootstrap over 6 items") == 1
+    assert caplog.text.count("a bootstrap over 5 items") == 1
 
 
 def test_alpha_sets_the_coverage(correlated):
