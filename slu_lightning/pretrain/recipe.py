@@ -38,6 +38,8 @@ from slu_lightning.progress_log import ProgressLog
 
 log = logging.getLogger(__name__)
 
+EVAL_CLIPS = 300
+"""Clips per set the model card's error rates are measured on, unless ``--eval-clips`` says."""
 
 ADDED_LATER = {
     "read_steps": 0,
@@ -115,7 +117,7 @@ def pretrain_tiny(
     max_minutes: float | None = None,
     checkpoint_minutes: float = 5.0,
     val_every: int = 500,
-    eval_clips: int = 300,
+    eval_clips: int = EVAL_CLIPS,
     workers: int = 1,
     export_unfinished: bool = False,
     profile: bool = False,
@@ -428,7 +430,7 @@ def model_card(record: dict) -> str:
         "speech recognition of synthesised (eSpeak NG) general sentences and text continuation, never\n"
         "on SLU data, so that the study's text-to-speech transfer can be asked of it.\n\n"
         f"Reproduce{_earlier_stages(record)}:\n\n"
-        f"    {command_line(s)}\n\n"
+        f"    {command_line(s)}{_eval_clips_flag(record)}\n\n"
         f"- steps: {record['steps_done']} of the {s['steps']} planned, at batch {s['batch_size']}, "
         f"lr {s['lr']}, seed {s['seed']}\n"
         f"- losses (weights): {json.dumps(s['weights'])}{stage_plan(s)}\n"
@@ -441,6 +443,11 @@ def model_card(record: dict) -> str:
         "| set | CTC read-out WER | CTC read-out CER | decoder WER | decoder CER |\n|---|---|---|---|---|\n"
         f"{rows}\n\n{_set_legend(record['error_rates'])}\n{_locale_table(record['error_rates'])}"
     )
+
+
+def _eval_clips_flag(record: dict) -> str:
+    """The flag that measures the card's sets on as many clips as it did, where not the default."""
+    return "" if record["eval_clips"] == EVAL_CLIPS else f" --eval-clips {record['eval_clips']}"
 
 
 def _set_legend(rates: dict) -> str:
@@ -563,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-minutes", type=float, default=5.0, help="minutes between saves of last.ckpt"
     )
     parser.add_argument("--val-every", type=int, default=500, help="steps between validations")
-    parser.add_argument("--eval-clips", type=positive_int, default=300, help="clips per WER set at the end")
+    parser.add_argument("--eval-clips", type=positive_int, default=EVAL_CLIPS, help="clips per WER set at the end")
     parser.add_argument("--workers", type=int, default=1, help="dataloader processes")
     parser.add_argument(
         "--export-unfinished", action="store_true", help="export even if --max-minutes stopped training early"

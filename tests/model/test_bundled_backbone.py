@@ -14,7 +14,7 @@ from slu_lightning.model.backbone import bundled_backbones, load_model, load_pro
 from slu_lightning.pretrain.asr_eval import CARD_READOUTS, measure_error_rates
 from slu_lightning.pretrain.data import heldout_sample
 from slu_lightning.pretrain.module import TinyPretrainModule
-from slu_lightning.pretrain.recipe import command_line
+from slu_lightning.pretrain.recipe import command_line, model_card
 
 # The card's rates come from 240 clips per set; these samples are 36, 48 and 36 clips of the test-scale
 # corpora (other sentences, the same kinds of voices). Over random 36-clip subsets of the card's 240
@@ -41,6 +41,7 @@ def test_the_bundled_stand_in_is_small_loads_and_says_how_it_was_made(bundled):
     for command in [*(stage["command"] for stage in record["lineage"]), command_line(record["settings"])]:
         assert command in card
     assert f"steps: {record['steps_done']} of the {record['settings']['steps']} planned" in card
+    assert card == model_card(record), "the committed card is not what pretrain-tiny writes for its record"
 
 
 def test_the_bundled_stand_in_reaches_its_stated_error_rates_on_held_out_and_unheard_voices(

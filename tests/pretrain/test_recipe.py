@@ -8,6 +8,7 @@ from slu_lightning.model.backbone import load_model, load_processor
 from slu_lightning.pretrain.module import LossWeights
 from slu_lightning.pretrain.recipe import (
     ADDED_LATER,
+    EVAL_CLIPS,
     PretrainSettings,
     add_wall_time,
     backbone_lineage,
@@ -321,3 +322,10 @@ def test_the_machine_is_named_with_its_thread_count_in_words(monkeypatch):
     assert machine_name().endswith(", 1 thread)")
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert machine_name().endswith(", 2 threads)")
+
+
+def test_the_cards_reproduce_line_measures_as_many_clips_as_the_card():
+    record = card_record(PretrainSettings(everyday_words=5000))
+    assert "    slu-lightning pretrain-tiny --everyday-words 5000 --eval-clips 4\n" in model_card(record)
+    record["eval_clips"] = EVAL_CLIPS
+    assert "    slu-lightning pretrain-tiny --everyday-words 5000\n" in model_card(record)
