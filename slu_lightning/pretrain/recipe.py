@@ -130,6 +130,15 @@ def pretrain_tiny(
     forward and backward, optimizer step, validation) to ``run_dir/fit-profile.txt``.
     """
     _check_out(out)
+    if _exported_already(out, settings, eval_clips):
+        log.info(
+            "%s already holds this run's export (all %d steps, the same settings, %d clips a set); "
+            "nothing to do. Move it away to measure and write it again",
+            out,
+            settings.steps,
+            eval_clips,
+        )
+        return out
     last = _check_run_dir(run_dir, settings)
     corpus = settings.build_corpus()
     clock = WallClock(run_dir)
@@ -295,6 +304,20 @@ def _check_out(out: Path) -> None:
             f"--out {out} exists and no earlier pretrain-tiny export wrote it (no pretraining.json): "
             "it is left as it is; choose another --out, or move it"
         )
+
+
+def _exported_already(out: Path, settings: PretrainSettings, eval_clips: int) -> bool:
+    """Whether ``out`` holds the finished export of these settings, measured on as many clips: a
+    rerun of a finished command would otherwise rebuild, re-measure and rewrite the same backbone."""
+    record_file = out / "pretraining.json"
+    if not record_file.is_file():
+        return False
+    record = json.loads(record_file.read_text(encoding="utf-8"))
+    return (
+        record.get("settings") == settings.to_json()
+        and record.get("steps_done") == settings.steps
+        and record.get("eval_clips") == eval_clips
+    )
 
 
 def _saved_step(last: Path) -> int:

@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 import torch
@@ -70,6 +71,19 @@ def test_pretraining_writes_a_backbone_that_loads_like_any_other(run):
     locales = {locale for rates in record["error_rates"].values() for locale in rates["by_locale"]}
     assert "By locale:" in card and all(f"| {locale} | " in card for locale in locales)
     assert "- unheard-voices: the heldout sentences, each spoken by an eSpeak variant outside" in card
+
+
+def test_rerunning_a_finished_run_leaves_its_export_as_it_is(run, tmp_path, caplog):
+    root, args, *_ = run
+    out = shutil.copytree(root / "six", tmp_path / "six", copy_function=shutil.copy2)
+    written = (out / "pretraining.json").stat().st_mtime_ns
+    with caplog.at_level("INFO", logger="slu_lightning.pretrain.recipe"):
+        cli(["pretrain-tiny", *args, "--out", str(out)])
+    assert (out / "pretraining.json").stat().st_mtime_ns == written
+    assert "already holds this run's export (all 6 steps" in caplog.text
+    more_clips = [*args[:-1], "5"]  # --eval-clips 5: measured again, and written
+    cli(["pretrain-tiny", *more_clips, "--out", str(out)])
+    assert json.loads((out / "pretraining.json").read_text())["eval_clips"] == 5
 
 
 def test_a_profiled_run_says_where_its_training_steps_spent_their_time(run):
