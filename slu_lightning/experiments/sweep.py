@@ -116,12 +116,23 @@ class Cell:
     def commands(self, root: Path) -> list[list[str]]:
         """The ``fit`` (resuming when it can) and ``test`` subprocess command lines."""
         entry = [sys.executable, "-m", "slu_lightning.cli"]
+        return [[*entry, *self.cli_args("fit", root)], [*entry, *self.cli_args("test", root)]]
+
+    def cli_args(self, subcommand: str, root: Path) -> list[str]:
+        """The arguments of ``slu-lightning fit`` (resuming when it can) or ``test`` (of the run's
+        last checkpoint) for this cell."""
         configs = [arg for config in (self.base, *self.extra) for arg in ("--config", str(config))]
-        common = [*configs, "--run.root", str(root), "--run.name", self.name]
-        checkpoint = str(last_checkpoint(root / self.name))
+        checkpoint = "auto" if subcommand == "fit" else str(last_checkpoint(root / self.name))
         return [
-            [*entry, "fit", *common, "--ckpt_path", "auto", *self.overrides()],
-            [*entry, "test", *common, "--ckpt_path", checkpoint, *self.overrides()],
+            subcommand,
+            *configs,
+            "--run.root",
+            str(root),
+            "--run.name",
+            self.name,
+            "--ckpt_path",
+            checkpoint,
+            *self.overrides(),
         ]
 
 
@@ -436,7 +447,7 @@ def _check_commands(cells: list[Cell], root: Path) -> None:
     in an axis or an ``include`` would otherwise fail each cell after its start-up, in its log."""
     from slu_lightning.cli import config_problem
 
-    problems = {cell.name: config_problem(cell.commands(root)[0][3:]) for cell in cells}
+    problems = {cell.name: config_problem(cell.cli_args("fit", root)) for cell in cells}
     found = [f"{name}: {problem}" for name, problem in problems.items() if problem]
     if found:
         raise SweepError(f"{len(found)} cell(s) would not parse:\n  " + "\n  ".join(found))
