@@ -68,9 +68,10 @@ def _check_replaceable(out_dir: Path, config: dict, what: str) -> None:
         raise CorpusFolderError(f"{out_dir} is a file, not a folder; choose another folder")
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return
-    if finished_key(out_dir) is None or existing_kind(out_dir) != config.get("kind"):
+    record = corpus_record(out_dir)
+    if record is None or "config_key" not in record or record["config"].get("kind") != config.get("kind"):
         raise CorpusFolderError(f"{out_dir} exists and is not {what}; choose another folder")
-    recorded = json.loads((out_dir / "corpus.json").read_text(encoding="utf-8")).get("files")
+    recorded = record.get("files")
     added = sorted({p.name for p in out_dir.iterdir()} - set(recorded)) if recorded else []
     if added:
         raise CorpusFolderError(
@@ -80,20 +81,18 @@ def _check_replaceable(out_dir: Path, config: dict, what: str) -> None:
     log.warning("%s holds %s of another config: replacing it", out_dir, what)
 
 
+def corpus_record(folder: Path) -> dict | None:
+    """``folder``'s ``corpus.json`` (its ``config`` a dict), or ``None`` if it has none that reads."""
+    try:
+        record = json.loads((folder / "corpus.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("config"), dict) else None
+
+
 def finished_key(folder: Path) -> str | None:
     """The config key of the finished corpus in ``folder``, or ``None`` if there is none."""
-    try:
-        return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config_key"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def existing_kind(folder: Path) -> str | None:
-    """The ``kind`` of the generated corpus in ``folder`` (``asr-pretrain``, ``tts``), or ``None``."""
-    try:
-        return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))["config"].get("kind")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+    return (corpus_record(folder) or {}).get("config_key")
 
 
 def _build_staged(out_dir: Path, key: str, build: Callable[[Path], dict]) -> tuple[dict, bool]:
