@@ -73,9 +73,13 @@ OPTIONAL_IDENTITY = ("rescoring", "domain_lm")
 """Parts of a recogniser's identity that only some read-outs have."""
 
 
-def transcribe_manifest(recogniser: Recogniser, manifest: Path, out: Path) -> dict:
-    """Write ``out``: the speech rows of ``manifest`` with their transcripts as text; returns a summary."""
-    speech = [example for example in read_manifest(manifest) if example.is_speech]
+def transcribe_manifest(
+    recogniser: Recogniser, manifest: Path, out: Path, examples: list[SLUExample] | None = None
+) -> dict:
+    """Write ``out``: the speech rows of ``manifest`` (or of its ``examples``, read already) with
+    their transcripts as text; returns a summary."""
+    examples = read_manifest(manifest) if examples is None else examples
+    speech = [example for example in examples if example.is_speech]
     return transcribe_examples(recogniser, speech, out, str(manifest))
 
 
@@ -165,10 +169,10 @@ def main(args: list[str]) -> None:
     parsed = parser.parse_args(args)
     if problem := out_problem(parsed.out, parsed.manifest):
         parser.error(f"--out {parsed.out}: {problem}")
-    texts = None
+    texts, examples = None, read_manifest(parsed.manifest)
     if parsed.domain_text:  # one sentence per utterance, however many recordings it has
         domain = unique_utterances(read_manifest(parsed.domain_text))
-        tested = {example.utterance_id for example in read_manifest(parsed.manifest)}
+        tested = {example.utterance_id for example in examples}
         if shared := [example.utterance_id for example in domain if example.utterance_id in tested]:
             parser.error(
                 f"--domain-text shares {len(shared)} utterances with --manifest (e.g. {shared[0]!r}): a "
@@ -179,5 +183,5 @@ def main(args: list[str]) -> None:
         recogniser = Recogniser(parsed.backbone, parsed.readout, parsed.batch_size, texts)
     except ValueError as error:
         parser.error(f"--domain-text: {error}")
-    summary = transcribe_manifest(recogniser, parsed.manifest, parsed.out)
+    summary = transcribe_manifest(recogniser, parsed.manifest, parsed.out, examples)
     print(json.dumps(summary, indent=2))
