@@ -7,7 +7,10 @@ an epoch whose validation loss does not improve leaves ``last.ckpt`` at the best
 epochs of a run vanish from it. ``--ckpt_path last`` then tests an earlier model, and a resumed run
 repeats epochs it had trained (a curriculum its speech phase). ``RunCheckpoint`` saves ``last.ckpt``
 at every point where the parent may save, as Lightning did before 2.6 and as resuming needs, and
-at the final batch of a run that ``max_steps`` stops mid-epoch.
+at the final batch of a run that ``max_steps`` stops mid-epoch. Steps trained after a run's last
+validation (twice-an-epoch validation with an odd batch count, an unvalidated final epoch) reach
+``last.ckpt`` when training ends; Lightning's own end-of-training save happens only in a run that
+saved nothing before.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` whose ``last.ckpt`` follows every validated epoch, improved or not, and
-    the final step of a run that ``max_steps`` stops mid-epoch.
+    """``ModelCheckpoint`` whose ``last.ckpt`` follows every validated epoch, improved or not, the
+    final step of a run that ``max_steps`` stops mid-epoch, and the end of training.
 
     An epoch that ``max_steps`` cuts short also ends in ``on_train_epoch_end``, and a checkpoint
     saved there records the epoch as completed: raising ``max_steps`` and resuming would skip the
@@ -50,6 +53,9 @@ class RunCheckpoint(ModelCheckpoint):
         super().on_train_epoch_end(trainer, pl_module)
         if self._should_save_on_train_epoch_end(trainer) and self._validated_at == trainer.global_step:
             self._save_latest(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._save_latest(trainer)
 
     def _save_latest(self, trainer: L.Trainer) -> None:
         """Save ``last.ckpt`` unless the parent saved a checkpoint at this step (it then wrote

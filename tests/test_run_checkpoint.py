@@ -10,9 +10,10 @@ from slu_lightning.run_checkpoint import RunCheckpoint
 class WorseEveryEpoch(L.LightningModule):
     """A linear layer whose logged validation loss rises each epoch: only epoch 0 is ever the best."""
 
-    def __init__(self):
+    def __init__(self, rows: int = 4):
         super().__init__()
         self.layer = torch.nn.Linear(2, 1)
+        self.rows = rows
 
     def training_step(self, batch, batch_idx):
         return self.layer(batch[0]).pow(2).mean()
@@ -24,17 +25,18 @@ class WorseEveryEpoch(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
     def train_dataloader(self):
-        return DataLoader(TensorDataset(torch.randn(4, 2)), batch_size=2)
+        return DataLoader(TensorDataset(torch.randn(self.rows, 2)), batch_size=2)
 
     def val_dataloader(self):
         return self.train_dataloader()
 
 
-def fit(tmp_path, callback: type[ModelCheckpoint], **limits) -> L.Trainer:
-    """Fit ``WorseEveryEpoch`` under ``limits`` (max_epochs / max_steps), checkpoints in ``tmp_path``."""
+def fit(tmp_path, callback: type[ModelCheckpoint], rows: int = 4, **limits) -> L.Trainer:
+    """Fit ``WorseEveryEpoch`` on ``rows`` rows (batch 2) under ``limits`` (max_epochs / max_steps,
+    validation intervals), checkpoints in ``tmp_path``."""
     checkpoint = callback(dirpath=tmp_path, monitor="val/loss", save_last=True, filename="best-{epoch}")
     trainer = L.Trainer(callbacks=[checkpoint], logger=False, enable_progress_bar=False, **limits)
-    trainer.fit(WorseEveryEpoch())
+    trainer.fit(WorseEveryEpoch(rows))
     return trainer
 
 
@@ -60,3 +62,17 @@ def test_an_epoch_cut_short_by_max_steps_leaves_last_ckpt_at_its_final_batch_mid
     assert (last["global_step"], last["epoch"]) == (5, 2)
     assert loops["epoch_progress"]["current"]["completed"] == 2  # epochs 0 and 1, not the third
     assert loops["epoch_loop.batch_progress"]["current"]["processed"] == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "limits", "step"),
+    [
+        (10, {"max_epochs": 1, "val_check_interval": 0.5}, 5),  # validated at batches 2 and 4 of 5
+        (4, {"max_epochs": 3, "check_val_every_n_epoch": 2}, 6),  # the third epoch is not validated
+    ],
+)
+def test_last_ckpt_holds_the_steps_after_the_last_validation(tmp_path, rows, limits, step):
+    """The paper configs validate twice an epoch: with an odd batch count the epoch's last step
+    comes after its last validation, and ``--ckpt_path last`` must still test the trained model."""
+    assert fit(tmp_path, RunCheckpoint, rows, **limits).global_step == step
+    assert last_step(tmp_path) == step
