@@ -4,9 +4,10 @@ Lightning subcommands are Trainer methods; the other commands (building the demo
 exporting adapters) are dispatched here before LightningCLI sees the arguments.
 
 Every run has a name that fixes its directory, ``<run.root>/<run.name>/``: TensorBoard events,
-``config.yaml``, ``checkpoints/`` and predictions all live there, so a relaunch of the same
-command continues in the same place. ``--ckpt_path last`` resumes and fails clearly when the run
-has no checkpoint; ``--ckpt_path auto`` resumes if it can and starts fresh otherwise.
+``config.yaml`` (``config_test.yaml`` for ``test``, and so on), ``checkpoints/`` and predictions all
+live there, so a relaunch of the same command continues in the same place. ``--ckpt_path last``
+resumes and fails clearly when the run has no checkpoint; ``--ckpt_path auto`` resumes if it can
+and starts fresh otherwise.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from slu_lightning.curriculum import CurriculumCallback
 from slu_lightning.data.corpus_cache import CorpusFolderError
 from slu_lightning.data.datamodules import SLUDataModule
 from slu_lightning.data.errors import DataError
+from slu_lightning.experiments.sweep import run_config_name
 from slu_lightning.export import ExportError
 from slu_lightning.model.backbone import BackboneError
 from slu_lightning.model.module import SLUModule
@@ -95,6 +97,7 @@ class SLUCli(LightningCLI):
             "init_args": {"save_dir": str(config.run.root), "name": config.run.name, "version": ""},
         }
         config.trainer.default_root_dir = str(run_dir)
+        self.save_config_kwargs["config_filename"] = run_config_name(self.subcommand)
         follow_run_seed(config)
         if self.subcommand == "fit":
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")

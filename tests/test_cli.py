@@ -222,6 +222,7 @@ def test_test_writes_scorer_format_predictions(trained):
 def test_a_checkpoint_of_another_configuration_is_refused_clearly(trained, capsys):
     config, run = trained
     ckpt = str(run / "checkpoints" / "last.ckpt")
+    trained_with = (run / "config.yaml").read_text()
     assert (
         exit_code(
             ["test", "--config", str(config), "--model.init_args.finetuning", "full", "--ckpt_path", ckpt]
@@ -229,6 +230,8 @@ def test_a_checkpoint_of_another_configuration_is_refused_clearly(trained, capsy
         == 2
     )
     assert "finetuning='lora'" in capsys.readouterr().err
+    assert (run / "config.yaml").read_text() == trained_with  # the test's config went to config_test.yaml
+    assert "finetuning: full" in (run / "config_test.yaml").read_text()
 
 
 def test_a_wrong_config_key_gets_one_clear_message(trained, capsys):
@@ -437,6 +440,7 @@ def test_a_runs_saved_config_runs_it_again_with_atomic_checkpoints(trained):
     again = ["--config", str(run / "config.yaml"), "--run.name", "toy-again"]
     main(["test", *again, "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
     assert json.loads((run.parent / "toy-again" / "metrics_test.json").read_text())
+    assert {p.name for p in (run.parent / "toy-again").glob("config*.yaml")} == {"config_test.yaml"}
 
 
 def test_validate_decodes_and_writes_its_predictions(trained):

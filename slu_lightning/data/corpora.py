@@ -8,6 +8,7 @@ built from the speech examples' transcripts.
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ from slu_lightning.data.records import SLUExample
 from slu_lightning.pretrain.domain_lm import require_fused_readout
 
 Split = Literal["train", "dev", "test"]
+log = logging.getLogger(__name__)
 
 
 class Corpus:
@@ -327,6 +329,14 @@ class SpeechMassiveCorpus(Corpus):
         self.train_split = train_split
 
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        return self._read(split, "speech", skips)
+
+    def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        """The transcripts, read without the audio: a text-only run neither loads the recordings
+        nor loses a transcript whose recording is bad."""
+        return unique_utterances(self._read(split, "text", skips))
+
+    def _read(self, split: Split, modality: Literal["speech", "text"], skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.speech_massive import read_speech_massive
 
         name = {"train": self.train_split, "dev": "validation", "test": "test"}[split]
@@ -335,7 +345,7 @@ class SpeechMassiveCorpus(Corpus):
         return [
             e
             for locale in locales
-            for e in read_speech_massive(path, locale, name, modality="speech", skips=skips)
+            for e in read_speech_massive(path, locale, name, modality=modality, skips=skips)
         ]
 
     def describe(self) -> str:
@@ -376,10 +386,17 @@ class ItalicCorpus(Corpus):
         self.path, self.massive_it = path, massive_it
 
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        return self._read(split, "speech", skips)
+
+    def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        """The transcripts, read without the audio (as ``SpeechMassiveCorpus.text``)."""
+        return unique_utterances(self._read(split, "text", skips))
+
+    def _read(self, split: Split, modality: Literal["speech", "text"], skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.italic import read_italic
 
         name = {"train": "train", "dev": "validation", "test": "test"}[split]
-        return read_italic(self.path, name, massive_it=self.massive_it, modality="speech", skips=skips)
+        return read_italic(self.path, name, massive_it=self.massive_it, modality=modality, skips=skips)
 
 
 class CombinedCorpus(Corpus):
@@ -397,10 +414,44 @@ class CombinedCorpus(Corpus):
             part.prepare()
 
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
-        return [e for part in self.parts for e in part.speech(split, skips)]
+        return first_of_each_id([part.speech(split, skips) for part in self.parts], f"{split} speech")
 
     def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
-        return [e for part in self.parts for e in part.text(split, skips)]
+        return first_of_each_id([part.text(split, skips) for part in self.parts], f"{split} text")
 
     def describe(self) -> str:
         return " + ".join(part.describe() for part in self.parts)
+
+
+def first_of_each_id(parts: list[list[SLUExample]], what: str) -> list[SLUExample]:
+    """The parts' examples in order, an id that an earlier part gave kept from there only.
+
+    MASSIVE and Speech-MASSIVE share utterance ids: German MASSIVE text beside Speech-MASSIVE's
+    German test split (or its few-shot ``train_115``) would otherwise count each shared utterance
+    twice, in training and in the locale's test metrics. The repeats are logged, and a warning
+    says how many of them carry other labels than the kept example.
+    """
+    kept: dict[str, SLUExample] = {}
+    repeated, relabelled = [], []
+    for examples in parts:
+        for example in examples:
+            first = kept.setdefault(example.id, example)
+            if first is not example:
+                repeated.append(example.id)
+                if _labels(first) != _labels(example):
+                    relabelled.append(example.id)
+    if repeated:
+        log.info("%s: %d ids an earlier part gave are kept once (e.g. %r)", what, len(repeated), repeated[0])
+    if relabelled:
+        log.warning(
+            "%s: %d repeated ids carry other labels in a later part than in the first (e.g. %r); the "
+            "first part's are kept",
+            what,
+            len(relabelled),
+            relabelled[0],
+        )
+    return list(kept.values())
+
+
+def _labels(example: SLUExample) -> tuple:
+    return example.text, example.scenario, example.action, example.entities

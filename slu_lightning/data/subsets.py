@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from slu_lightning.atomic import atomic_write_text
+from slu_lightning.data.errors import DataError
 from slu_lightning.data.records import SLUExample
 
 PAPER_PROPORTIONS = (0.0, 0.02, 0.05, 0.10, 0.25, 1.0)
@@ -32,6 +33,9 @@ class SpeechSubset:
     """Seeds the order; the same seed gives nested subsets across proportions."""
     ids_file: str | None = None
     """Instead of sampling, keep exactly the example ids listed in this file (one per line)."""
+    locales: list[str] | None = None
+    """The locales whose speech is subsampled; other locales' speech is kept whole (a target
+    locale's few-shot recordings beside a proportion of the source's). None: every locale."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.proportion <= 1.0:
@@ -40,12 +44,22 @@ class SpeechSubset:
     def select(self, speech: list[SLUExample]) -> list[SLUExample]:
         """The kept examples, in their original order."""
         if self.ids_file is not None:
-            return select_ids(speech, read_ids(self.ids_file))
-        units = _units(speech, self.unit)
+            return select_ids(speech, self.ids_file)
+        sampled = [example for example in speech if self._subsampled(example)]
+        if not sampled:
+            present = sorted({example.locale for example in speech})
+            raise DataError(
+                f"speech_subset.locales {self.locales} match no speech training example (locales: {present})"
+            )
+        units = _units(sampled, self.unit)
         order = stratified_order(units, self.seed)
         n_keep = round(self.proportion * len(order))
         kept = {example.id for key in order[:n_keep] for example in units[key]}
+        kept |= {example.id for example in speech if not self._subsampled(example)}
         return [example for example in speech if example.id in kept]
+
+    def _subsampled(self, example: SLUExample) -> bool:
+        return self.locales is None or example.locale in self.locales
 
 
 def _units(speech: list[SLUExample], unit: str) -> dict[str, list[SLUExample]]:
@@ -83,11 +97,14 @@ def write_ids(path: str | Path, examples: list[SLUExample]) -> Path:
     return atomic_write_text(path, "".join(f"{example.id}\n" for example in examples))
 
 
-def select_ids(examples: list[SLUExample], ids: list[str]) -> list[SLUExample]:
-    wanted = set(ids)
+def select_ids(examples: list[SLUExample], ids_file: str | Path) -> list[SLUExample]:
+    """The ``examples`` listed in ``ids_file``, every listed id required."""
+    wanted = set(read_ids(ids_file))
     selected = [example for example in examples if example.id in wanted]
     missing = wanted - {example.id for example in selected}
     if missing:
         sample = ", ".join(sorted(missing)[:5])
-        raise ValueError(f"{len(missing)} ids of the subset file are not in the corpus (e.g. {sample})")
+        raise DataError(
+            f"{len(missing)} ids of the subset file are not in the corpus (e.g. {sample})", file=str(ids_file)
+        )
     return selected

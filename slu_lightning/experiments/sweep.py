@@ -71,6 +71,13 @@ PREDICTIONS = "predictions_test.jsonl"
 SWEEP_FILE = "sweep.json"
 
 
+def run_config_name(subcommand: str | None) -> str:
+    """The file a subcommand's full config is saved to in the run directory: ``config.yaml`` for
+    ``fit``, ``config_test.yaml`` and so on for the others, so that testing a run (or a refused
+    attempt to) never overwrites the config it was trained with."""
+    return "config.yaml" if subcommand in (None, "fit") else f"config_{subcommand}.yaml"
+
+
 class SweepError(ValueError):
     """A sweep file that cannot be run; the message lists every problem found."""
 

@@ -593,7 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-minutes", type=float, default=5.0, help="minutes between saves of last.ckpt"
     )
     parser.add_argument("--val-every", type=int, default=500, help="steps between validations")
-    parser.add_argument("--eval-clips", type=positive_int, default=EVAL_CLIPS, help="clips per WER set at the end")
+    parser.add_argument(
+        "--eval-clips", type=positive_int, default=EVAL_CLIPS, help="clips per WER set at the end"
+    )
     parser.add_argument("--workers", type=int, default=1, help="dataloader processes")
     parser.add_argument(
         "--export-unfinished", action="store_true", help="export even if --max-minutes stopped training early"

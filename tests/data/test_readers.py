@@ -10,6 +10,7 @@ import pytest
 import soundfile as sf
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
+from slu_lightning.data.corpora import CombinedCorpus, MassiveTextCorpus, SpeechMassiveCorpus
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers import read_italic, read_massive, read_slurp, read_speech_massive
 from slu_lightning.data.records import Entity
@@ -353,6 +354,49 @@ def test_speech_massive_row_without_bytes_points_to_its_file(tmp_path):
     assert skips.counts == {
         f"audio has no bytes and its file {str(folder / 'clips' / '5.flac')!r} does not exist": 1
     }
+
+
+def test_speech_massive_text_is_read_without_the_audio(tmp_path):
+    """A text-only run neither loads the recordings nor loses the transcript of a bad one."""
+    rows = [row | {"audio": {"bytes": None, "path": f"missing/{row['path']}"}} for row in FR_ROWS]
+    columns = {name: [row[name] for row in rows] for name in SPEECH_MASSIVE_FEATURES}
+    table = Dataset.from_dict(columns, features=SPEECH_MASSIVE_FEATURES)
+    DatasetDict({"test": table}).save_to_disk(str(tmp_path / "fr-FR"))
+    corpus = SpeechMassiveCorpus(str(tmp_path), train_locales=["fr-FR"])
+    assert [e.id for e in corpus.text("test", SkipLog())] == ["fr-FR/12", "fr-FR/5"]
+    with pytest.raises(DataError, match="audio has no bytes"):
+        corpus.speech("test", SkipLog())
+
+
+def test_massive_text_beside_speech_massive_counts_each_shared_utterance_once(speech_massive_dirs, caplog):
+    """MASSIVE fr-FR's dev row 5 is Speech-MASSIVE's validation row 5: one example, not two."""
+    speech = SpeechMassiveCorpus(str(speech_massive_dirs["hub"]), train_locales=["fr-FR"])
+    massive = MassiveTextCorpus(str(FIXTURES / "massive" / "data"), ["fr-FR"])
+    assert "fr-FR/5" in {e.id for e in massive.text("dev", SkipLog())}
+    with caplog.at_level("INFO", logger="slu_lightning.data.corpora"):
+        text = CombinedCorpus([speech, massive]).text("dev", SkipLog())
+    ids = [e.id for e in text]
+    assert ids.count("fr-FR/5") == 1 and len(ids) == len(set(ids))
+    assert set(ids) == {e.id for e in speech.text("dev", SkipLog())} | {
+        e.id for e in massive.text("dev", SkipLog())
+    }
+    assert "dev text: 1 ids an earlier part gave are kept once (e.g. 'fr-FR/5')" in caplog.text
+    assert "other labels" not in caplog.text
+
+
+def test_a_repeated_id_with_other_labels_is_warned_about(tmp_path, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES / "massive" / "data", data)
+    relabelled = tmp_path / "relabelled"
+    relabelled.mkdir()
+    rows = [json.loads(line) for line in (data / "fr-FR.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows[0]["intent"] = "alarm_query"
+    (relabelled / "fr-FR.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    parts = [MassiveTextCorpus(str(data), ["fr-FR"]), MassiveTextCorpus(str(relabelled), ["fr-FR"])]
+    with caplog.at_level("INFO", logger="slu_lightning.data.corpora"):
+        kept = {e.id: e for e in CombinedCorpus(parts).text("test", SkipLog())}
+    assert kept["fr-FR/1"].action == "set"
+    assert "test text: 1 repeated ids carry other labels in a later part than in the first" in caplog.text
 
 
 def test_speech_massive_errors_list_what_exists(speech_massive_dirs, tmp_path):

@@ -1,4 +1,5 @@
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -79,3 +80,17 @@ def test_ids_file_with_unknown_ids_fails_clearly(tmp_path):
 def test_proportion_out_of_range_is_refused():
     with pytest.raises(ValueError, match="within"):
         SpeechSubset(1.5)
+
+
+def test_locales_subsample_the_source_and_keep_the_target_few_shot_speech_whole():
+    """The few-shot setting: 5 % of the French speech beside every German few-shot recording."""
+    french = [replace(e, locale="fr-FR") for e in speech_examples(200, 1)]
+    german = [replace(e, id=f"de-{e.id}", utterance_id=f"de-{e.utterance_id}") for e in speech_examples(6, 1)]
+    german = [replace(e, locale="de-DE") for e in german]
+    subset = SpeechSubset(0.05, seed=0, locales=["fr-FR"])
+    kept = subset.select(french + german)
+    assert Counter(e.locale for e in kept) == {"fr-FR": 10, "de-DE": 6}
+    assert [e for e in kept if e.locale == "fr-FR"] == SpeechSubset(0.05, seed=0).select(french)
+    assert len(SpeechSubset(0.05, seed=0).select(french + german)) == round(0.05 * 206)  # the pooled draw
+    with pytest.raises(ValueError, match=r"locales \['it-IT'\] match no speech training example"):
+        SpeechSubset(0.05, locales=["it-IT"]).select(french + german)

@@ -13,7 +13,14 @@ import yaml
 
 from slu_lightning.data.records import Entity
 from slu_lightning.evaluation.counts import COUNT_FIELDS, count_example
-from slu_lightning.experiments.sweep import PREDICTIONS, SWEEP_FILE, axis_labels, cell_name, value_label
+from slu_lightning.experiments.sweep import (
+    PREDICTIONS,
+    SWEEP_FILE,
+    axis_labels,
+    cell_name,
+    run_config_name,
+    value_label,
+)
 from slu_lightning.task import ParseStatus, Prediction
 
 PROPORTION_KEY = "data.init_args.speech_subset.proportion"
@@ -124,8 +131,7 @@ def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictio
         if not (run_dir / PREDICTIONS).is_file():
             unfinished.append(record["name"])
             continue
-        config_file = run_dir / "config.yaml"
-        config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        config = _run_config(run_dir)
         wanted = scored_modality(config or {}, modality)
         rows = prediction_rows(run_dir / PREDICTIONS, wanted)
         counts = np.stack([count_row(row) for row in rows]) if rows else np.zeros((0, WIDTH))
@@ -133,7 +139,7 @@ def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictio
             CellPredictions(
                 record["name"],
                 record["values"],
-                config or {},
+                config,
                 rows,
                 counts,
                 {row["id"]: i for i, row in enumerate(rows)},
@@ -157,6 +163,15 @@ class Group:
     @property
     def is_cascade(self) -> bool:
         return all(is_cascade(cell.config) for cell in self.cells)
+
+
+def _run_config(run_dir: Path) -> dict:
+    """The config of the ``test`` that wrote the cell's predictions (``config_test.yaml``), or of
+    its ``fit`` (``config.yaml``; runs before the split saved the test's there); {} without one."""
+    for name in (run_config_name("test"), run_config_name("fit")):
+        if (run_dir / name).is_file():
+            return yaml.safe_load((run_dir / name).read_text(encoding="utf-8")) or {}
+    return {}
 
 
 def seed_of(cell: CellPredictions) -> tuple:
