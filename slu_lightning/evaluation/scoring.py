@@ -430,7 +430,7 @@ def _read_predictions_gold(path: Path, modality: str | None) -> list[SLUExample]
         ]
 
     return collect(
-        path, jsonl_records(path), parse, None, unique_ids=False
+        path, jsonl_records(path), parse, None, unique=()
     )  # _load_gold says why they repeat
 
 

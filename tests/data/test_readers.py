@@ -149,6 +149,19 @@ def test_a_repeated_id_is_named_with_where_it_first_appeared_or_skipped(tmp_path
     assert len(kept) == 2 and kept[0].text == first["sentence"] and skips.total == 1
 
 
+def test_a_repeated_slurp_id_with_other_recordings_is_caught_on_the_speech_side_too(tmp_path):
+    """Recordings are keyed by file name, so only the slurp_id shows that two lines are one utterance."""
+    first, second = slurp_rows()[:2]
+    recording = {"file": "audio-other.flac", "wer": 0.0, "ent_wer": 0.0, "status": "correct"}
+    again = first | {"sentence": "another", "recordings": [recording]}
+    path = write_lines(tmp_path / "devel.jsonl", [first, second, again])
+    with pytest.raises(DataError, match=r"line 3: utterance id '\d+' repeats the one at line 1"):
+        read_slurp(path, tmp_path, modality="speech")
+    skips = SkipLog("skip")
+    kept = read_slurp(path, tmp_path, modality="speech", skips=skips)
+    assert "audio-other.flac" not in {e.id for e in kept} and skips.total == 1
+
+
 # --- MASSIVE -----------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ JSONL readers do not use it.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -33,22 +34,24 @@ def collect(
     records: Iterable[tuple[str, Any]],
     parse: Callable[[Any], list[SLUExample]],
     skips: SkipLog | None,
-    unique_ids: bool = True,
+    unique: tuple[str, ...] = ("id",),
 ) -> list[SLUExample]:
     """Parse ``(record, raw)`` pairs; a ``DataError`` raises or is counted, naming file and record.
 
-    With ``unique_ids``, an id seen before in the file is an error too: predictions, paired
-    comparisons and speech subsets are keyed by id, and a repeated one would silently pair the wrong
-    rows. (A predictions file of a run on both modalities holds each id twice, once per modality.)"""
+    An example whose ``unique`` attributes (``id``; SLURP recordings also ``utterance_id``) repeat
+    those of an earlier record is an error too: predictions, paired comparisons, bootstrap clusters
+    and speech subsets are keyed by them, and a repeat would silently pair or pool the wrong rows.
+    (A predictions file of a run on both modalities holds each id twice: it passes ``()``.)"""
     skips = skips or SkipLog("error")
     examples: list[SLUExample] = []
-    first_seen: dict[str, str] = {}
+    first_seen: dict[tuple[str, str], str] = {}
     for record, raw in records:
         try:
             parsed = parse(raw)
-            for example in parsed:
-                if unique_ids and (earlier := first_seen.setdefault(example.id, record)) != record:
-                    raise DataError(f"id {example.id!r} repeats the one at {earlier}")
+            for example, attribute in itertools.product(parsed, unique):
+                value = getattr(example, attribute)
+                if (earlier := first_seen.setdefault((attribute, value), record)) != record:
+                    raise DataError(f"{attribute.replace('_', ' ')} {value!r} repeats the one at {earlier}")
             examples.extend(parsed)
         except DataError as error:
             skips.handle(DataError(error.reason, file=str(file), record=record))

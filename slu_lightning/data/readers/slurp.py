@@ -80,7 +80,9 @@ def read_slurp(
         require_keys(row, ("recordings",))
         return _recording_examples(utterance, row["recordings"], Path(audio_dir), recordings)
 
-    return collect(path, jsonl_records(path), parse, skips)
+    # a slurp_id on two lines would join two utterances in one bootstrap cluster and one subset unit
+    unique = ("id",) if modality == "text" else ("id", "utterance_id")
+    return collect(path, jsonl_records(path), parse, skips, unique)
 
 
 def _parse_utterance(row: dict[str, Any]) -> SLUExample:
