@@ -13,6 +13,7 @@ from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Sequence
 from slu_lightning.data.corpora import CombinedCorpus, MassiveTextCorpus, SpeechMassiveCorpus
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers import read_italic, read_massive, read_slurp, read_speech_massive
+from slu_lightning.data.readers.massive import massive_example
 from slu_lightning.data.records import Entity
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -175,6 +176,16 @@ def test_massive_reads_one_partition_with_locale_ids_and_split_intents():
     assert alarm.entities == (Entity("time", "5:30"), Entity("date", "demain"))
 
 
+def test_an_entity_is_found_in_its_utterance_whatever_the_spacing_and_case():
+    row = {
+        "id": "7",
+        "utt": "Wake me at 5:30 Tomorrow's",
+        "annot_utt": "wake me at [time : 5 :30] [date : tomorrow]'s",
+    }
+    (time, date) = massive_example(row, "en-US", "alarm_set").entities
+    assert (time.filler, date.filler) == ("5 :30", "tomorrow")
+
+
 def test_massive_folder_plus_locale_and_underscored_actions():
     (train,) = read_massive(MASSIVE_DATA, "train", locale="fr-FR")
     assert (train.id, train.scenario, train.action, train.entities) == ("fr-FR/2", "audio", "volume_mute", ())
@@ -201,6 +212,7 @@ def test_massive_errors_list_what_exists():
         ({"intent": "alarmset"}, "not of the form scenario_action"),
         ({"intent": "iot_hue_lightoff"}, "does not start with scenario 'alarm'"),
         ({"utt": ""}, "'utt' must be a non-empty string"),
+        ({"utt": "quelque chose de tout autre"}, "annot_utt's entity '5:30' is not in utt"),
     ],
 )
 def test_massive_bad_row_names_file_and_line_or_is_counted(tmp_path, change, message):

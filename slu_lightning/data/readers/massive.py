@@ -69,15 +69,30 @@ def massive_example(row: dict[str, Any], locale: str, intent: str, **fields: Any
     """The example of a MASSIVE-style row (``id``, ``utt``, ``annot_utt``) with a ``scenario_action``
     intent; ``fields`` sets the rest (``source``, ``audio``, ``meta``)."""
     scenario, action = split_intent(intent)
+    text, entities = (
+        " ".join(nonempty_str(row, "utt").split()),
+        annotated_entities(nonempty_str(row, "annot_utt")),
+    )
+    if missing := [entity.filler for entity in entities if _squeezed(entity.filler) not in _squeezed(text)]:
+        raise DataError(
+            f"annot_utt's entity {missing[0]!r} is not in utt {text!r}: the model would be taught an "
+            "entity its input does not say"
+        )
     return SLUExample(
         id=f"{locale}/{nonempty_str(row, 'id')}",
         locale=locale,
-        text=" ".join(nonempty_str(row, "utt").split()),
+        text=text,
         scenario=scenario,
         action=action,
-        entities=annotated_entities(nonempty_str(row, "annot_utt")),
+        entities=entities,
         **fields,
     )
+
+
+def _squeezed(text: str) -> str:
+    """``text`` case-folded without whitespace: how a filler is looked up in its utterance, so
+    that spacing around brackets (``[date : today]'s``) and case never count as a mismatch."""
+    return "".join(text.casefold().split())
 
 
 def _locale_file(path: Path, locale: str | None) -> Path:
