@@ -130,9 +130,13 @@ def _describe(source: str | Path | bytes) -> str:
 def _open_target(source: str | Path | bytes, file: str, record: str | None) -> str | io.BytesIO:
     """What ``soundfile`` opens; a missing path gets its own error (libsndfile only says 'System error')."""
     if isinstance(source, bytes):
+        if not source:
+            raise DataError("empty audio: 0 bytes", file=file, record=record)
         return io.BytesIO(source)
     if not Path(source).is_file():
         raise DataError("audio file not found", file=file, record=record)
+    if Path(source).stat().st_size == 0:  # libsndfile would only say "Format not recognised"
+        raise DataError("empty audio: a file of 0 bytes", file=file, record=record)
     return str(source)
 
 

@@ -286,6 +286,9 @@ class SlurpCorpus(Corpus):
     def _file(self, split: Split) -> Path:
         return self.jsonl_dir / {"train": "train.jsonl", "dev": "devel.jsonl", "test": "test.jsonl"}[split]
 
+    def describe(self) -> str:
+        return f"SLURP at {self.jsonl_dir} (audio {self.audio_dir}, {self.recordings} recordings)"
+
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.slurp import read_slurp
 
@@ -366,6 +369,9 @@ class MassiveTextCorpus(Corpus):
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         return []
 
+    def describe(self) -> str:
+        return f"MASSIVE text at {self.path} ({self.locales})"
+
     def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.massive import read_massive
 
@@ -397,6 +403,9 @@ class ItalicCorpus(Corpus):
 
         name = {"train": "train", "dev": "validation", "test": "test"}[split]
         return read_italic(self.path, name, massive_it=self.massive_it, modality=modality, skips=skips)
+
+    def describe(self) -> str:
+        return f"ITALIC at {self.path} (entities from {self.massive_it})"
 
 
 class CombinedCorpus(Corpus):

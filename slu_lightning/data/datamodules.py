@@ -314,6 +314,7 @@ class SLUDataModule(L.LightningDataModule):
             "speech_hours": round(self.speech_hours(), 4),
             "speech_subset": repr(self.speech_subset),
             "corpus": self.corpus.describe(),
+            "skipped_records": dict(self.skips.counts.most_common()),  # bad_input: skip, by reason
         }
         if NOISY_SOURCE in self.sources:
             summary |= {

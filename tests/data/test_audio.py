@@ -97,6 +97,8 @@ def write_bad_file(tmp_path: Path, case: str) -> Path:
         path.write_text("slurp_id,sentence\n1,wake me up at five\n")
     elif case == "empty":
         sf.write(path, np.zeros(0, np.float32), 16000)
+    elif case == "zero bytes":
+        path.write_bytes(b"")
     elif case == "nan":
         signal = good.copy()
         signal[100] = np.nan
@@ -115,6 +117,7 @@ def write_bad_file(tmp_path: Path, case: str) -> Path:
         ("truncated mp3", "truncated"),
         ("text", "unreadable"),
         ("empty", "empty"),
+        ("zero bytes", "empty audio: a file of 0 bytes"),
         ("nan", "NaN"),
         ("too long", "30 s"),
     ],

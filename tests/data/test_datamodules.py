@@ -121,6 +121,9 @@ def test_a_bad_training_row_is_counted_once_though_text_and_speech_both_read_it(
         dm.skips.total == 1
         and dm.skips.summary() == "skipped 1 record: 1 x not valid JSON (Invalid control character at)"
     )
+    dm.write_subset_ids(tmp_path)  # the run's record of its training data says what was left out
+    summary = json.loads((tmp_path / "training_data.json").read_text())
+    assert summary["skipped_records"] == {"not valid JSON (Invalid control character at)": 1}
 
 
 @pytest.fixture(scope="module")
