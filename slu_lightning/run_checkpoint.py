@@ -10,13 +10,18 @@ at every point where the parent may save, as Lightning did before 2.6 and as res
 at the final batch of a run that ``max_steps`` stops mid-epoch. Steps trained after a run's last
 validation (twice-an-epoch validation with an odd batch count, an unvalidated final epoch) reach
 ``last.ckpt`` when training ends; Lightning's own end-of-training save happens only in a run that
-saved nothing before.
+saved nothing before. Saves triggered by ``every_n_train_steps`` write ``last.ckpt`` only: the best
+checkpoint is always a validated state ranked by its own validation. A run folder moved to another
+root keeps its one best checkpoint (Lightning would forget it and save the next beside it).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -40,12 +45,31 @@ class RunCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_at = trainer.global_step
         super().on_validation_end(trainer, pl_module)
         if trainer.sanity_checking:
             return
-        self._validated_at = trainer.global_step
+        if self._every_n_epochs < 1 and trainer.state.fn == TrainerFn.FITTING:
+            # step- or time-triggered saves rank no checkpoint (below): rank the validated one here
+            self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
         if not self._should_save_on_train_epoch_end(trainer):
             self._save_latest(trainer)
+
+    def _save_topk_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
+        """Rank a checkpoint only at the step its monitored value was measured: a save triggered by
+        ``every_n_train_steps`` would rank unvalidated weights by an earlier validation's loss."""
+        if self.monitor is None or self._validated_at == trainer.global_step:
+            super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Read the saved paths as files of this run's checkpoint folder when the run was moved
+        (copied to another root or machine): Lightning would forget the best checkpoint's file,
+        and the next best would be saved beside it instead of replacing it."""
+        saved = state_dict.get("dirpath")
+        if saved and self.dirpath and Path(saved) != Path(self.dirpath):
+            state_dict = _moved(state_dict, Path(saved), Path(self.dirpath))
+        super().load_state_dict(state_dict)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not _at_epoch_end(trainer):  # cut short: saved at its final batch
@@ -62,6 +86,25 @@ class RunCheckpoint(ModelCheckpoint):
         ``last.ckpt`` too) or would save none here (not fitting)."""
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def _moved(state_dict: dict, saved: Path, dirpath: Path) -> dict:
+    """``state_dict`` with every path under ``saved`` moved under ``dirpath``."""
+
+    def moved(path: str) -> str:
+        return (
+            str(dirpath / Path(path).relative_to(saved))
+            if path and Path(path).is_relative_to(saved)
+            else path
+        )
+
+    paths = ("best_model_path", "kth_best_model_path", "last_model_path")
+    return {
+        **state_dict,
+        "dirpath": str(dirpath),
+        **{key: moved(state_dict[key]) for key in paths if key in state_dict},
+        "best_k_models": {moved(path): score for path, score in state_dict.get("best_k_models", {}).items()},
+    }
 
 
 def _at_epoch_end(trainer: L.Trainer) -> bool:

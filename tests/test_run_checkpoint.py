@@ -1,3 +1,5 @@
+import shutil
+
 import lightning as L
 import pytest
 import torch
@@ -10,16 +12,16 @@ from slu_lightning.run_checkpoint import RunCheckpoint
 class WorseEveryEpoch(L.LightningModule):
     """A linear layer whose logged validation loss rises each epoch: only epoch 0 is ever the best."""
 
-    def __init__(self, rows: int = 4):
+    def __init__(self, rows: int = 4, sign: float = 1.0):
         super().__init__()
         self.layer = torch.nn.Linear(2, 1)
-        self.rows = rows
+        self.rows, self.sign = rows, sign
 
     def training_step(self, batch, batch_idx):
         return self.layer(batch[0]).pow(2).mean()
 
     def validation_step(self, batch, batch_idx):
-        self.log("val/loss", float(self.current_epoch))
+        self.log("val/loss", self.sign * float(self.current_epoch))
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -31,12 +33,27 @@ class WorseEveryEpoch(L.LightningModule):
         return self.train_dataloader()
 
 
-def fit(tmp_path, callback: type[ModelCheckpoint], rows: int = 4, **limits) -> L.Trainer:
-    """Fit ``WorseEveryEpoch`` on ``rows`` rows (batch 2) under ``limits`` (max_epochs / max_steps,
-    validation intervals), checkpoints in ``tmp_path``."""
-    checkpoint = callback(dirpath=tmp_path, monitor="val/loss", save_last=True, filename="best-{epoch}")
+def fit(
+    tmp_path,
+    callback: type[ModelCheckpoint],
+    rows: int = 4,
+    sign: float = 1.0,
+    every=None,
+    ckpt_path=None,
+    **limits,
+) -> L.Trainer:
+    """Fit ``WorseEveryEpoch`` (``sign`` -1: better every epoch) on ``rows`` rows (batch 2) under
+    ``limits`` (max_epochs / max_steps, validation intervals), checkpoints in ``tmp_path`` (also
+    every ``every`` steps)."""
+    checkpoint = callback(
+        dirpath=tmp_path,
+        monitor="val/loss",
+        save_last=True,
+        filename="best-{epoch}-{step}",
+        every_n_train_steps=every,
+    )
     trainer = L.Trainer(callbacks=[checkpoint], logger=False, enable_progress_bar=False, **limits)
-    trainer.fit(WorseEveryEpoch(rows))
+    trainer.fit(WorseEveryEpoch(rows, sign), ckpt_path=ckpt_path)
     return trainer
 
 
@@ -50,7 +67,7 @@ def test_last_ckpt_holds_the_final_epoch_even_when_validation_got_worse(tmp_path
     keeps it at the run's latest state, and still keeps the best checkpoint apart."""
     fit(tmp_path, callback, max_epochs=3)
     assert last_step(tmp_path) == step
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-epoch=0.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best-epoch=0-step=2.ckpt", "last.ckpt"]
 
 
 def test_an_epoch_cut_short_by_max_steps_leaves_last_ckpt_at_its_final_batch_mid_epoch(tmp_path):
@@ -76,3 +93,29 @@ def test_last_ckpt_holds_the_steps_after_the_last_validation(tmp_path, rows, lim
     comes after its last validation, and ``--ckpt_path last`` must still test the trained model."""
     assert fit(tmp_path, RunCheckpoint, rows, **limits).global_step == step
     assert last_step(tmp_path) == step
+
+
+@pytest.mark.parametrize(
+    ("sign", "best"), [(1.0, "best-epoch=0-step=5.ckpt"), (-1.0, "best-epoch=2-step=15.ckpt")]
+)
+def test_steps_between_validations_save_last_ckpt_but_are_never_ranked_best(tmp_path, sign, best):
+    """Saves every 3 steps of 5-batch epochs validated at their ends (steps 5, 10, 15): the best
+    checkpoint is a validated one, ranked by its own validation loss, not the one before it."""
+    fit(tmp_path, RunCheckpoint, rows=10, sign=sign, every=3, max_epochs=3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [best, "last.ckpt"]
+    assert last_step(tmp_path) == 15
+
+
+def test_a_moved_run_keeps_one_best_checkpoint(tmp_path):
+    """Resumed in a copy of its folder, a run replaces its best checkpoint there, as it would have
+    in the original folder, so ``--ckpt_path best`` finds one."""
+    fit(tmp_path / "run", RunCheckpoint, sign=-1.0, max_epochs=1)
+    shutil.copytree(tmp_path / "run", tmp_path / "moved")
+    fit(
+        tmp_path / "moved",
+        RunCheckpoint,
+        sign=-1.0,
+        max_epochs=3,
+        ckpt_path=str(tmp_path / "moved" / "last.ckpt"),
+    )
+    assert sorted(p.name for p in (tmp_path / "moved").iterdir()) == ["best-epoch=2-step=6.ckpt", "last.ckpt"]
