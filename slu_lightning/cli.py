@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from slu_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError, check_checkpoint_file
 from slu_lightning.curriculum import CurriculumCallback
@@ -98,15 +98,16 @@ class SLUCli(LightningCLI):
         }
         config.trainer.default_root_dir = str(run_dir)
         self.save_config_kwargs["config_filename"] = run_config_name(self.subcommand)
+        self.save_config_kwargs["given_ckpt_path"] = config.get("ckpt_path")
         follow_run_seed(config)
         if self.subcommand == "fit":
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
         elif config.get("ckpt_path") == "last":
-            config.ckpt_path = resolve_resume("last", run_dir / "checkpoints")
+            config.ckpt_path = resolve_resume("last", run_dir / "checkpoints", self.subcommand)
         elif config.get("ckpt_path") == "best":
             config.ckpt_path = resolve_best(run_dir / "checkpoints")
         elif config.get("ckpt_path") is None:
-            warn_untuned(self.subcommand, run_dir / "checkpoints")
+            check_untuned(self.subcommand, run_dir / "checkpoints")
         if (
             config.get("ckpt_path")
             and config.ckpt_path != "hpc"
@@ -132,6 +133,18 @@ class SLUCli(LightningCLI):
         self.datamodule.connect(self.model.tokenizer, self.model.prompt, self.model.n_mels)
 
 
+class RunConfigSaver(SaveConfigCallback):
+    """Saves the run's config with ``--ckpt_path`` as given (``auto``, ``last``), not as resolved to
+    this run's checkpoint file: ``fit --config <run>/config.yaml --run.name other`` would otherwise
+    resume the first run's checkpoint in the other run, silently."""
+
+    def __init__(self, parser, config, *, given_ckpt_path: str | None = None, **kwargs) -> None:
+        config = config.clone()
+        if "ckpt_path" in config:
+            config.ckpt_path = given_ckpt_path
+        super().__init__(parser, config, **kwargs)
+
+
 def follow_run_seed(config) -> None:
     """Model and data seeds left unset (None) take the run's ``seed_everything``, so that a seed
     axis varies what a run draws: batch order, adapter initialisation, dropout masks. Without this
@@ -144,22 +157,23 @@ def follow_run_seed(config) -> None:
             part.init_args.seed = int(config.seed_everything)
 
 
-def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
+def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path, subcommand: str = "fit") -> str | None:
     """Turn ``last``/``auto`` into a real path, or fail clearly instead of restarting silently."""
     last = checkpoint_dir / "last.ckpt"  # a file, or a folder under FSDP's sharded state dicts
+    using = "resuming from" if subcommand == "fit" else f"{subcommand}: the weights of"
     if ckpt_path == "auto":
         if last.exists():
-            log.info("resuming from %s", last)
+            log.info("%s %s", using, last)
             return str(last)
         log.info("no checkpoint in %s: starting a fresh run", checkpoint_dir)
         return None
     if ckpt_path == "last":
         if not last.exists():
-            raise RunError(
-                f"--ckpt_path last: no checkpoint at {last}. Check --run.name/--run.root, "
-                "or use --ckpt_path auto to start fresh when there is none."
+            fresh = (
+                ", or use --ckpt_path auto to start fresh when there is none" if subcommand == "fit" else ""
             )
-        log.info("resuming from %s", last)
+            raise RunError(f"--ckpt_path last: no checkpoint at {last}. Check --run.name/--run.root{fresh}.")
+        log.info("%s %s", using, last)
         return str(last)
     if ckpt_path is None:
         if last.exists():
@@ -229,16 +243,20 @@ def resolve_best(checkpoint_dir: Path) -> str:
     return str(found[0])
 
 
-def warn_untuned(subcommand: str, checkpoint_dir: Path) -> None:
+def check_untuned(subcommand: str, checkpoint_dir: Path) -> None:
     """Evaluating without ``--ckpt_path`` scores the backbone as loaded: the zero-shot baseline when
-    meant, a wasted run when ``--ckpt_path last`` was forgotten. Say which it is about to be."""
+    meant, a lost result when ``--ckpt_path last`` was forgotten in a trained run, whose metrics and
+    predictions it would replace. Refuse the second, say which the first is."""
     last = checkpoint_dir / "last.ckpt"
-    hint = f"; this run has a checkpoint, {last}: add --ckpt_path last" if last.exists() else ""
+    if last.exists():
+        raise RunError(
+            f"{subcommand} without --ckpt_path would score the backbone as loaded, with no fine-tuned "
+            f"weights, and replace the results of {checkpoint_dir.parent}, which has a checkpoint: add "
+            "--ckpt_path last (or best, or a file); for the zero-shot baseline, name another --run.name"
+        )
     log.warning(
-        "%s without --ckpt_path: the backbone as loaded, with no fine-tuned weights (the zero-shot "
-        "baseline)%s",
+        "%s without --ckpt_path: the backbone as loaded, with no fine-tuned weights (the zero-shot baseline)",
         subcommand,
-        hint,
     )
 
 
@@ -250,6 +268,7 @@ def lightning_main(args: list[str] | None) -> None:
         subclass_mode_model=True,
         subclass_mode_data=True,
         args=args,
+        save_config_callback=RunConfigSaver,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
             "reload_dataloaders_every_n_epochs": 1,  # each epoch's loader is built from its curriculum phase

@@ -10,7 +10,7 @@ import torch
 import yaml
 from jsonargparse import Namespace
 
-from slu_lightning.cli import COMMANDS, follow_run_seed, main, user_message, warn_untuned
+from slu_lightning.cli import COMMANDS, RunError, check_untuned, follow_run_seed, main, user_message
 from slu_lightning.data.errors import DataError
 
 CONFIGS = sorted(
@@ -301,7 +301,7 @@ def test_predict_on_a_folder_of_audio_in_any_rate_prints_one_json_line_per_file(
 
 def test_predict_without_audio_fails_clearly(trained, capsys):
     config, _ = trained
-    assert exit_code(["predict", "--config", str(config)]) == 2
+    assert exit_code(["predict", "--config", str(config), "--ckpt_path", "last"]) == 2
     assert "predict_audio" in capsys.readouterr().err
 
 
@@ -430,6 +430,14 @@ def test_checkpoints_are_written_atomically_beside_their_target(tmp_path):
     AtomicCheckpointIO().save_checkpoint({"step": torch.tensor(3)}, path)
     assert torch.load(path, weights_only=True)["step"] == 3
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_a_runs_saved_config_keeps_ckpt_path_as_given_so_it_never_resumes_another_run(trained, caplog):
+    config, run = trained
+    with caplog.at_level("INFO", logger="slu_lightning"):
+        main(["fit", "--config", str(config), "--ckpt_path", "auto"])  # finished: resumes and stops
+    assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in caplog.text
+    assert yaml.safe_load((run / "config.yaml").read_text())["ckpt_path"] == "auto"
 
 
 def test_a_runs_saved_config_runs_it_again_with_atomic_checkpoints(trained):
@@ -576,19 +584,16 @@ def test_a_mistyped_command_gets_the_nearest_one_and_the_list(capsys):
     assert "compare-transcripts" in error
 
 
-def test_evaluating_without_a_checkpoint_says_it_scores_the_backbone_as_loaded(tmp_path, caplog):
+def test_evaluating_without_a_checkpoint_is_the_zero_shot_baseline_and_never_replaces_a_runs_results(
+    tmp_path, caplog
+):
     with caplog.at_level("WARNING", logger="slu_lightning"):
-        warn_untuned("test", tmp_path / "checkpoints")
-    assert (
-        "test without --ckpt_path: the backbone as loaded" in caplog.text
-        and "add --ckpt_path" not in caplog.text
-    )
+        check_untuned("test", tmp_path / "checkpoints")
+    assert "test without --ckpt_path: the backbone as loaded" in caplog.text
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.ckpt").write_bytes(b"")
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="slu_lightning"):
-        warn_untuned("predict", tmp_path / "checkpoints")
-    assert "this run has a checkpoint" in caplog.text and "add --ckpt_path last" in caplog.text
+    with pytest.raises(RunError, match="predict without --ckpt_path would score the backbone as loaded"):
+        check_untuned("predict", tmp_path / "checkpoints")
 
 
 class FailingClips(torch.utils.data.Dataset):

@@ -496,7 +496,9 @@ def audio_inputs(source: str | None) -> list[SLUExample]:
     its rows with audio, ids kept, so the predictions score against it) or a list file (one path a
     line, relative to the list's folder like a manifest's)."""
     if source is None:
-        raise DataError("predict needs data.init_args.predict_audio: an audio file, a folder or a list file")
+        raise DataError(
+            "predict needs data.init_args.predict_audio: an audio file, a folder, a list file or a manifest"
+        )
     path = Path(source)
     if path.is_dir():
         found = [p for p in path.rglob("*") if p.is_file()]

@@ -429,9 +429,7 @@ def _read_predictions_gold(path: Path, modality: str | None) -> list[SLUExample]
             )
         ]
 
-    return collect(
-        path, jsonl_records(path), parse, None, unique=()
-    )  # _load_gold says why they repeat
+    return collect(path, jsonl_records(path), parse, None, unique=())  # _load_gold says why they repeat
 
 
 def _key(row: dict[str, Any]) -> str | None:
