@@ -100,6 +100,8 @@ class SLUCli(LightningCLI):
         self.save_config_kwargs["config_filename"] = run_config_name(self.subcommand)
         self.save_config_kwargs["given_ckpt_path"] = config.get("ckpt_path")
         follow_run_seed(config)
+        if self.subcommand == "predict" and not sys.stdout.isatty():
+            config.trainer.enable_progress_bar = False  # stdout holds the JSON lines; the log says how far
         if self.subcommand == "fit":
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
         elif config.get("ckpt_path") == "last":

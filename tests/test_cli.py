@@ -291,9 +291,11 @@ def test_predict_on_a_folder_of_audio_in_any_rate_prints_one_json_line_per_file(
             str(folder),
             "--ckpt_path",
             str(run / "checkpoints" / "last.ckpt"),
+            "--trainer.enable_progress_bar",
+            "true",  # off when stdout is not a terminal: its bar would end the JSON lines
         ]
     )
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"file"')]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [Path(row["file"]).name for row in lines] == ["a.wav", "b.flac"]
     assert all({"scenario", "action", "entities", "status"} <= set(row) for row in lines)
     assert len((run / "predictions_predict.jsonl").read_text().splitlines()) == 2
