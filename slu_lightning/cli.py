@@ -202,7 +202,14 @@ def config_problem(args: list[str]) -> str | None:
     printed = io.StringIO()
     try:
         with contextlib.redirect_stderr(printed), contextlib.redirect_stdout(io.StringIO()), _quiet_logs():
-            _ParseOnly(SLUModule, SLUDataModule, subclass_mode_model=True, subclass_mode_data=True, args=args)
+            _ParseOnly(
+                SLUModule,
+                SLUDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                auto_configure_optimizers=False,
+                args=args,
+            )
     except _Parsed:
         return None
     except SystemExit:
@@ -271,6 +278,7 @@ def lightning_main(args: list[str] | None) -> None:
         subclass_mode_data=True,
         args=args,
         save_config_callback=RunConfigSaver,
+        auto_configure_optimizers=False,  # SLUModule's optimizer settings are model.init_args.optimizer
         save_config_kwargs={"overwrite": True},
         trainer_defaults={
             "reload_dataloaders_every_n_epochs": 1,  # each epoch's loader is built from its curriculum phase

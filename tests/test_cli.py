@@ -10,7 +10,15 @@ import torch
 import yaml
 from jsonargparse import Namespace
 
-from slu_lightning.cli import COMMANDS, RunError, check_untuned, follow_run_seed, main, user_message
+from slu_lightning.cli import (
+    COMMANDS,
+    RunError,
+    check_untuned,
+    config_problem,
+    follow_run_seed,
+    main,
+    user_message,
+)
 from slu_lightning.data.errors import DataError
 
 CONFIGS = sorted(
@@ -238,6 +246,15 @@ def test_a_wrong_config_key_gets_one_clear_message(trained, capsys):
     config, _ = trained
     assert exit_code(["fit", "--config", str(config), "--model.init_args.no_such_option", "1"]) == 2
     assert "no_such_option" in capsys.readouterr().err
+
+
+def test_optimizer_settings_are_the_models_and_lightnings_optimizer_options_are_refused(trained, capsys):
+    """LightningCLI's --optimizer would replace SLUModule.configure_optimizers and crash on its
+    parameter groups; the learning rate is model.init_args.optimizer.lr."""
+    config, _ = trained
+    assert exit_code(["fit", "--config", str(config), "--run.name", "opt", "--optimizer", "AdamW"]) == 2
+    assert "unrecognized arguments: --optimizer AdamW" in capsys.readouterr().err
+    assert "--optimizer" in config_problem(["fit", "--config", str(config), "--optimizer", "AdamW"])
 
 
 def test_a_missing_backbone_gets_one_clear_message(trained, capsys):
