@@ -30,7 +30,7 @@ from slu_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError, che
 from slu_lightning.curriculum import CurriculumCallback
 from slu_lightning.data.corpus_cache import CorpusFolderError
 from slu_lightning.data.datamodules import SLUDataModule
-from slu_lightning.data.errors import DataError
+from slu_lightning.data.errors import ConfigError, DataError
 from slu_lightning.experiments.sweep import run_config_name
 from slu_lightning.export import ExportError
 from slu_lightning.model.backbone import BackboneError
@@ -427,6 +427,7 @@ def user_message(error: BaseException) -> str:
 USER_ERRORS = (
     BackboneError,
     CheckpointError,
+    ConfigError,
     CorpusFolderError,
     DataError,
     ExportError,

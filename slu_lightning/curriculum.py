@@ -16,6 +16,8 @@ from typing import Literal
 import lightning as L
 import torch
 
+from slu_lightning.data.errors import ConfigError
+
 SOURCES = ("text", "speech", "tts", "noisy")
 """Training sources: all transcripts, the real speech subset, speech synthesised for transcripts, and
 transcripts corrupted as the recogniser hears (``data/recogniser_noise.py``)."""
@@ -74,7 +76,7 @@ class CurriculumPhase:
         if self.schedule == "continue" and (self.lr is not None or self.warmup_ratio is not None):
             problems.append("a phase that continues the schedule before it takes no lr or warmup_ratio")
         if problems:
-            raise ValueError(f"curriculum phase {self.name!r}: " + "; ".join(problems))
+            raise ConfigError(f"curriculum phase {self.name!r}: " + "; ".join(problems))
 
     @property
     def uses_speech(self) -> bool:
@@ -146,7 +148,7 @@ def build_schedule(
 ) -> PhaseSchedule:
     """The schedule of ``phases`` given the optimizer steps of every epoch of the run."""
     if phases[0].schedule == "continue":
-        raise ValueError(f"curriculum phase {phases[0].name!r}: the first phase has no schedule to continue")
+        raise ConfigError(f"curriculum phase {phases[0].name!r}: the first phase has no schedule to continue")
     segments: list[tuple[CurriculumPhase, int, int]] = []  # (first phase, first step, steps)
     first_epoch = 0
     for phase in phases:

@@ -257,6 +257,26 @@ def test_optimizer_settings_are_the_models_and_lightnings_optimizer_options_are_
     assert "--optimizer" in config_problem(["fit", "--config", str(config), "--optimizer", "AdamW"])
 
 
+@pytest.mark.parametrize(
+    ("regime", "override", "says"),
+    [
+        ("MixedDataModule", ["--data.init_args.speech_subset.proportion", "1.5"], "within [0, 1], got 1.5"),
+        (
+            "CurriculumDataModule",
+            ["--trainer.max_epochs", "9"],
+            "phases last 2 epochs but trainer.max_epochs is 9",
+        ),
+    ],
+)
+def test_a_value_that_cannot_work_gets_one_line_not_a_traceback(
+    toy_corpus, tmp_path, capsys, regime, override, says
+):
+    config = write_config(tmp_path, toy_corpus, regime)
+    assert exit_code(["fit", "--config", str(config), *override]) == 2
+    error = capsys.readouterr().err
+    assert says in error and "Traceback" not in error
+
+
 def test_a_missing_backbone_gets_one_clear_message(trained, capsys):
     config, _ = trained
     assert (

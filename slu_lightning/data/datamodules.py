@@ -44,7 +44,7 @@ from slu_lightning.curriculum import (
 from slu_lightning.data.audio import checked_seconds, load_audio
 from slu_lightning.data.collate import SLUCollator, SLUItem
 from slu_lightning.data.corpora import Corpus, Split
-from slu_lightning.data.errors import BadInputPolicy, DataError, SkipLog
+from slu_lightning.data.errors import BadInputPolicy, ConfigError, DataError, SkipLog
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.recogniser_noise import CharChannel, RecogniserNoise
@@ -582,7 +582,7 @@ class CurriculumDataModule(SLUDataModule):
         """
         super().__init__(*args, **kwargs)
         if not phases:
-            raise ValueError("a curriculum needs at least one phase")
+            raise ConfigError("a curriculum needs at least one phase")
         self._phases = list(phases)
 
     def phases(self) -> list[CurriculumPhase]:
@@ -594,7 +594,7 @@ class CurriculumDataModule(SLUDataModule):
     def setup(self, stage: str) -> None:
         total = sum(phase.epochs for phase in self._phases)
         if stage == "fit" and self.trainer and self.trainer.max_epochs != total:
-            raise ValueError(
+            raise ConfigError(
                 f"the curriculum's phases last {total} epochs but trainer.max_epochs is "
                 f"{self.trainer.max_epochs}; make them equal"
             )

@@ -26,6 +26,11 @@ class DataError(ValueError):
         self.reason = message
 
 
+class ConfigError(ValueError):
+    """A setting that cannot work, alone or with the others (a speech proportion outside [0, 1], a
+    curriculum whose epochs are not ``trainer.max_epochs``): the CLI says it in one line."""
+
+
 class SkipLog:
     """Applies a ``BadInputPolicy``: raises under ``error``, counts and logs under ``skip``.
 

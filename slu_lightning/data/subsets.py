@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from slu_lightning.atomic import atomic_write_text
-from slu_lightning.data.errors import DataError
+from slu_lightning.data.errors import ConfigError, DataError
 from slu_lightning.data.records import SLUExample
 
 PAPER_PROPORTIONS = (0.0, 0.02, 0.05, 0.10, 0.25, 1.0)
@@ -39,7 +39,7 @@ class SpeechSubset:
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.proportion <= 1.0:
-            raise ValueError(f"speech proportion must be within [0, 1], got {self.proportion}")
+            raise ConfigError(f"speech proportion must be within [0, 1], got {self.proportion}")
 
     def select(self, speech: list[SLUExample]) -> list[SLUExample]:
         """The kept examples, in their original order."""

@@ -29,6 +29,7 @@ import torchmetrics
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.checkpoint_io import CheckpointError
 from slu_lightning.curriculum import build_schedule
+from slu_lightning.data.errors import ConfigError
 from slu_lightning.data.features import padding_value
 from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
 from slu_lightning.model.audio_compression import (
@@ -490,7 +491,7 @@ class SLUModule(L.LightningModule):
         parts = self._parts_ever_trained()
         params = [p for part in parts for p in self.candidates[part]]
         if not params:
-            raise ValueError("nothing to train: every part is frozen in every phase")
+            raise ConfigError("nothing to train: every part is frozen in every phase")
         settings = self.optimizer_settings
         optimizer = torch.optim.AdamW(
             params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay
