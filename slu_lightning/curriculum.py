@@ -200,7 +200,6 @@ class CurriculumCallback(L.Callback):
         if phase.reset_optimizer and at_phase_start and index > 0:
             for optimizer in trainer.optimizers:
                 optimizer.state.clear()
-        pl_module.log("curriculum/phase", float(index), on_step=False, on_epoch=True)
 
     @staticmethod
     def _train_parts_of_phase(
@@ -238,6 +237,9 @@ class CurriculumCallback(L.Callback):
         if self.tts_examples_seen:
             logged["curriculum/tts_examples_seen"] = float(self.tts_examples_seen)
         pl_module.log_dict(logged, on_step=True, on_epoch=False)
+        # from each batch, not the epoch's start: a run resumed mid-epoch logs its epoch's phase too
+        phase = float(phase_index_at(trainer.datamodule.phases(), trainer.current_epoch))
+        pl_module.log("curriculum/phase", phase, on_step=False, on_epoch=True)
 
     def state_dict(self) -> dict:
         return {

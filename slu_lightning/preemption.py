@@ -40,6 +40,7 @@ from typing import Any
 import lightning as L
 
 from slu_lightning.atomic import atomic_write
+from slu_lightning.progress_log import where_in_training
 
 log = logging.getLogger(__name__)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -102,10 +103,9 @@ class PreemptionCallback(L.Callback):
         path = save_last_checkpoint(trainer)
         if trainer.is_global_zero:
             log.warning(
-                "run interrupted by %s at step %d (epoch %d, batch %d): saved %s. Resume it by %s",
+                "run interrupted by %s at %s, batch %d: saved %s. Resume it by %s",
                 signal.Signals(signum).name,
-                trainer.global_step,
-                trainer.current_epoch,
+                where_in_training(trainer),
                 batch_idx + 1,
                 path,
                 self.resume_hint,

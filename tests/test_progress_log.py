@@ -91,3 +91,19 @@ def test_testing_logs_its_batches_too(caplog):
     lines = [r.getMessage() for r in caplog.records if r.name == "slu_lightning.progress_log"]
     assert [line.split(", ")[:2] for line in lines] == [["testing", f"batch {i}/3"] for i in (1, 2, 3)]
     assert lines[-1].endswith(", 0 s left")
+
+
+def test_the_rate_counts_the_batches_since_the_clock_started(monkeypatch):
+    """A run resumed at batch 12 of 20 (which skips on_train_epoch_start) reports 2 batches in 4 s,
+    not 13 batches since the clock's origin."""
+    times = iter([100.0, 102.0, 104.0])
+    monkeypatch.setattr("slu_lightning.progress_log.time.monotonic", lambda: next(times))
+    log_lines = ProgressLog(every_seconds=0)
+    log_lines._active = True
+    log_lines.on_train_start(None, None)
+    assert log_lines._progress("epoch 2/3", 12, 20, "in the epoch").endswith(
+        "0.50 batches/s, 16 s left in the epoch"
+    )
+    assert log_lines._progress("epoch 2/3", 13, 20, "in the epoch").endswith(
+        "0.50 batches/s, 14 s left in the epoch"
+    )
