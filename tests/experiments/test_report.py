@@ -231,6 +231,10 @@ def test_an_explicit_baseline_and_a_bad_selector(sweep_root, tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         main(["--root", str(root), "--out", str(tmp_path), "--baseline", "seed_everything=1"])
     assert stop.value.code == 2 and "KEY=VALUE" in capsys.readouterr().err
+    with pytest.raises(
+        ReportError, match=r"--baseline 'base=mixd' matches no row; the rows' values: \{'base': \["
+    ):
+        write_report(root, tmp_path, baseline="base=mixd", resamples=20)
     with pytest.raises(ReportError, match="nowhere does not exist"):
         write_report(tmp_path / "nowhere", tmp_path)
     with pytest.raises(ReportError, match="no sweep.json in"):

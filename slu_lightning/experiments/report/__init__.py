@@ -42,7 +42,12 @@ from slu_lightning.experiments.report.cells import (
     read_cells,
 )
 from slu_lightning.experiments.report.plot import plot_slu_f1
-from slu_lightning.experiments.report.scores import compare_with_baselines, parse_selector, score_group
+from slu_lightning.experiments.report.scores import (
+    axis_values,
+    compare_with_baselines,
+    parse_selector,
+    score_group,
+)
 from slu_lightning.experiments.report.tables import per_seed_section, results_tables
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,10 @@ def write_report(
     selector = parse_selector(baseline, axis_keys(keys))
     scores = [score_group(group, resamples, seed) for group in groups]
     compare_with_baselines(scores, selector, resamples, seed, skip_cascades=baseline is None)
+    if baseline is not None and not any(score.is_baseline for score in scores):
+        raise ReportError(
+            f"--baseline {baseline!r} matches no row; the rows' values: {axis_values(scores, selector)}"
+        )
     scores.sort(key=lambda score: not score.is_baseline)  # references first, then sweep order
     md_table, csv_text = results_tables(scores, keys)
     selector_text = ",".join(f"{k}={v}" for k, v in selector.items()) or "none"

@@ -147,6 +147,13 @@ def compare_with_baselines(
         }
 
 
+def axis_values(scores: list[GroupScore], selector: dict[str, str]) -> dict[str, list[str]]:
+    """The labels each selected axis takes over the rows, for an error that shows what exists."""
+    return {
+        key: sorted({value_label(key, score.group.values.get(key)) for score in scores}) for key in selector
+    }
+
+
 def _seed_partners(group: Group, baseline: Group) -> list[CellPredictions] | None:
     """The baseline cell of each of the group's seeds: the same seed, or the baseline's only cell."""
     by_seed = {seed_of(cell): cell for cell in baseline.cells}
