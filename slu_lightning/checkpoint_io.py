@@ -31,17 +31,21 @@ def check_checkpoint_file(path: str | Path) -> None:
     if path.is_dir():
         return
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such checkpoint file{_others(path)}")
     try:
         with zipfile.ZipFile(path):
             pass
     except (zipfile.BadZipFile, OSError) as error:
-        siblings = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
-        others = f"; the folder also holds {', '.join(siblings)}" if siblings else ""
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({error}): it is truncated, empty or another kind of "
-            f"file{others}"
+            f"file{_others(path)}"
         ) from error
+
+
+def _others(path: Path) -> str:
+    """The other checkpoints of ``path``'s folder, as the end of an error message."""
+    siblings = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path) if path.parent.is_dir() else []
+    return f"; the folder holds {', '.join(siblings)}" if siblings else ""
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -390,7 +390,7 @@ def test_export_replaces_only_its_own_folders_and_names_a_bad_checkpoint(trained
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
     torch.save({"a": 1}, tmp_path / "other.ckpt")
     for bad, says in (
-        (tmp_path / "missing.ckpt", "no such checkpoint file"),
+        (tmp_path / "missing.ckpt", "no such checkpoint file; the folder holds notes.ckpt, other.ckpt"),
         (tmp_path / "notes.ckpt", "not a readable checkpoint"),
         (tmp_path / "other.ckpt", "not a checkpoint of `slu-lightning fit`"),
     ):
