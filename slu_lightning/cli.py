@@ -120,6 +120,8 @@ class SLUCli(LightningCLI):
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs) -> LightningArgumentParser:
         """Lightning's ``--ckpt_path`` help describes its own ``last``; this CLI resolves it in the run."""
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand in ("validate", "test"):  # Lightning's table lists every metric of every locale
+            parser.set_defaults(verbose=False)
         for action in parser._actions:
             if action.dest == "ckpt_path":
                 action.help = CKPT_PATH_HELP["fit" if subcommand == "fit" else "evaluate"]

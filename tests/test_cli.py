@@ -218,9 +218,15 @@ def test_a_curriculum_resumed_at_or_inside_a_phase_ends_with_the_uninterrupted_w
         assert_same_weights(logs / name / "checkpoints" / "last.ckpt", whole)
 
 
-def test_test_writes_scorer_format_predictions(trained):
+def test_test_writes_scorer_format_predictions_and_says_its_headline_in_a_line(trained, caplog, capsys):
     config, run = trained
-    main(["test", "--config", str(config), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    capsys.readouterr()
+    with caplog.at_level("INFO", logger="slu_lightning.model.module"):
+        main(["test", "--config", str(config), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")])
+    metrics = json.loads((run / "metrics_test.json").read_text())["speech"]
+    assert f"test on speech, 8 examples: intent_acc {metrics['intent_acc']:.3f} [" in caplog.text
+    assert "num_examples_ci_low" not in metrics  # a count has no interval
+    assert "Test metric" not in capsys.readouterr().out  # Lightning's table of every metric is off
     rows = [json.loads(line) for line in (run / "predictions_test.jsonl").read_text().splitlines()]
     assert len(rows) == 8 and {row["modality"] for row in rows} == {"speech"}
     assert [row["id"] for row in rows] == sorted(row["id"] for row in rows)  # not the decoding order

@@ -127,6 +127,8 @@ class SLUMetrics(Metric):
                     alpha=self.alpha,
                 )
                 for name, (low, high) in intervals.items():
+                    if name == "num_examples":  # a count, not an estimate
+                        continue
                     results[f"{prefix}{name}_ci_low"] = low
                     results[f"{prefix}{name}_ci_high"] = high
         return {name: torch.tensor(value, dtype=torch.float64) for name, value in results.items()}
@@ -141,3 +143,19 @@ def _first_occurrences(example_idx: torch.Tensor) -> torch.Tensor:
     keep = torch.zeros(len(example_idx), dtype=torch.bool, device=example_idx.device)
     keep[first] = True
     return keep | (example_idx < 0)
+
+
+HEADLINE = ("intent_acc", "entity_f1", "slu_f1")
+"""The metrics a test's one-line summary shows; ``metrics_test.json`` holds them all."""
+
+
+def headline(name: str, metrics: dict[str, float]) -> str:
+    """``name, N examples: intent_acc 0.341 [0.280, 0.402], ..., invalid_rate 0.044``."""
+    shown = [f"{metric} {metrics[metric]:.3f}{_interval(metrics, metric)}" for metric in HEADLINE]
+    examples = int(metrics["num_examples"])
+    return f"{name}, {examples} examples: {', '.join(shown)}, invalid_rate {metrics['invalid_rate']:.3f}"
+
+
+def _interval(metrics: dict[str, float], metric: str) -> str:
+    low, high = metrics.get(f"{metric}_ci_low"), metrics.get(f"{metric}_ci_high")
+    return "" if low is None else f" [{low:.3f}, {high:.3f}]"

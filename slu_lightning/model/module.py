@@ -31,7 +31,7 @@ from slu_lightning.checkpoint_io import CheckpointError
 from slu_lightning.curriculum import build_schedule
 from slu_lightning.data.errors import ConfigError
 from slu_lightning.data.features import padding_value
-from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
+from slu_lightning.evaluation.metrics import SLUMetrics, headline, rows_from_predictions
 from slu_lightning.model.audio_compression import (
     AudioCompression,
     ctc_compress,
@@ -466,6 +466,9 @@ class SLUModule(L.LightningModule):
         if split == "test" and summary and self.trainer.is_global_zero and run_dir:
             summary["checkpoint"] = str(self.trainer.ckpt_path)  # which checkpoint these numbers are for
             atomic_write_text(Path(run_dir) / "metrics_test.json", json.dumps(summary, indent=1))
+            for modality in self.trainer.datamodule.eval_modalities(split):
+                log.info("%s", headline(f"test on {modality}", summary[modality]))
+            log.info("every metric, per locale too: %s", Path(run_dir) / "metrics_test.json")
 
     def _write_predictions(self, stage: str) -> list[dict]:
         """Gather every rank's rows and write them (rank 0) as ``predictions_<stage>.jsonl``, sorted by
