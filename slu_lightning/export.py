@@ -88,7 +88,22 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -
     _write(targets[0], module.model, module, record)  # the adapter, or a full fine-tuning's model
     if lora and merged:
         _write(out / "merged", module.model.merge_and_unload(), module, record)
+    _warn_of_other_exports(out, targets, record["checkpoint"])
     return out
+
+
+def _warn_of_other_exports(out: Path, written: list[Path], checkpoint: str) -> None:
+    """Name the folders beside this export that an earlier export of another checkpoint wrote: they
+    are left as they are, and would otherwise pass for this checkpoint's."""
+    for folder in sorted({out / name for name in ("adapter", "merged", "model")} - set(written)):
+        if (folder / RECORD).is_file():
+            earlier = json.loads((folder / RECORD).read_text(encoding="utf-8")).get("checkpoint")
+            if earlier != checkpoint:
+                log.warning(
+                    "%s is an earlier export of %s, not of this checkpoint; it is left as it is",
+                    folder,
+                    earlier,
+                )
 
 
 def _check_replaceable(directory: Path) -> None:

@@ -404,6 +404,19 @@ def test_export_replaces_only_its_own_folders_and_names_a_bad_checkpoint(trained
         assert f"error: {bad}: {says}" in capsys.readouterr().err
 
 
+def test_an_export_names_the_folders_beside_it_that_another_checkpoint_wrote(trained, tmp_path, caplog):
+    _, run = trained
+    (best,) = (run / "checkpoints").glob("best-*.ckpt")
+    main(["export", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--out", str(tmp_path), "--merged"])
+    with caplog.at_level("WARNING", logger="slu_lightning.export"):
+        main(["export", "--ckpt", str(best), "--out", str(tmp_path)])
+    assert (
+        f"{tmp_path / 'merged'} is an earlier export of {(run / 'checkpoints' / 'last.ckpt').resolve()}"
+        in caplog.text
+    )
+    assert "adapter" not in caplog.text  # replaced by this export
+
+
 def test_export_keeps_the_runs_audio_compression_and_warns_that_plain_transformers_will_not(
     trained, tmp_path, caplog
 ):
