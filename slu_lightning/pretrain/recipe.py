@@ -571,8 +571,10 @@ def build_parser() -> argparse.ArgumentParser:
         default, flag = getattr(defaults, f.name), f"--{f.name.replace('_', '-')}"
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true", help=SETTING_HELP[f.name])
-        elif f.name == "corpus_size":
-            parser.add_argument(flag, choices=ASR_SIZES, default=default, help=SETTING_HELP[f.name])
+        elif f.name == "corpus_size":  # --asr-size, as coverage and speaker-gap call it, too
+            parser.add_argument(
+                flag, "--asr-size", dest=f.name, choices=ASR_SIZES, default=default, help=SETTING_HELP[f.name]
+            )
         elif f.name == "steps":
             parser.add_argument(flag, type=positive_int, default=default, help=SETTING_HELP[f.name])
         elif f.name != "weights":

@@ -13,6 +13,7 @@ from slu_lightning.pretrain.recipe import (
     PretrainSettings,
     add_wall_time,
     backbone_lineage,
+    build_parser,
     command_line,
     machine_name,
     model_card,
@@ -343,3 +344,8 @@ def test_the_cards_reproduce_line_measures_as_many_clips_as_the_card():
     assert "    slu-lightning pretrain-tiny --everyday-words 5000 --eval-clips 4\n" in model_card(record)
     record["eval_clips"] = EVAL_CLIPS
     assert "    slu-lightning pretrain-tiny --everyday-words 5000\n" in model_card(record)
+
+
+def test_the_corpus_size_answers_to_the_name_the_other_commands_give_it():
+    assert build_parser().parse_args(["--asr-size", "tiny"]).corpus_size == "tiny"
+    assert build_parser().parse_args(["--corpus-size", "small"]).corpus_size == "small"
