@@ -21,6 +21,8 @@ second table splits each set by sentence kind (random word strings, phrase chunk
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import random
 import tempfile
 from pathlib import Path
@@ -34,8 +36,19 @@ from slu_lightning.data.demo_corpus import write_clips
 from slu_lightning.data.partition import partition
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.respeak import clip_of, respoken
+from slu_lightning.model.backbone import resolve_backbone
 from slu_lightning.pretrain.coverage import paired_wer, pooled_wer, unpaired_wer, word_error_rows
 from slu_lightning.pretrain.data import sample_heldout
+from slu_lightning.pretrain.recipe import ADDED_LATER
+
+log = logging.getLogger(__name__)
+FLAGS = {
+    "corpus_size": "asr-size",
+    "everyday_words": "everyday-words",
+    "extra_voices": "extra-voices",
+    "seed": "seed",
+}
+"""This command's flag for each ``pretrain-tiny`` setting that names the ASR corpus."""
 
 GAP_SETS = ("trained", "own voices", "held-out voices")
 
@@ -128,6 +141,23 @@ def kind_table(rows: dict[str, dict[str, np.ndarray]], sets: dict[str, list[SLUE
     return "\n".join(lines)
 
 
+def warn_of_another_corpus(backbone: str, corpus: dict) -> None:
+    """Warn when ``backbone``'s last pretraining stage (its ``pretraining.json``) trained on another
+    ASR corpus than the flags name: its "trained clips" would then be clips it never heard."""
+    record = resolve_backbone(backbone) / "pretraining.json"
+    if not record.is_file():
+        return
+    settings = {**ADDED_LATER, **json.loads(record.read_text(encoding="utf-8"))["settings"]}
+    if differing := {key: settings.get(key) for key, value in corpus.items() if settings.get(key) != value}:
+        flags = " ".join(f"--{FLAGS[key]} {value}" for key, value in differing.items())
+        log.warning(
+            "%s was pretrained on another ASR corpus than these flags name (pass %s): its 'trained clips' "
+            "below are clips it never trained on",
+            backbone,
+            flags,
+        )
+
+
 def main(args: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="slu-lightning speaker-gap", description=__doc__.split("\n\n")[0])
     parser.add_argument("--backbone", action="append", required=True, help="backbone to measure; repeatable")
@@ -141,6 +171,14 @@ def main(args: list[str]) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parsed = parser.parse_args(args)
+    corpus = {
+        "corpus_size": parsed.asr_size,
+        "everyday_words": parsed.everyday_words,
+        "extra_voices": parsed.extra_voices,
+        "seed": parsed.seed,
+    }
+    for backbone in parsed.backbone:
+        warn_of_another_corpus(backbone, corpus)
     with tempfile.TemporaryDirectory(prefix="speaker-gap-") as folder:
         sets = gap_sets(
             Path(folder),
