@@ -35,6 +35,7 @@ class RunCheckpoint(ModelCheckpoint):
     """
 
     _validated_at: int | None = None
+    _last_saved_at: int | None = None
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
@@ -81,10 +82,18 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save_latest(trainer)
 
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
+        super()._save_last_checkpoint(trainer, monitor_candidates)
+        if self.save_last:
+            self._last_saved_at = trainer.global_step
+
     def _save_latest(self, trainer: L.Trainer) -> None:
-        """Save ``last.ckpt`` unless the parent saved a checkpoint at this step (it then wrote
-        ``last.ckpt`` too) or would save none here (not fitting)."""
-        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+        """Save ``last.ckpt`` unless it holds this step already or no run is fitting. (Lightning's
+        own test, any checkpoint saved at this step, misses a best checkpoint saved without it.)"""
+        fitting = trainer.state.fn == TrainerFn.FITTING and not (
+            trainer.sanity_checking or trainer.fast_dev_run
+        )
+        if self.save_last and fitting and self._last_saved_at != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 

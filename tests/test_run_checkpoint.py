@@ -96,12 +96,19 @@ def test_last_ckpt_holds_the_steps_after_the_last_validation(tmp_path, rows, lim
 
 
 @pytest.mark.parametrize(
-    ("sign", "best"), [(1.0, "best-epoch=0-step=5.ckpt"), (-1.0, "best-epoch=2-step=15.ckpt")]
+    ("sign", "every", "best"),
+    [
+        (1.0, 3, "best-epoch=0-step=5.ckpt"),
+        (-1.0, 3, "best-epoch=2-step=15.ckpt"),
+        (-1.0, 4, "best-epoch=2-step=15.ckpt"),  # the final step is no multiple of 4
+        (-1.0, 1000, "best-epoch=2-step=15.ckpt"),  # no step-triggered save at all
+    ],
 )
-def test_steps_between_validations_save_last_ckpt_but_are_never_ranked_best(tmp_path, sign, best):
-    """Saves every 3 steps of 5-batch epochs validated at their ends (steps 5, 10, 15): the best
-    checkpoint is a validated one, ranked by its own validation loss, not the one before it."""
-    fit(tmp_path, RunCheckpoint, rows=10, sign=sign, every=3, max_epochs=3)
+def test_steps_between_validations_save_last_ckpt_but_are_never_ranked_best(tmp_path, sign, every, best):
+    """Saves every few steps of 5-batch epochs validated at their ends (steps 5, 10, 15): the best
+    checkpoint is a validated one, ranked by its own validation loss, not the one before it, and
+    last.ckpt holds the final step whichever save came last."""
+    fit(tmp_path, RunCheckpoint, rows=10, sign=sign, every=every, max_epochs=3)
     assert sorted(p.name for p in tmp_path.iterdir()) == [best, "last.ckpt"]
     assert last_step(tmp_path) == 15
 
