@@ -104,11 +104,11 @@ class SLUCli(LightningCLI):
             config.trainer.enable_progress_bar = False  # stdout holds the JSON lines; the log says how far
         if self.subcommand == "fit":
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
-        elif config.get("ckpt_path") == "last":
-            config.ckpt_path = resolve_resume("last", run_dir / "checkpoints", self.subcommand)
+        elif config.get("ckpt_path") in ("last", "auto"):  # auto: a fit's saved config says so
+            config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints", self.subcommand)
         elif config.get("ckpt_path") == "best":
             config.ckpt_path = resolve_best(run_dir / "checkpoints")
-        elif config.get("ckpt_path") is None:
+        if config.get("ckpt_path") is None and self.subcommand != "fit":
             check_untuned(self.subcommand, run_dir / "checkpoints")
         if (
             config.get("ckpt_path")
@@ -169,7 +169,9 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path, subcommand: str 
         if last.exists():
             log.info("%s %s", using, last)
             return str(last)
-        log.info("no checkpoint in %s: starting a fresh run", checkpoint_dir)
+        log.info(
+            "no checkpoint in %s%s", checkpoint_dir, ": starting a fresh run" if subcommand == "fit" else ""
+        )
         return None
     if ckpt_path == "last":
         if not last.exists():

@@ -2,6 +2,7 @@
 
 import importlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -496,6 +497,9 @@ def test_a_runs_saved_config_keeps_ckpt_path_as_given_so_it_never_resumes_anothe
         main(["fit", "--config", str(config), "--ckpt_path", "auto"])  # finished: resumes and stops
     assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in caplog.text
     assert yaml.safe_load((run / "config.yaml").read_text())["ckpt_path"] == "auto"
+    with caplog.at_level("INFO", logger="slu_lightning"):
+        main(["test", "--config", str(run / "config.yaml")])  # auto: the run's last.ckpt
+    assert f"test: the weights of {run / 'checkpoints' / 'last.ckpt'}" in caplog.text
 
 
 def test_a_runs_saved_config_runs_it_again_with_atomic_checkpoints(trained):
@@ -509,23 +513,22 @@ def test_a_runs_saved_config_runs_it_again_with_atomic_checkpoints(trained):
     assert {p.name for p in (run.parent / "toy-again").glob("config*.yaml")} == {"config_test.yaml"}
 
 
-def test_validate_decodes_and_writes_its_predictions(trained):
+def test_validate_decodes_writes_its_predictions_and_says_its_loss_and_headline(trained, caplog):
     config, run = trained
-    main(
-        [
-            "validate",
-            "--config",
-            str(config),
-            "--run.name",
-            "val-run",
-            "--ckpt_path",
-            str(run / "checkpoints" / "last.ckpt"),
-            "--model.init_args.generate_during_validation",
-            "true",
-        ]
-    )
+    command = ["validate", "--config", str(config), "--run.name", "val-run", "--ckpt_path"]
+    with caplog.at_level("INFO", logger="slu_lightning.model.module"):
+        main(
+            [
+                *command,
+                str(run / "checkpoints" / "last.ckpt"),
+                "--model.init_args.generate_during_validation",
+                "true",
+            ]
+        )
     rows = (run.parent / "val-run" / "predictions_val.jsonl").read_text().splitlines()
     assert len(rows) == 8 and {"raw", "reference", "status"} <= set(json.loads(rows[0]))
+    assert re.search(r"validate: val/loss \d\.\d{4} \(val/loss_speech \d\.\d{4}", caplog.text)
+    assert "validate on speech, 8 examples: intent_acc " in caplog.text
 
 
 def test_this_runs_config_wins_over_the_checkpoints_settings_and_says_so(trained, caplog):

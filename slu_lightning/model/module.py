@@ -434,7 +434,11 @@ class SLUModule(L.LightningModule):
             if tokens > 0:
                 self.log(f"val/loss_{modality}", loss_sum / tokens)
         total_tokens = sum(tokens for _, tokens in sums.values())
-        self.log("val/loss", sum(loss for loss, _ in sums.values()) / max(total_tokens, 1), prog_bar=True)
+        loss = sum(loss for loss, _ in sums.values()) / max(total_tokens, 1)
+        self.log("val/loss", loss, prog_bar=True)
+        if self.trainer.state.fn == "validate" and self.trainer.is_global_zero:  # Lightning's table is off
+            losses = ", ".join(f"val/loss_{m} {float(s / t):.4f}" for m, (s, t) in sums.items() if t > 0)
+            log.info("validate: val/loss %.4f (%s)", float(loss), losses)
         for metric in self.val_losses.values():
             metric.reset()
         self._log_metrics("val")
@@ -462,12 +466,14 @@ class SLUModule(L.LightningModule):
                 sync_dist=False,
             )
             metric.reset()
+        if self.trainer.state.fn in ("validate", "test") and self.trainer.is_global_zero:
+            command = "validate" if split == "val" else "test"
+            for modality, metrics in summary.items():
+                log.info("%s", headline(f"{command} on {modality}", metrics))
         run_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
         if split == "test" and summary and self.trainer.is_global_zero and run_dir:
             summary["checkpoint"] = str(self.trainer.ckpt_path)  # which checkpoint these numbers are for
             atomic_write_text(Path(run_dir) / "metrics_test.json", json.dumps(summary, indent=1))
-            for modality in self.trainer.datamodule.eval_modalities(split):
-                log.info("%s", headline(f"test on {modality}", summary[modality]))
             log.info("every metric, per locale too: %s", Path(run_dir) / "metrics_test.json")
 
     def _write_predictions(self, stage: str) -> list[dict]:
