@@ -53,8 +53,9 @@ CKPT_PATH_HELP = {
     "fit": "last: resume <run.root>/<run.name>/checkpoints/last.ckpt, an error if there is none; "
     "auto: resume it if it exists, else start fresh; or a checkpoint path. Without one, a run "
     "folder that already holds a checkpoint is refused.",
-    "evaluate": "last: the run's checkpoints/last.ckpt; best: its best-*.ckpt (lowest val/loss); or "
-    "a checkpoint path. Without one, the backbone as loaded is scored (the zero-shot baseline).",
+    "evaluate": "last (or auto): the run's checkpoints/last.ckpt; best: its best-*.ckpt (lowest "
+    "val/loss); or a checkpoint path. Without one, the backbone as loaded is scored (the zero-shot "
+    "baseline), and a run folder that holds a checkpoint is refused.",
 }
 
 
@@ -206,14 +207,7 @@ def config_problem(args: list[str]) -> str | None:
     printed = io.StringIO()
     try:
         with contextlib.redirect_stderr(printed), contextlib.redirect_stdout(io.StringIO()), _quiet_logs():
-            _ParseOnly(
-                SLUModule,
-                SLUDataModule,
-                subclass_mode_model=True,
-                subclass_mode_data=True,
-                auto_configure_optimizers=False,
-                args=args,
-            )
+            _ParseOnly(SLUModule, SLUDataModule, args=args, **cli_options())
     except _Parsed:
         return None
     except SystemExit:
@@ -275,16 +269,18 @@ def check_untuned(subcommand: str, checkpoint_dir: Path) -> None:
 
 def lightning_main(args: list[str] | None) -> None:
     """Run a Lightning subcommand; ``args=None`` reads ``sys.argv`` like any LightningCLI."""
-    SLUCli(
-        SLUModule,
-        SLUDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=args,
-        save_config_callback=RunConfigSaver,
-        auto_configure_optimizers=False,  # SLUModule's optimizer settings are model.init_args.optimizer
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={
+    SLUCli(SLUModule, SLUDataModule, args=args, **cli_options())
+
+
+def cli_options() -> dict:
+    """How ``SLUCli`` is built, for a run and for ``config_problem``'s parse alike."""
+    return {
+        "subclass_mode_model": True,
+        "subclass_mode_data": True,
+        "save_config_callback": RunConfigSaver,
+        "auto_configure_optimizers": False,  # SLUModule's optimizer settings are model.init_args.optimizer
+        "save_config_kwargs": {"overwrite": True},
+        "trainer_defaults": {
             "reload_dataloaders_every_n_epochs": 1,  # each epoch's loader is built from its curriculum phase
             "use_distributed_sampler": False,  # the DataModule splits data across ranks itself
             "num_sanity_val_steps": 0,
@@ -298,8 +294,8 @@ def lightning_main(args: list[str] | None) -> None:
                 PreemptionCallback(),
             ],  # last: saves after the others' batch-end hooks
         },
-        seed_everything_default=0,
-    )
+        "seed_everything_default": 0,
+    }
 
 
 def make_demo_corpus_main(args: list[str]) -> None:
