@@ -50,6 +50,21 @@ def unique_utterances(speech: list[SLUExample]) -> list[SLUExample]:
     return list(seen.values())
 
 
+class ReaderCorpus(Corpus):
+    """A corpus whose reader gives a split either way (``_read``): its transcripts are read without
+    the audio, so a text-only run neither loads the recordings nor loses a transcript whose
+    recording is bad."""
+
+    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        return self._read(split, "speech", skips)
+
+    def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
+        return unique_utterances(self._read(split, "text", skips))
+
+    def _read(self, split: Split, modality: Literal["speech", "text"], skips: SkipLog) -> list[SLUExample]:
+        raise NotImplementedError
+
+
 class ManifestCorpus(Corpus):
     """Your own data: one manifest JSONL per split (see ``data/readers/manifest.py``)."""
 
@@ -302,7 +317,7 @@ class SlurpCorpus(Corpus):
         return read_slurp(self._file(split), None, modality="text", skips=skips)
 
 
-class SpeechMassiveCorpus(Corpus):
+class SpeechMassiveCorpus(ReaderCorpus):
     """Speech-MASSIVE (``save_to_disk`` folder or hub parquet snapshot), one or more locales.
 
     Cross-lingual runs train on ``train_locales`` and evaluate on ``eval_locales``: the paper
@@ -330,14 +345,6 @@ class SpeechMassiveCorpus(Corpus):
         self.train_locales = train_locales or ["fr-FR"]
         self.eval_locales = self.train_locales if eval_locales is None else eval_locales
         self.train_split = train_split
-
-    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
-        return self._read(split, "speech", skips)
-
-    def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
-        """The transcripts, read without the audio: a text-only run neither loads the recordings
-        nor loses a transcript whose recording is bad."""
-        return unique_utterances(self._read(split, "text", skips))
 
     def _read(self, split: Split, modality: Literal["speech", "text"], skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.speech_massive import read_speech_massive
@@ -380,7 +387,7 @@ class MassiveTextCorpus(Corpus):
         ]
 
 
-class ItalicCorpus(Corpus):
+class ItalicCorpus(ReaderCorpus):
     """ITALIC (Italian speech aligned with MASSIVE it-IT; entities joined from MASSIVE by id)."""
 
     def __init__(self, path: str, massive_it: str):
@@ -390,13 +397,6 @@ class ItalicCorpus(Corpus):
             massive_it: MASSIVE's ``it-IT.jsonl`` (or its ``data`` folder) for the entity labels.
         """
         self.path, self.massive_it = path, massive_it
-
-    def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
-        return self._read(split, "speech", skips)
-
-    def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
-        """The transcripts, read without the audio (as ``SpeechMassiveCorpus.text``)."""
-        return unique_utterances(self._read(split, "text", skips))
 
     def _read(self, split: Split, modality: Literal["speech", "text"], skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.italic import read_italic
