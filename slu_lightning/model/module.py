@@ -430,15 +430,15 @@ class SLUModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         sums = {m: self.val_losses[m].compute() for m in ("speech", "text")}  # (loss sum, tokens), synced
-        for modality, (loss_sum, tokens) in sums.items():
-            if tokens > 0:
-                self.log(f"val/loss_{modality}", loss_sum / tokens)
+        losses = {f"val/loss_{m}": loss_sum / tokens for m, (loss_sum, tokens) in sums.items() if tokens > 0}
+        for name, value in losses.items():
+            self.log(name, value)
         total_tokens = sum(tokens for _, tokens in sums.values())
         loss = sum(loss for loss, _ in sums.values()) / max(total_tokens, 1)
         self.log("val/loss", loss, prog_bar=True)
         if self.trainer.state.fn == "validate" and self.trainer.is_global_zero:  # Lightning's table is off
-            losses = ", ".join(f"val/loss_{m} {float(s / t):.4f}" for m, (s, t) in sums.items() if t > 0)
-            log.info("validate: val/loss %.4f (%s)", float(loss), losses)
+            each = ", ".join(f"{name} {float(value):.4f}" for name, value in losses.items())
+            log.info("validate: val/loss %.4f (%s)", float(loss), each)
         for metric in self.val_losses.values():
             metric.reset()
         self._log_metrics("val")
