@@ -46,12 +46,12 @@ class RunCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._validated_at = trainer.global_step
-        super().on_validation_end(trainer, pl_module)
         if trainer.sanity_checking:
+            super().on_validation_end(trainer, pl_module)
             return
-        if self._every_n_epochs < 1 and trainer.state.fn == TrainerFn.FITTING:
+        self._validated_at = trainer.global_step
+        super().on_validation_end(trainer, pl_module)
+        if self._every_n_epochs < 1 and _fitting(trainer):
             # step- or time-triggered saves rank no checkpoint (below): rank the validated one here
             self._save_topk_checkpoint(trainer, self._monitor_candidates(trainer))
         if not self._should_save_on_train_epoch_end(trainer):
@@ -90,11 +90,13 @@ class RunCheckpoint(ModelCheckpoint):
     def _save_latest(self, trainer: L.Trainer) -> None:
         """Save ``last.ckpt`` unless it holds this step already or no run is fitting. (Lightning's
         own test, any checkpoint saved at this step, misses a best checkpoint saved without it.)"""
-        fitting = trainer.state.fn == TrainerFn.FITTING and not (
-            trainer.sanity_checking or trainer.fast_dev_run
-        )
-        if self.save_last and fitting and self._last_saved_at != trainer.global_step:
+        if self.save_last and _fitting(trainer) and self._last_saved_at != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def _fitting(trainer: L.Trainer) -> bool:
+    """Whether the trainer fits for real (not a sanity check or a fast dev run), so saves count."""
+    return trainer.state.fn == TrainerFn.FITTING and not (trainer.sanity_checking or trainer.fast_dev_run)
 
 
 def _moved(state_dict: dict, saved: Path, dirpath: Path) -> dict:
