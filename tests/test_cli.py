@@ -279,9 +279,15 @@ def test_a_value_that_cannot_work_gets_one_line_not_a_traceback(
     toy_corpus, tmp_path, capsys, regime, override, says
 ):
     config = write_config(tmp_path, toy_corpus, regime)
+    (tmp_path / "logs" / "kept").mkdir(parents=True)
+    events = tmp_path / "logs" / "kept" / "events.out.tfevents.earlier"
+    events.write_bytes(b"an earlier run's")
     assert exit_code(["fit", "--config", str(config), *override]) == 2
     error = capsys.readouterr().err
     assert says in error and "Traceback" not in error
+    assert not (tmp_path / "logs" / "toy").exists()  # a refused fresh run leaves no empty run behind
+    assert exit_code(["fit", "--config", str(config), "--run.name", "kept", *override]) == 2
+    assert [path.name for path in events.parent.iterdir()] == [events.name]
 
 
 def test_a_missing_backbone_gets_one_clear_message(trained, capsys):
