@@ -488,6 +488,25 @@ def test_tensorboard_shows_what_the_curriculum_and_the_model_did(trained):
     assert any(tag.startswith("lr-") for tag in tags)
 
 
+def test_an_evaluation_is_logged_at_the_training_step_of_the_weights_it_evaluated(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config, run = trained
+    last = run / "checkpoints" / "last.ckpt"
+    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    command = ["--config", str(config), "--ckpt_path", str(last), "--run.name"]
+    main(["test", *command, "eval-steps"])
+    main(["validate", *command, "eval-steps"])
+    steps = {}
+    for events in (run.parent / "eval-steps").glob("events.out.tfevents.*"):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            steps.setdefault(tag, []).extend(event.step for event in accumulator.Scalars(tag))
+    assert step > 0  # not the step Lightning would log at
+    assert steps["test/speech/intent_acc"] == [step] and steps["val/loss"] == [step]
+
+
 def test_checkpoints_are_written_atomically_beside_their_target(tmp_path):
     from slu_lightning.checkpoint_io import AtomicCheckpointIO
 

@@ -179,6 +179,7 @@ class SLUModule(L.LightningModule):
         self.audio_compression = audio_compression
         self.generate_during_validation, self.seed = generate_during_validation, 0 if seed is None else seed
         self.logged_examples = 4  # decoded examples shown in TensorBoard per evaluation
+        self._checkpoint_step = 0  # of the checkpoint loaded; 0: the backbone as loaded
         self.base_dtype, self.always_run_audio_encoder = getattr(torch, base_dtype), always_run_audio_encoder
         self.strict_loading = False  # checkpoints hold trainable tensors only
         self.model = None
@@ -387,7 +388,7 @@ class SLUModule(L.LightningModule):
             f"output ({row['status']}): `{row['raw']}`"
             for row in rows
         ]
-        experiment.add_text(f"{split}/decoded_examples", "\n\n".join(lines), self.global_step)
+        experiment.add_text(f"{split}/decoded_examples", "\n\n".join(lines), self.evaluated_step)
 
     def _evaluate(self, batch: dict, split: str, batch_idx: int) -> None:
         raw = self.generate_texts(batch)
@@ -428,7 +429,22 @@ class SLUModule(L.LightningModule):
             for row in rows:
                 print(json.dumps(row, ensure_ascii=False))
 
+    @property
+    def evaluated_step(self) -> int:
+        """The training step of the weights being evaluated. ``test`` and ``validate`` restore a
+        checkpoint's weights but not its loops, so Lightning would log at step 0: the tests of one run's
+        best and last checkpoints would overlay in TensorBoard, and neither would sit beside its
+        training curve."""
+        if self.trainer.state.fn == "fit":
+            return self.global_step
+        return self._checkpoint_step
+
+    def _log_evaluated_step(self) -> None:
+        if self.trainer.state.fn != "fit":
+            self.log("step", float(self.evaluated_step))  # Lightning's x-axis for this epoch's scalars
+
     def on_validation_epoch_end(self) -> None:
+        self._log_evaluated_step()
         sums = {m: self.val_losses[m].compute() for m in ("speech", "text")}  # (loss sum, tokens), synced
         losses = {f"val/loss_{m}": loss_sum / tokens for m, (loss_sum, tokens) in sums.items() if tokens > 0}
         for name, value in losses.items():
@@ -446,6 +462,7 @@ class SLUModule(L.LightningModule):
             self._write_predictions("val")
 
     def on_test_epoch_end(self) -> None:
+        self._log_evaluated_step()
         self._log_metrics("test")
         self._write_predictions("test")
 
@@ -544,6 +561,7 @@ class SLUModule(L.LightningModule):
             raise CheckpointError(
                 f"checkpoint holds {len(unknown)} tensors this model lacks, e.g. {sorted(unknown)[:3]}"
             )
+        self._checkpoint_step = int(checkpoint.get("global_step", 0))
         log.info(
             "loaded checkpoint of global step %s (epoch %s)",
             checkpoint.get("global_step"),
