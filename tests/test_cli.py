@@ -267,7 +267,11 @@ def test_optimizer_settings_are_the_models_and_lightnings_optimizer_options_are_
 @pytest.mark.parametrize(
     ("regime", "override", "says"),
     [
-        ("MixedDataModule", ["--data.init_args.speech_subset.proportion", "1.5"], "within [0, 1], got 1.5"),
+        (
+            "MixedDataModule",
+            ["--data.init_args.speech_subset.proportion", "1.5"],
+            "1.5 does not conform to restriction v>=0 and v<=1",
+        ),
         (
             "CurriculumDataModule",
             ["--trainer.max_epochs", "9"],

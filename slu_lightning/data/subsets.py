@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from jsonargparse.typing import ClosedUnitInterval
+
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.data.errors import ConfigError, DataError
 from slu_lightning.data.records import SLUExample
@@ -25,7 +27,7 @@ PAPER_PROPORTIONS = (0.0, 0.02, 0.05, 0.10, 0.25, 1.0)
 class SpeechSubset:
     """Which speech training examples a run uses."""
 
-    proportion: float = 1.0
+    proportion: ClosedUnitInterval = 1.0  # a float the config parser checks, so a sweep's pre-check sees 1.5
     """Fraction of the speech units kept: 0, 0.02, 0.05, 0.10, 0.25 or 1.0 in the paper."""
     unit: Literal["utterance", "recording"] = "utterance"
     """Select whole utterances (all their recordings) or single recordings."""
@@ -40,6 +42,7 @@ class SpeechSubset:
     def __post_init__(self) -> None:
         if not 0.0 <= self.proportion <= 1.0:
             raise ConfigError(f"speech proportion must be within [0, 1], got {self.proportion}")
+        object.__setattr__(self, "proportion", float(self.proportion))
 
     def select(self, speech: list[SLUExample]) -> list[SLUExample]:
         """The kept examples, in their original order."""

@@ -146,7 +146,7 @@ def test_a_mistyped_key_or_a_wrong_value_is_found_before_any_cell_runs(toy_corpu
     spec = {
         "base": str(write_base(tmp_path, toy_corpus)),
         "root": str(tmp_path / "typo"),
-        "axes": {PROPORTION: [0.25]},
+        "axes": {PROPORTION: [0.25, 1.5]},
         "include": [{typo: 0.5}, {"model.init_args.optimizer.lr": "fast"}],
         "exclude": [{PROPORTION: 0.9}],
     }
@@ -156,9 +156,10 @@ def test_a_mistyped_key_or_a_wrong_value_is_found_before_any_cell_runs(toy_corpu
     err = capsys.readouterr().err
     assert "the exclude rule" in err and "matches no cell" in err
     assert (
-        "2 cell(s) would not parse" in err and "unrecognized arguments: --speech_subset.proportoin=0.5" in err
+        "5 cell(s) would not parse" in err and "unrecognized arguments: --speech_subset.proportoin=0.5" in err
     )
     assert "Expected a <class 'float'>. Got value: fast" in err
+    assert "p1.5: " in err and "1.5 does not conform to restriction v>=0 and v<=1" in err
     assert not Path(spec["root"]).exists()
 
 
