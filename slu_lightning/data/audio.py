@@ -121,9 +121,10 @@ def checked_seconds(
 
 
 def _describe(source: str | Path | bytes) -> str:
-    """How errors name the audio: its path, or its size when it only exists in memory."""
+    """How errors name the audio: its path, or where its bytes were read from and their size."""
     if isinstance(source, bytes):
-        return f"<{len(source)} bytes of in-memory audio>"
+        origin = getattr(source, "origin", "in-memory audio")
+        return f"{origin} ({len(source)} bytes in memory)"
     return str(source)
 
 

@@ -1,5 +1,6 @@
 import io
 import json
+import pickle
 import re
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 import soundfile as sf
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
+from slu_lightning.data.audio import load_audio
 from slu_lightning.data.corpora import CombinedCorpus, MassiveTextCorpus, SpeechMassiveCorpus
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers import read_italic, read_massive, read_slurp, read_speech_massive
@@ -352,6 +354,21 @@ def test_speech_massive_layouts_give_the_same_speech_examples(speech_massive_dir
     assert (alarm.audio, lights.audio) == (CLIP_A, CLIP_B)
     samples, rate = sf.read(io.BytesIO(lights.audio))
     assert (len(samples), rate) == (8000, 16000)
+
+
+def test_a_bad_clip_held_in_a_parquet_shard_is_named_by_the_shard_its_path_and_its_record(tmp_path):
+    folder = tmp_path / "fr-FR"
+    rows = [FR_ROWS[0] | {"audio": {"bytes": b"RIFF not a wave file", "path": "12.wav"}}]
+    speech_massive_table(rows).to_parquet(str(folder / "validation-00000-of-00001.parquet"))
+    (example,) = read_speech_massive(tmp_path, "fr-FR", "validation")
+    in_a_worker = pickle.loads(pickle.dumps(example))  # what a loader worker is handed
+    for clip in (example, in_a_worker):
+        with pytest.raises(DataError) as error:
+            load_audio(clip.audio, record=clip.id)
+        assert str(error.value).startswith(
+            f"file {folder / 'validation-*.parquet'}, audio 12.wav (20 bytes in memory), record fr-FR/12: "
+            "unreadable, corrupt or unsupported audio"
+        )
 
 
 def test_speech_massive_text_modality_and_other_locale(speech_massive_dirs):

@@ -170,17 +170,20 @@ def load_saved_split(folder: Path, split: str) -> Any:
     return splits[split]
 
 
-def audio_value(cell: Any, root: Path) -> bytes | str:
+def audio_value(cell: Any, root: Path, table: str) -> bytes | str:
     """The encoded audio of an undecoded ``Audio`` cell: its bytes, else its file path.
 
-    A relative path is resolved against ``root`` (the dataset folder), as ``datasets`` does.
+    A relative path is resolved against ``root`` (the dataset folder), as ``datasets`` does. Bytes
+    come as ``EncodedAudio`` naming ``table`` (the parquet shards or saved dataset they were read
+    from) and the cell's path, so that a bad clip is named where it can be found.
 
     Raises:
         DataError: the cell has neither bytes nor a path to an existing file.
     """
     cell = cell or {}
     if cell.get("bytes"):
-        return bytes(cell["bytes"])
+        origin = f"{table}, audio {cell['path']}" if cell.get("path") else table
+        return EncodedAudio(cell["bytes"], origin)
     path = cell.get("path")
     if not path:
         raise DataError("audio has neither bytes nor a path")
@@ -188,3 +191,15 @@ def audio_value(cell: Any, root: Path) -> bytes | str:
     if not resolved.is_file():
         raise DataError(f"audio has no bytes and its file {str(resolved)!r} does not exist")
     return str(resolved)
+
+
+class EncodedAudio(bytes):
+    """An encoded clip held in memory (a dataset's audio cell), with where it was read from."""
+
+    def __new__(cls, data: bytes, origin: str) -> EncodedAudio:
+        audio = super().__new__(cls, data)
+        audio.origin = origin
+        return audio
+
+    def __reduce__(self):  # loader workers and caches get the origin too
+        return EncodedAudio, (bytes(self), self.origin)

@@ -85,7 +85,7 @@ def read_speech_massive(
                 row,
                 locale,
                 nonempty_str(row, "intent_str"),
-                audio=audio_value(row["audio"], root) if modality == "speech" else None,
+                audio=audio_value(row["audio"], root, file) if modality == "speech" else None,
                 source="speech-massive",
                 meta={"speaker_id": str(speaker)} if speaker is not None else {},
             )
