@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
+import unicodedata
 from importlib.metadata import version
 from pathlib import Path
 
@@ -34,6 +36,8 @@ from slu_lightning.data.errors import DataError
 from slu_lightning.data.partition import Share, Use, partition
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
+
+log = logging.getLogger(__name__)
 
 SPLIT = "train"
 KIND = "tts"
@@ -81,6 +85,7 @@ def synthesise_manifest(
     manifest, out_dir = Path(manifest).resolve(), Path(out_dir).resolve()
     rows = unique_texts(read_manifest(manifest))
     locales = _voiced_locales(rows, manifest)
+    _warn_spelled_out(rows, manifest)
     shares = {locale: share[voices] for locale, share in partition(seed, locales).items()}
     config = {
         "format": CORPUS_FORMAT,
@@ -116,6 +121,35 @@ def _voiced_locales(rows: list[SLUExample], manifest: Path) -> list[str]:
             file=str(manifest),
         )
     return locales
+
+
+def spelled_out(text: str) -> list[str]:
+    """The characters of ``text`` that a voice of the demo's Latin-script locales does not read as
+    part of a word: letters of other scripts and symbols such as emoji, which eSpeak names or reads
+    by another language's rules. "allume la lumière Москва" lasts 4.7 s in ``fr+m3``, 0.8 s
+    without the name."""
+    return [
+        char
+        for char in text
+        if (char.isalpha() and not unicodedata.name(char, "").startswith("LATIN"))
+        or unicodedata.category(char) == "So"
+    ]
+
+
+def _warn_spelled_out(rows: list[SLUExample], manifest: Path) -> None:
+    """Such clips no longer say their transcript; say how many there are, and where."""
+    odd = [row for row in rows if spelled_out(row.text)]
+    if odd:
+        log.warning(
+            "%d of %d transcripts in %s hold letters of another script or symbols (emoji) that the "
+            "voices name or read by another language's rules, so their clips do not say the "
+            "transcript as written; e.g. %s: %r",
+            len(odd),
+            len(rows),
+            manifest,
+            odd[0].utterance_id,
+            odd[0].text,
+        )
 
 
 def unique_texts(examples: list[SLUExample]) -> list[SLUExample]:

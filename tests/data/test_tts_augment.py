@@ -13,7 +13,7 @@ from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.partition import partition
 from slu_lightning.data.readers.manifest import read_manifest, write_manifest
 from slu_lightning.data.records import SLUExample
-from slu_lightning.data.tts_augment import synthesise_manifest
+from slu_lightning.data.tts_augment import spelled_out, synthesise_manifest
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,18 @@ def test_unsupported_locales_heldout_voices_and_foreign_folders_are_refused(demo
         synthesise_manifest(few_rows, tmp_path / "held", voices="heldout")
     with pytest.raises(FileExistsError, match="not a TTS corpus"):
         synthesise_manifest(few_rows, demo.root)
+
+
+def test_transcripts_a_latin_script_voice_would_not_say_as_written_are_counted_and_named(
+    few_rows, tmp_path, caplog
+):
+    rows = read_manifest(few_rows)
+    rows[2] = replace(rows[2], text=rows[2].text + " Москва")
+    rows[4] = replace(rows[4], text=rows[4].text + " 🙂")
+    manifest = write_manifest(tmp_path / "odd.jsonl", rows)
+    with caplog.at_level("WARNING", logger="slu_lightning.data.tts_augment"):
+        synthesise_manifest(manifest, tmp_path / "odd", workers=1)
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert warning.startswith(f"2 of 6 transcripts in {manifest} hold letters of another script or symbols")
+    assert f"e.g. {rows[2].utterance_id}: {rows[2].text!r}" in warning
+    assert spelled_out("Ça coûte 5 € à Zürich, n'est-ce pas?") == []  # accents, digits, currency
