@@ -44,6 +44,20 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def replace_problem(folder: Path, record: str, writer: str) -> str | None:
+    """Why ``folder`` may not be replaced whole by a new output of ``writer``: it is a file, or it
+    holds files and no ``record`` (the file each ``writer`` output carries), so the user's own
+    files could be in it. None when it may: absent, empty, or an earlier output."""
+    if folder.exists() and not folder.is_dir():
+        return f"{folder} is a file, not a folder"
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / record).is_file():
+        return (
+            f"{folder} exists and no earlier {writer} wrote it (no {record}): it is left as it is; "
+            "choose another --out, or move it"
+        )
+    return None
+
+
 def staging_dir(path: Path, suffix: str = "") -> Path:
     """A new empty folder beside ``path`` (hidden, named after it) to build it in before a rename,
     with the normal permissions: ``mkdtemp`` makes it 0700, and a renamed corpus or model would

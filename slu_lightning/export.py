@@ -23,7 +23,7 @@ from pathlib import Path
 
 from transformers import GenerationConfig
 
-from slu_lightning.atomic import atomic_write_dir
+from slu_lightning.atomic import atomic_write_dir, replace_problem
 from slu_lightning.checkpoint_io import read_checkpoint
 from slu_lightning.model.module import SLUModule
 from slu_lightning.task import END_OF_TURN
@@ -74,7 +74,8 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -
         )
     targets = [out / "adapter", *([out / "merged"] if merged else [])] if lora else [out / "model"]
     for directory in targets:  # before the model is built or anything written
-        _check_replaceable(directory)
+        if problem := replace_problem(directory, RECORD, "export"):
+            raise ExportError(problem)
     module = module_from_checkpoint(checkpoint)
     if module.audio_compression != "none":
         log.warning(
@@ -104,15 +105,6 @@ def _warn_of_other_exports(out: Path, written: list[Path], checkpoint: str) -> N
                     folder,
                     earlier,
                 )
-
-
-def _check_replaceable(directory: Path) -> None:
-    """Refuse a folder that no earlier export wrote: the export replaces it whole."""
-    if directory.exists() and not (directory / RECORD).is_file():
-        raise ExportError(
-            f"{directory} exists and no earlier export wrote it (no {RECORD}): it is left as it is; "
-            "choose another --out, or move it"
-        )
 
 
 def export_record(ckpt: str | Path, module: SLUModule) -> dict:

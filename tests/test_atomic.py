@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from slu_lightning.atomic import atomic_write, atomic_write_dir, atomic_write_text
+from slu_lightning.atomic import atomic_write, atomic_write_dir, atomic_write_text, replace_problem
 
 
 def test_atomic_write_replaces_whole_files_with_normal_permissions(tmp_path):
@@ -42,3 +42,24 @@ def test_atomic_write_dir_swaps_whole_folders_and_keeps_the_old_one_on_failure(t
     with pytest.raises(KeyboardInterrupt):
         atomic_write_dir(target, crash)
     assert [p.name for p in target.iterdir()] == ["b"] and [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_only_absent_empty_or_earlier_outputs_may_be_replaced_whole(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / "export.json").write_text("{}")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.txt").write_text("precious")
+    (tmp_path / "a_file").write_text("")
+    problems = {
+        name: replace_problem(tmp_path / name, "export.json", "export")
+        for name in ("absent", "empty", "earlier", "mine", "a_file")
+    }
+    assert problems == {
+        "absent": None,
+        "empty": None,
+        "earlier": None,
+        "mine": f"{tmp_path / 'mine'} exists and no earlier export wrote it (no export.json): it is left "
+        "as it is; choose another --out, or move it",
+        "a_file": f"{tmp_path / 'a_file'} is a file, not a folder",
+    }

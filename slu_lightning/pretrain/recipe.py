@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.profilers import SimpleProfiler
 
 from slu_lightning.arguments import positive_int
-from slu_lightning.atomic import atomic_write_dir, atomic_write_text
+from slu_lightning.atomic import atomic_write_dir, atomic_write_text, replace_problem
 from slu_lightning.data.asr_corpus import SIZES as ASR_SIZES
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.model.backbone import resolve_backbone
@@ -129,7 +129,8 @@ def pretrain_tiny(
     ``profile`` writes the seconds spent in each part of the training loop (loading batches,
     forward and backward, optimizer step, validation) to ``run_dir/fit-profile.txt``.
     """
-    _check_out(out)
+    if problem := replace_problem(out, "pretraining.json", "pretrain-tiny export"):  # before any training
+        raise PretrainError(f"--out: {problem}")
     if _exported_already(out, settings, eval_clips):
         log.info(
             "%s already holds this run's export (all %d steps, the same settings, %d clips a set); "
@@ -292,18 +293,6 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
     if not saved.is_file() or changed:
         atomic_write_text(saved, json.dumps(new, indent=2) + "\n")
     return str(last) if last.is_file() else None
-
-
-def _check_out(out: Path) -> None:
-    """Refuse, before any training, a backbone folder that an earlier export did not write: the
-    export replaces the folder whole."""
-    if out.exists() and not out.is_dir():
-        raise PretrainError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / "pretraining.json").is_file():
-        raise PretrainError(
-            f"--out {out} exists and no earlier pretrain-tiny export wrote it (no pretraining.json): "
-            "it is left as it is; choose another --out, or move it"
-        )
 
 
 def _exported_already(out: Path, settings: PretrainSettings, eval_clips: int) -> bool:
