@@ -115,7 +115,8 @@ def test_an_interrupted_cell_resumes_alone_and_a_failing_cell_is_recorded(swept)
     root = Path(spec["root"])
     finished = mtimes(root, "p0.25")
     (root / "p0.5" / "predictions_test.jsonl").unlink()  # interrupted after training, before testing
-    spec = {**spec, "include": [{PROPORTION: 2.0}]}  # not a proportion: this cell's fit fails
+    missing = tmp_path / "no-such-dev.jsonl"  # parses, then this cell's fit fails at setup
+    spec = {**spec, "include": [{PROPORTION: 0.75, "data.init_args.corpus.init_args.dev": str(missing)}]}
     with pytest.raises(SystemExit) as stop:
         main(["--config", str(write_yaml(tmp_path / "sweep-more.yaml", spec)), "--jobs", "2"])
     assert stop.value.code == 1
@@ -123,10 +124,10 @@ def test_an_interrupted_cell_resumes_alone_and_a_failing_cell_is_recorded(swept)
     assert mtimes(root, "p0.25") == finished
     assert cells["p0.5"]["status"] == "finished" and (root / "p0.5" / "predictions_test.jsonl").is_file()
     assert "resuming from" in (root / "p0.5" / "sweep.log").read_text()
-    failed = cells["p2"]
+    failed = cells["p0.75-dev=no-such-dev.jsonl"]
     assert failed["status"] == "failed" and failed["returncode"] != 0
-    assert "proportion" in Path(failed["log"]).read_text()
-    assert not (root / "p2" / "predictions_test.jsonl").exists()
+    assert str(missing) in Path(failed["log"]).read_text()
+    assert not (root / failed["name"] / "predictions_test.jsonl").exists()
 
 
 def test_dry_run_lists_plans_and_commands_and_writes_nothing(toy_corpus, tmp_path, capsys):
