@@ -1,8 +1,9 @@
 """Export a trained checkpoint for use outside the toolkit.
 
 A LoRA run exports a peft adapter directory (``save_pretrained`` format, loadable with
-``PeftModel.from_pretrained(base, dir)``); ``merged=True`` also writes the base model with the
-adapters merged in, loadable with plain transformers. A full fine-tuning run exports the full model.
+``PeftModel.from_pretrained(base, dir)``), carrying the audio encoder and projector whole (peft's
+``modules_to_save``) when the run trained them; ``merged=True`` also writes the base model with
+the adapters merged in, loadable with plain transformers. A full fine-tuning run exports the full model.
 Every directory also holds the processor, a ``generation_config.json`` with the run's decoding
 (beam width, answer length, ``<|im_end|>`` as the end) and ``export.json``: the checkpoint it came
 from and the run's prompt templates, which a model fine-tuned on them needs. The checkpoint's own
@@ -25,6 +26,7 @@ from transformers import GenerationConfig
 
 from slu_lightning.atomic import atomic_write_dir, replace_problem
 from slu_lightning.checkpoint_io import read_checkpoint
+from slu_lightning.model.finetuning import WHOLE_MODULES, module_of, save_whole_modules
 from slu_lightning.model.module import SLUModule
 from slu_lightning.task import END_OF_TURN
 
@@ -86,11 +88,20 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -
             module.audio_compression,
         )
     record = export_record(ckpt, module)
+    if lora and (whole := whole_parts_trained(checkpoint)):
+        save_whole_modules(module.model, whole)
     _write(targets[0], module.model, module, record)  # the adapter, or a full fine-tuning's model
     if lora and merged:
         _write(out / "merged", module.model.merge_and_unload(), module, record)
     _warn_of_other_exports(out, targets, record["checkpoint"])
     return out
+
+
+def whole_parts_trained(checkpoint: dict) -> list[str]:
+    """The parts a LoRA run trained whole (audio encoder, projector): those its checkpoint holds
+    tensors of, whether switched on for the whole run or in some curriculum phase only."""
+    parts = {module_of(name.removeprefix("model.")) for name in checkpoint["state_dict"]}
+    return sorted(parts & set(WHOLE_MODULES))
 
 
 def _warn_of_other_exports(out: Path, written: list[Path], checkpoint: str) -> None:

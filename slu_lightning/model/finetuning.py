@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 FinetuningMode = Literal["lora", "full"]
 FIXED_TABLES = ("audio_tower.embed_positions.weight",)  # Whisper's sinusoids: fixed, never trained
@@ -23,6 +26,8 @@ MODULE_PREFIXES = {
     "projector": ("model.multi_modal_projector.",),
     "llm": ("model.language_model.", "lm_head."),
 }
+WHOLE_MODULES = {"audio_encoder": "audio_tower", "projector": "multi_modal_projector"}
+"""The peft module name of each part that trains its full weights under LoRA."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,23 @@ def apply_lora(model: torch.nn.Module, settings: LoraSettings):
         bias="none",
     )
     return get_peft_model(model, config)
+
+
+def save_whole_modules(model: PeftModel, parts: list[str]) -> None:
+    """Declare ``parts`` (of ``WHOLE_MODULES``) as the peft model's ``modules_to_save``, so that its
+    ``save_pretrained`` adapter carries their current (trained) weights and
+    ``PeftModel.from_pretrained`` puts them back over the base's.
+
+    peft wraps each module in a ``ModulesToSaveWrapper`` holding a copy of it: used on a model about
+    to be exported, never in training, whose checkpoints name the modules unwrapped.
+    """
+    from peft.utils.other import set_additional_trainable_modules
+
+    config = model.peft_config[model.active_adapter]
+    config.modules_to_save = [*(config.modules_to_save or []), *(WHOLE_MODULES[part] for part in parts)]
+    set_additional_trainable_modules(
+        model=model, peft_config=config, model_config=model.config, adapter_name=model.active_adapter
+    )
 
 
 def module_of(name: str) -> str:

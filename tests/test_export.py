@@ -1,0 +1,75 @@
+"""``slu-lightning export`` of LoRA runs, loaded the way the README says (tiny model, no training loop)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from slu_lightning.data.collate import SLUCollator, SLUItem
+from slu_lightning.data.features import LogMelExtractor
+from slu_lightning.data.records import SLUExample
+from slu_lightning.export import export_checkpoint, load_for_export
+from slu_lightning.model.backbone import load_model
+from slu_lightning.model.module import SLUModule
+
+AUDIO_SIDE = ("model.audio_tower.", "model.multi_modal_projector.")
+
+
+@pytest.fixture(scope="module")
+def audio_side_checkpoint(tiny_backbone, tmp_path_factory) -> Path:
+    """A LoRA run's checkpoint that trained the audio encoder and projector too: every trainable
+    tensor moved away from the backbone's, saved as ``fit`` saves it (``on_save_checkpoint``)."""
+    module = SLUModule(backbone="tiny-test", train_audio_encoder=True, train_projector=True)
+    module.configure_model()
+    noise = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in module.parameters():
+            if param.requires_grad:
+                param.add_(0.05 * torch.randn(param.shape, generator=noise))
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)
+    path = tmp_path_factory.mktemp("run") / "last.ckpt"
+    torch.save(checkpoint, path)
+    return path
+
+
+def speech_batch(module: SLUModule, waveform: torch.Tensor) -> dict:
+    """The prompt batch ``test`` and ``predict`` build for one clip."""
+    features, n_frames = LogMelExtractor(module.n_mels)(waveform)  # (mels, frames + margin)
+    example = SLUExample("x", "en-US", "", "alarm", "set", ())
+    collate = SLUCollator(module.tokenizer, module.prompt, with_labels=False, with_prompts=True)
+    return collate([SLUItem(example, features, n_frames)])
+
+
+def test_a_lora_adapter_carries_the_trained_audio_side_and_decodes_speech_like_the_toolkit(
+    audio_side_checkpoint, tmp_path
+):
+    from peft import PeftModel
+    from transformers import GenerationConfig
+
+    out = export_checkpoint(audio_side_checkpoint, tmp_path / "export", merged=True)
+    module = load_for_export(audio_side_checkpoint).eval()
+    plain = PeftModel.from_pretrained(load_model(module.backbone_path), out / "adapter").eval()
+    merged = load_model(out / "merged")
+
+    trained = {
+        name.removeprefix("model.base_model.model."): tensor
+        for name, tensor in torch.load(audio_side_checkpoint, weights_only=True)["state_dict"].items()
+        if name.removeprefix("model.base_model.model.").startswith(AUDIO_SIDE)
+    }
+    assert len(trained) == 38  # 36 audio-encoder and 2 projector tensors, each moved off the backbone's
+    for name, tensor in trained.items():  # a wrapped module's attributes are its active (loaded) copy
+        assert torch.equal(plain.get_base_model().get_parameter(name), tensor), name
+        assert torch.equal(merged.get_parameter(name), tensor), name
+
+    waveform = 0.1 * torch.randn(24000, generator=torch.Generator().manual_seed(1))  # 1.5 s of noise
+    ours = module.generate_texts(speech_batch(module, waveform))  # what test and predict decode
+    inputs = module.processor(
+        text=module.prompt.render_prompt(None),
+        audio=[waveform.numpy()],
+        sampling_rate=16000,
+        return_tensors="pt",
+    )
+    decoding = GenerationConfig.from_pretrained(out / "adapter")
+    answer = plain.generate(**inputs, generation_config=decoding)[:, inputs["input_ids"].shape[1] :]
+    assert module.tokenizer.batch_decode(answer, skip_special_tokens=True) == ours
