@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import tempfile
 import typing
 from pathlib import Path
 
@@ -35,7 +36,8 @@ RECORD = "export.json"
 
 
 class ExportError(ValueError):
-    """An export that cannot be written as asked (its output folder is a file, or not an export's)."""
+    """An export that cannot be written as asked (its output folder is a file, unwritable, or not an
+    export's)."""
 
 
 def load_for_export(ckpt: str | Path) -> SLUModule:
@@ -66,8 +68,8 @@ def module_arguments(hparams: dict) -> dict:
 def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -> Path:
     """Write ``out/adapter`` (LoRA) or ``out/model`` (full), and ``out/merged`` if asked."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"--out {out} is a file, not a folder")
+    if problem := out_problem(out):
+        raise ExportError(problem)
     checkpoint = read_checkpoint(ckpt)
     lora = checkpoint["hyper_parameters"]["finetuning"] == "lora"
     if merged and not lora:
@@ -95,6 +97,20 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -
         _write(out / "merged", module.model.merge_and_unload(), module, record)
     _warn_of_other_exports(out, targets, record["checkpoint"])
     return out
+
+
+def out_problem(out: Path) -> str | None:
+    """Why no export can be written under ``out``, found before the model is built: a file on its
+    path, or a folder that refuses a new entry. Tried by making one, since permission bits do not
+    say (root passes every check, yet cannot write under ``/sys``); None when it can be written."""
+    existing = next(folder for folder in (out, *out.parents) if folder.exists())
+    if not existing.is_dir():
+        return f"--out {out}: {existing} is a file, not a folder"
+    try:
+        Path(tempfile.mkdtemp(prefix=".export-probe.", dir=existing)).rmdir()
+    except OSError as error:
+        return f"--out {out} cannot be written: {error.strerror} in {existing}"
+    return None
 
 
 def whole_parts_trained(checkpoint: dict) -> list[str]:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from slu_lightning.cli import main
 from slu_lightning.data.collate import SLUCollator, SLUItem
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.records import SLUExample
@@ -73,3 +74,26 @@ def test_a_lora_adapter_carries_the_trained_audio_side_and_decodes_speech_like_t
     decoding = GenerationConfig.from_pretrained(out / "adapter")
     answer = plain.generate(**inputs, generation_config=decoding)[:, inputs["input_ids"].shape[1] :]
     assert module.tokenizer.batch_decode(answer, skip_special_tokens=True) == ours
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's sysfs, unwritable even to root")
+def test_an_out_that_cannot_be_written_is_refused_in_one_line_before_the_model_is_built(
+    audio_side_checkpoint, tmp_path, capsys
+):
+    checkpoint = torch.load(audio_side_checkpoint, weights_only=True)
+    checkpoint["hyper_parameters"]["backbone"] = str(tmp_path / "gone")  # building the model would fail
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    (tmp_path / "notes.txt").write_text("a file")
+    for out, says in (
+        ("/sys/exp", "--out /sys/exp cannot be written: "),
+        (
+            tmp_path / "notes.txt" / "exp",
+            f"--out {tmp_path / 'notes.txt' / 'exp'}: {tmp_path / 'notes.txt'} is a file",
+        ),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main(["export", "--ckpt", str(tmp_path / "last.ckpt"), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and f"slu-lightning export: error: {says}" in err
+        assert "Traceback" not in err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["last.ckpt", "notes.txt"]  # no probe left
