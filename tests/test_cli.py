@@ -465,6 +465,8 @@ def test_score_reproduces_the_metrics_of_test_from_its_predictions_file(trained,
     logged = json.loads((run / "metrics_test.json").read_text())["speech"]
     for name in ("intent_acc", "entity_f1", "slu_f1", "invalid_rate"):
         assert scored["metrics"][name] == pytest.approx(logged[name], abs=1e-9), name
+    for name in ("action_acc", "intent_acc", "entity_f1", "slu_f1"):  # the same bootstrap draws
+        assert scored["ci95"][name] == [logged[f"{name}_ci_low"], logged[f"{name}_ci_high"]], name
 
 
 def test_tensorboard_shows_what_the_curriculum_and_the_model_did(trained):

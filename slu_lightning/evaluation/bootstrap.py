@@ -13,7 +13,8 @@ counts over clusters, and one matrix product gives the pooled totals of all resa
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -29,6 +30,26 @@ or per epoch, and one warning a count says all there is to say."""
 
 MetricFn = Callable[[np.ndarray], dict[str, np.ndarray]]
 """Maps pooled totals ``(..., F)`` to metric arrays of shape ``(...)``, like ``summarize_totals``."""
+
+
+def utterance_cluster_id(utterance_id: str) -> int:
+    """The cluster id of an utterance: a CRC-32 of its id, an integer because ``SLUMetrics`` holds
+    clusters in tensor state, which cannot hold strings.
+
+    A resample draws clusters in the order of their ids, so the ids fix which draws an utterance
+    gets: ``test`` (``SLUMetrics``), ``score`` and ``report`` all name clusters with this function
+    and report the same intervals on the same rows and seed. Numbering the utterances by their
+    sorted string ids instead gives other draws, and intervals that differ in the second decimal.
+    """
+    return zlib.crc32(utterance_id.encode()) & 0x7FFFFFFF
+
+
+def cluster_ids(utterance_ids: Sequence[str]) -> np.ndarray:
+    """``(N,)`` cluster ids ``0 .. C - 1`` of each row's utterance, numbered in the order of their
+    ``utterance_cluster_id``: the order the bootstrap draws them in, whichever of the two a caller
+    passes (the largest id + 1 counts the utterances)."""
+    crc = [utterance_cluster_id(utterance_id) for utterance_id in utterance_ids]
+    return np.unique(np.array(crc, dtype=np.int64), return_inverse=True)[1]
 
 
 def bootstrap_ci(

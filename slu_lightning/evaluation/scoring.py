@@ -4,8 +4,10 @@ Predictions are one JSON object per line in the SLURP scorer's format, which is 
 ``slu-lightning test`` writes: a key, ``scenario``, ``action`` and ``entities: [{type, filler}]``.
 The key is ``file`` (the SLURP scorer's key, a recording name), else ``id``, else ``slurp_id``.
 Scores come from the one counting core (``counts.count_rows``, ``counts.summarize``) and the
-cluster bootstrap (``bootstrap.bootstrap_ci``, clusters = utterances), so they equal the numbers of
-``SLUMetrics`` and of the official scorer (pswietojanski/slurp, ``scripts/evaluation``).
+cluster bootstrap (``bootstrap.bootstrap_ci``, clusters = utterances, in the order
+``bootstrap.utterance_cluster_id`` gives them, as in ``test``), so they equal the numbers of
+``SLUMetrics``, intervals included (same seed and resamples), and of the official scorer
+(pswietojanski/slurp, ``scripts/evaluation``).
 
 Gold formats (``auto`` reads the keys of the first line):
 
@@ -57,7 +59,7 @@ from slu_lightning.data.readers.rows import (
     nonempty_str,
 )
 from slu_lightning.data.records import SLUExample
-from slu_lightning.evaluation.bootstrap import bootstrap_ci
+from slu_lightning.evaluation.bootstrap import bootstrap_ci, cluster_ids
 from slu_lightning.evaluation.counts import count_rows, summarize
 from slu_lightning.task import ParseStatus, Prediction
 
@@ -231,7 +233,7 @@ def score_files(
 
     rows = count_rows(examples, [chosen.get(example.id, NO_PREDICTION) for example in examples])  # (N, F)
     covered = np.array([example.id in chosen for example in examples])  # (N,)
-    _, clusters = np.unique([example.utterance_id for example in examples], return_inverse=True)  # (N,)
+    clusters = cluster_ids([example.utterance_id for example in examples])  # (N,), as test's
     locale_of = np.array([example.locale for example in examples])  # (N,)
     per_locale = {}
     if len(set(locale_of.tolist())) > 1:

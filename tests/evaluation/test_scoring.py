@@ -3,15 +3,18 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from slu_lightning.cli import main
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.readers import read_massive, read_slurp, write_manifest
 from slu_lightning.data.records import Entity, SLUExample
 from slu_lightning.evaluation.counts import count_rows, summarize
+from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
 from slu_lightning.evaluation.scoring import SHOWN_METRICS, score_files
-from slu_lightning.model.module import _prediction_row
+from slu_lightning.model.module import _cluster_id, _prediction_row
 from slu_lightning.task import ParseStatus, Prediction
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "scoring"
@@ -359,6 +362,46 @@ def test_intervals_depend_on_the_seed_only():
     first = score_files(SLURP_GOLD, SLURP_PRED, n_resamples=200, seed=3)
     assert first.cis == score_files(SLURP_GOLD, SLURP_PRED, n_resamples=200, seed=3).cis
     assert score_files(SLURP_GOLD, SLURP_PRED, n_resamples=0).cis == {}
+
+
+def test_intervals_are_those_test_logs_from_the_same_predictions(tmp_path):
+    """``SLUMetrics`` gets the cluster ids ``SLUModule`` gives it; ``score`` on the predictions file
+    must draw the same resamples: 30 utterances whose sorted string ids and sorted cluster ids
+    order them differently, 2 recordings each, 2 locales."""
+    rng = np.random.default_rng(0)
+    golds = [
+        SLUExample(
+            id=f"u{u}-r{r}",
+            locale="en-US" if u % 2 else "fr-FR",
+            text="words",
+            scenario=("alarm", "weather", "music")[u % 3],
+            action="set",
+            entities=(Entity("time", "five"),) if u % 4 else (),
+            audio=f"u{u}-r{r}.flac",
+            utterance_id=f"u{u}",
+        )
+        for u in range(30)
+        for r in range(2)
+    ]
+    predictions = [
+        Prediction(g.scenario if rng.random() < 0.5 else "calendar", "set", g.entities, ParseStatus.VALID)
+        for g in golds
+    ]
+    locales = ["en-US", "fr-FR"]
+    metric = SLUMetrics(locales, n_resamples=200, seed=0)
+    metric.update(
+        rows_from_predictions(golds, predictions),
+        torch.tensor([locales.index(g.locale) for g in golds]),
+        torch.tensor([_cluster_id(g.utterance_id) for g in golds]),
+    )
+    logged = {name: float(value) for name, value in metric.compute().items()}
+    rows = [_prediction_row(g, "raw", p, heard=True) for g, p in zip(golds, predictions, strict=True)]
+    path = write_jsonl(tmp_path / "predictions_test.jsonl", rows)
+    report = score_files(path, path, gold_format="predictions", n_resamples=200, seed=0)
+    groups = {"": report.overall, **{f"{locale}/": report.per_locale[locale] for locale in locales}}
+    for prefix, group in groups.items():
+        for name in ("action_acc", "intent_acc", "entity_f1", "slu_f1"):
+            assert group.cis[name] == (logged[f"{prefix}{name}_ci_low"], logged[f"{prefix}{name}_ci_high"])
 
 
 def test_unknown_gold_format_is_a_clear_error(tmp_path, capsys):

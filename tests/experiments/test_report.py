@@ -6,11 +6,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from slu_lightning.data.records import Entity, SLUExample
 from slu_lightning.evaluation.counts import count_rows, summarize
+from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
 from slu_lightning.experiments.report import ReportError, main, write_report
+from slu_lightning.model.module import _cluster_id
 from slu_lightning.task import ParseStatus, Prediction
 
 PROPORTION = "data.init_args.speech_subset.proportion"
@@ -288,3 +291,30 @@ def test_a_cascade_cell_answers_speech_with_its_transcript_rows_and_is_not_the_d
     assert float(rows["cascade"]["intent_acc_diff"]) > 0 and float(rows["cascade"]["intent_acc_p"]) < 0.05
     with pytest.raises(ReportError, match="no finished cell .* has text predictions"):
         write_report(tmp_path, tmp_path / "text", modality="text", resamples=50)
+
+
+def test_a_one_seed_rows_intervals_are_those_its_test_logged(tmp_path):
+    """``SLUMetrics`` gets the cluster ids ``SLUModule`` gives it; the report, on the same rows,
+    resamples and seed, must draw the same utterances."""
+    golds = gold_examples()
+    predictions = predict(golds, 0.6, seed=0)
+    metric = SLUMetrics(["en-US", "fr-FR"], n_resamples=300, seed=0)
+    metric.update(
+        rows_from_predictions(golds, predictions),
+        torch.tensor([("en-US", "fr-FR").index(g.locale) for g in golds]),
+        torch.tensor([_cluster_id(g.utterance_id) for g in golds]),
+    )
+    logged = {name: float(value) for name, value in metric.compute().items()}
+    (tmp_path / "cell").mkdir()
+    lines = [prediction_row(g, p) for g, p in zip(golds, predictions, strict=True)]
+    (tmp_path / "cell" / "predictions_test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "sweep.json").write_text(
+        json.dumps({"cells": [{"name": "cell", "values": {"seed_everything": 0}}]})
+    )
+    write_report(tmp_path, tmp_path / "out", resamples=300, seed=0)
+    (row,) = csv.DictReader((tmp_path / "out" / "results.csv").open())
+    for name in ("intent_acc", "entity_f1", "slu_f1"):
+        assert (float(row[f"{name}_ci_low"]), float(row[f"{name}_ci_high"])) == (
+            logged[f"{name}_ci_low"],
+            logged[f"{name}_ci_high"],
+        ), name

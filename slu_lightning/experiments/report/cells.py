@@ -12,6 +12,7 @@ import numpy as np
 import yaml
 
 from slu_lightning.data.records import Entity
+from slu_lightning.evaluation.bootstrap import cluster_ids
 from slu_lightning.evaluation.counts import COUNT_FIELDS, count_example
 from slu_lightning.experiments.sweep import (
     PREDICTIONS,
@@ -111,9 +112,10 @@ def prediction_rows(path: Path, modality: str) -> list[dict]:
 
 
 def utterance_clusters(rows: list[dict]) -> np.ndarray:
-    """``(len(rows),)`` integer ids of each row's utterance (its own id when it has none): the
-    bootstrap's clusters, since recordings of one utterance succeed or fail together."""
-    return np.unique([row["utterance_id"] or row["id"] for row in rows], return_inverse=True)[1]
+    """``(len(rows),)`` cluster ids of each row's utterance (its own id when it has none): the
+    bootstrap's clusters, since recordings of one utterance succeed or fail together; numbered
+    as ``test`` numbers them, so a one-seed row's intervals are its ``metrics_test.json``'s."""
+    return cluster_ids([row["utterance_id"] or row["id"] for row in rows])
 
 
 def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictions], list[str]]:
