@@ -13,6 +13,7 @@ from slu_lightning.data.records import Entity, SLUExample
 from slu_lightning.evaluation.counts import count_rows, summarize
 from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
 from slu_lightning.experiments.report import ReportError, main, write_report
+from slu_lightning.experiments.report.cells import training_locales
 from slu_lightning.model.module import _cluster_id
 from slu_lightning.task import ParseStatus, Prediction
 
@@ -291,6 +292,66 @@ def test_a_cascade_cell_answers_speech_with_its_transcript_rows_and_is_not_the_d
     assert float(rows["cascade"]["intent_acc_diff"]) > 0 and float(rows["cascade"]["intent_acc_p"]) < 0.05
     with pytest.raises(ReportError, match="no finished cell .* has text predictions"):
         write_report(tmp_path, tmp_path / "text", modality="text", resamples=50)
+
+
+def test_training_locales_are_read_where_the_papers_cross_lingual_configs_set_them(monkeypatch):
+    monkeypatch.chdir(Path(__file__).parents[2])
+    paper = {
+        name: training_locales(yaml.safe_load(Path(f"configs/paper/{name}.yaml").read_text()))
+        for name in ("speech_massive_fr_curriculum", "speech_massive_fewshot_de", "slurp_curriculum")
+    }
+    assert paper == {
+        "speech_massive_fr_curriculum": ["fr-FR"],  # on the corpus
+        "speech_massive_fewshot_de": ["fr-FR", "de-DE"],  # on each part of a CombinedCorpus
+        "slurp_curriculum": [],  # every locale its files hold
+    }
+    corpus = {"class_path": "SpeechMassiveCorpus", "init_args": {"train_locales": ["fr-FR", "de-DE"]}}
+    filtered = {"data": {"init_args": {"corpus": corpus, "train_locales": ["de-DE"]}}}
+    assert training_locales(filtered) == ["de-DE"]  # the data module's filter keeps one of them
+    unset = {"data": {"init_args": {"corpus": {"class_path": "SpeechMassiveCorpus", "init_args": {}}}}}
+    assert training_locales(unset) == ["fr-FR"]  # the corpus's default
+
+
+def test_the_cross_lingual_section_reads_train_locales_from_the_corpus_as_the_paper_sets_them(tmp_path):
+    """A run trained on French Speech-MASSIVE and a few-shot run that adds English text, their
+    configs in the shape the paper's Speech-MASSIVE configs save."""
+    golds, records = gold_examples(), []
+    french = {
+        "class_path": "slu_lightning.data.corpora.SpeechMassiveCorpus",
+        "init_args": {"train_locales": ["fr-FR"]},
+    }
+    english = {
+        "class_path": "slu_lightning.data.corpora.MassiveTextCorpus",
+        "init_args": {"locales": ["en-US"]},
+    }
+    combined = {
+        "class_path": "slu_lightning.data.corpora.CombinedCorpus",
+        "init_args": {"parts": [french, english]},
+    }
+    expected = {}
+    for regime, corpus in (("zero_shot", french), ("few_shot", combined)):
+        records.append({"name": regime, "values": {"base": f"configs/{regime}.yaml"}, "status": "finished"})
+        predictions = predict(golds, 0.6, seed=len(records))
+        english_items = [i for i, gold in enumerate(golds) if gold.locale == "en-US"]
+        expected[regime] = summarize(
+            count_rows([golds[i] for i in english_items], [predictions[i] for i in english_items])
+        )["slu_f1"]
+        lines = [prediction_row(g, p) for g, p in zip(golds, predictions, strict=True)]
+        (tmp_path / regime).mkdir()
+        (tmp_path / regime / "predictions_test.jsonl").write_text(
+            "".join(json.dumps(x) + "\n" for x in lines)
+        )
+        config = {"data": {"init_args": {"corpus": corpus, "train_locales": None}}}
+        (tmp_path / regime / "config_test.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": records}))
+    write_report(tmp_path, tmp_path / "out", resamples=20)
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "## Cross-lingual: SLU-F1 per locale" in md
+    lines = {line.split(" | ")[0]: line.strip("| ").split(" | ")[1:] for line in md.splitlines()}
+    assert lines["| **train locales**"] == ["fr-FR", "fr-FR+en-US"]
+    average = lines["| **average over targets**"]
+    assert float(average[0]) == pytest.approx(expected["zero_shot"], abs=5e-5)  # English, its one target
+    assert average[1] == "—"  # the few-shot run trained on both locales: no target left
 
 
 def test_a_one_seed_rows_intervals_are_those_its_test_logged(tmp_path):

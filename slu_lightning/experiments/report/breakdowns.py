@@ -12,11 +12,11 @@ import numpy as np
 
 from slu_lightning.evaluation.counts import COUNT_FIELDS, count_example
 from slu_lightning.experiments.report.cells import (
-    TRAIN_LOCALES_KEY,
     WIDTH,
     Group,
     entities_of,
     prediction_of,
+    training_locales,
 )
 from slu_lightning.experiments.report.scores import GroupScore, aligned, seed_mean
 from slu_lightning.experiments.report.tables import markdown_table
@@ -88,8 +88,8 @@ def breakdown_table(table: dict[str, dict[str, tuple]], labels: list[str], first
 
 
 def crosslingual_section(scores: list[GroupScore]) -> str:
-    """SLU-F1 per locale and, when a row trained on some locales only, the average over its target
-    (non-training) locales; empty for one locale."""
+    """SLU-F1 per locale and, when a row trained on some locales only (``training_locales`` of its
+    saved run config), the average over its target (non-training) locales; empty for one locale."""
     table = breakdown(scores, by_locale, ("slu_f1", "intent_acc"))
     if len(table) < 2:
         return ""
@@ -98,7 +98,7 @@ def crosslingual_section(scores: list[GroupScore]) -> str:
         [locale] + [f"{cells[label][0]:.4f}" if label in cells else "—" for label in labels]
         for locale, cells in table.items()
     ]
-    trained_on = [score.group.cells[0].value(TRAIN_LOCALES_KEY) or [] for score in scores]
+    trained_on = [training_locales(score.group.cells[0].config) for score in scores]
     if not any(trained_on):  # every row trained on every locale: nothing is cross-lingual
         return "## SLU-F1 per locale\n\n" + markdown_table(["locale", *labels], rows)
     sources, averages = [], []

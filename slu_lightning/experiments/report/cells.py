@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from slu_lightning.data.corpora import SpeechMassiveCorpus
 from slu_lightning.data.records import Entity
 from slu_lightning.evaluation.bootstrap import cluster_ids
 from slu_lightning.evaluation.counts import COUNT_FIELDS, count_example
@@ -25,7 +26,6 @@ from slu_lightning.experiments.sweep import (
 from slu_lightning.task import ParseStatus, Prediction
 
 PROPORTION_KEY = "data.init_args.speech_subset.proportion"
-TRAIN_LOCALES_KEY = "data.init_args.train_locales"
 WIDTH = len(COUNT_FIELDS)
 
 
@@ -58,15 +58,6 @@ class CellPredictions:
     """``(len(rows), F)`` count rows from the counting core."""
     index: dict[str, int] = field(default_factory=dict)
     """Example id to row position."""
-
-    def value(self, key: str) -> Any:
-        """The cell's value of a config key: its axis value, else its saved run config's."""
-        if key in self.values:
-            return self.values[key]
-        node: Any = self.config
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        return node
 
 
 def prediction_of(row: dict) -> Prediction:
@@ -174,6 +165,39 @@ def _run_config(run_dir: Path) -> dict:
         if (run_dir / name).is_file():
             return yaml.safe_load((run_dir / name).read_text(encoding="utf-8")) or {}
     return {}
+
+
+def training_locales(config: dict) -> list[str]:
+    """The locales a run config trains on, [] for all of them (or unknown): its corpus's training
+    locales (``SpeechMassiveCorpus.train_locales``, ``MassiveTextCorpus.locales``, the union over a
+    ``CombinedCorpus``'s parts, a ``CascadeCorpus``'s base) kept to the data module's
+    ``train_locales`` filter where both are set. The paper's cross-lingual configs set them on the
+    corpus, a few-shot run on each part."""
+    data = (config.get("data") or {}).get("init_args") or {}
+    kept = data.get("train_locales") or []
+    read = corpus_training_locales(data.get("corpus"))
+    if read is None:
+        return list(kept)
+    return [locale for locale in read if locale in kept] if kept else read
+
+
+def corpus_training_locales(corpus: Any) -> list[str] | None:
+    """The locales a corpus node of a run config reads for training, in order; None when it does
+    not say (``DemoCorpus``, manifests, SLURP: whatever locales their files hold)."""
+    if not isinstance(corpus, dict):
+        return None
+    name = str(corpus.get("class_path", "")).rsplit(".", 1)[-1]
+    init = corpus.get("init_args") or {}
+    if name == "SpeechMassiveCorpus":  # unset: the class's default (French)
+        return SpeechMassiveCorpus(path="", train_locales=init.get("train_locales")).train_locales
+    if name == "MassiveTextCorpus":
+        return list(init.get("locales") or [])
+    if name == "CascadeCorpus":
+        return corpus_training_locales(init.get("base"))
+    if name == "CombinedCorpus":
+        parts = [corpus_training_locales(part) for part in init.get("parts") or []]
+        return None if None in parts else list(dict.fromkeys(locale for part in parts for locale in part))
+    return None
 
 
 def seed_of(cell: CellPredictions) -> tuple:
