@@ -1,6 +1,7 @@
 """``slu-lightning sweep`` on real tiny cells (tiny-test backbone, toy corpus, 1 epoch, subprocesses)."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -434,3 +435,18 @@ def test_the_steps_control_trains_the_noise_sweep_for_as_many_steps_as_three_cop
     for a, b in zip(plain, longer, strict=True):
         assert b.values == {**a.values, "trainer.max_epochs": 6}
         assert (a.base, a.extra) == (b.base, b.extra)
+
+
+def test_the_cell_folders_the_sweep_files_comments_name_are_cells_they_make(monkeypatch):
+    """A comment's ``<root>/<cell>/`` must be a folder the sweep writes (``S`` in ``seedS``: any seed)."""
+    monkeypatch.chdir(Path(__file__).parents[2])
+    named = 0
+    for path in sorted(Path("configs").glob("*/*sweep*.yaml")):
+        spec = load_spec(path)
+        cells = [cell.name for cell in expand_cells(spec)]
+        comments = "\n".join(line for line in path.read_text().splitlines() if line.lstrip().startswith("#"))
+        for folder in re.findall(rf"{re.escape(str(spec.root))}/([^/\s]+)/", comments):
+            pattern = re.escape(folder).replace("seedS", r"seed\d+")
+            assert any(re.fullmatch(pattern, cell) for cell in cells), (str(path), folder)
+            named += 1
+    assert named >= 2  # configs/demo/sweep.yaml's example and sweep_noise_domain_lm.yaml's template
