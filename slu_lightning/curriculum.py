@@ -196,8 +196,9 @@ class CurriculumCallback(L.Callback):
         phases, index = self._train_parts_of_phase(trainer, pl_module)
         phase = phases[index]
         first_epoch = sum(p.epochs for p in phases[:index])
-        at_phase_start = trainer.current_epoch == first_epoch and not trainer.fit_loop.restarting
-        if phase.reset_optimizer and at_phase_start and index > 0:
+        # Lightning calls this hook only where an epoch starts, resumed runs included (under
+        # max_steps a resumed loop stays `restarting` for good, so that flag cannot tell)
+        if phase.reset_optimizer and trainer.current_epoch == first_epoch and index > 0:
             for optimizer in trainer.optimizers:
                 optimizer.state.clear()
 

@@ -82,6 +82,9 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._save_latest(trainer)
 
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        close_saved_epoch(checkpoint)
+
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
         if self.save_last:
@@ -92,6 +95,28 @@ class RunCheckpoint(ModelCheckpoint):
         own test, any checkpoint saved at this step, misses a best checkpoint saved without it.)"""
         if self.save_last and _fitting(trainer) and self._last_saved_at != trainer.global_step:
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def close_saved_epoch(checkpoint: dict) -> None:
+    """Record an epoch saved in ``on_train_epoch_end`` (processed, not yet completed) as completed,
+    with no batch of the next one drawn, so that the resumed run starts the next epoch.
+
+    Lightning resumes such a checkpoint at the next epoch only without ``max_steps``. With it (the
+    README's way to stop a run early and raise later), the loop re-enters the saved epoch, counts
+    it processed a second time and ends one epoch early: a curriculum stopped at the end of its text
+    phase never trained its speech phase (Lightning-AI/pytorch-lightning#19617).
+    """
+    loop = checkpoint.get("loops", {}).get("fit_loop")
+    if not loop or not loop["epoch_loop.batch_progress"].get("is_last_batch"):
+        return
+    epochs = loop["epoch_progress"]
+    if epochs["total"]["processed"] != epochs["total"]["completed"] + 1:
+        return
+    for tracker in ("total", "current"):
+        epochs[tracker]["completed"] = epochs[tracker]["processed"]
+    batches = loop["epoch_loop.batch_progress"]
+    batches["current"] = dict.fromkeys(batches["current"], 0)
+    batches["is_last_batch"] = False
 
 
 def _fitting(trainer: L.Trainer) -> bool:

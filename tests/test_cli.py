@@ -217,6 +217,15 @@ def test_a_curriculum_resumed_at_or_inside_a_phase_ends_with_the_uninterrupted_w
         main(["fit", "--config", str(config), "--run.name", name, "--trainer.max_steps", str(stop)])
         main(["fit", "--config", str(config), "--run.name", name, "--ckpt_path", "last"])
         assert_same_weights(logs / name / "checkpoints" / "last.ckpt", whole)
+    # stopped at the phase boundary, then resumed with a larger max_steps: Lightning alone would
+    # re-enter the text epoch and end without training the speech phase (pytorch-lightning#19617)
+    fit = ["fit", "--config", str(config), "--run.name", "raised"]
+    main([*fit, "--trainer.max_steps", "4"])
+    main([*fit, "--trainer.max_steps", "7", "--ckpt_path", "last"])
+    last = logs / "raised" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 7
+    main([*fit, "--ckpt_path", "last"])
+    assert_same_weights(last, whole)
 
 
 def test_test_writes_scorer_format_predictions_and_says_its_headline_in_a_line(trained, caplog, capsys):

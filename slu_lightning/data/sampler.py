@@ -76,6 +76,12 @@ def resume_batch(trainer: L.Trainer) -> int:
 
     An ``EpochBatchSampler`` serves one epoch, so the Trainer must build a new train loader every
     epoch; reusing one would replay that epoch, or after a resume its tail, as every later epoch.
+
+    A restored epoch that had reached its last batch starts at 0: Lightning counts it done without
+    drawing from its loader. Under ``max_steps`` the loop stays ``restarting`` for the whole resumed
+    run and the restored batch count lingers until the next epoch's loop resets it; reading it then
+    started the next epochs at their end, so a run stopped by ``max_steps`` at an epoch's end and
+    resumed with a larger one trained nothing more.
     """
     if trainer.reload_dataloaders_every_n_epochs != 1:
         raise DataError(
@@ -83,7 +89,8 @@ def resume_batch(trainer: L.Trainer) -> int:
             f"(it is {trainer.reload_dataloaders_every_n_epochs})"
         )
     fit_loop = trainer.fit_loop
-    return fit_loop.epoch_loop.batch_progress.current.processed if fit_loop.restarting else 0
+    progress = fit_loop.epoch_loop.batch_progress
+    return progress.current.processed if fit_loop.restarting and not progress.is_last_batch else 0
 
 
 # Lightning warns on every mid-epoch resume unless the loader itself is stateful; here the sampler
