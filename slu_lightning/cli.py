@@ -105,7 +105,7 @@ class SLUCli(LightningCLI):
             config.trainer.enable_progress_bar = False  # stdout holds the JSON lines; the log says how far
         if self.subcommand == "fit":
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
-            self._unstarted = None if config.ckpt_path else UnstartedRun(run_dir)
+            self._unstarted = UnstartedRun(run_dir)
         elif config.get("ckpt_path") in ("last", "auto"):  # auto: a fit's saved config says so
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints", self.subcommand)
         elif config.get("ckpt_path") == "best":
@@ -137,21 +137,24 @@ class SLUCli(LightningCLI):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         self.datamodule.connect(self.model.tokenizer, self.model.prompt, self.model.n_mels)
+        if self.subcommand == "fit":  # Lightning names it to the trainer only after setup
+            self.datamodule.resumed_checkpoint = self.config[self.subcommand].ckpt_path
 
     def _run_subcommand(self, subcommand: str) -> None:
         try:
             super()._run_subcommand(subcommand)
         except Exception as error:
-            unstarted = getattr(self, "_unstarted", None)
+            unstarted = getattr(self, "_unstarted", None)  # global_step: 0 until a checkpoint is restored
             if unstarted and self.trainer.global_step == 0 and user_error(error) is not None:
                 unstarted.discard()
             raise
 
 
 class UnstartedRun:
-    """A fresh fit refused at setup (the curriculum's epochs against ``max_epochs``, nothing left to
-    train) leaves no run behind: Lightning opens the TensorBoard events file before the setup hooks,
-    and an empty run would show in TensorBoard and in the folder listing as if it had trained."""
+    """A fit refused at setup (the curriculum's epochs against ``max_epochs``, nothing left to
+    train, a resume on other data) leaves nothing behind: Lightning opens a TensorBoard events file
+    before the setup hooks, and an empty run would show in TensorBoard and in the folder listing as
+    if it had trained."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir

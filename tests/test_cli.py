@@ -148,6 +148,17 @@ def test_relaunching_never_silently_restarts(trained, capsys):
     assert "no checkpoint at" in capsys.readouterr().err
 
 
+def test_a_resume_on_other_data_is_refused_before_the_run_folder_is_touched(trained, capsys):
+    config, run = trained
+    copy = shutil.copytree(run, run.parent / "other-data")
+    before = {path.name: path.read_bytes() for path in copy.iterdir() if path.is_file()}
+    assert {"config.yaml", "speech_subset_ids.txt", "training_data.json"} <= set(before)
+    fit = ["fit", "--config", str(config), "--run.name", "other-data", "--ckpt_path", "last"]
+    assert exit_code([*fit, "--data.init_args.speech_subset.proportion", "0.5"]) == 2
+    assert "the checkpoint was trained on different data" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in copy.iterdir() if path.is_file()} == before
+
+
 def test_a_damaged_checkpoint_is_named_with_its_siblings_not_a_torch_traceback(trained, tmp_path, capsys):
     config, run = trained
     shutil.copytree(run, tmp_path / "damaged")

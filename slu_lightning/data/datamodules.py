@@ -182,6 +182,7 @@ class SLUDataModule(L.LightningDataModule):
         self.channel: CharChannel | None = None  # recogniser_noise's, once estimated
         self.sources: dict[str, list[SLUExample]] = {}
         self.eval_sets: dict[str, list[Entry]] = {}
+        self.resumed_checkpoint: str | None = None  # set by the CLI: the checkpoint a fit resumes
         self.collators: dict[str, SLUCollator] = {}
         self.extractor: LogMelExtractor | None = None
         self.seconds: dict[str, float] = {}
@@ -209,6 +210,7 @@ class SLUDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         if stage == "fit" and not self.sources:
             self._setup_train()
+            self._refuse_other_data()
             run_dir = self.trainer.log_dir if self.trainer else None  # a collective: every rank asks
             if run_dir and self.trainer.is_global_zero:
                 self.write_subset_ids(run_dir)
@@ -456,6 +458,16 @@ class SLUDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         return {"fingerprint": self.fingerprint()}
+
+    def _refuse_other_data(self) -> None:
+        """Refuse to resume on other data before the run writes anything. Lightning restores the
+        data module's state (``load_state_dict``) only after setup, when the refused settings would
+        already have replaced the run's ``speech_subset_ids.txt``, ``training_data.json`` and
+        ``config.yaml``, which then no longer describe, or resume, the checkpoint."""
+        path = self.resumed_checkpoint
+        if path and Path(path).is_file():  # a sharded (FSDP) checkpoint is checked at its restore
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            self.load_state_dict(checkpoint.get(type(self).__qualname__, {}))
 
     def load_state_dict(self, state_dict: dict) -> None:
         saved, current = state_dict.get("fingerprint"), self.fingerprint()
