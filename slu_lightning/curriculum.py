@@ -53,9 +53,10 @@ class CurriculumPhase:
     """Peak learning rate of this phase; None keeps the model's optimizer learning rate."""
     warmup_ratio: float | None = None
     """Warm-up share of this phase's optimizer steps; None keeps the model's."""
-    schedule: Literal["cosine", "linear", "constant", "continue"] = "cosine"
-    """Decay over this phase's own steps after warm-up; ``continue`` carries on the phase before's
-    warm-up and decay over both phases' steps, as if they were one (no restart)."""
+    schedule: Literal["cosine", "linear", "constant", "continue"] | None = None
+    """Decay over this phase's own steps after warm-up; None keeps the model's optimizer schedule;
+    ``continue`` carries on the phase before's warm-up and decay over both phases' steps, as if
+    they were one (no restart)."""
     reset_optimizer: bool = False
     """Clear AdamW's moment estimates when the phase starts."""
     train_audio_encoder: bool | None = None
@@ -166,7 +167,7 @@ def build_schedule(
         lengths=[steps for _, _, steps in segments],
         peaks=[(phase.lr if phase.lr is not None else base_lr) / base_lr for phase in openers],
         warmups=[phase.warmup_ratio if phase.warmup_ratio is not None else base_warmup for phase in openers],
-        schedules=[phase.schedule if len(segments) > 1 else base_schedule for phase in openers],
+        schedules=[phase.schedule or base_schedule for phase in openers],
         min_ratio=min_ratio,
     )
 

@@ -40,6 +40,14 @@ def test_single_phase_regimes_use_the_models_schedule():
     assert {schedule(s) for s in range(15)} == {1.0}
 
 
+def test_phases_without_a_schedule_of_their_own_follow_the_models_and_one_that_has_keeps_it():
+    schedule = build_schedule(PAPER, [10, 10, 50], base_lr=5e-6, base_warmup=0.0, base_schedule="constant")
+    assert schedule.schedules == ["constant", "constant"]
+    assert {schedule(s) for s in range(20)} == {1.0} and {schedule(s) for s in range(20, 70)} == {0.6}
+    own = [PAPER[0], CurriculumPhase("text+speech", mix=PAPER[1].mix, schedule="linear")]
+    assert build_schedule(own, [10, 10], 1.0, 0.0, "constant").schedules == ["constant", "linear"]
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -601,7 +601,9 @@ class CurriculumDataModule(SLUDataModule):
         return self._phases
 
     def schedule_signature(self) -> str:
-        return repr(self._phases)
+        # a phase following the model's schedule signs as "cosine", the default before it could,
+        # so that checkpoints saved then still resume
+        return repr([replace(phase, schedule=phase.schedule or "cosine") for phase in self._phases])
 
     def setup(self, stage: str) -> None:
         total = sum(phase.epochs for phase in self._phases)
