@@ -25,6 +25,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from transformers import GenerationConfig
 
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.checkpoint_io import CheckpointError
@@ -56,7 +57,7 @@ from slu_lightning.model.finetuning import (
     trainable_candidates,
 )
 from slu_lightning.pretrain.objectives import split_clips
-from slu_lightning.task import PromptTemplate, parse_prediction
+from slu_lightning.task import END_OF_TURN, PromptTemplate, parse_prediction
 
 log = logging.getLogger(__name__)
 PARTS = ("audio_encoder", "projector", "llm")
@@ -200,6 +201,7 @@ class SLUModule(L.LightningModule):
         if self.model is not None:
             return
         model = load_model(self.backbone_path, dtype=self.base_dtype)
+        self._replace_generation_config(model)
         freeze_all(model)
         if self.finetuning == "lora":
             with torch.random.fork_rng(devices=[]):
@@ -341,14 +343,39 @@ class SLUModule(L.LightningModule):
         output = self.hf.generate(  # position ids follow the attention mask: compressed slots skipped
             inputs_embeds=embeds,
             attention_mask=attention_mask,
-            num_beams=self.generation.num_beams,
-            max_new_tokens=self.generation.max_new_tokens,
-            do_sample=False,
-            eos_token_id=self.tokenizer.convert_tokens_to_ids("<|im_end|>"),
-            pad_token_id=self.tokenizer.pad_token_id,
+            generation_config=self.decoding(),
             synced_gpus=self._sharded(),  # ranks whose beams finish early keep joining the all-gathers
         )
         return self.tokenizer.batch_decode(output, skip_special_tokens=True)
+
+    def decoding(self) -> GenerationConfig:
+        """All of the decoding of validate, test, predict and an export: ``generation``, greedy or
+        beam search, ending at the end of the turn."""
+        return GenerationConfig(
+            num_beams=self.generation.num_beams,
+            max_new_tokens=self.generation.max_new_tokens,
+            do_sample=False,
+            eos_token_id=self.tokenizer.convert_tokens_to_ids(END_OF_TURN),
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+
+    def _replace_generation_config(self, model) -> None:
+        """Drop the backbone's ``generation_config.json``: transformers fills every setting a
+        ``generate`` call leaves unset from it, so Qwen2-Audio-7B-Instruct's ``repetition_penalty``
+        1.1 would change the answers (and make them depend on their batch companions), and an export,
+        which carries ``decoding()`` alone, would decode otherwise than ``test``."""
+        ignored = {
+            key: value
+            for key, value in model.generation_config.to_diff_dict().items()
+            if key not in ("transformers_version", "bos_token_id", "eos_token_id", "pad_token_id")
+        }
+        if ignored:
+            log.info(
+                "decoding follows model.init_args.generation; the backbone's generation_config.json "
+                "settings %s are not used",
+                ignored,
+            )
+        model.generation_config = self.decoding()
 
     def _sharded(self) -> bool:
         """Whether weights are sharded across ranks (FSDP, DeepSpeed), so every rank must run every step."""

@@ -1,3 +1,5 @@
+import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -149,3 +151,26 @@ def test_bfloat16_base_keeps_trainable_parts_in_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         sums, _ = module.example_losses(batch)
     assert torch.isfinite(sums).all()
+
+
+def test_the_backbones_own_generation_config_does_not_change_the_decoding(module, tmp_path, caplog):
+    from slu_lightning.model.backbone import resolve_backbone
+
+    folder = shutil.copytree(resolve_backbone("tiny-test"), tmp_path / "instruct-like")
+    settings = json.loads((folder / "generation_config.json").read_text())
+    settings |= {"repetition_penalty": 5.0, "no_repeat_ngram_size": 1, "top_k": 20}  # as 7B-Instruct's
+    (folder / "generation_config.json").write_text(json.dumps(settings))
+    module.generation = GenerationSettings(num_beams=1, max_new_tokens=12)
+    with caplog.at_level("INFO", logger="slu_lightning.model.module"):
+        instruct = SLUModule(backbone=str(folder), finetuning="full", generation=module.generation)
+        instruct.configure_model()
+    assert "'repetition_penalty': 5.0" in caplog.text and "are not used" in caplog.text
+    text = batch_of(module, EXAMPLES[:1], with_labels=False, with_prompts=True)
+    prompt = {"input_ids": text["prompt_ids"], "attention_mask": text["prompt_attention_mask"]}
+    penalised = module.decoding()
+    penalised.update(repetition_penalty=5.0, no_repeat_ngram_size=1)
+    configs = (penalised, module.decoding())
+    answers = [module.hf.generate(**prompt, generation_config=c).tolist() for c in configs]
+    assert answers[0] != answers[1]  # the settings would change the answer if they joined in
+    batch = batch_of(module, EXAMPLES, with_labels=False, with_prompts=True)
+    assert instruct.generate_texts(batch) == module.generate_texts(batch)
