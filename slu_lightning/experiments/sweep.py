@@ -37,20 +37,31 @@ A cell with ``predictions_test.jsonl`` is finished and skipped; an interrupted o
 last checkpoint (``--ckpt_path auto``). ``<root>/sweep.json`` (cells, values, overrides, status) is
 rewritten atomically as the sweep goes. A failing cell is recorded with its log and the sweep goes
 on; the command exits non-zero at the end if any cell failed.
+
+A finished cell is skipped only if its saved ``config.yaml`` is what its ``fit`` would parse to now:
+when a base, a ``configs`` file or an override has changed since, the sweep names the cells and
+keys and refuses to start (``--dry-run`` lists them), rather than report old results under the new
+config; move the root aside or set a new one. SIGTERM or SIGINT to the sweep is passed on to the
+running cells (``fit`` saves a checkpoint and stops), no other cell starts, the cells are recorded
+as ``interrupted``, and the sweep exits with 128 + the signal number; a rerun resumes them.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import itertools
 import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +80,17 @@ VALUE_ONLY = frozenset({"class_path", BASE_KEY})
 """Keys whose value alone names them in a cell name (``MixedDataModule``, ``curriculum``)."""
 PREDICTIONS = "predictions_test.jsonl"
 SWEEP_FILE = "sweep.json"
+UNCOMPARED_KEYS = (
+    "config",
+    "ckpt_path",
+    "run.root",
+    "checkpoint.dirpath",
+    "trainer.logger",
+    "trainer.default_root_dir",
+)
+"""Keys of a saved run config that differ from a rerun's parse without the run having changed: the
+config files' paths, the checkpoint as resolved (older runs saved it so), folders that follow the
+root (a root moved), and what the CLI fills in when a run starts."""
 
 
 def run_config_name(subcommand: str | None) -> str:
@@ -320,6 +342,84 @@ def plan(cell: Cell, root: Path) -> str:
     return "resume" if last_checkpoint(run_dir).is_file() else "fresh"
 
 
+def config_changes(cell: Cell, root: Path) -> dict[str, tuple[Any, Any]]:
+    """What a finished cell's saved ``config.yaml`` holds that its ``fit`` command would not give
+    now (a base, a ``configs`` file or an override edited since): dotted key to (saved, now).
+
+    Keys in ``UNCOMPARED_KEYS`` and keys only one side has (options added to or removed from the
+    code since the run) are not compared; a cell without a saved config has nothing to compare.
+    """
+    saved_file = root / cell.name / run_config_name("fit")
+    if not saved_file.is_file():
+        return {}
+    saved = _flat(yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {})
+    now = _flat(parsed_run_config(cell.cli_args("fit", root)))
+    return {
+        key: (saved[key], now[key])
+        for key in sorted(saved.keys() & now.keys())
+        if saved[key] != now[key] and not any(key == k or key.startswith(f"{k}.") for k in UNCOMPARED_KEYS)
+    }
+
+
+def parsed_run_config(args: list[str]) -> dict:
+    """The config a ``fit``/``test`` command line would save (``config.yaml``), parsed as the run
+    parses it, the model and data seeds following ``seed_everything``; nothing is built or run.
+
+    Raises:
+        SweepError: with the parser's complaint, when the command line does not parse.
+    """
+    from slu_lightning.cli import SLUCli, _quiet_logs, cli_options, config_problem, follow_run_seed
+    from slu_lightning.data.datamodules import SLUDataModule
+    from slu_lightning.model.module import SLUModule
+
+    class Parsed(Exception):
+        def __init__(self, config: dict) -> None:
+            self.config = config
+
+    class ParseOnly(SLUCli):
+        def before_instantiate_classes(self) -> None:
+            config = self.config[self.subcommand].clone()
+            follow_run_seed(config)
+            raise Parsed(yaml.safe_load(self._parser(self.subcommand).dump(config, skip_none=False)))
+
+    try:
+        with (
+            contextlib.redirect_stderr(io.StringIO()),
+            contextlib.redirect_stdout(io.StringIO()),
+            _quiet_logs(),
+        ):
+            ParseOnly(SLUModule, SLUDataModule, args=args, **cli_options())
+    except Parsed as parsed:
+        return parsed.config
+    except SystemExit:
+        raise SweepError(f"{shlex.join(args)} does not parse: {config_problem(args)}") from None
+    raise SweepError(f"{shlex.join(args)} parsed to nothing")
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys to leaf values (lists are leaves)."""
+    if not isinstance(node, dict) or not node:
+        return {prefix.removesuffix("."): node}
+    return {
+        key: value for name, child in node.items() for key, value in _flat(child, f"{prefix}{name}.").items()
+    }
+
+
+def changed_message(changes: dict[str, dict[str, tuple[Any, Any]]], root: Path) -> str:
+    """Why a sweep refuses to go on with finished cells that ran another config than they would now:
+    their results would be reported as the new config's."""
+    shown = [
+        f"{name}: " + "; ".join(f"{key}: {saved!r} -> {now!r}" for key, (saved, now) in keys.items())
+        for name, keys in changes.items()
+    ]
+    return (
+        f"{len(changes)} finished cell(s) in {root} ran with another config than the sweep gives them now "
+        "(saved config.yaml -> now):\n  " + "\n  ".join(shown) + f"\nTheir results would be reported as the "
+        f"new config's. Move {root} aside (its runs are kept) or set a new `root` in the sweep file, then "
+        "run the sweep again; nothing was run or deleted."
+    )
+
+
 class SweepState:
     """``sweep.json``: the sweep's cells with values, overrides and status, rewritten atomically."""
 
@@ -388,35 +488,117 @@ def busy_cores_warning(environment: dict[str, str], jobs: int, load: float, core
     )
 
 
-def run_cell(cell: Cell, root: Path, state: SweepState, progress: str, env: dict[str, str]) -> bool:
-    """Fit (resuming when it can) and test one cell, its output appended to its ``sweep.log``."""
+class CellProcesses:
+    """The cells' running subprocesses, so that SIGTERM or SIGINT to the sweep reaches them.
+
+    Each cell command runs in its own session: a signal to the sweep (Ctrl-C in its terminal, a
+    cluster's preemption) reaches a cell once, passed on by ``forward``, and only its main process
+    (its loader workers must not get it). ``fit`` then saves ``last.ckpt`` after the current
+    optimizer step and exits 128 + the signal number (``PreemptionCallback``); ``test`` stops.
+    No cell command starts after the signal.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        """The signal that stops the sweep; None while it runs."""
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen] = set()
+
+    def run(self, command: list[str], **popen: Any) -> int | None:
+        """Run a command to its end and return its exit status; None when the sweep is stopping."""
+        with self._lock:  # a signal either finds the new process in _running or stops its start
+            if self.signum is not None:
+                return None
+            process = subprocess.Popen(command, start_new_session=True, **popen)
+            self._running.add(process)
+        try:
+            return process.wait()
+        finally:
+            with self._lock:
+                self._running.discard(process)
+
+    def forward(self, signum: int, frame: Any = None) -> None:
+        """Signal handler: stop starting cell commands and pass the signal on to the running ones."""
+        self.signum = signum
+        with self._lock:
+            running = list(self._running)
+        name = signal.Signals(signum).name
+        print(
+            f"sweep: {name}: passing it on to {len(running)} running cell command(s), which save a "
+            "checkpoint and stop; no other cell starts",
+            file=sys.stderr,
+            flush=True,
+        )
+        for process in running:
+            process.send_signal(signum)
+
+
+@contextlib.contextmanager
+def forwarding_signals(processes: CellProcesses) -> Iterator[None]:
+    """SIGTERM and SIGINT go to ``processes.forward`` while the cells run; the previous handlers
+    come back after."""
+    previous = {
+        signum: signal.signal(signum, processes.forward) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+class SweepInterrupted(Exception):
+    """The sweep stopped on a signal after its running cells did; they resume on a rerun."""
+
+    def __init__(self, signum: int, cells: list[str]) -> None:
+        super().__init__(signum, cells)
+        self.signum, self.cells = signum, cells
+
+
+def run_cell(
+    cell: Cell, root: Path, state: SweepState, progress: str, env: dict[str, str], processes: CellProcesses
+) -> str:
+    """Fit (resuming when it can) and test one cell, its output appended to its ``sweep.log``.
+
+    Returns its status: ``finished``, ``failed``, ``interrupted`` (stopped by a signal to the sweep,
+    resumable) or ``pending`` (the sweep stopped before it started)."""
+    if processes.signum is not None:
+        return "pending"
     run_dir = root / cell.name
     run_dir.mkdir(parents=True, exist_ok=True)
     log_path = run_dir / "sweep.log"
     print(f"{progress} {cell.name}: {plan(cell, root)} run, log {log_path}", flush=True)
     state.update(cell.name, status="running", log=str(log_path))
     start = time.monotonic()
+    returncode: int | None = 0
     with log_path.open("a", encoding="utf-8") as log:
         for command in cell.commands(root):
             log.write(f"$ {shlex.join(command)}\n")
             log.flush()
-            returncode = subprocess.run(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, check=False
-            ).returncode
+            returncode = processes.run(command, stdout=log, stderr=subprocess.STDOUT, env=env)
             if returncode != 0:
                 break
     seconds = round(time.monotonic() - start, 1)
-    status = "finished" if returncode == 0 else "failed"
+    if returncode == 0:
+        status, outcome = "finished", "finished"
+    elif processes.signum is not None:
+        status, outcome = "interrupted", "interrupted (a rerun resumes it)"
+    else:
+        status, outcome = "failed", f"FAILED (exit {returncode}), see {log_path}"
     state.update(cell.name, status=status, returncode=returncode, seconds=seconds)
-    outcome = "finished" if returncode == 0 else f"FAILED (exit {returncode}), see {log_path}"
     print(f"{progress} {cell.name}: {outcome} in {seconds:.0f} s", flush=True)
-    return returncode == 0
+    return status
 
 
 def run_sweep(spec: SweepSpec, source: Path, jobs: int = 1, dry_run: bool = False) -> list[str]:
     """Run every unfinished cell (``jobs`` at a time) and return the names of those that failed.
 
     With ``dry_run``, print each cell's plan and commands and touch nothing.
+
+    Raises:
+        SweepError: a cell's command does not parse, or a finished cell ran another config than it
+            would now (``config_changes``; under ``dry_run`` after the listing).
+        SweepInterrupted: SIGTERM or SIGINT stopped the sweep, after its running cells stopped.
     """
     cells = expand_cells(spec)
     todo = [cell for cell in cells if plan(cell, spec.root) != "skip"]
@@ -429,24 +611,38 @@ def run_sweep(spec: SweepSpec, source: Path, jobs: int = 1, dry_run: bool = Fals
         if not any(matches(values, rule) for values in _product(spec.axes)):
             print(f"warning: the exclude rule {rule} matches no cell of the axes", file=sys.stderr)
     _check_commands(todo, spec.root)
+    changes = {cell.name: config_changes(cell, spec.root) for cell in cells if cell not in todo}
+    changes = {name: keys for name, keys in changes.items() if keys}
     if dry_run:
         for cell in cells:
-            print(f"{cell.name}: {plan(cell, spec.root)}")
+            changed = (
+                f", but its config changed: {', '.join(changes[cell.name])}" if cell.name in changes else ""
+            )
+            print(f"{cell.name}: {plan(cell, spec.root)}{changed}")
             for command in cell.commands(spec.root) if cell in todo else []:
                 print(f"  {shlex.join(command)}")
+    if changes:
+        raise SweepError(changed_message(changes, spec.root))
+    if dry_run:
         return []
     state, env = SweepState(spec, source, cells), cell_environment(jobs)
     warning = busy_cores_warning(env, jobs, os.getloadavg()[0], os.cpu_count() or 1)
     if warning:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
-    with ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
-        succeeded = list(
+    processes = CellProcesses()
+    with forwarding_signals(processes), ThreadPoolExecutor(max_workers=max(jobs, 1)) as pool:
+        statuses = list(
             pool.map(
-                lambda item: run_cell(item[1], spec.root, state, f"[{item[0]}/{len(todo)}]", env),
+                lambda item: run_cell(item[1], spec.root, state, f"[{item[0]}/{len(todo)}]", env, processes),
                 enumerate(todo, start=1),
             )
         )
-    return [cell.name for cell, ok in zip(todo, succeeded, strict=True) if not ok]
+    if processes.signum is not None:
+        interrupted = [
+            cell.name for cell, status in zip(todo, statuses, strict=True) if status == "interrupted"
+        ]
+        raise SweepInterrupted(processes.signum, interrupted)
+    return [cell.name for cell, status in zip(todo, statuses, strict=True) if status == "failed"]
 
 
 def _check_commands(cells: list[Cell], root: Path) -> None:
@@ -480,6 +676,13 @@ def main(args: list[str]) -> None:
     except SweepError as error:
         print(f"slu-lightning sweep: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except SweepInterrupted as stop:
+        print(
+            f"slu-lightning sweep: stopped by {signal.Signals(stop.signum).name}; interrupted: "
+            f"{', '.join(stop.cells) or 'none'}. Run the same command to resume.",
+            file=sys.stderr,
+        )
+        raise SystemExit(128 + stop.signum) from None
     if failed:
         print(f"{len(failed)} cell(s) failed: {', '.join(failed)}", file=sys.stderr)
         raise SystemExit(1)

@@ -1,7 +1,12 @@
 """``slu-lightning sweep`` on real tiny cells (tiny-test backbone, toy corpus, 1 epoch, subprocesses)."""
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -108,6 +113,30 @@ def test_a_rerun_skips_finished_cells(swept, capsys):
     main(["--config", str(tmp_path / "sweep.yaml")])
     assert "2 finished, 0 to run" in capsys.readouterr().out
     assert {name: mtimes(root, name) for name in before} == before
+
+
+@pytest.mark.slow
+def test_a_finished_cell_whose_shared_config_changed_is_named_and_not_reused(swept, capsys):
+    """A fragment added to ``configs`` changes what every cell would run: the sweep names the cells
+    and the key, in --dry-run too, and refuses to start rather than reuse or delete them."""
+    tmp_path, spec = swept
+    root = Path(spec["root"])
+    before = {name: mtimes(root, name) for name in ("p0.25", "p0.5")}
+    fragment = write_yaml(
+        tmp_path / "shorter.yaml", {"model": {"init_args": {"generation": {"max_new_tokens": 6}}}}
+    )
+    changed = write_yaml(tmp_path / "sweep-changed.yaml", {**spec, "configs": [str(fragment)]})
+    printed = []
+    for dry_run in (["--dry-run"], []):
+        with pytest.raises(SystemExit) as stop:
+            main(["--config", str(changed), *dry_run])
+        assert stop.value.code == 2
+        printed.append(capsys.readouterr())
+        assert "2 finished cell(s)" in printed[-1].err and f"Move {root} aside" in printed[-1].err
+        assert "p0.25: model.init_args.generation.max_new_tokens: 8 -> 6" in printed[-1].err
+    assert "p0.5: skip, but its config changed: model.init_args.generation.max_new_tokens" in printed[0].out
+    assert {name: mtimes(root, name) for name in before} == before
+    assert json.loads((root / "sweep.json").read_text())["cells"][0]["status"] == "finished"
 
 
 @pytest.mark.slow
@@ -450,3 +479,46 @@ def test_the_cell_folders_the_sweep_files_comments_name_are_cells_they_make(monk
             assert any(re.fullmatch(pattern, cell) for cell in cells), (str(path), folder)
             named += 1
     assert named >= 2  # configs/demo/sweep.yaml's example and sweep_noise_domain_lm.yaml's template
+
+
+@pytest.mark.slow
+def test_sigterm_reaches_the_running_cell_which_saves_and_is_recorded_interrupted(toy_corpus, tmp_path):
+    """The sweep passes SIGTERM on to its training cell and waits for it: the fit saves last.ckpt
+    and stops, the cell is ``interrupted`` (not failed), the sweep exits 143, and no cell process
+    is left training; a rerun plans to resume it."""
+    base = yaml.safe_load(write_base(tmp_path, toy_corpus).read_text())
+    base["trainer"]["max_epochs"] = 1000  # far longer than the test waits
+    spec = {
+        "base": str(write_yaml(tmp_path / "long.yaml", base)),
+        "root": str(tmp_path / "sweeps" / "stopped"),
+        "axes": {PROPORTION: [0.5]},
+    }
+    sweep_file = write_yaml(tmp_path / "sweep.yaml", spec)
+    command = [sys.executable, "-m", "slu_lightning.cli", "sweep", "--config", str(sweep_file)]
+    sweep = subprocess.Popen(
+        command, env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE, text=True
+    )
+    log = Path(spec["root"]) / "p0.5" / "sweep.log"
+    deadline = time.monotonic() + 240
+    while not (log.is_file() and "now stops the run" in log.read_text()):  # training has started
+        assert sweep.poll() is None and time.monotonic() < deadline, "the cell never started training"
+        time.sleep(0.5)
+    sweep.send_signal(signal.SIGTERM)
+    _, err = sweep.communicate(timeout=180)
+    assert sweep.returncode == 128 + signal.SIGTERM, err
+    assert "stopped by SIGTERM; interrupted: p0.5" in err
+    (cell,) = cells_of(Path(spec["root"])).values()
+    assert cell["status"] == "interrupted" and cell["returncode"] == 128 + signal.SIGTERM
+    assert (Path(spec["root"]) / "p0.5" / "checkpoints" / "last.ckpt").is_file()
+    assert "run interrupted by SIGTERM" in log.read_text()
+    left = [p for p in Path("/proc").glob("[0-9]*/cmdline") if spec["root"].encode() in _read(p)]
+    assert not left, "a cell process outlived the sweep"
+    rerun = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, check=True)
+    assert "p0.5: resume" in rerun.stdout
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process ended while the folder was listed
+        return b""
