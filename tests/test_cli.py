@@ -370,9 +370,38 @@ def test_predict_on_a_folder_of_audio_in_any_rate_prints_one_json_line_per_file(
         ]
     )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [Path(row["file"]).name for row in lines] == ["a.wav", "b.flac"]
+    assert [row["file"] for row in lines] == ["a.wav", "b.flac"]  # SLURP's scorer keys by name
     assert all({"scenario", "action", "entities", "status"} <= set(row) for row in lines)
     assert len((run / "predictions_predict.jsonl").read_text().splitlines()) == 2
+
+
+def test_predict_names_each_listed_file_once_and_refuses_when_every_input_was_skipped(
+    trained, tmp_path, capsys, caplog
+):
+    import numpy as np
+    import soundfile as sf
+
+    config, run = trained
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        sf.write(tmp_path / folder / "same.wav", np.zeros(4000, dtype=np.float32), 16000)
+    sf.write(tmp_path / "one" / "other.wav", np.zeros(4000, dtype=np.float32), 16000)
+    listed = tmp_path / "list.txt"
+    listed.write_text("one/same.wav\n./one/same.wav\ntwo/same.wav\none/other.wav\n")
+    predict = ["predict", "--config", str(config), "--ckpt_path", "last", "--data.init_args.predict_audio"]
+    capsys.readouterr()
+    with caplog.at_level("WARNING"):
+        main([*predict, str(listed)])
+    files = [json.loads(line)["file"] for line in capsys.readouterr().out.splitlines()]
+    assert files == sorted(
+        ["other.wav", str(tmp_path / "one" / "same.wav"), str(tmp_path / "two" / "same.wav")]
+    )
+    assert "1 lines repeat a file named before" in caplog.text
+    assert "1 file names occur more than once (same.wav" in caplog.text
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "empty.wav").write_bytes(b"")
+    assert exit_code([*predict, str(tmp_path / "bad"), "--data.init_args.bad_input", "skip"]) == 2
+    assert "nothing to predict: every input was skipped (skipped 1 record" in capsys.readouterr().err
 
 
 def test_predict_without_audio_fails_clearly(trained, capsys):

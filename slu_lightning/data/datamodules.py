@@ -216,6 +216,8 @@ class SLUDataModule(L.LightningDataModule):
                 self.write_subset_ids(run_dir)
         if stage == "predict":
             inputs = self._checked(audio_inputs(self.predict_audio))
+            if not inputs:
+                raise DataError(f"nothing to predict: every input was skipped ({self.skips.summary()})")
             self.eval_sets["predict"] = [(example, True) for example in inputs]
         else:
             split: Split = "test" if stage == "test" else "dev"
@@ -506,7 +508,8 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 def audio_inputs(source: str | None) -> list[SLUExample]:
     """Unlabelled speech examples for ``predict`` from an audio file, a folder, a manifest (JSONL:
     its rows with audio, ids kept, so the predictions score against it) or a list file (one path a
-    line, relative to the list's folder like a manifest's)."""
+    line, relative to the list's folder like a manifest's). A file's id is its name, the key of
+    SLURP's scorer (a recording's name), unless two inputs share a name."""
     if source is None:
         raise DataError(
             "predict needs data.init_args.predict_audio: an audio file, a folder, a list file or a manifest"
@@ -522,19 +525,64 @@ def audio_inputs(source: str | None) -> list[SLUExample]:
     elif path.suffix.lower() in AUDIO_SUFFIXES:
         files = [path]
     elif path.suffix.lower() == ".jsonl" and path.is_file():
-        if examples := [replace(e, source="predict") for e in read_manifest(path) if e.is_speech]:
-            return examples
-        raise DataError("a manifest without rows that have audio", file=source)
+        return _manifest_inputs(path)
     elif path.is_file():
-        files = [path.parent / line.strip() for line in path.read_text().splitlines() if line.strip()]
+        files = _listed_files(path)
     else:
         raise DataError("no such audio file, folder or list", file=source)
     if not files:
         raise DataError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) found", file=source)
+    names = Counter(f.name for f in files)
+    if shared := sorted(name for name, count in names.items() if count > 1):
+        log.warning(
+            "%s: %d file names occur more than once (%s...): those files keep their paths as ids",
+            source,
+            len(shared),
+            shared[0],
+        )
     return [
-        SLUExample(id=str(f), locale="und", text="", scenario="", action="", audio=str(f), source="predict")
+        SLUExample(
+            id=f.name if names[f.name] == 1 else str(f),
+            locale="und",
+            text="",
+            scenario="",
+            action="",
+            audio=str(f),
+            source="predict",
+        )
         for f in files
     ]
+
+
+def _manifest_inputs(path: Path) -> list[SLUExample]:
+    """A manifest's speech rows; its text rows, which ``predict`` does not decode, are counted."""
+    rows = read_manifest(path)
+    speech = [replace(e, source="predict") for e in rows if e.is_speech]
+    if not speech:
+        raise DataError("a manifest without rows that have audio", file=str(path))
+    if len(speech) < len(rows):
+        log.info(
+            "%s: %d rows without audio are not predicted (predict decodes speech)",
+            path,
+            len(rows) - len(speech),
+        )
+    return speech
+
+
+def _listed_files(path: Path) -> list[Path]:
+    """The files a list names, each once (a repeat, however spelled, would be a second prediction)."""
+    listed = [path.parent / line.strip() for line in path.read_text().splitlines() if line.strip()]
+    once: dict[Path, Path] = {}
+    for file in listed:
+        once.setdefault(file.resolve(), file)
+    files = list(once.values())
+    if len(files) < len(listed):
+        log.warning(
+            "%s: %d lines repeat a file named before; each file is predicted once",
+            path,
+            len(listed) - len(files),
+        )
+    return files
 
 
 def _by_locale(examples: list[SLUExample], locales: list[str] | None) -> list[SLUExample]:
