@@ -23,6 +23,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import yaml
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
@@ -224,23 +225,33 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path, subcommand: str 
 
 
 class _Parsed(Exception):
-    """Raised once a command line has parsed, before anything is built."""
+    """Raised once a command line has parsed, before anything is built, with the config it saves."""
+
+    def __init__(self, config: dict) -> None:
+        self.config = config
 
 
 class _ParseOnly(SLUCli):
     def before_instantiate_classes(self) -> None:
-        raise _Parsed
+        config = self.config[self.subcommand].clone()
+        follow_run_seed(config)
+        raise _Parsed(yaml.safe_load(self._parser(self.subcommand).dump(config, skip_none=False)))
 
 
-def config_problem(args: list[str]) -> str | None:
-    """What is wrong with a ``fit``/``test`` command line's configs and overrides (a mistyped key, a
-    value of the wrong type), or None: parsed as the run would parse it, nothing built or run."""
+def parse_command(args: list[str]) -> dict:
+    """The config a ``fit``/``test`` command line would save (``config.yaml``), parsed as the run
+    parses it, the model and data seeds following ``seed_everything``; nothing is built or run.
+
+    Raises:
+        ConfigError: what is wrong with the configs and overrides (a mistyped key, a value of the
+            wrong type), in one line.
+    """
     printed = io.StringIO()
     try:
         with contextlib.redirect_stderr(printed), contextlib.redirect_stdout(io.StringIO()), _quiet_logs():
             _ParseOnly(SLUModule, SLUDataModule, args=args, **cli_options())
-    except _Parsed:
-        return None
+    except _Parsed as parsed:
+        return parsed.config
     except SystemExit:
         lines = printed.getvalue().split("error:", 1)[-1].splitlines()
         noise = (
@@ -251,7 +262,16 @@ def config_problem(args: list[str]) -> str | None:
             "Given value type",
         )
         kept = (line.strip().removeprefix("- ") for line in lines)
-        return " ".join(line for line in kept if line and not line.startswith(noise))
+        raise ConfigError(" ".join(line for line in kept if line and not line.startswith(noise))) from None
+    raise ConfigError("the command line parsed to nothing")
+
+
+def config_problem(args: list[str]) -> str | None:
+    """What is wrong with a ``fit``/``test`` command line (see ``parse_command``), or None."""
+    try:
+        parse_command(args)
+    except ConfigError as problem:
+        return str(problem)
     return None
 
 

@@ -23,13 +23,10 @@ import tempfile
 import typing
 from pathlib import Path
 
-from transformers import GenerationConfig
-
 from slu_lightning.atomic import atomic_write_dir, replace_problem
 from slu_lightning.checkpoint_io import read_checkpoint
 from slu_lightning.model.finetuning import WHOLE_MODULES, module_of, save_whole_modules
 from slu_lightning.model.module import SLUModule
-from slu_lightning.task import END_OF_TURN
 
 log = logging.getLogger(__name__)
 RECORD = "export.json"
@@ -148,14 +145,7 @@ def export_record(ckpt: str | Path, module: SLUModule) -> dict:
 
 def _write(directory: Path, model, module: SLUModule, record: dict) -> None:
     """Save ``model`` (peft adapters or a full model), the processor, the decoding and the record."""
-    tokenizer = module.tokenizer
-    decoding = GenerationConfig(
-        num_beams=module.generation.num_beams,
-        max_new_tokens=module.generation.max_new_tokens,
-        do_sample=False,
-        eos_token_id=tokenizer.convert_tokens_to_ids(END_OF_TURN),
-        pad_token_id=tokenizer.pad_token_id,
-    )
+    decoding = module.decoding()
 
     def save(tmp: Path) -> None:
         model.save_pretrained(tmp)

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import itertools
 import json
 import os
@@ -70,6 +69,7 @@ from typing import Any
 import yaml
 
 from slu_lightning.atomic import atomic_write_text
+from slu_lightning.data.errors import ConfigError
 
 BASE_KEY = "base"
 """Pseudo-key of axes and rules: the run config a cell starts from, not a config override."""
@@ -362,38 +362,17 @@ def config_changes(cell: Cell, root: Path) -> dict[str, tuple[Any, Any]]:
 
 
 def parsed_run_config(args: list[str]) -> dict:
-    """The config a ``fit``/``test`` command line would save (``config.yaml``), parsed as the run
-    parses it, the model and data seeds following ``seed_everything``; nothing is built or run.
+    """The config a cell's command line would save (``cli.parse_command``).
 
     Raises:
         SweepError: with the parser's complaint, when the command line does not parse.
     """
-    from slu_lightning.cli import SLUCli, _quiet_logs, cli_options, config_problem, follow_run_seed
-    from slu_lightning.data.datamodules import SLUDataModule
-    from slu_lightning.model.module import SLUModule
-
-    class Parsed(Exception):
-        def __init__(self, config: dict) -> None:
-            self.config = config
-
-    class ParseOnly(SLUCli):
-        def before_instantiate_classes(self) -> None:
-            config = self.config[self.subcommand].clone()
-            follow_run_seed(config)
-            raise Parsed(yaml.safe_load(self._parser(self.subcommand).dump(config, skip_none=False)))
+    from slu_lightning.cli import parse_command
 
     try:
-        with (
-            contextlib.redirect_stderr(io.StringIO()),
-            contextlib.redirect_stdout(io.StringIO()),
-            _quiet_logs(),
-        ):
-            ParseOnly(SLUModule, SLUDataModule, args=args, **cli_options())
-    except Parsed as parsed:
-        return parsed.config
-    except SystemExit:
-        raise SweepError(f"{shlex.join(args)} does not parse: {config_problem(args)}") from None
-    raise SweepError(f"{shlex.join(args)} parsed to nothing")
+        return parse_command(args)
+    except ConfigError as problem:
+        raise SweepError(f"{shlex.join(args)} does not parse: {problem}") from None
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:

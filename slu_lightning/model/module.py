@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,6 +31,7 @@ from slu_lightning.checkpoint_io import CheckpointError
 from slu_lightning.curriculum import build_schedule
 from slu_lightning.data.errors import ConfigError
 from slu_lightning.data.features import padding_value
+from slu_lightning.evaluation.bootstrap import utterance_cluster_id
 from slu_lightning.evaluation.metrics import SLUMetrics, headline, rows_from_predictions
 from slu_lightning.model.audio_compression import (
     AudioCompression,
@@ -430,7 +430,7 @@ class SLUModule(L.LightningModule):
             golds = [batch["examples"][i] for i in rows]
             counts = rows_from_predictions(golds, [predictions[i] for i in rows])
             locale_idx = torch.tensor([locales.index(g.locale) for g in golds])
-            clusters = torch.tensor([_cluster_id(g.utterance_id) for g in golds])
+            clusters = torch.tensor([utterance_cluster_id(g.utterance_id) for g in golds])
             self.metrics[f"{split}_{modality}"].update(
                 counts.to(self.device), locale_idx.to(self.device), clusters.to(self.device)
             )
@@ -644,11 +644,6 @@ def pad_to_30_seconds(features: torch.Tensor, mask: torch.Tensor) -> tuple[torch
 def _parsed_fields(prediction, raw: str) -> dict:
     """The SLURP scorer's fields of a parsed output, its parse status and the raw text."""
     return {**prediction.to_json(), "status": prediction.status.value, "raw": raw}
-
-
-def _cluster_id(utterance_id: str) -> int:
-    """A stable integer per utterance (tensor metric state cannot hold strings)."""
-    return zlib.crc32(utterance_id.encode()) & 0x7FFFFFFF
 
 
 def _prediction_row(example, raw: str, prediction, heard: bool) -> dict:

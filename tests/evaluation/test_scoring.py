@@ -11,10 +11,11 @@ from slu_lightning.cli import main
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.readers import read_massive, read_slurp, write_manifest
 from slu_lightning.data.records import Entity, SLUExample
+from slu_lightning.evaluation.bootstrap import utterance_cluster_id
 from slu_lightning.evaluation.counts import count_rows, summarize
 from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
 from slu_lightning.evaluation.scoring import SHOWN_METRICS, score_files
-from slu_lightning.model.module import _cluster_id, _prediction_row
+from slu_lightning.model.module import _prediction_row
 from slu_lightning.task import ParseStatus, Prediction
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "scoring"
@@ -392,7 +393,7 @@ def test_intervals_are_those_test_logs_from_the_same_predictions(tmp_path):
     metric.update(
         rows_from_predictions(golds, predictions),
         torch.tensor([locales.index(g.locale) for g in golds]),
-        torch.tensor([_cluster_id(g.utterance_id) for g in golds]),
+        torch.tensor([utterance_cluster_id(g.utterance_id) for g in golds]),
     )
     logged = {name: float(value) for name, value in metric.compute().items()}
     rows = [_prediction_row(g, "raw", p, heard=True) for g, p in zip(golds, predictions, strict=True)]

@@ -10,11 +10,11 @@ import torch
 import yaml
 
 from slu_lightning.data.records import Entity, SLUExample
+from slu_lightning.evaluation.bootstrap import utterance_cluster_id
 from slu_lightning.evaluation.counts import count_rows, summarize
 from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
 from slu_lightning.experiments.report import ReportError, main, write_report
 from slu_lightning.experiments.report.cells import training_locales
-from slu_lightning.model.module import _cluster_id
 from slu_lightning.task import ParseStatus, Prediction
 
 PROPORTION = "data.init_args.speech_subset.proportion"
@@ -363,7 +363,7 @@ def test_a_one_seed_rows_intervals_are_those_its_test_logged(tmp_path):
     metric.update(
         rows_from_predictions(golds, predictions),
         torch.tensor([("en-US", "fr-FR").index(g.locale) for g in golds]),
-        torch.tensor([_cluster_id(g.utterance_id) for g in golds]),
+        torch.tensor([utterance_cluster_id(g.utterance_id) for g in golds]),
     )
     logged = {name: float(value) for name, value in metric.compute().items()}
     (tmp_path / "cell").mkdir()
