@@ -364,10 +364,11 @@ class SLUModule(L.LightningModule):
         ``generate`` call leaves unset from it, so Qwen2-Audio-7B-Instruct's ``repetition_penalty``
         1.1 would change the answers (and make them depend on their batch companions), and an export,
         which carries ``decoding()`` alone, would decode otherwise than ``test``."""
+        defaults = model.generation_config._get_default_generation_params()
         ignored = {
             key: value
             for key, value in model.generation_config.to_diff_dict().items()
-            if key not in ("transformers_version", "bos_token_id", "eos_token_id", "pad_token_id")
+            if key in defaults and value != defaults[key]
         }
         if ignored:
             log.info(
