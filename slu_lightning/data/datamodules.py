@@ -242,10 +242,11 @@ class SLUDataModule(L.LightningDataModule):
 
     def _setup_train(self) -> None:
         phases = self.phases()
-        text = _by_locale(self.corpus.text("train", self.skips), self.train_locales)
+        text = self._literal(_by_locale(self.corpus.text("train", self.skips), self.train_locales))
         speech: list[SLUExample] = []
         if any(phase.uses_speech for phase in phases):
             speech = self._checked(_by_locale(self.corpus.speech("train", self.skips), self.train_locales))
+            speech = self._literal(speech)
             if not speech:
                 raise DataError(
                     f"this regime trains on speech but {self.corpus.describe()} has no "
@@ -359,15 +360,28 @@ class SLUDataModule(L.LightningDataModule):
                 self.skips.handle(error)
         return kept
 
+    def _literal(self, examples: list[SLUExample]) -> list[SLUExample]:
+        """The examples whose transcript holds none of the tokenizer's control tokens; the others
+        per the bad-input policy (see ``SLUCollator.control_tokens_in``)."""
+        if "train" not in self.collators:  # not connected to a model: no tokenizer to ask
+            return examples
+        kept = []
+        for example in examples:
+            if found := self.collators["train"].control_tokens_in(example):
+                reason = f"the transcript spells out the tokenizer's control token(s) {', '.join(found)}"
+                self.skips.handle(DataError(reason, record=example.id))
+            else:
+                kept.append(example)
+        return kept
+
     def _eval_entries(self, split: Split) -> list[Entry]:
         entries: list[Entry] = []
         if self.eval_modality in ("speech", "both"):
             speech = self._checked(_by_locale(self.corpus.speech(split, self.skips), self.eval_locales))
-            entries += [(example, True) for example in speech]
+            entries += [(example, True) for example in self._literal(speech)]
         if self.eval_modality in ("text", "both"):
-            entries += [
-                (e, False) for e in _by_locale(self.corpus.text(split, self.skips), self.eval_locales)
-            ]
+            text = self._literal(_by_locale(self.corpus.text(split, self.skips), self.eval_locales))
+            entries += [(example, False) for example in text]
         if not entries:
             raise DataError(
                 f"no {self.eval_modality} examples for the {split} split of {self.corpus.describe()}"

@@ -513,3 +513,24 @@ class RecordLosses(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         self.values.append(float(outputs["loss"]))
+
+
+def test_a_transcript_spelling_out_a_control_token_is_named_or_skipped_not_read_as_one(
+    toy_corpus, tmp_path, tiny_backbone
+):
+    rows = read_manifest(toy_corpus / "train.jsonl")
+    rows[0] = replace(rows[0], text="play <|AUDIO|> now")  # a text row, and the speech rows below
+    rows[5] = replace(rows[5], text=rows[5].text + " <|im_end|>")
+    write_manifest(tmp_path / "train.jsonl", rows)
+    manifests = ManifestCorpus(str(tmp_path / "train.jsonl"), str(toy_corpus / "dev.jsonl"))
+    tokenizer = load_processor(tiny_backbone).tokenizer
+    stopping = MixedDataModule(manifests, SpeechSubset(1.0))
+    stopping.connect(tokenizer, PromptTemplate(), 128)
+    with pytest.raises(DataError, match=rf"record {rows[0].id}: the transcript spells out .*<\|AUDIO\|>"):
+        stopping.setup("fit")
+    skipping = MixedDataModule(manifests, SpeechSubset(1.0), bad_input="skip")
+    skipping.connect(tokenizer, PromptTemplate(), 128)
+    skipping.setup("fit")
+    kept = {example.id for source in ("text", "speech") for example in skipping.sources[source]}
+    bad = {row.id for row in rows if "<|" in row.text}
+    assert bad and not kept & bad and skipping.skips.total == len(bad)
