@@ -269,6 +269,25 @@ def test_a_checkpoint_of_another_configuration_is_refused_clearly(trained, capsy
     assert "finetuning: full" in (run / "config_test.yaml").read_text()
 
 
+def test_the_backbone_named_another_way_is_accepted_and_other_weights_are_refused(
+    trained, tmp_path, capsys, caplog
+):
+    from safetensors.torch import load_file, save_file
+
+    from slu_lightning.model.backbone import resolve_backbone
+
+    config, run = trained
+    copy = shutil.copytree(resolve_backbone("tiny-test"), tmp_path / "copied")
+    test = ["test", "--config", str(config), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
+    with caplog.at_level("WARNING", logger="slu_lightning.model.module"):
+        main([*test, "--run.name", "copied", "--model.init_args.backbone", f"{copy}/"])
+    assert "taken for the same model (the same weights)" in caplog.text
+    weights = load_file(copy / "model.safetensors")
+    save_file({name: tensor + 0.01 for name, tensor in weights.items()}, copy / "model.safetensors")
+    assert exit_code([*test, "--run.name", "other", "--model.init_args.backbone", str(copy)]) == 2
+    assert "checkpoint was trained with backbone='tiny-test'" in capsys.readouterr().err
+
+
 def test_a_wrong_config_key_gets_one_clear_message(trained, capsys):
     config, _ = trained
     assert exit_code(["fit", "--config", str(config), "--model.init_args.no_such_option", "1"]) == 2

@@ -10,6 +10,7 @@ with an error that names no file.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -160,3 +161,16 @@ def check_untied_embeddings(model) -> None:
             "the loaded Qwen2-Audio ties its word embeddings to lm_head; the model then emits only audio "
             "markers. Use a transformers release other than 5.10.0-5.10.3."
         )
+
+
+def weights_sample(folder: Path) -> str:
+    """A hash of every weight file's size and of 1 MiB from its middle: the same for a copy or a
+    move of a backbone folder, different for other weights of the same architecture, and cheap for a
+    7B model (a full hash would read 16 GB)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.safetensors")):
+        size = path.stat().st_size
+        with path.open("rb") as weights:
+            weights.seek(max(size // 2 - 2**19, 0))
+            digest.update(f"{path.name} {size}".encode() + weights.read(2**20))
+    return digest.hexdigest()

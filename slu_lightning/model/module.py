@@ -47,7 +47,13 @@ from slu_lightning.model.audio_encoder import (
     padded_encode_audio,
     scatter_audio,
 )
-from slu_lightning.model.backbone import load_model, load_processor, resolve_backbone
+from slu_lightning.model.backbone import (
+    BackboneError,
+    load_model,
+    load_processor,
+    resolve_backbone,
+    weights_sample,
+)
 from slu_lightning.model.finetuning import (
     FinetuningMode,
     LoraSettings,
@@ -568,7 +574,9 @@ class SLUModule(L.LightningModule):
         """Refuse a checkpoint of another backbone or fine-tuning mode; log every other setting
         where this run's config differs (the config wins, see ``SLUCli._parse_ckpt_path``)."""
         saved = checkpoint.get("hyper_parameters", {})
-        for key in ("backbone", "finetuning", "lora"):
+        if "backbone" in saved:
+            self._check_backbone(saved["backbone"])
+        for key in ("finetuning", "lora"):
             if key in saved and saved[key] != self.hparams[key]:
                 raise CheckpointError(
                     f"checkpoint was trained with {key}={saved[key]!r} but this run has {key}="
@@ -576,7 +584,11 @@ class SLUModule(L.LightningModule):
                 )
         for key, old in saved.items():
             new = self.hparams.get(key)
-            if key in self.hparams and json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True):
+            if (
+                key != "backbone"
+                and key in self.hparams
+                and json.dumps(old, sort_keys=True) != json.dumps(new, sort_keys=True)
+            ):
                 log.warning(
                     "config differs from the checkpoint: model %s = %r here, %r in the checkpoint; "
                     "this run's value wins",
@@ -594,6 +606,37 @@ class SLUModule(L.LightningModule):
             "loaded checkpoint of global step %s (epoch %s)",
             checkpoint.get("global_step"),
             checkpoint.get("epoch"),
+        )
+
+    def _check_backbone(self, saved: str) -> None:
+        """Refuse a checkpoint of another backbone, but not of this one named another way: a path
+        with a trailing slash, a relative path, a copy or a move of the folder (a run folder may move
+        to another machine, and its backbone with it). Folders match by ``weights_sample`` (the same
+        config.json would not tell Qwen2-Audio from its Instruct model), or by name when the
+        checkpoint's folder is gone."""
+        if saved == self.hparams["backbone"]:
+            return
+        here = self.backbone_path
+        try:
+            there = resolve_backbone(saved)
+        except BackboneError:
+            there = None
+        if there is not None and there.resolve() == here.resolve():
+            return
+        if there is not None:
+            same = weights_sample(there) == weights_sample(here)
+        else:
+            same = Path(saved).name == here.name
+        if not same:
+            raise CheckpointError(
+                f"checkpoint was trained with backbone={saved!r} but this run has backbone="
+                f"{self.hparams['backbone']!r}; use the checkpoint's setting or start a new run"
+            )
+        log.warning(
+            "the checkpoint was trained on backbone %s; this run loads %s, taken for the same model (%s)",
+            saved,
+            here,
+            "the same weights" if there is not None else "the same folder name; the first is gone",
         )
 
 
