@@ -57,6 +57,11 @@ class SpeechSubset:
         units = _units(sampled, self.unit)
         order = stratified_order(units, self.seed)
         n_keep = round(self.proportion * len(order))
+        if n_keep == 0 and self.proportion > 0:
+            raise ConfigError(
+                f"speech proportion {self.proportion:g} of {len(order)} {self.unit}s keeps none; "
+                f"one takes a proportion above {0.5 / len(order):.2g}; 0 means no speech"
+            )
         kept = {example.id for key in order[:n_keep] for example in units[key]}
         kept |= {example.id for example in speech if not self._subsampled(example)}
         return [example for example in speech if example.id in kept]

@@ -3,6 +3,7 @@ from dataclasses import replace
 
 import pytest
 
+from slu_lightning.data.errors import ConfigError
 from slu_lightning.data.records import SLUExample
 from slu_lightning.data.subsets import PAPER_PROPORTIONS, SpeechSubset, write_ids
 
@@ -75,6 +76,13 @@ def test_ids_file_with_unknown_ids_fails_clearly(tmp_path):
     (tmp_path / "ids.txt").write_text("nope\n")
     with pytest.raises(ValueError, match="not in the corpus"):
         SpeechSubset(ids_file=str(tmp_path / "ids.txt")).select(speech_examples())
+
+
+def test_a_proportion_that_keeps_no_speech_is_refused_not_trained_as_text_only():
+    speech = speech_examples()
+    with pytest.raises(ConfigError, match="speech proportion 0.002 of 200 utterances keeps none"):
+        SpeechSubset(0.002).select(speech)
+    assert SpeechSubset(0.0).select(speech) == [] and len(SpeechSubset(0.003).select(speech)) == 3
 
 
 def test_proportion_out_of_range_is_refused():
