@@ -105,6 +105,7 @@ def test_fit_writes_a_named_run_directory(trained):
     assert len((run / "speech_subset_ids.txt").read_text().split()) == 6
     summary = json.loads((run / "training_data.json").read_text())
     assert summary["text_examples"] == 24 and summary["speech_examples"] == 6
+    assert summary["locales"] == ["en-US", "fr-FR"] and summary["speech_subset"].startswith("SpeechSubset(")
     assert 6 * 0.6 / 3600 <= summary["speech_hours"] <= 6 * 1.5 / 3600  # toy clips last 0.6-1.5 s
 
 

@@ -268,7 +268,7 @@ class SLUDataModule(L.LightningDataModule):
             len(text),
             len(speech),
             self.speech_hours(),
-            self.speech_subset,
+            self.subset_used(),
             len(self.sources.get(TTS_SOURCE, [])),
             self.tts_hours(),
             len(self.sources.get(NOISY_SOURCE, [])),
@@ -310,6 +310,12 @@ class SLUDataModule(L.LightningDataModule):
     def _hours(self, source: str) -> float:
         return sum(self.seconds.get(example.id, 0.0) for example in self.sources.get(source, [])) / 3600
 
+    def subset_used(self) -> str:
+        """The speech subset, as the run's log and ``training_data.json`` say it."""
+        if any(phase.uses_speech for phase in self.phases()):
+            return repr(self.speech_subset)
+        return "none: no phase trains on speech"
+
     def write_subset_ids(self, run_dir: str | Path) -> None:
         """Record the training data in the run directory: the selected speech ids (reload them with
         ``ids_file``) and ``training_data.json`` with example counts and hours of speech."""
@@ -317,7 +323,8 @@ class SLUDataModule(L.LightningDataModule):
             "text_examples": len(self.sources["text"]),
             "speech_examples": len(self.sources["speech"]),
             "speech_hours": round(self.speech_hours(), 4),
-            "speech_subset": repr(self.speech_subset),
+            "speech_subset": self.subset_used(),
+            "locales": sorted({example.locale for examples in self.sources.values() for example in examples}),
             "corpus": self.corpus.describe(),
             "skipped_records": dict(self.skips.counts.most_common()),  # bad_input: skip, by reason
         }
@@ -383,9 +390,12 @@ class SLUDataModule(L.LightningDataModule):
             text = self._literal(_by_locale(self.corpus.text(split, self.skips), self.eval_locales))
             entries += [(example, False) for example in text]
         if not entries:
-            raise DataError(
-                f"no {self.eval_modality} examples for the {split} split of {self.corpus.describe()}"
-            )
+            modality = {"both": "speech or text"}.get(self.eval_modality, self.eval_modality)
+            where = f"no {modality} examples for the {split} split of {self.corpus.describe()}"
+            if self.eval_locales is not None:
+                present = sorted({e.locale for e in self.corpus.text(split, self.skips)})
+                where += f" in eval_locales {self.eval_locales} (its locales: {present})"
+            raise DataError(where)
         if self.max_eval_examples is not None and len(entries) > self.max_eval_examples:
             chosen = random.Random(self.selection_seed).sample(range(len(entries)), self.max_eval_examples)
             keep = sorted(chosen)

@@ -43,6 +43,7 @@ def test_text_only_epochs_hold_every_transcript_and_no_speech(toy_corpus):
     dm = ready(TextOnlyDataModule(corpus(toy_corpus)))
     entries = dm.epoch_entries(0)
     assert len(entries) == 24 and not any(heard for _, heard in entries)
+    assert dm.subset_used() == "none: no phase trains on speech"
     assert all(heard for _, heard in dm.eval_sets["dev"])  # evaluation on speech by default
 
 
@@ -76,6 +77,9 @@ def test_eval_modality_both_and_locale_filters(toy_corpus):
     assert {e.locale for e, _ in dm.eval_sets["dev"]} == {"fr-FR"}
     assert {heard for _, heard in dm.eval_sets["dev"]} == {True, False}
     assert {e.locale for e in dm.sources["text"]} == {"en-US"}
+    mistyped = TextOnlyDataModule(corpus(toy_corpus), eval_modality="both", eval_locales=["xx-XX"])
+    with pytest.raises(DataError, match=r"in eval_locales \['xx-XX'\] \(its locales: \['en-US', 'fr-FR'\]\)"):
+        mistyped.setup("fit")
 
 
 def test_a_speech_regime_without_speech_fails_clearly(tmp_path, toy_corpus):
