@@ -580,7 +580,15 @@ def audio_inputs(source: str | None) -> list[SLUExample]:
 
 def _manifest_inputs(path: Path) -> list[SLUExample]:
     """A manifest's speech rows; its text rows, which ``predict`` does not decode, are counted."""
-    rows = read_manifest(path)
+    try:
+        rows = read_manifest(path)
+    except DataError as error:
+        if not error.reason.startswith("missing keys"):
+            raise
+        hint = (
+            "; a manifest carries labels to score against: for unlabelled audio pass a list file or a folder"
+        )
+        raise DataError(error.reason + hint, file=error.file, record=error.record) from error
     speech = [replace(e, source="predict") for e in rows if e.is_speech]
     if not speech:
         raise DataError("a manifest without rows that have audio", file=str(path))

@@ -538,3 +538,16 @@ def test_a_transcript_spelling_out_a_control_token_is_named_or_skipped_not_read_
     kept = {example.id for source in ("text", "speech") for example in skipping.sources[source]}
     bad = {row.id for row in rows if "<|" in row.text}
     assert bad and not kept & bad and skipping.skips.total == len(bad)
+
+
+def test_a_manifest_given_to_predict_counts_its_text_rows_and_an_unlabelled_one_gets_a_hint(
+    toy_corpus, tmp_path, caplog
+):
+    rows = read_manifest(toy_corpus / "test.jsonl")
+    mixed = write_manifest(tmp_path / "mixed.jsonl", [rows[0], rows[1].as_text(), rows[2]])
+    with caplog.at_level("INFO", logger="slu_lightning.data.datamodules"):
+        assert [e.id for e in audio_inputs(str(mixed))] == [rows[0].id, rows[2].id]
+    assert "1 rows without audio are not predicted" in caplog.text
+    (tmp_path / "bare.jsonl").write_text(json.dumps({"id": "a", "audio": str(rows[0].audio)}) + "\n")
+    with pytest.raises(DataError, match="missing keys .*for unlabelled audio pass a list file or a folder"):
+        audio_inputs(str(tmp_path / "bare.jsonl"))
