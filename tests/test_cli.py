@@ -278,15 +278,26 @@ def test_the_backbone_named_another_way_is_accepted_and_other_weights_are_refuse
     from slu_lightning.model.backbone import resolve_backbone
 
     config, run = trained
-    copy = shutil.copytree(resolve_backbone("tiny-test"), tmp_path / "copied")
-    test = ["test", "--config", str(config), "--ckpt_path", str(run / "checkpoints" / "last.ckpt")]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    checkpoint["hyper_parameters"]["backbone"] = "/moved/away/tiny-test"  # its folder is gone
+    torch.save(checkpoint, tmp_path / "moved.ckpt")
+    weights = load_file(resolve_backbone("tiny-test") / "model.safetensors")
+    resharded = shutil.copytree(resolve_backbone("tiny-test"), tmp_path / "resharded")
+    (resharded / "model.safetensors").unlink()
+    names, files = sorted(weights), ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors")
+    for file, part in zip(files, (names[::2], names[1::2]), strict=True):  # the same tensors in two files
+        save_file({name: weights[name] for name in part}, resharded / file, metadata={"format": "pt"})
+    index = {"metadata": {}, "weight_map": {name: files[i % 2] for i, name in enumerate(names)}}
+    (resharded / "model.safetensors.index.json").write_text(json.dumps(index))
+    test = ["test", "--config", str(config), "--ckpt_path", str(tmp_path / "moved.ckpt")]
     with caplog.at_level("WARNING", logger="slu_lightning.model.module"):
-        main([*test, "--run.name", "copied", "--model.init_args.backbone", f"{copy}/"])
-    assert "taken for the same model (the same weights)" in caplog.text
-    weights = load_file(copy / "model.safetensors")
-    save_file({name: tensor + 0.01 for name, tensor in weights.items()}, copy / "model.safetensors")
-    assert exit_code([*test, "--run.name", "other", "--model.init_args.backbone", str(copy)]) == 2
-    assert "checkpoint was trained with backbone='tiny-test'" in capsys.readouterr().err
+        main([*test, "--run.name", "resharded", "--model.init_args.backbone", f"{resharded}/"])
+    assert f"{resharded} holds the same weights" in caplog.text
+    other = shutil.copytree(resolve_backbone("tiny-test"), tmp_path / "other")
+    noisy = {name: tensor + 0.01 for name, tensor in weights.items()}
+    save_file(noisy, other / "model.safetensors", metadata={"format": "pt"})
+    assert exit_code([*test, "--run.name", "other", "--model.init_args.backbone", str(other)]) == 2
+    assert "which holds other weights" in capsys.readouterr().err
 
 
 def test_a_wrong_config_key_gets_one_clear_message(trained, capsys):

@@ -163,14 +163,24 @@ def check_untied_embeddings(model) -> None:
         )
 
 
-def weights_sample(folder: Path) -> str:
-    """A hash of every weight file's size and of 1 MiB from its middle: the same for a copy or a
-    move of a backbone folder, different for other weights of the same architecture, and cheap for a
-    7B model (a full hash would read 16 GB)."""
-    digest = hashlib.sha256()
+def weights_fingerprint(folder: Path) -> str:
+    """A hash of every tensor's name, dtype, shape and first and last rows: the same for a copy, a
+    move or a resharding of a backbone folder, different for other weights of the architecture
+    (training changes every row of a tensor it trains), and cheap for a 7B model, whose full hash
+    would read 16 GB."""
+    rows: dict[str, bytes] = {}
     for path in sorted(folder.glob("*.safetensors")):
-        size = path.stat().st_size
-        with path.open("rb") as weights:
-            weights.seek(max(size // 2 - 2**19, 0))
-            digest.update(f"{path.name} {size}".encode() + weights.read(2**20))
+        with safe_open(path, framework="pt") as weights:
+            for name in weights.keys():
+                rows[name] = _edge_rows(weights.get_slice(name))
+    digest = hashlib.sha256()
+    for name in sorted(rows):
+        digest.update(name.encode() + rows[name])
     return digest.hexdigest()
+
+
+def _edge_rows(tensor) -> bytes:
+    shape = tensor.get_shape()
+    edges = [tensor[:]] if not shape else [tensor[0:1], tensor[shape[0] - 1 : shape[0]]]
+    data = b"".join(edge.contiguous().flatten().view(torch.uint8).numpy().tobytes() for edge in edges)
+    return f"{tensor.get_dtype()} {shape}".encode() + data

@@ -13,6 +13,7 @@ refused with a message saying which setting differs.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -52,7 +53,7 @@ from slu_lightning.model.backbone import (
     load_model,
     load_processor,
     resolve_backbone,
-    weights_sample,
+    weights_fingerprint,
 )
 from slu_lightning.model.finetuning import (
     FinetuningMode,
@@ -569,13 +570,14 @@ class SLUModule(L.LightningModule):
         keep = {id(p) for part in self._parts_ever_trained() for p in self.candidates[part]}
         names = {name for name, p in self.named_parameters() if id(p) in keep}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
+        checkpoint["backbone_weights"] = self.backbone_fingerprint  # to tell the backbone again anywhere
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Refuse a checkpoint of another backbone or fine-tuning mode; log every other setting
         where this run's config differs (the config wins, see ``SLUCli._parse_ckpt_path``)."""
         saved = checkpoint.get("hyper_parameters", {})
         if "backbone" in saved:
-            self._check_backbone(saved["backbone"])
+            self._check_backbone(saved["backbone"], checkpoint.get("backbone_weights"))
         for key in ("finetuning", "lora"):
             if key in saved and saved[key] != self.hparams[key]:
                 raise CheckpointError(
@@ -608,36 +610,31 @@ class SLUModule(L.LightningModule):
             checkpoint.get("epoch"),
         )
 
-    def _check_backbone(self, saved: str) -> None:
+    def _check_backbone(self, saved: str, recorded: str | None) -> None:
         """Refuse a checkpoint of another backbone, but not of this one named another way: a path
-        with a trailing slash, a relative path, a copy or a move of the folder (a run folder may move
-        to another machine, and its backbone with it). Folders match by ``weights_sample`` (the same
-        config.json would not tell Qwen2-Audio from its Instruct model), or by name when the
-        checkpoint's folder is gone."""
-        if saved == self.hparams["backbone"]:
-            return
+        with a trailing slash or relative, a copy, a move or a resharding of the folder (a run
+        folder may move to another machine, and its backbone with it). Folders are told apart by
+        ``weights_fingerprint``, which the checkpoint records (older checkpoints: its folder's, if it
+        is still there); the same config.json would not tell Qwen2-Audio from its Instruct model."""
         here = self.backbone_path
-        try:
-            there = resolve_backbone(saved)
-        except BackboneError:
-            there = None
-        if there is not None and there.resolve() == here.resolve():
+        if saved == self.hparams["backbone"] or Path(saved).expanduser().resolve() == here.resolve():
             return
-        if there is not None:
-            same = weights_sample(there) == weights_sample(here)
-        else:
-            same = Path(saved).name == here.name
-        if not same:
+        if recorded is None:
+            try:
+                recorded = weights_fingerprint(resolve_backbone(saved))
+            except BackboneError:
+                pass
+        if recorded != self.backbone_fingerprint:
             raise CheckpointError(
                 f"checkpoint was trained with backbone={saved!r} but this run has backbone="
-                f"{self.hparams['backbone']!r}; use the checkpoint's setting or start a new run"
+                f"{self.hparams['backbone']!r}, which holds other weights; use the checkpoint's "
+                "backbone or start a new run"
             )
-        log.warning(
-            "the checkpoint was trained on backbone %s; this run loads %s, taken for the same model (%s)",
-            saved,
-            here,
-            "the same weights" if there is not None else "the same folder name; the first is gone",
-        )
+        log.warning("the checkpoint was trained on backbone %s; %s holds the same weights", saved, here)
+
+    @functools.cached_property
+    def backbone_fingerprint(self) -> str:
+        return weights_fingerprint(self.backbone_path)
 
 
 class TokenLossSum(torchmetrics.Metric):
