@@ -83,7 +83,7 @@ class RunCheckpoint(ModelCheckpoint):
         self._save_latest(trainer)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        close_saved_epoch(checkpoint)
+        close_saved_epoch(checkpoint, iteration_based=trainer.max_steps != -1)
 
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict) -> None:
         super()._save_last_checkpoint(trainer, monitor_candidates)
@@ -97,14 +97,16 @@ class RunCheckpoint(ModelCheckpoint):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
 
-def close_saved_epoch(checkpoint: dict) -> None:
+def close_saved_epoch(checkpoint: dict, iteration_based: bool) -> None:
     """Record an epoch saved in ``on_train_epoch_end`` (processed, not yet completed) as completed,
     with no batch of the next one drawn, so that the resumed run starts the next epoch.
 
     Lightning resumes such a checkpoint at the next epoch only without ``max_steps``. With it (the
     README's way to stop a run early and raise later), the loop re-enters the saved epoch, counts
     it processed a second time and ends one epoch early: a curriculum stopped at the end of its text
-    phase never trained its speech phase (Lightning-AI/pytorch-lightning#19617).
+    phase never trained its speech phase (Lightning-AI/pytorch-lightning#19617). Under ``max_steps``
+    the loop then restarts and counts one logged step more than were taken, for a checkpoint saved
+    before a batch's end; the count is lowered to meet it, so the curves go on at the next step.
     """
     loop = checkpoint.get("loops", {}).get("fit_loop")
     if not loop or not loop["epoch_loop.batch_progress"].get("is_last_batch"):
@@ -117,6 +119,8 @@ def close_saved_epoch(checkpoint: dict) -> None:
     batches = loop["epoch_loop.batch_progress"]
     batches["current"] = dict.fromkeys(batches["current"], 0)
     batches["is_last_batch"] = False
+    if iteration_based:
+        loop["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
 
 
 def _fitting(trainer: L.Trainer) -> bool:

@@ -238,6 +238,21 @@ def test_a_curriculum_resumed_at_or_inside_a_phase_ends_with_the_uninterrupted_w
     assert torch.load(last, weights_only=True)["global_step"] == 7
     main([*fit, "--ckpt_path", "last"])
     assert_same_weights(last, whole)
+    assert logged_steps(logs / "raised", "train/loss") == logged_steps(logs / "whole", "train/loss")
+
+
+def logged_steps(run: Path, tag: str) -> list[int]:
+    """The steps at which a run's TensorBoard events hold ``tag``, over all its fits."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps = []
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        steps += (
+            [event.step for event in accumulator.Scalars(tag)] if tag in accumulator.Tags()["scalars"] else []
+        )
+    return sorted(steps)
 
 
 def test_test_writes_scorer_format_predictions_and_says_its_headline_in_a_line(trained, caplog, capsys):
