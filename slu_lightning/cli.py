@@ -99,6 +99,7 @@ class SLUCli(LightningCLI):
             "init_args": {"save_dir": str(config.run.root), "name": config.run.name, "version": ""},
         }
         config.trainer.default_root_dir = str(run_dir)
+        self._unstarted = UnstartedRun(run_dir)
         self.save_config_kwargs["config_filename"] = run_config_name(self.subcommand)
         self.save_config_kwargs["given_ckpt_path"] = config.get("ckpt_path")
         follow_run_seed(config)
@@ -106,7 +107,6 @@ class SLUCli(LightningCLI):
             config.trainer.enable_progress_bar = False  # stdout holds the JSON lines; the log says how far
         if self.subcommand == "fit":
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
-            self._unstarted = UnstartedRun(run_dir)
         elif config.get("ckpt_path") in ("last", "auto"):  # auto: a fit's saved config says so
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints", self.subcommand)
         elif config.get("ckpt_path") == "best":
@@ -152,10 +152,10 @@ class SLUCli(LightningCLI):
 
 
 class UnstartedRun:
-    """A fit refused at setup (the curriculum's epochs against ``max_epochs``, nothing left to
-    train, a resume on other data) leaves nothing behind: Lightning opens a TensorBoard events file
-    before the setup hooks, and an empty run would show in TensorBoard and in the folder listing as
-    if it had trained."""
+    """A command refused at setup (a fit's curriculum epochs against ``max_epochs``, a resume on
+    other data, a predict whose every input was skipped) leaves nothing behind: Lightning opens a
+    TensorBoard events file before the setup hooks, and an empty run would show in TensorBoard and
+    in the folder listing as if it had run."""
 
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = run_dir

@@ -343,6 +343,7 @@ def test_optimizer_settings_are_the_models_and_lightnings_optimizer_options_are_
             ["--trainer.max_epochs", "9"],
             "phases last 2 epochs but trainer.max_epochs is 9",
         ),
+        ("MixedDataModule", ["--data.init_args.eval_locales", "[xx-XX]"], "in eval_locales ['xx-XX']"),
     ],
 )
 def test_a_value_that_cannot_work_gets_one_line_not_a_traceback(
@@ -446,8 +447,10 @@ def test_predict_names_each_listed_file_once_and_refuses_when_every_input_was_sk
     assert "1 file names occur more than once (same.wav" in caplog.text
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "empty.wav").write_bytes(b"")
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
     assert exit_code([*predict, str(tmp_path / "bad"), "--data.init_args.bad_input", "skip"]) == 2
     assert "nothing to predict: every input was skipped (skipped 1 record" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == before
 
 
 def test_predict_without_audio_fails_clearly(trained, capsys):

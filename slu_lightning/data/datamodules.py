@@ -208,12 +208,10 @@ class SLUDataModule(L.LightningDataModule):
             self.recogniser_noise.prepare(self.corpus, self.skips)
 
     def setup(self, stage: str) -> None:
-        if stage == "fit" and not self.sources:
+        training = stage == "fit" and not self.sources
+        if training:
             self._setup_train()
             self._refuse_other_data()
-            run_dir = self.trainer.log_dir if self.trainer else None  # a collective: every rank asks
-            if run_dir and self.trainer.is_global_zero:
-                self.write_subset_ids(run_dir)
         if stage == "predict":
             inputs = self._checked(audio_inputs(self.predict_audio))
             if not inputs:
@@ -223,6 +221,9 @@ class SLUDataModule(L.LightningDataModule):
             split: Split = "test" if stage == "test" else "dev"
             if split not in self.eval_sets:
                 self.eval_sets[split] = self._eval_entries(split)
+        run_dir = self.trainer.log_dir if training and self.trainer else None  # a collective: all ask
+        if run_dir and self.trainer.is_global_zero:  # once the data has passed every check
+            self.write_subset_ids(run_dir)
         if self.skips.total:
             log.warning("%s", self.skips.summary())
         self._fill_label_slot()
