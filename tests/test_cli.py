@@ -343,7 +343,11 @@ def test_optimizer_settings_are_the_models_and_lightnings_optimizer_options_are_
             ["--trainer.max_epochs", "9"],
             "phases last 2 epochs but trainer.max_epochs is 9",
         ),
-        ("MixedDataModule", ["--data.init_args.eval_locales", "[xx-XX]"], "in eval_locales ['xx-XX']"),
+        (
+            "MixedDataModule",
+            ["--data.init_args.eval_locales", "[xx-XX]"],
+            "eval_locales ['xx-XX'] match no example of the dev split",
+        ),
     ],
 )
 def test_a_value_that_cannot_work_gets_one_line_not_a_traceback(

@@ -243,7 +243,9 @@ class SLUDataModule(L.LightningDataModule):
 
     def _setup_train(self) -> None:
         phases = self.phases()
-        text = self._literal(_by_locale(self.corpus.text("train", self.skips), self.train_locales))
+        every_text = self.corpus.text("train", self.skips)
+        _check_locales(every_text, self.train_locales, "train_locales", "train")
+        text = self._literal(_by_locale(every_text, self.train_locales))
         speech: list[SLUExample] = []
         if any(phase.uses_speech for phase in phases):
             speech = self._checked(_by_locale(self.corpus.speech("train", self.skips), self.train_locales))
@@ -383,6 +385,7 @@ class SLUDataModule(L.LightningDataModule):
         return kept
 
     def _eval_entries(self, split: Split) -> list[Entry]:
+        _check_locales(self.corpus.text(split, self.skips), self.eval_locales, "eval_locales", split)
         entries: list[Entry] = []
         if self.eval_modality in ("speech", "both"):
             speech = self._checked(_by_locale(self.corpus.speech(split, self.skips), self.eval_locales))
@@ -392,11 +395,7 @@ class SLUDataModule(L.LightningDataModule):
             entries += [(example, False) for example in text]
         if not entries:
             modality = {"both": "speech or text"}.get(self.eval_modality, self.eval_modality)
-            where = f"no {modality} examples for the {split} split of {self.corpus.describe()}"
-            if self.eval_locales is not None:
-                present = sorted({e.locale for e in self.corpus.text(split, self.skips)})
-                where += f" in eval_locales {self.eval_locales} (its locales: {present})"
-            raise DataError(where)
+            raise DataError(f"no {modality} examples for the {split} split of {self.corpus.describe()}")
         if self.max_eval_examples is not None and len(entries) > self.max_eval_examples:
             chosen = random.Random(self.selection_seed).sample(range(len(entries)), self.max_eval_examples)
             keep = sorted(chosen)
@@ -616,6 +615,19 @@ def _listed_files(path: Path) -> list[Path]:
             len(listed) - len(files),
         )
     return files
+
+
+def _check_locales(examples: list[SLUExample], locales: list[str] | None, key: str, split: str) -> None:
+    """Name the locales of ``key`` that ``split`` lacks (a typo, or a locale the corpus does not
+    hold): an error when it holds none of them, a warning when it holds only some."""
+    if locales is None:
+        return
+    present = sorted({example.locale for example in examples})
+    missing = sorted(set(locales) - set(present))
+    if len(missing) == len(set(locales)):
+        raise DataError(f"{key} {locales} match no example of the {split} split (its locales: {present})")
+    if missing:
+        log.warning("%s: the %s split has no example of %s (its locales: %s)", key, split, missing, present)
 
 
 def _by_locale(examples: list[SLUExample], locales: list[str] | None) -> list[SLUExample]:

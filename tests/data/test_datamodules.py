@@ -69,7 +69,7 @@ def test_curriculum_mix_fraction_and_oversampling(toy_corpus):
     assert small_ids <= {e.id for e, heard in ramp if heard}  # fractions are nested
 
 
-def test_eval_modality_both_and_locale_filters(toy_corpus):
+def test_eval_modality_both_and_locale_filters(toy_corpus, caplog):
     dm = TextOnlyDataModule(
         corpus(toy_corpus), eval_modality="both", eval_locales=["fr-FR"], train_locales=["en-US"]
     )
@@ -78,8 +78,19 @@ def test_eval_modality_both_and_locale_filters(toy_corpus):
     assert {heard for _, heard in dm.eval_sets["dev"]} == {True, False}
     assert {e.locale for e in dm.sources["text"]} == {"en-US"}
     mistyped = TextOnlyDataModule(corpus(toy_corpus), eval_modality="both", eval_locales=["xx-XX"])
-    with pytest.raises(DataError, match=r"in eval_locales \['xx-XX'\] \(its locales: \['en-US', 'fr-FR'\]\)"):
+    with pytest.raises(
+        DataError,
+        match=r"eval_locales \['xx-XX'\] match no example of the dev split \(its locales: \['en-US', 'fr-FR'",
+    ):
         mistyped.setup("fit")
+    partly = TextOnlyDataModule(corpus(toy_corpus), train_locales=["xx-XX", "fr-FR"])
+    with caplog.at_level("WARNING", logger="slu_lightning.data.datamodules"):
+        partly.setup("fit")
+    assert (
+        "train_locales: the train split has no example of ['xx-XX'] (its locales: ['en-US', 'fr-FR'])"
+        in caplog.text
+    )
+    assert {e.locale for e in partly.sources["text"]} == {"fr-FR"}
 
 
 def test_a_speech_regime_without_speech_fails_clearly(tmp_path, toy_corpus):
