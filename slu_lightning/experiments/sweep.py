@@ -343,8 +343,10 @@ def plan(cell: Cell, root: Path) -> str:
 
 
 def config_changes(cell: Cell, root: Path) -> dict[str, tuple[Any, Any]]:
-    """What a finished cell's saved ``config.yaml`` holds that its ``fit`` command would not give
-    now (a base, a ``configs`` file or an override edited since): dotted key to (saved, now).
+    """What a finished or interrupted cell's saved ``config.yaml`` holds that its ``fit`` command
+    would not give now (a base, a ``configs`` file or an override edited since): dotted key to
+    (saved, now). An interrupted cell would otherwise finish under the new config what it began
+    under the old one.
 
     Keys in ``UNCOMPARED_KEYS`` and keys only one side has (options added to or removed from the
     code since the run) are not compared; a cell without a saved config has nothing to compare.
@@ -385,17 +387,17 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def changed_message(changes: dict[str, dict[str, tuple[Any, Any]]], root: Path) -> str:
-    """Why a sweep refuses to go on with finished cells that ran another config than they would now:
-    their results would be reported as the new config's."""
+    """Why a sweep refuses to go on with cells that ran, or began, under another config than they
+    would now: their results would be reported as the new config's."""
     shown = [
         f"{name}: " + "; ".join(f"{key}: {saved!r} -> {now!r}" for key, (saved, now) in keys.items())
         for name, keys in changes.items()
     ]
     return (
-        f"{len(changes)} finished cell(s) in {root} ran with another config than the sweep gives them now "
-        "(saved config.yaml -> now):\n  " + "\n  ".join(shown) + f"\nTheir results would be reported as the "
-        f"new config's. Move {root} aside (its runs are kept) or set a new `root` in the sweep file, then "
-        "run the sweep again; nothing was run or deleted."
+        f"{len(changes)} cell(s) in {root} ran, or began, with another config than the sweep gives them "
+        "now (saved config.yaml -> now):\n  " + "\n  ".join(shown) + "\nTheir results would be reported as "
+        f"the new config's. Move {root} aside (its runs are kept) or set a new `root` in the sweep file, "
+        "then run the sweep again; nothing was run or deleted."
     )
 
 
@@ -576,7 +578,8 @@ def run_sweep(spec: SweepSpec, source: Path, jobs: int = 1, dry_run: bool = Fals
 
     Raises:
         SweepError: a cell's command does not parse, or a finished cell ran another config than it
-            would now (``config_changes``; under ``dry_run`` after the listing).
+            would now, or an interrupted one began under another (``config_changes``; under
+            ``dry_run`` after the listing).
         SweepInterrupted: SIGTERM or SIGINT stopped the sweep, after its running cells stopped.
     """
     cells = expand_cells(spec)
@@ -590,7 +593,8 @@ def run_sweep(spec: SweepSpec, source: Path, jobs: int = 1, dry_run: bool = Fals
         if not any(matches(values, rule) for values in _product(spec.axes)):
             print(f"warning: the exclude rule {rule} matches no cell of the axes", file=sys.stderr)
     _check_commands(todo, spec.root)
-    changes = {cell.name: config_changes(cell, spec.root) for cell in cells if cell not in todo}
+    begun = [cell for cell in cells if plan(cell, spec.root) != "fresh"]
+    changes = {cell.name: config_changes(cell, spec.root) for cell in begun}
     changes = {name: keys for name, keys in changes.items() if keys}
     if dry_run:
         for cell in cells:

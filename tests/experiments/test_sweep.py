@@ -122,6 +122,8 @@ def test_a_finished_cell_whose_shared_config_changed_is_named_and_not_reused(swe
     tmp_path, spec = swept
     root = Path(spec["root"])
     before = {name: mtimes(root, name) for name in ("p0.25", "p0.5")}
+    predictions = root / "p0.5" / "predictions_test.jsonl"
+    predictions.rename(predictions.with_suffix(".kept"))  # p0.5 as if interrupted before its test
     fragment = write_yaml(
         tmp_path / "shorter.yaml", {"model": {"init_args": {"generation": {"max_new_tokens": 6}}}}
     )
@@ -132,9 +134,12 @@ def test_a_finished_cell_whose_shared_config_changed_is_named_and_not_reused(swe
             main(["--config", str(changed), *dry_run])
         assert stop.value.code == 2
         printed.append(capsys.readouterr())
-        assert "2 finished cell(s)" in printed[-1].err and f"Move {root} aside" in printed[-1].err
+        assert "2 cell(s) in" in printed[-1].err and f"Move {root} aside" in printed[-1].err
         assert "p0.25: model.init_args.generation.max_new_tokens: 8 -> 6" in printed[-1].err
-    assert "p0.5: skip, but its config changed: model.init_args.generation.max_new_tokens" in printed[0].out
+        assert "p0.5: model.init_args.generation.max_new_tokens: 8 -> 6" in printed[-1].err
+    assert "p0.25: skip, but its config changed: model.init_args.generation.max_new_tokens" in printed[0].out
+    assert "p0.5: resume, but its config changed: model.init_args.generation.max_new_tokens" in printed[0].out
+    predictions.with_suffix(".kept").rename(predictions)
     assert {name: mtimes(root, name) for name in before} == before
     assert json.loads((root / "sweep.json").read_text())["cells"][0]["status"] == "finished"
 
