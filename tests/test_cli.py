@@ -447,8 +447,8 @@ def test_predict_names_each_listed_file_once_and_refuses_when_every_input_was_sk
     assert files == sorted(
         ["other.wav", str(tmp_path / "one" / "same.wav"), str(tmp_path / "two" / "same.wav")]
     )
-    assert "1 lines repeat a file named before" in caplog.text
-    assert "1 file names occur more than once (same.wav" in caplog.text
+    assert "lines repeating a file named before: 1 (each" in caplog.text
+    assert "file names that occur more than once: 1 (same.wav" in caplog.text
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "empty.wav").write_bytes(b"")
     before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}

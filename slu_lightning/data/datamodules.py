@@ -559,7 +559,7 @@ def audio_inputs(source: str | None) -> list[SLUExample]:
     names = Counter(f.name for f in files)
     if shared := sorted(name for name, count in names.items() if count > 1):
         log.warning(
-            "%s: %d file names occur more than once (%s...): those files keep their paths as ids",
+            "%s: file names that occur more than once: %d (%s...); those files keep their paths as ids",
             source,
             len(shared),
             shared[0],
@@ -594,7 +594,7 @@ def _manifest_inputs(path: Path) -> list[SLUExample]:
         raise DataError("a manifest without rows that have audio", file=str(path))
     if len(speech) < len(rows):
         log.info(
-            "%s: %d rows without audio are not predicted (predict decodes speech)",
+            "%s: rows without audio, not predicted (predict decodes speech): %d",
             path,
             len(rows) - len(speech),
         )
@@ -610,7 +610,7 @@ def _listed_files(path: Path) -> list[Path]:
     files = list(once.values())
     if len(files) < len(listed):
         log.warning(
-            "%s: %d lines repeat a file named before; each file is predicted once",
+            "%s: lines repeating a file named before: %d (each file is predicted once)",
             path,
             len(listed) - len(files),
         )

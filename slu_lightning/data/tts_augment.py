@@ -102,7 +102,7 @@ def synthesise_manifest(
         return {
             "config": config,
             "manifest": str(manifest),
-            **write_clips(staging, {SPLIT: clips}, locales, workers, "synthesised transcripts"),
+            **write_clips(staging, {SPLIT: clips}, locales, workers, "transcripts"),
         }
 
     return build_cached(out_dir, config, "a TTS corpus", build)

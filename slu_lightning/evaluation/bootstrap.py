@@ -24,9 +24,9 @@ from slu_lightning.evaluation.counts import summarize_totals
 log = logging.getLogger(__name__)
 FEW_CLUSTERS = 20
 """Below this many resampled items (utterances), intervals and p-values are warned about."""
-_WARNED_ITEM_COUNTS: set[int] = set()
-"""Item counts already warned about: a report or a fit bootstraps the same items once per metric
-or per epoch, and one warning a count says all there is to say."""
+_few_items_warned = False
+"""Whether a process has warned of a bootstrap over few items: a report bootstraps each metric of
+each cell, and a test each locale, so one warning says all there is to say."""
 
 MetricFn = Callable[[np.ndarray], dict[str, np.ndarray]]
 """Maps pooled totals ``(..., F)`` to metric arrays of shape ``(...)``, like ``summarize_totals``."""
@@ -184,17 +184,24 @@ def _resampled_totals(counts: np.ndarray, clusters: np.ndarray, n_resamples: int
         raise ValueError(f"n_resamples must be positive, got {n_resamples}")
     _, cluster_of_row = np.unique(clusters, return_inverse=True)
     n_clusters = int(cluster_of_row.max()) + 1
-    if n_clusters < FEW_CLUSTERS and n_clusters not in _WARNED_ITEM_COUNTS:
-        _WARNED_ITEM_COUNTS.add(n_clusters)
-        log.warning(
-            "a bootstrap over %d item%s: with fewer than %d its intervals and p-values are not to be "
-            "trusted (a single item gives a zero-width interval and p near 0)",
-            n_clusters,
-            "" if n_clusters == 1 else "s",
-            FEW_CLUSTERS,
-        )
+    if n_clusters < FEW_CLUSTERS:
+        _warn_few_items(n_clusters)
     cluster_sums = np.zeros((n_clusters, counts.shape[1]))
     np.add.at(cluster_sums, cluster_of_row, counts)  # (C, F)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(n_clusters, np.full(n_clusters, 1.0 / n_clusters), size=n_resamples)  # (R, C)
     return draws @ cluster_sums  # (R, F)
+
+
+def _warn_few_items(n_clusters: int) -> None:
+    global _few_items_warned
+    if not _few_items_warned:
+        _few_items_warned = True
+        log.warning(
+            "a bootstrap over %d item%s: with fewer than %d its intervals and p-values are not to be "
+            "trusted (a single item gives a zero-width interval and p near 0); said once, for the "
+            "first such set (a small locale's, say)",
+            n_clusters,
+            "" if n_clusters == 1 else "s",
+            FEW_CLUSTERS,
+        )

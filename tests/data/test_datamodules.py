@@ -558,7 +558,7 @@ def test_a_manifest_given_to_predict_counts_its_text_rows_and_an_unlabelled_one_
     mixed = write_manifest(tmp_path / "mixed.jsonl", [rows[0], rows[1].as_text(), rows[2]])
     with caplog.at_level("INFO", logger="slu_lightning.data.datamodules"):
         assert [e.id for e in audio_inputs(str(mixed))] == [rows[0].id, rows[2].id]
-    assert "1 rows without audio are not predicted" in caplog.text
+    assert "rows without audio, not predicted (predict decodes speech): 1" in caplog.text
     (tmp_path / "bare.jsonl").write_text(json.dumps({"id": "a", "audio": str(rows[0].audio)}) + "\n")
     with pytest.raises(DataError, match="missing keys .*for unlabelled audio pass a list file or a folder"):
         audio_inputs(str(tmp_path / "bare.jsonl"))
