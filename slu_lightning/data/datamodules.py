@@ -286,6 +286,7 @@ class SLUDataModule(L.LightningDataModule):
                 "or DemoTtsCorpus), or drop 'tts' from the phases' mix"
             )
         tts = self._checked(_by_locale(self.tts_corpus.speech("train", self.skips), self.train_locales))
+        tts = self._literal(tts)
         if not tts:
             raise DataError(f"{self.tts_corpus.describe()} has no speech training examples")
         return [e if e.source == TTS_SOURCE else replace(e, source=TTS_SOURCE) for e in tts]
