@@ -145,9 +145,8 @@ class SLUCli(LightningCLI):
         try:
             super()._run_subcommand(subcommand)
         except Exception as error:
-            unstarted = getattr(self, "_unstarted", None)  # global_step: 0 until a checkpoint is restored
-            if unstarted and self.trainer.global_step == 0 and user_error(error) is not None:
-                unstarted.discard()
+            if self.trainer.global_step == 0 and user_error(error) is not None:  # 0 until a restore
+                self._unstarted.discard()
             raise
 
 

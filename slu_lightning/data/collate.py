@@ -92,14 +92,16 @@ class SLUCollator:
         self.with_prompts = with_prompts
         self.pad_id = tokenizer.pad_token_id
         self.audio_id = tokenizer.convert_tokens_to_ids("<|AUDIO|>")
+        self._control_tokens = sorted(
+            {token.content for token in tokenizer.added_tokens_decoder.values() if token.special}
+        )
         self.set_labels("")
 
     def control_tokens_in(self, example: SLUExample) -> list[str]:
         """The tokenizer's special tokens spelled out in an example's transcript: the prompt's text
         is tokenized with them, so a transcript saying ``<|AUDIO|>`` or ``<|im_end|>`` would be read
         as an audio slot or an end of turn, not as words."""
-        specials = {token.content for token in self.tokenizer.added_tokens_decoder.values() if token.special}
-        return sorted(token for token in specials if token in example.text)
+        return [token for token in self._control_tokens if token in example.text]
 
     def set_labels(self, labels: str) -> None:
         """Fill the prompt's ``{labels}`` slot (if it has one) with a label inventory."""

@@ -386,13 +386,17 @@ class SLUDataModule(L.LightningDataModule):
         return kept
 
     def _eval_entries(self, split: Split) -> list[Entry]:
-        _check_locales(self.corpus.text(split, self.skips), self.eval_locales, "eval_locales", split)
+        scores_text = self.eval_modality in ("text", "both")
+        every_text = []  # read once, and only for what needs it: the text entries, the locale check
+        if scores_text or self.eval_locales is not None:
+            every_text = self.corpus.text(split, self.skips)
+            _check_locales(every_text, self.eval_locales, "eval_locales", split)
         entries: list[Entry] = []
         if self.eval_modality in ("speech", "both"):
             speech = self._checked(_by_locale(self.corpus.speech(split, self.skips), self.eval_locales))
             entries += [(example, True) for example in self._literal(speech)]
-        if self.eval_modality in ("text", "both"):
-            text = self._literal(_by_locale(self.corpus.text(split, self.skips), self.eval_locales))
+        if scores_text:
+            text = self._literal(_by_locale(every_text, self.eval_locales))
             entries += [(example, False) for example in text]
         if not entries:
             modality = {"both": "speech or text"}.get(self.eval_modality, self.eval_modality)
