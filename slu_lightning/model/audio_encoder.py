@@ -89,8 +89,12 @@ def _encoder_attention_mask(
 def _project_real_tokens(
     model: Qwen2AudioForConditionalGeneration, hidden: Tensor, feature_lengths: Tensor
 ) -> Tensor:
-    """Project encoder outputs (n_clips, tokens, d_model) to the LLM width; keep each clip's real tokens."""
-    embeddings = model.model.multi_modal_projector(hidden)  # (n_clips, tokens, llm_hidden)
+    """Project encoder outputs (n_clips, tokens, d_model) to the LLM width; keep each clip's real tokens.
+
+    The tower's output is cast to the projector's dtype: under a bfloat16 base one of the two may
+    train in float32, and without autocast (``precision: 32``) the matmul would refuse the mix."""
+    projector = model.model.multi_modal_projector
+    embeddings = projector(hidden.to(next(projector.parameters()).dtype))  # (n_clips, tokens, llm_hidden)
     tokens = torch.arange(embeddings.shape[1], device=embeddings.device)  # (tokens,)
     token_counts = audio_token_count(feature_lengths).to(embeddings.device)  # (n_clips,)
     real_tokens = tokens < token_counts[:, None]  # (n_clips, tokens)

@@ -153,6 +153,15 @@ def test_bfloat16_base_keeps_trainable_parts_in_float32():
     assert torch.isfinite(sums).all()
 
 
+@pytest.mark.parametrize("trains", ["train_projector", "train_audio_encoder"])
+def test_bfloat16_base_with_a_float32_audio_part_runs_without_autocast(trains):
+    """``precision: 32`` runs no autocast: the tower and projector meet in different dtypes."""
+    module = SLUModule(backbone="tiny-test", finetuning="lora", base_dtype="bfloat16", **{trains: True})
+    module.configure_model()
+    sums, counts = module.example_losses(batch_of(module, EXAMPLES))
+    assert torch.isfinite(sums).all() and (counts > 0).all()
+
+
 def test_the_backbones_own_generation_config_does_not_change_the_decoding(module, tmp_path, caplog):
     from slu_lightning.model.backbone import resolve_backbone
 
