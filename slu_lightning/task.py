@@ -143,7 +143,7 @@ def parse_prediction(text: str) -> Prediction:
     try:
         obj, end = decoder.raw_decode(text, start)
         status = ParseStatus.TRAILING if text[end:].strip() else ParseStatus.VALID
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # nesting past Python's recursion limit
         obj = _close_truncated(text[start:])
         status = ParseStatus.TRUNCATED
     if not isinstance(obj, dict):
@@ -184,7 +184,7 @@ def _close_truncated(fragment: str) -> dict | None:
             continue
         try:
             obj = json.loads(fragment[:cut] + closers)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
         if isinstance(obj, dict):
             return obj

@@ -93,6 +93,13 @@ def test_parser_never_raises_and_reports_what_it_saw(output, status, scenario, e
     assert prediction.is_valid == (status is ParseStatus.VALID)
 
 
+def test_parser_survives_nesting_past_pythons_recursion_limit():
+    """A degenerate model can emit thousands of brackets; json recurses once per level."""
+    prediction = parse_prediction('{"scenario": "alarm", "action": "set", "entities": ' + "[" * 3000)
+    assert prediction.status is ParseStatus.TRUNCATED
+    assert (prediction.scenario, prediction.action, prediction.entities) == ("alarm", "set", ())
+
+
 def test_parser_keeps_good_entities_and_flags_bad_ones():
     output = '{"scenario": "a", "action": "b", "entities": [{"type": "t", "filler": "f"}, {"type": 1}]}'
     prediction = parse_prediction(output)
