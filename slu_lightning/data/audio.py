@@ -23,6 +23,11 @@ from slu_lightning.data.errors import DataError
 MAX_ENCODER_SECONDS = 30.0
 """Qwen2-Audio's encoder takes 3000 mel frames at a 10 ms hop: at most 30 s of audio per clip."""
 
+MIN_ENCODER_SECONDS = 0.02
+"""Accepted clips are longer than this. Qwen2-Audio's encoder turns a clip of 20 ms or less (320
+samples at 16 kHz, at most 2 mel frames) into no audio token, so the model would answer from the
+prompt alone."""
+
 # libsndfile's open log prints "data : <size in header> (should be <size present>)" for a WAV whose
 # data chunk claims more bytes than the file holds; it then silently decodes the shorter part.
 _SHORT_DATA_CHUNK = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
@@ -54,7 +59,8 @@ def load_audio(
 
     Raises:
         DataError: The file is missing, unreadable, corrupt, truncated or in an unsupported format,
-            holds no samples or non-finite samples, or is longer than ``max_seconds``.
+            holds no samples or non-finite samples, lasts ``MIN_ENCODER_SECONDS`` or less,
+            or is longer than ``max_seconds``.
     """
     file = _describe(source)
     try:
@@ -104,7 +110,7 @@ def checked_seconds(
     """Duration of a clip in seconds after every check its header allows, without decoding it.
 
     The data modules run it on every clip before the first batch, so a missing, unreadable, empty,
-    too long or (WAV) truncated file is named, or skipped and counted, before training starts
+    too short, too long or (WAV) truncated file is named, or skipped and counted, before training starts
     rather than inside a loader worker. What only decoding shows (non-finite samples, a compressed
     stream that ends early) is left to ``load_audio``.
 
@@ -153,6 +159,13 @@ def _check_header(audio: sf.SoundFile, max_seconds: float, file: str, record: st
 
 
 def _check_duration(frames: int, rate: int, max_seconds: float, file: str, record: str | None) -> None:
+    if frames / rate <= MIN_ENCODER_SECONDS:
+        raise DataError(
+            f"audio of {MIN_ENCODER_SECONDS * 1000:g} ms or less (Qwen2-Audio's encoder gives it no "
+            "audio token)",
+            file=file,
+            record=record,
+        )
     if frames / rate > max_seconds:
         raise DataError(
             f"audio longer than {max_seconds:g} s (Qwen2-Audio's encoder sees at most 30 s per clip)",

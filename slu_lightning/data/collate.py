@@ -118,6 +118,11 @@ class SLUCollator:
         if not item.is_speech:
             return self._encode(self.prompt.render_prompt(item.example.text, self.labels))
         n_audio = int(audio_token_count(torch.tensor([item.n_frames]))[0])
+        if n_audio == 0:  # load_audio refuses such clips; a waveform from elsewhere may not be checked
+            raise DataError(
+                f"{item.n_frames} mel frames give Qwen2-Audio no audio token (clips of 20 ms or less)",
+                record=item.example.id,
+            )
         at = self._audio_prompt.index(self.audio_id)
         return self._audio_prompt[:at] + [self.audio_id] * n_audio + self._audio_prompt[at + 1 :]
 

@@ -12,6 +12,8 @@ import torch
 
 from slu_lightning.data.audio import audio_seconds, checked_seconds, load_audio
 from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.features import LogMelExtractor
+from slu_lightning.model.audio_encoder import audio_token_count
 
 PCM16_STEP = 1 / 32768  # quantisation step of 16-bit PCM, the default subtype of WAV and FLAC
 
@@ -134,6 +136,21 @@ def test_bad_files_raise_data_error_naming_file_and_record(tmp_path: Path, case:
     assert reason_word in caught.value.reason
     assert caught.value.file == str(path)
     assert caught.value.record == "slurp-42"
+
+
+@pytest.mark.parametrize("rate", [16000, 44100])
+def test_clips_too_short_for_an_audio_token_are_refused_by_both_checks(tmp_path: Path, rate: int):
+    """A clip of 20 ms or less has no <|AUDIO|> token: the model would answer from the prompt alone."""
+    short, shortest_kept = tmp_path / "click.wav", tmp_path / "blip.wav"
+    sf.write(short, sine(440, 0.020, rate), rate)
+    sf.write(shortest_kept, sine(440, 0.021, rate), rate)
+
+    for check in (load_audio, checked_seconds):
+        with pytest.raises(DataError, match="20 ms or less") as caught:
+            check(short, record="r1")
+        assert caught.value.file == str(short)
+    features, n_frames = LogMelExtractor()(load_audio(shortest_kept))
+    assert int(audio_token_count(torch.tensor([n_frames]))[0]) == 1
 
 
 def test_too_long_says_why(tmp_path: Path):

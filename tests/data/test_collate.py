@@ -57,6 +57,13 @@ def test_audio_prompt_matches_the_processors_expansion(processor):
         assert ours == reference
 
 
+def test_a_clip_without_an_audio_token_is_named_not_collated(processor):
+    """load_audio refuses such clips; a waveform that bypassed it must not reach CTC compression."""
+    item, _ = speech_item(320)  # 20 ms at 16 kHz: 2 mel frames, no token after the encoder's pooling
+    with pytest.raises(DataError, match="record s1: 2 mel frames give Qwen2-Audio no audio token"):
+        SLUCollator(processor.tokenizer, PromptTemplate())([item])
+
+
 def test_features_are_cut_to_the_longest_clip_not_30_seconds(processor):
     collate = SLUCollator(processor.tokenizer, PromptTemplate())
     short, _ = speech_item(16_000)
