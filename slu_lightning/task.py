@@ -105,7 +105,7 @@ class ParseStatus(StrEnum):
     MISSING_KEYS = "missing_keys"
     """JSON, but keys missing or of the wrong type; what was usable was kept."""
     INVALID = "invalid"
-    """No JSON object at all."""
+    """No JSON object, or one that closes but is not JSON (no credit: nothing was cut off)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,8 @@ def parse_prediction(text: str) -> Prediction:
         obj, end = decoder.raw_decode(text, start)
         status = ParseStatus.TRAILING if text[end:].strip() else ParseStatus.VALID
     except (json.JSONDecodeError, RecursionError):  # nesting past Python's recursion limit
+        if _closers(text[start:]) == "":  # the object closed: malformed (a missing comma), not cut off
+            return Prediction("", "", (), ParseStatus.INVALID)
         obj = _close_truncated(text[start:])
         status = ParseStatus.TRUNCATED
     if not isinstance(obj, dict):
@@ -192,7 +194,8 @@ def _close_truncated(fragment: str) -> dict | None:
 
 
 def _closers(prefix: str) -> str | None:
-    """The characters that would close every open string, array and object of ``prefix``."""
+    """The characters that would close every open string, array and object of ``prefix``: none once
+    its first object or array has closed (what follows is not part of it)."""
     stack: list[str] = []
     in_string = escaped = False
     for char in prefix:
@@ -211,6 +214,8 @@ def _closers(prefix: str) -> str | None:
             if not stack:
                 return None
             stack.pop()
+            if not stack:
+                return ""
     if escaped:
         return None
     return ('"' if in_string else "") + "".join(reversed(stack))

@@ -83,6 +83,9 @@ VALID = '{"scenario": "alarm", "action": "set", "entities": [{"type": "time", "f
         ("", ParseStatus.INVALID, "", ()),
         ("[1, 2]", ParseStatus.INVALID, "", ()),
         ('{"a": "\\', ParseStatus.TRUNCATED, "", ()),
+        ('{"scenario": "alarm" "action": "set", "entities": []}', ParseStatus.INVALID, "", ()),
+        ('{"scenario": "alarm", "action": set}}', ParseStatus.INVALID, "", ()),
+        ('{"scenario": "alarm" "action": "se', ParseStatus.TRUNCATED, "alarm", ()),
     ],
 )
 def test_parser_never_raises_and_reports_what_it_saw(output, status, scenario, entities):
