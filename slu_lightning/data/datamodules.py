@@ -124,6 +124,7 @@ class SLUDataModule(L.LightningDataModule):
         eval_locales: list[str] | None = None,
         eval_modality: Literal["speech", "text", "both"] = "speech",
         max_eval_examples: int | None = None,
+        paired_eval: bool = False,
         length_bucketing: bool = False,
         bad_input: Literal["error", "skip"] = "error",
         verify_audio: bool = False,
@@ -149,6 +150,10 @@ class SLUDataModule(L.LightningDataModule):
             eval_modality: evaluate on speech input, on transcripts, or on both.
             max_eval_examples: evaluate on a subset of this many examples (``selection_seed``;
                 None: all).
+            paired_eval: draw that subset by utterance, each in every modality it has (at most
+                ``max_eval_examples`` examples), so that a run's speech and transcript scores come
+                from the same utterances and their difference is paired. False draws examples
+                one by one: the two modalities are separate samples of the split.
             length_bucketing: batch training examples of similar length together (less padding).
             bad_input: ``error`` stops at the first bad record or file with its name; ``skip``
                 drops it, counts it and logs it. A clip that fails only when its batch decodes it
@@ -176,6 +181,7 @@ class SLUDataModule(L.LightningDataModule):
         self.seed, self.selection_seed = 0 if seed is None else seed, selection_seed
         self.train_locales, self.eval_locales = train_locales, eval_locales
         self.eval_modality, self.max_eval_examples = eval_modality, max_eval_examples
+        self.paired_eval = paired_eval
         self.length_bucketing, self.predict_audio = length_bucketing, predict_audio
         self.tts_corpus, self.recogniser_noise = tts_corpus, recogniser_noise
         self.skips, self.verify_audio = SkipLog(bad_input), verify_audio
@@ -402,9 +408,8 @@ class SLUDataModule(L.LightningDataModule):
             modality = {"both": "speech or text"}.get(self.eval_modality, self.eval_modality)
             raise DataError(f"no {modality} examples for the {split} split of {self.corpus.describe()}")
         if self.max_eval_examples is not None and len(entries) > self.max_eval_examples:
-            chosen = random.Random(self.selection_seed).sample(range(len(entries)), self.max_eval_examples)
-            keep = sorted(chosen)
-            entries = [entries[i] for i in keep]
+            draw = _utterance_sample if self.paired_eval else _example_sample
+            entries = [entries[i] for i in sorted(draw(entries, self.max_eval_examples, self.selection_seed))]
         return entries
 
     @property
@@ -633,6 +638,24 @@ def _check_locales(examples: list[SLUExample], locales: list[str] | None, key: s
         raise DataError(f"{key} {locales} match no example of the {split} split (its locales: {present})")
     if missing:
         log.warning("%s: the %s split has no example of %s (its locales: %s)", key, split, missing, present)
+
+
+def _example_sample(entries: list[Entry], size: int, seed: int) -> list[int]:
+    """Indices of ``size`` entries drawn one by one."""
+    return random.Random(seed).sample(range(len(entries)), size)
+
+
+def _utterance_sample(entries: list[Entry], size: int, seed: int) -> list[int]:
+    """Indices of whole utterances (every entry of each) drawn until the next would pass ``size``."""
+    groups: dict[str, list[int]] = {}
+    for index, (example, _) in enumerate(entries):
+        groups.setdefault(example.utterance_id, []).append(index)
+    chosen: list[int] = []
+    for utterance in random.Random(seed).sample(sorted(groups), len(groups)):
+        if len(chosen) + len(groups[utterance]) > size:
+            break
+        chosen += groups[utterance]
+    return chosen
 
 
 def _by_locale(examples: list[SLUExample], locales: list[str] | None) -> list[SLUExample]:

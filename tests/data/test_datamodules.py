@@ -430,6 +430,20 @@ def test_a_run_seed_changes_the_batch_order_not_the_data_or_the_scored_items(toy
         assert drawn(seed)[2] != order
 
 
+def test_paired_evaluation_draws_whole_utterances_in_both_modalities(toy_corpus):
+    def scored(paired: bool) -> list[tuple[str, bool]]:
+        dm = TextOnlyDataModule(
+            corpus(toy_corpus), eval_modality="both", max_eval_examples=7, paired_eval=paired
+        )
+        return [(example.utterance_id, heard) for example, heard in ready(dm).eval_sets["dev"]]
+
+    paired, unpaired = scored(True), scored(False)
+    assert len(paired) == 6 and len(unpaired) == 7  # three utterances: a fourth would pass 7
+    assert {u for u, heard in paired if heard} == {u for u, heard in paired if not heard}
+    assert {u for u, heard in unpaired if heard} != {u for u, heard in unpaired if not heard}
+    assert scored(True) == paired
+
+
 def test_a_predict_folder_gives_its_audio_files_and_says_what_else_it_ignored(tmp_path, caplog):
     (tmp_path / "day1").mkdir()
     for name in ("b.wav", "day1/a.FLAC", "notes.txt", "day1/labels.txt", "README"):
