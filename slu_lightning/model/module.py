@@ -688,9 +688,16 @@ def _parsed_fields(prediction, raw: str) -> dict:
 
 
 def _prediction_row(example, raw: str, prediction, heard: bool) -> dict:
-    """One line of the predictions file: SLURP scorer fields plus reference and raw output."""
+    """One line of the predictions file: SLURP scorer fields plus reference and raw output.
+
+    The official SLURP scorer keys a prediction by its ``file`` (a recording), or, in its
+    ``--load-gold`` mode for gold transcripts, by its ``slurp_id``: a SLURP transcript row carries
+    both (as a string, the scorer's gold key), so either mode reads the file.
+    """
+    slurp = example.source == "slurp"
     return {
-        "file": Path(example.id).name if heard and example.source == "slurp" else example.id,
+        "file": Path(example.id).name if heard and slurp else example.id,
+        **({"slurp_id": example.utterance_id} if slurp and not heard else {}),
         "id": example.id,
         "utterance_id": example.utterance_id,
         "locale": example.locale,

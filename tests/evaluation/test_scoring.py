@@ -478,3 +478,23 @@ def test_covered_only_figures_are_na_when_nothing_was_predicted(tmp_path, capsys
     table = capsys.readouterr().out
     assert "covered only (n=0, official)" in table
     assert "intent_acc     0.0000" in table and table.count("n/a") == len(SHOWN_METRICS)
+
+
+def perfect(gold: SLUExample) -> Prediction:
+    return Prediction(gold.scenario, gold.action, gold.entities, ParseStatus.VALID)
+
+
+def test_transcript_rows_of_a_slurp_run_are_read_by_the_official_load_gold_mode(tmp_path):
+    """The official scorer's --load-gold keys predictions by ``example.pop("slurp_id")`` and gold by
+    ``str(slurp_id)``; its default mode keys them by ``file``, the recording."""
+    release = [json.loads(line) for line in SLURP_GOLD.read_text().splitlines()]
+    utterances = read_slurp(SLURP_GOLD, modality="text")
+    recordings = read_slurp(SLURP_GOLD, SLURP_GOLD.parent, modality="speech")
+    text_rows = [_prediction_row(e, "raw", perfect(e), heard=False) for e in utterances]
+    assert {row.pop("slurp_id") for row in map(dict, text_rows)} == {str(row["slurp_id"]) for row in release}
+    speech_rows = [_prediction_row(e, "raw", perfect(e), heard=True) for e in recordings]
+    assert not any("slurp_id" in row for row in speech_rows)
+    assert {row["file"] for row in speech_rows} == {r["file"] for row in release for r in row["recordings"]}
+    path = write_jsonl(tmp_path / "predictions_test.jsonl", text_rows)
+    report = score_files(SLURP_GOLD, path, n_resamples=0)  # and `score` still reads them
+    assert report.unit == "utterance" and set(perfect_metrics(report).values()) == {1.0}
