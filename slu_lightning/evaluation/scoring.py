@@ -30,9 +30,14 @@ stops at the first malformed line:
   covered items only (the official ones) are reported beside them;
 - a malformed line (bad JSON, missing keys, ``entities`` not a list of ``{type, filler}``) is
   reported with its line number and scored as a wrong prediction for its key (for bad JSON, the
-  key is recovered from the text when it can be); a line with no key at all is reported and left out;
-- of several predictions for one key the first is kept (the official scorer keeps the last); the
-  others are counted and reported.
+  key and ``modality`` are recovered from the text when they can be: a line of another modality
+  than ``--modality`` is left out); a line with no key at all is reported and left out;
+- of several predictions for one key the first well-formed one is kept (the official scorer keeps
+  the last); a malformed line counts only for a key that no well-formed line predicts. The others
+  are counted and reported. ``compare-runs`` and ``report`` read runs by the same rule
+  (``read_run_lines``);
+- a file with lines of both modalities (a run with ``eval_modality: both``) is refused unless
+  ``--modality`` picks one: its speech and text lines would be pooled into one number.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import json
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +94,10 @@ class PredictionLine:
     key: str
     locale: str | None
     prediction: Prediction
+    row: dict[str, Any] | None = None
+    """The line's JSON object with its prediction fields as scored (a malformed line's are those of a
+    wrong prediction); None for a line that is not JSON."""
+    malformed: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ class Coverage:
     unmatched_predictions: int
     """Prediction lines whose key names no gold item."""
     duplicate_predictions: int
-    """Prediction lines for a key that an earlier line already predicted (ignored)."""
+    """Prediction lines for a key that another line predicts (ignored; see ``first_per_key``)."""
     malformed_lines: int
 
 
@@ -267,53 +276,114 @@ def read_predictions(
     A malformed line with a key becomes an empty prediction with status ``INVALID`` (not JSON) or
     ``MISSING_KEYS`` (keys missing or of the wrong type); a line without a key is only reported.
     A well-formed line keeps its ``status`` when it has a known one (``slu-lightning test`` writes
-    it), else it is ``VALID``.
+    it), else it is ``VALID``. Lines of another ``modality`` are left out, those that are not JSON
+    too when their text shows it.
+
+    Raises:
+        DataError: without ``modality``, the file holds lines of several modalities.
     """
     lines: list[PredictionLine] = []
     warnings: list[str] = []
     malformed = 0
-    modalities: dict[str, set[str]] = {}  # key -> the modalities predicted for it
+    seen: set[str] = set()  # the modalities of the file's lines
     for record, text in jsonl_records(path):
         try:
             row = json_object(text)
         except DataError as error:
             malformed += 1
-            key = _salvaged_key(text)
-            if key is None:
-                warnings.append(f"{record}: {error.reason}; no key found, the line is left out")
-            else:
-                warnings.append(f"{record}: {error.reason}; scored as a wrong prediction for {key!r}")
-                lines.append(PredictionLine(record, key, None, NO_PREDICTION))
+            seen.update(filter(None, [_salvaged(text, "modality")]))
+            line, warning = _unreadable_line(record, text, error.reason, modality)
+            lines += [line] if line else []
+            warnings.append(warning)
             continue
+        if isinstance(row.get("modality"), str):
+            seen.add(row["modality"])
         if modality is not None and row.get("modality", modality) != modality:
             continue
-        key = _key(row)
-        if key is None:
-            malformed += 1
-            warnings.append(f"{record}: no {' / '.join(KEY_FIELDS)} key, the line is left out")
-            continue
-        prediction, problem = _prediction_of(row)
+        line, problem = _keyed_line(record, row)
         if problem is not None:
             malformed += 1
-            warnings.append(f"{record}: {problem}; scored as a wrong prediction for {key!r}")
-        locale = row.get("locale") if isinstance(row.get("locale"), str) else None
-        lines.append(PredictionLine(record, key, locale, prediction))
-        if isinstance(row.get("modality"), str):
-            modalities.setdefault(key, set()).add(row["modality"])
-    _refuse_mixed_modalities(path, modalities)
+            warnings.append(f"{record}: {problem}")
+        lines += [line] if line else []
+    if modality is None:
+        _refuse_mixed_modalities(path, seen)
     return lines, warnings, malformed
 
 
-def _refuse_mixed_modalities(path: Path, modalities: dict[str, set[str]]) -> None:
-    """A run tested on speech and on transcripts predicts each id twice: scoring both as one would
-    keep whichever came first for each id, a number that is neither modality's."""
-    mixed = [key for key, kinds in modalities.items() if len(kinds) > 1]
-    if mixed:
+def _unreadable_line(
+    record: str, text: str, reason: str, modality: str | None
+) -> tuple[PredictionLine | None, str]:
+    """A line that is not JSON as a wrong prediction for the key its text names, and its warning; no
+    line when it names no key or shows another modality than the one scored."""
+    shown, key = _salvaged(text, "modality"), _salvaged_key(text)
+    if modality is not None and shown not in (None, modality):
+        return None, f"{record}: {reason}; a {shown} line, left out of the {modality} scoring"
+    if key is None:
+        return None, f"{record}: {reason}; no key found, the line is left out"
+    line = PredictionLine(record, key, None, NO_PREDICTION, malformed=True)
+    return line, f"{record}: {reason}; scored as a wrong prediction for {key!r}"
+
+
+def _keyed_line(record: str, row: dict[str, Any]) -> tuple[PredictionLine | None, str | None]:
+    """A JSON line as a prediction for its key, and what is wrong with it (None when nothing is)."""
+    key = _key(row)
+    if key is None:
+        return None, f"no {' / '.join(KEY_FIELDS)} key, the line is left out"
+    prediction, problem = _prediction_of(row)
+    scored = {**row, **prediction.to_json(), "status": prediction.status.value}
+    locale = row.get("locale") if isinstance(row.get("locale"), str) else None
+    line = PredictionLine(record, key, locale, prediction, scored, malformed=problem is not None)
+    return line, None if problem is None else f"{problem}; scored as a wrong prediction for {key!r}"
+
+
+def _refuse_mixed_modalities(path: Path, modalities: set[str]) -> None:
+    """A run tested on speech and on transcripts writes lines of both: scored together they would
+    pool into a number that is neither modality's (SLURP keys speech by recording and text by
+    utterance, so the two never even share a key)."""
+    if len(modalities) > 1:
         raise DataError(
-            f"holds predictions of several modalities for the same ids ({len(mixed)}, e.g. {mixed[0]!r}): "
-            "score one with --modality speech or --modality text",
+            f"holds predictions of several modalities ({', '.join(sorted(modalities))}), as a run tested "
+            "with eval_modality: both writes: score one with --modality speech or --modality text",
             file=str(path),
         )
+
+
+def first_per_key(lines: list[PredictionLine]) -> tuple[list[PredictionLine], list[str]]:
+    """The line kept for each key, in file order, and a warning for each other line of a key.
+
+    The first well-formed line of a key is kept; a malformed one only where no well-formed line
+    predicts the key, so a cut-off line never displaces the real prediction.
+    """
+    kept: dict[str, PredictionLine] = {}
+    for line in sorted(lines, key=lambda line: line.malformed):  # stable: file order within each kind
+        kept.setdefault(line.key, line)
+    warnings = [
+        f"{line.record}: another prediction for {line.key!r}; the "
+        f"{'well-formed' if line.malformed and not kept[line.key].malformed else 'first'} one is kept"
+        for line in lines
+        if kept[line.key] is not line
+    ]
+    return [line for line in lines if kept[line.key] is line], warnings
+
+
+def read_run_lines(path: Path, modality: str) -> tuple[list[PredictionLine], list[str]]:
+    """The ``modality`` lines of a ``slu-lightning test`` predictions file, one per key as ``score``
+    keeps them (``first_per_key``), each with its row (whose ``reference`` is its gold), and the
+    warnings about the others: ``compare-runs`` and ``report`` read runs through it, so that one file
+    gives them the numbers ``score --gold FILE --pred FILE`` gives.
+
+    Raises:
+        DataError: a kept line is not JSON, so it has no reference to be scored against.
+    """
+    lines, warnings, _ = read_predictions(path, modality=modality)
+    kept, duplicates = first_per_key(lines)
+    unreadable = [line.record for line in kept if line.row is None]
+    if unreadable:
+        raise DataError(
+            f"{', '.join(unreadable[:MAX_LISTED])}: not JSON, so no reference to score against",
+            file=str(path),
+        )
+    return kept, warnings + duplicates
 
 
 def detect_gold_format(path: Path) -> str:
@@ -444,16 +514,18 @@ def _key(row: dict[str, Any]) -> str | None:
     return None
 
 
-_SALVAGE = {name: re.compile(rf'"{name}"\s*:\s*(?:"([^"\\]+)"|(\d+))') for name in KEY_FIELDS}
+_SALVAGE = {name: re.compile(rf'"{name}"\s*:\s*(?:"([^"\\]+)"|(\d+))') for name in (*KEY_FIELDS, "modality")}
 
 
 def _salvaged_key(text: str) -> str | None:
     """The key of a line that is not valid JSON, read from its text (e.g. a truncated line)."""
-    for pattern in _SALVAGE.values():
-        match = pattern.search(text)
-        if match:
-            return match.group(1) or match.group(2)
-    return None
+    return next(filter(None, (_salvaged(text, name) for name in KEY_FIELDS)), None)
+
+
+def _salvaged(text: str, name: str) -> str | None:
+    """The string or integer value of field ``name`` in a line that is not JSON, if its text shows it."""
+    match = _SALVAGE[name].search(text)
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def _prediction_of(row: dict[str, Any]) -> tuple[Prediction, str | None]:
@@ -476,21 +548,13 @@ def _prediction_of(row: dict[str, Any]) -> tuple[Prediction, str | None]:
 def _match(
     lines: list[PredictionLine], gold_ids: list[str]
 ) -> tuple[dict[str, Prediction], list[str], list[str]]:
-    """Each gold id's prediction (the first line for it), the keys matching no gold id, and a
-    warning for each line that repeats a gold id already predicted."""
+    """Each gold id's prediction (the line ``first_per_key`` keeps for it), the keys matching no gold
+    id, and a warning for each other line of a gold id."""
     resolve = _key_resolver(gold_ids)
-    chosen: dict[str, Prediction] = {}
-    unmatched: list[str] = []
-    duplicates: list[str] = []
-    for line in lines:
-        key = resolve(line.key, line.locale)
-        if key is None:
-            unmatched.append(line.key)
-        elif key in chosen:
-            duplicates.append(f"{line.record}: another prediction for {key!r}; the first one is kept")
-        else:
-            chosen[key] = line.prediction
-    return chosen, unmatched, duplicates
+    resolved = [(line, resolve(line.key, line.locale)) for line in lines]
+    unmatched = [line.key for line, key in resolved if key is None]
+    kept, duplicates = first_per_key([replace(line, key=key) for line, key in resolved if key is not None])
+    return {line.key: line.prediction for line in kept}, unmatched, duplicates
 
 
 def _key_resolver(gold_ids: list[str]) -> Callable[[str, str | None], str | None]:

@@ -445,10 +445,7 @@ def test_predictions_of_both_modalities_for_one_id_need_a_modality(tmp_path, cap
     with pytest.raises(SystemExit) as stop:
         main(["score", "--gold", str(gold), "--pred", str(pred)])
     assert stop.value.code == 2
-    assert (
-        "several modalities for the same ids (1, e.g. 'r1'): score one with --modality"
-        in capsys.readouterr().err
-    )
+    assert "several modalities (speech, text)" in capsys.readouterr().err
     for modality, accuracy in (("speech", 0.0), ("text", 1.0)):
         report = score_files(gold, pred, modality=modality, n_resamples=0)
         assert report.metrics["intent_acc"] == accuracy
@@ -484,6 +481,22 @@ def perfect(gold: SLUExample) -> Prediction:
     return Prediction(gold.scenario, gold.action, gold.entities, ParseStatus.VALID)
 
 
+def test_a_slurp_run_on_both_modalities_is_refused_though_its_ids_never_meet(tmp_path):
+    """SLURP keys speech rows by recording and text rows by slurp_id: without --modality the two
+    would be pooled (or the text rows dropped as unmatched against test.jsonl)."""
+    utterances = read_slurp(SLURP_GOLD, modality="text")
+    recordings = read_slurp(SLURP_GOLD, SLURP_GOLD.parent, modality="speech")
+    rows = [_prediction_row(e, "raw", perfect(e), heard=True) for e in recordings]
+    rows += [_prediction_row(e, "raw", perfect(e), heard=False) for e in utterances]
+    path = write_jsonl(tmp_path / "predictions_test.jsonl", rows)
+    for gold in (path, SLURP_GOLD):
+        with pytest.raises(DataError, match=r"several modalities \(speech, text\).*--modality"):
+            score_files(gold, path, n_resamples=0)
+    speech = score_files(SLURP_GOLD, path, modality="speech", n_resamples=0)
+    assert speech.unit == "recording" and speech.metrics["intent_acc"] == 1.0
+    assert speech.coverage.missing == speech.coverage.unmatched_predictions == 0
+
+
 def test_transcript_rows_of_a_slurp_run_are_read_by_the_official_load_gold_mode(tmp_path):
     """The official scorer's --load-gold keys predictions by ``example.pop("slurp_id")`` and gold by
     ``str(slurp_id)``; its default mode keys them by ``file``, the recording."""
@@ -498,3 +511,25 @@ def test_transcript_rows_of_a_slurp_run_are_read_by_the_official_load_gold_mode(
     path = write_jsonl(tmp_path / "predictions_test.jsonl", text_rows)
     report = score_files(SLURP_GOLD, path, n_resamples=0)  # and `score` still reads them
     assert report.unit == "utterance" and set(perfect_metrics(report).values()) == {1.0}
+
+
+def test_a_cut_off_line_never_displaces_the_real_prediction_of_its_key(tmp_path):
+    """A line that is not JSON is scored wrong for its key only where no well-formed line predicts
+    that key, and is left out when its text shows another modality than the one scored."""
+    gold = manifest(tmp_path, example("u1"), example("u2"), example("u3"))
+    predictions = write_jsonl(
+        tmp_path / "pred.jsonl",
+        [
+            '{"file": "u1", "locale": "en-US", "modality": "text", "scenario": "calendar", "act',
+            '{"file": "u2", "locale": "en-U',  # its modality cannot be read
+            pred("u1", "calendar", "set", modality="speech"),
+            pred("u2", "calendar", "set", modality="speech"),
+            '{"file": "u3", "modality": "speech", "scen',  # no other line for u3: scored wrong
+        ],
+    )
+    report = score_files(gold, predictions, modality="speech", n_resamples=0)
+    assert report.metrics["intent_acc"] == pytest.approx(2 / 3)
+    assert report.coverage.malformed_lines == 3 and report.coverage.duplicate_predictions == 1
+    assert report.coverage.missing == 0
+    assert report.warnings[0].startswith("line 1: ") and "a text line, left out" in report.warnings[0]
+    assert "line 2: another prediction for 'u2'; the well-formed one is kept" in report.warnings
