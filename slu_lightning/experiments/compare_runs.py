@@ -28,13 +28,13 @@ METRICS = ("intent_acc", "entity_f1", "slu_f1")
 
 
 def read_rows(path: Path, modality: str) -> dict[str, dict]:
-    """``{id: prediction row}`` of one run's ``modality`` rows."""
+    """``{key: prediction row}`` of one run's ``modality`` rows, read as ``score`` reads them."""
     file = path / PREDICTIONS if path.is_dir() else path
     if not path.exists():
         raise DataError("not found", file=str(path))
     if not file.is_file():
         raise DataError(f"no {PREDICTIONS}: has this run been tested?", file=str(path))
-    rows = {row["id"]: row for row in prediction_rows(file, modality)}
+    rows = prediction_rows(file, modality)
     if not rows:
         raise DataError(f"no {modality} predictions", file=str(file))
     return rows

@@ -6,6 +6,8 @@ import pytest
 
 from slu_lightning.cli import main as cli
 
+MODALITY = ["--modality", "speech", "--resamples", "0"]
+
 
 def write_run(folder, intents_right: int, n: int = 20, ids_from: int = 0):
     """A run folder whose ``n`` speech predictions get the first ``intents_right`` intents right,
@@ -83,3 +85,19 @@ def test_runs_of_the_same_ids_over_other_gold_labels_are_refused(tmp_path, capsy
         f"file {other}: has other gold labels or locales than {first} for 1 examples"
         in capsys.readouterr().err
     )
+
+
+def test_a_repeated_id_is_read_as_score_reads_it(tmp_path, capsys, caplog):
+    """Of two lines for one example the first is kept, with ``score``'s warning, so compare-runs
+    and ``score`` give one number for one file."""
+    first, second = write_run(tmp_path / "a", 10), write_run(tmp_path / "b", 10)
+    path = second / "predictions_test.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    last = next(row for row in reversed(rows) if row["modality"] == "speech")  # u19, wrong
+    path.write_text(path.read_text() + json.dumps({**last, "scenario": "alarm"}) + "\n")  # now right
+    cli(["compare-runs", str(first), str(path)])
+    examples, intent = table_rows(capsys.readouterr().out)[str(path)][:2]
+    assert examples == "20" and intent.startswith("0.500 [")  # not 0.550: the last line is not kept
+    assert "line 41: another prediction for 'u19-speech'; the first one is kept" in caplog.text
+    cli(["score", "--gold", str(first / "predictions_test.jsonl"), "--pred", str(path)] + MODALITY)
+    assert "intent_acc     0.5000" in capsys.readouterr().out

@@ -379,3 +379,23 @@ def test_a_one_seed_rows_intervals_are_those_its_test_logged(tmp_path):
             logged[f"{name}_ci_low"],
             logged[f"{name}_ci_high"],
         ), name
+
+
+def test_a_repeated_key_in_a_cell_is_read_as_score_reads_it(tmp_path, caplog):
+    """Of two lines for one example the first is kept, with ``score``'s warning: never scored twice
+    (n = 61 for 60 items) nor replaced by the last line."""
+    golds = gold_examples()
+    predictions = predict(golds, 0.6, seed=0)
+    lines = [prediction_row(g, p) for g, p in zip(golds, predictions, strict=True)]
+    right = Prediction(golds[-1].scenario, golds[-1].action, golds[-1].entities, ParseStatus.VALID)
+    wrong = Prediction("", "", (), ParseStatus.INVALID)
+    lines[-1] = prediction_row(golds[-1], wrong)
+    lines.append(prediction_row(golds[-1], right))  # a second line for the last recording
+    (tmp_path / "cell").mkdir()
+    (tmp_path / "cell" / "predictions_test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": [{"name": "cell", "values": {}}]}))
+    write_report(tmp_path, tmp_path / "out", resamples=20)
+    (row,) = csv.DictReader((tmp_path / "out" / "results.csv").open())
+    expected = summarize(count_rows(golds, [*predictions[:-1], wrong]))
+    assert row["n"] == "60" and float(row["intent_acc"]) == pytest.approx(expected["intent_acc"])
+    assert f"line 61: another prediction for {golds[-1].id!r}; the first one is kept" in caplog.text

@@ -4,6 +4,7 @@ that differ only in a seed axis)."""
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from slu_lightning.data.corpora import SpeechMassiveCorpus
 from slu_lightning.data.records import Entity
 from slu_lightning.evaluation.bootstrap import cluster_ids
 from slu_lightning.evaluation.counts import COUNT_FIELDS, count_example
+from slu_lightning.evaluation.scoring import read_run_lines
 from slu_lightning.experiments.sweep import (
     PREDICTIONS,
     SWEEP_FILE,
@@ -24,6 +26,8 @@ from slu_lightning.experiments.sweep import (
     value_label,
 )
 from slu_lightning.task import ParseStatus, Prediction
+
+log = logging.getLogger(__name__)
 
 PROPORTION_KEY = "data.init_args.speech_subset.proportion"
 WIDTH = len(COUNT_FIELDS)
@@ -57,7 +61,7 @@ class CellPredictions:
     counts: np.ndarray
     """``(len(rows), F)`` count rows from the counting core."""
     index: dict[str, int] = field(default_factory=dict)
-    """Example id to row position."""
+    """Example key (``score``'s: ``file``, else ``id``) to row position, in file order."""
 
 
 def prediction_of(row: dict) -> Prediction:
@@ -96,10 +100,15 @@ def scored_modality(config: dict, modality: str) -> str | None:
     return "text" if modality == "speech" else None
 
 
-def prediction_rows(path: Path, modality: str) -> list[dict]:
-    """The ``modality`` rows of a predictions file (``slu-lightning test``'s), in file order."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [row for row in map(json.loads, filter(None, lines)) if row["modality"] == modality]
+def prediction_rows(path: Path, modality: str) -> dict[str, dict]:
+    """``{key: row}`` of the ``modality`` lines of a predictions file (``slu-lightning test``'s), in
+    file order, read as ``score`` reads them (``read_run_lines``: of several lines for a key the
+    first is kept); its warnings are logged, so that a file with repeated keys is never scored
+    silently differently from ``score``."""
+    lines, warnings = read_run_lines(path, modality)
+    for warning in warnings:
+        log.warning("%s: %s", path, warning)
+    return {line.key: line.row for line in lines}
 
 
 def utterance_clusters(rows: list[dict]) -> np.ndarray:
@@ -126,18 +135,11 @@ def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictio
             continue
         config = _run_config(run_dir)
         wanted = scored_modality(config or {}, modality)
-        rows = prediction_rows(run_dir / PREDICTIONS, wanted)
+        keyed = prediction_rows(run_dir / PREDICTIONS, wanted) if wanted else {}
+        rows = list(keyed.values())
         counts = np.stack([count_row(row) for row in rows]) if rows else np.zeros((0, WIDTH))
-        cells.append(
-            CellPredictions(
-                record["name"],
-                record["values"],
-                config,
-                rows,
-                counts,
-                {row["id"]: i for i, row in enumerate(rows)},
-            )
-        )
+        index = {key: i for i, key in enumerate(keyed)}
+        cells.append(CellPredictions(record["name"], record["values"], config, rows, counts, index))
     if not any(cell.rows for cell in cells):
         raise ReportError(f"no finished cell in {root} has {modality} predictions")
     return keys, [cell for cell in cells if cell.rows], unfinished

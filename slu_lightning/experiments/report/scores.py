@@ -36,10 +36,10 @@ def seed_mean(n_seeds: int) -> MetricFn:
 
 
 def aligned(cells: list[CellPredictions]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Example ids every cell predicted, their count rows side by side ``(N, len(cells) * F)``
+    """Example keys every cell predicted, their count rows side by side ``(N, len(cells) * F)``
     and their utterance cluster ids ``(N,)``."""
     first = cells[0]
-    ids = [row["id"] for row in first.rows if all(row["id"] in cell.index for cell in cells[1:])]
+    ids = [key for key in first.index if all(key in cell.index for cell in cells[1:])]
     if not ids:
         raise ReportError(f"cells {[cell.name for cell in cells]} share no scored example")
     counts = np.concatenate([cell.counts[[cell.index[i] for i in ids]] for cell in cells], axis=1)
