@@ -373,17 +373,24 @@ def read_run_lines(path: Path, modality: str) -> tuple[list[PredictionLine], lis
     gives them the numbers ``score --gold FILE --pred FILE`` gives.
 
     Raises:
-        DataError: a kept line is not JSON, so it has no reference to be scored against.
+        DataError: a kept line is not JSON, or has no ``reference`` with the gold labels, so it
+            cannot be scored.
     """
     lines, warnings, _ = read_predictions(path, modality=modality)
     kept, duplicates = first_per_key(lines)
-    unreadable = [line.record for line in kept if line.row is None]
-    if unreadable:
+    unscorable = [line.record for line in kept if not _has_reference(line.row)]
+    if unscorable:
         raise DataError(
-            f"{', '.join(unreadable[:MAX_LISTED])}: not JSON, so no reference to score against",
+            f"{', '.join(unscorable[:MAX_LISTED])}: not JSON, or no reference (scenario, action, "
+            "entities) to score against",
             file=str(path),
         )
     return kept, warnings + duplicates
+
+
+def _has_reference(row: dict | None) -> bool:
+    reference = (row or {}).get("reference")
+    return isinstance(reference, dict) and {"scenario", "action", "entities"} <= reference.keys()
 
 
 def detect_gold_format(path: Path) -> str:

@@ -5,6 +5,8 @@ import json
 import pytest
 
 from slu_lightning.cli import main as cli
+from slu_lightning.data.errors import DataError
+from slu_lightning.evaluation.scoring import read_run_lines
 
 MODALITY = ["--modality", "speech", "--resamples", "0"]
 
@@ -101,3 +103,21 @@ def test_a_repeated_id_is_read_as_score_reads_it(tmp_path, capsys, caplog):
     assert "line 41: another prediction for 'u19-speech'; the first one is kept" in caplog.text
     cli(["score", "--gold", str(first / "predictions_test.jsonl"), "--pred", str(path)] + MODALITY)
     assert "intent_acc     0.5000" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        '{"id": "u1-speech", "modality": "speech", "scenario": "ala',  # cut off: no reference
+        '{"id": "u1-speech", "modality": "speech", "scenario": "alarm", "action": "set", "entities": []}',
+    ],
+)
+def test_a_line_that_cannot_be_scored_is_named_not_a_key_error(tmp_path, bad):
+    run = write_run(tmp_path / "a", 10)
+    path = run / "predictions_test.jsonl"
+    lines = path.read_text().splitlines()
+    assert json.loads(lines[2])["id"] == "u1-speech"
+    path.write_text("\n".join([*lines[:2], bad, *lines[3:]]) + "\n")
+    with pytest.raises(DataError, match=r"line 3: not JSON, or no reference") as caught:
+        read_run_lines(path, "speech")
+    assert caught.value.file == str(path)
