@@ -48,9 +48,14 @@ class SpeechSubset:
         """The kept examples, in their original order."""
         if self.ids_file is not None:
             return select_ids(speech, self.ids_file)
+        present = sorted({example.locale for example in speech})
+        unmatched = sorted(set(self.locales or ()) - set(present))
+        if unmatched:  # a misspelt locale would keep its real namesake's speech whole
+            raise DataError(
+                f"speech_subset.locales {unmatched} match no speech training example (locales: {present})"
+            )
         sampled = [example for example in speech if self._subsampled(example)]
         if not sampled:
-            present = sorted({example.locale for example in speech})
             raise DataError(
                 f"speech_subset.locales {self.locales} match no speech training example (locales: {present})"
             )

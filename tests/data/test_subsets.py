@@ -102,3 +102,5 @@ def test_locales_subsample_the_source_and_keep_the_target_few_shot_speech_whole(
     assert len(SpeechSubset(0.05, seed=0).select(french + german)) == round(0.05 * 206)  # the pooled draw
     with pytest.raises(ValueError, match=r"locales \['it-IT'\] match no speech training example"):
         SpeechSubset(0.05, locales=["it-IT"]).select(french + german)
+    with pytest.raises(ValueError, match=r"locales \['de_DE'\] match no speech training example"):
+        SpeechSubset(0.05, locales=["fr-FR", "de_DE"]).select(french + german)  # de-DE would stay whole
