@@ -216,6 +216,7 @@ class SLUDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         training = stage == "fit" and not self.sources
         if training:
+            _refuse_unset_epochs(self.trainer)
             self._setup_train()
             self._refuse_other_data()
         if stage == "predict":
@@ -437,7 +438,12 @@ class SLUDataModule(L.LightningDataModule):
         return (not heard, -prompt_length(example, heard, self.seconds))
 
     def batches_in_epoch(self, epoch: int) -> int:
-        return len(self._sampler(self.epoch_entries(epoch), epoch, start_batch=0))
+        """Training batches of epoch ``epoch`` as the trainer runs them: its loader's length, cut by
+        ``trainer.limit_train_batches`` (an int caps it, a float keeps that share), so that the
+        learning-rate schedule's phases turn where the data mix does."""
+        batches = len(self._sampler(self.epoch_entries(epoch), epoch, start_batch=0))
+        limit = self.trainer.limit_train_batches if self.trainer else 1.0
+        return min(batches, limit) if isinstance(limit, int) else int(batches * limit)
 
     def _sampler(self, entries: list[Entry], epoch: int, start_batch: int) -> EpochBatchSampler:
         lengths = None
@@ -638,6 +644,17 @@ def _check_locales(examples: list[SLUExample], locales: list[str] | None, key: s
         raise DataError(f"{key} {locales} match no example of the {split} split (its locales: {present})")
     if missing:
         log.warning("%s: the %s split has no example of %s (its locales: %s)", key, split, missing, present)
+
+
+def _refuse_unset_epochs(trainer: L.Trainer | None) -> None:
+    """A run with ``max_epochs: null`` (``max_steps`` alone) has no epochs to lay the data mix and
+    the learning-rate schedule over: its schedule would end at once and train at lr 0."""
+    if trainer is not None and trainer.max_epochs in (None, -1):
+        raise ConfigError(
+            "trainer.max_epochs is unset: the data mix and the learning-rate schedule are laid out "
+            "over epochs; set it (trainer.max_steps can still stop the run early, and a resume with "
+            "a larger max_steps continues the same schedule)"
+        )
 
 
 def _example_sample(entries: list[Entry], size: int, seed: int) -> list[int]:

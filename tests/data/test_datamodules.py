@@ -18,7 +18,7 @@ from slu_lightning.data.datamodules import (
     audio_inputs,
     prompt_length,
 )
-from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.errors import ConfigError, DataError, SkipLog
 from slu_lightning.data.readers.manifest import read_manifest, write_manifest
 from slu_lightning.data.recogniser_noise import RecogniserNoise
 from slu_lightning.data.subsets import SpeechSubset
@@ -382,6 +382,33 @@ def test_each_regime_fits_a_few_steps_on_the_demo_corpus(tiny_demo, tmp_path, re
     n_speech = len(datamodule.sources["speech"])
     assert (n_speech == 0) == (regime == "text_only")
     assert trainer.callback_metrics["val/loss"] > 0
+
+
+@pytest.mark.parametrize("limit", [2, 0.5])
+def test_the_schedule_turns_its_phase_where_limit_train_batches_ends_the_epoch(toy_corpus, tmp_path, limit):
+    """The data mix and trainable parts switch at the real epoch end; so must the learning rate."""
+    phases = [CurriculumPhase("t", 1, TEXT), CurriculumPhase("s", 1, BOTH, lr=5e-4)]
+    datamodule = CurriculumDataModule(corpus(toy_corpus), phases=phases, batch_size=4)
+    module = SLUModule(backbone="tiny-test", generation=GenerationSettings(num_beams=1, max_new_tokens=4))
+    datamodule.connect(module.tokenizer, module.prompt, module.n_mels)
+    counter = CountExamples()
+    trainer = counting_trainer(
+        tmp_path, counter, max_epochs=2, limit_train_batches=limit, limit_val_batches=0
+    )
+    trainer.fit(module, datamodule)
+    schedule = trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
+    first = 2 if limit == 2 else len(ready(datamodule).epoch_entries(0)) // 4 // 2
+    assert schedule.starts[1] == first == sum(counter.per_epoch[0]) // 4
+    assert trainer.global_step == sum(schedule.lengths)
+
+
+def test_a_fit_without_max_epochs_is_refused_before_it_trains_at_lr_0(toy_corpus, tmp_path):
+    datamodule = TextOnlyDataModule(corpus(toy_corpus), batch_size=4)
+    module = SLUModule(backbone="tiny-test")
+    datamodule.connect(module.tokenizer, module.prompt, module.n_mels)
+    trainer = counting_trainer(tmp_path, CountExamples(), max_epochs=None, max_steps=5, limit_val_batches=0)
+    with pytest.raises(ConfigError, match="trainer.max_epochs is unset"):
+        trainer.fit(module, datamodule)
 
 
 def test_zero_shot_prompts_list_the_training_labels(toy_corpus, tiny_backbone):
