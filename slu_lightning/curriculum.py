@@ -231,17 +231,26 @@ class CurriculumCallback(L.Callback):
         if n_speech:  # the clips of the heard rows, in row order
             real_frames = batch["feature_attention_mask"][real[batch["is_speech"]]]  # (real clips, frames)
             self.speech_seconds_seen += float(real_frames.sum()) * FRAME_SECONDS
-        logged = {
-            "curriculum/speech_fraction": n_speech / max(len(batch["examples"]), 1),
-            "curriculum/speech_examples_seen": float(self.speech_examples_seen),
-            "curriculum/speech_hours_seen": self.speech_seconds_seen / 3600,
-        }
-        if self.tts_examples_seen:
-            logged["curriculum/tts_examples_seen"] = float(self.tts_examples_seen)
+        logged = {"curriculum/speech_fraction": n_speech / max(len(batch["examples"]), 1), **self._totals()}
         pl_module.log_dict(logged, on_step=True, on_epoch=False)
         # from each batch, not the epoch's start: a run resumed mid-epoch logs its epoch's phase too
         phase = float(phase_index_at(trainer.datamodule.phases(), trainer.current_epoch))
         pl_module.log("curriculum/phase", phase, on_step=False, on_epoch=True)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The totals at the epoch's last step: per batch they are logged every
+        ``log_every_n_steps`` only, and would stop short of what the run saw."""
+        for logger in trainer.loggers:  # at the step Lightning gives the epoch's last batch
+            logger.log_metrics(self._totals(), step=trainer.global_step - 1)
+
+    def _totals(self) -> dict[str, float]:
+        totals = {
+            "curriculum/speech_examples_seen": float(self.speech_examples_seen),
+            "curriculum/speech_hours_seen": self.speech_seconds_seen / 3600,
+        }
+        if self.tts_examples_seen:
+            totals["curriculum/tts_examples_seen"] = float(self.tts_examples_seen)
+        return totals
 
     def state_dict(self) -> dict:
         return {

@@ -402,6 +402,35 @@ def test_the_schedule_turns_its_phase_where_limit_train_batches_ends_the_epoch(t
     assert trainer.global_step == sum(schedule.lengths)
 
 
+def test_tensorboard_ends_each_epoch_on_the_curriculums_totals(toy_corpus, tmp_path):
+    """Per batch the totals are logged every ``log_every_n_steps``; the epoch's end logs them too."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    phases = [CurriculumPhase("t", 1, TEXT), CurriculumPhase("s", 1, BOTH)]
+    datamodule = CurriculumDataModule(corpus(toy_corpus), phases=phases, batch_size=4)
+    module = SLUModule(backbone="tiny-test")
+    datamodule.connect(module.tokenizer, module.prompt, module.n_mels)
+    curriculum = CurriculumCallback()
+    trainer = L.Trainer(
+        max_epochs=2,
+        reload_dataloaders_every_n_epochs=1,
+        use_distributed_sampler=False,
+        callbacks=[curriculum],
+        logger=L.pytorch.loggers.TensorBoardLogger(str(tmp_path), name="tb", version=""),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        log_every_n_steps=5,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, datamodule)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    seen = {event.step: event.value for event in events.Scalars("curriculum/speech_examples_seen")}
+    assert curriculum.speech_examples_seen > 0 and trainer.global_step % 5 != 0  # the last batch is unlogged
+    assert seen[trainer.global_step - 1] == curriculum.speech_examples_seen
+    assert seen[datamodule.batches_in_epoch(0) - 1] == 0  # the text epoch's end
+
+
 def test_a_fit_without_max_epochs_is_refused_before_it_trains_at_lr_0(toy_corpus, tmp_path):
     datamodule = TextOnlyDataModule(corpus(toy_corpus), batch_size=4)
     module = SLUModule(backbone="tiny-test")
