@@ -562,7 +562,9 @@ class SLUModule(L.LightningModule):
         schedule = build_schedule(
             phases, steps, settings.lr, settings.warmup_ratio, settings.schedule, settings.min_lr_ratio
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        # a function, not the PhaseSchedule: LambdaLR saves a callable object's fields in the
+        # checkpoint, and a resume would lay the old epochs' schedule over this run's
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

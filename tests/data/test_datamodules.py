@@ -25,6 +25,7 @@ from slu_lightning.data.subsets import SpeechSubset
 from slu_lightning.model.backbone import load_processor
 from slu_lightning.model.module import GenerationSettings, SLUModule
 from slu_lightning.pretrain.domain_lm import fusion_identity
+from slu_lightning.run_checkpoint import RunCheckpoint
 from slu_lightning.task import PromptTemplate
 
 TEXT, BOTH = {"text": SourceMix()}, {"text": SourceMix(), "speech": SourceMix()}
@@ -429,6 +430,40 @@ def test_tensorboard_ends_each_epoch_on_the_curriculums_totals(toy_corpus, tmp_p
     assert curriculum.speech_examples_seen > 0 and trainer.global_step % 5 != 0  # the last batch is unlogged
     assert seen[trainer.global_step - 1] == curriculum.speech_examples_seen
     assert seen[datamodule.batches_in_epoch(0) - 1] == 0  # the text epoch's end
+
+
+class RecordLearningRate(L.Callback):
+    def __init__(self):
+        self.by_step: dict[int, float] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.by_step[trainer.global_step] = trainer.optimizers[0].param_groups[0]["lr"]
+
+
+def test_a_resume_under_another_limit_follows_this_runs_epochs_not_the_saved_schedule(toy_corpus, tmp_path):
+    phases = [CurriculumPhase("t", 1, TEXT), CurriculumPhase("s", 1, BOTH, lr=5e-4)]
+    for limit, max_steps, resume in ((2, 1, None), (4, -1, tmp_path / "last.ckpt")):
+        datamodule = CurriculumDataModule(corpus(toy_corpus), phases=phases, batch_size=4)
+        module = SLUModule(backbone="tiny-test")
+        datamodule.connect(module.tokenizer, module.prompt, module.n_mels)
+        recorded = RecordLearningRate()
+        trainer = L.Trainer(  # RunCheckpoint saves last.ckpt at the stopping batch, as the CLI does
+            max_epochs=2,
+            max_steps=max_steps,
+            limit_train_batches=limit,
+            limit_val_batches=0,
+            reload_dataloaders_every_n_epochs=1,
+            use_distributed_sampler=False,
+            logger=False,
+            enable_progress_bar=False,
+            callbacks=[CurriculumCallback(), recorded, RunCheckpoint(dirpath=tmp_path, save_last=True)],
+            default_root_dir=tmp_path,
+        )
+        trainer.fit(module, datamodule, ckpt_path=resume)
+    lr = recorded.by_step
+    assert trainer.global_step == 8
+    assert all(lr[step] > 0 for step in range(1, 8))  # the saved layout (limit 2) ended at step 4
+    assert lr[4] > lr[3]  # the speech phase starts its own schedule where its data starts
 
 
 def test_a_fit_without_max_epochs_is_refused_before_it_trains_at_lr_0(toy_corpus, tmp_path):
