@@ -483,10 +483,17 @@ def _load_gold(
 
 
 def _read_predictions_gold(path: Path, modality: str | None) -> list[SLUExample]:
-    """The ``reference`` of each line of a ``slu-lightning test`` predictions file, keyed as predicted."""
+    """The ``reference`` of each line of a ``slu-lightning test`` predictions file, keyed as predicted.
+
+    Raises:
+        DataError: without ``modality``, the file holds lines of several modalities.
+    """
+    seen: set[str] = set()  # the modalities of the file's lines
 
     def parse(text: str) -> list[SLUExample]:
         row = json_object(text)
+        if isinstance(row.get("modality"), str):
+            seen.add(row["modality"])
         if modality is not None and row.get("modality", modality) != modality:
             return []
         key, reference = _key(row), row.get("reference")
@@ -508,7 +515,10 @@ def _read_predictions_gold(path: Path, modality: str | None) -> list[SLUExample]
             )
         ]
 
-    return collect(path, jsonl_records(path), parse, None, unique=())  # _load_gold says why they repeat
+    gold = collect(path, jsonl_records(path), parse, None, unique=())  # _load_gold says why they repeat
+    if modality is None:
+        _refuse_mixed_modalities(path, seen)
+    return gold
 
 
 def _key(row: dict[str, Any]) -> str | None:

@@ -492,6 +492,9 @@ def test_a_slurp_run_on_both_modalities_is_refused_though_its_ids_never_meet(tmp
     for gold in (path, SLURP_GOLD):
         with pytest.raises(DataError, match=r"several modalities \(speech, text\).*--modality"):
             score_files(gold, path, n_resamples=0)
+    speech_only = write_jsonl(tmp_path / "speech.jsonl", rows[: len(recordings)])
+    with pytest.raises(DataError, match=r"predictions_test.jsonl: holds predictions of several modalities"):
+        score_files(path, speech_only, n_resamples=0)  # the run's file as gold: its text rows, unmatched
     speech = score_files(SLURP_GOLD, path, modality="speech", n_resamples=0)
     assert speech.unit == "recording" and speech.metrics["intent_acc"] == 1.0
     assert speech.coverage.missing == speech.coverage.unmatched_predictions == 0
