@@ -101,11 +101,15 @@ class ParseStatus(StrEnum):
     TRAILING = "trailing"
     """A complete, well-formed object followed by other text (ignored)."""
     TRUNCATED = "truncated"
-    """An object cut off before its end; what could be closed was kept."""
+    """An object that does not parse, in an answer without its end of turn (cut off by the token
+    limit); what could be closed was kept."""
+    MALFORMED = "malformed"
+    """An object that does not parse, though the model ended its answer (``END_OF_TURN``): written
+    wrong, not cut off; repaired and kept like a truncated one."""
     MISSING_KEYS = "missing_keys"
     """JSON, but keys missing or of the wrong type; what was usable was kept."""
     INVALID = "invalid"
-    """No JSON object, or one that closes but is not JSON (no credit: nothing was cut off)."""
+    """No JSON object at all."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,12 @@ class Prediction:
 
 
 def parse_prediction(text: str) -> Prediction:
-    """Turn any generated string into a ``Prediction``; never raises."""
+    """Turn any generated string into a ``Prediction``; never raises.
+
+    An object that does not parse is cut back to its longest prefix that closes into JSON, and
+    that is scored: ``truncated`` when ``text`` lacks the end of turn (``SLUModule.generate_texts``
+    keeps it on answers the model ended), else ``malformed``. Both count as invalid outputs."""
+    ended = END_OF_TURN in text
     text = text.replace(END_OF_TURN, "").strip()
     start = text.find("{")
     if start < 0:
@@ -144,10 +153,8 @@ def parse_prediction(text: str) -> Prediction:
         obj, end = decoder.raw_decode(text, start)
         status = ParseStatus.TRAILING if text[end:].strip() else ParseStatus.VALID
     except (json.JSONDecodeError, RecursionError):  # nesting past Python's recursion limit
-        if _closers(text[start:]) == "":  # the object closed: malformed (a missing comma), not cut off
-            return Prediction("", "", (), ParseStatus.INVALID)
         obj = _close_truncated(text[start:])
-        status = ParseStatus.TRUNCATED
+        status = ParseStatus.MALFORMED if ended else ParseStatus.TRUNCATED
     if not isinstance(obj, dict):
         return Prediction("", "", (), ParseStatus.INVALID)
     return _from_object(obj, status)
@@ -194,8 +201,7 @@ def _close_truncated(fragment: str) -> dict | None:
 
 
 def _closers(prefix: str) -> str | None:
-    """The characters that would close every open string, array and object of ``prefix``: none once
-    its first object or array has closed (what follows is not part of it)."""
+    """The characters that would close every open string, array and object of ``prefix``."""
     stack: list[str] = []
     in_string = escaped = False
     for char in prefix:
@@ -214,8 +220,6 @@ def _closers(prefix: str) -> str | None:
             if not stack:
                 return None
             stack.pop()
-            if not stack:
-                return ""
     if escaped:
         return None
     return ('"' if in_string else "") + "".join(reversed(stack))

@@ -83,9 +83,15 @@ VALID = '{"scenario": "alarm", "action": "set", "entities": [{"type": "time", "f
         ("", ParseStatus.INVALID, "", ()),
         ("[1, 2]", ParseStatus.INVALID, "", ()),
         ('{"a": "\\', ParseStatus.TRUNCATED, "", ()),
-        ('{"scenario": "alarm" "action": "set", "entities": []}', ParseStatus.INVALID, "", ()),
-        ('{"scenario": "alarm", "action": set}}', ParseStatus.INVALID, "", ()),
         ('{"scenario": "alarm" "action": "se', ParseStatus.TRUNCATED, "alarm", ()),
+        (
+            '{"scenario": "alarm" "action": "set", "entities": []}' + END_OF_TURN,
+            ParseStatus.MALFORMED,
+            "alarm",
+            (),
+        ),
+        ('{"scenario": "alarm", "action": set}}' + END_OF_TURN, ParseStatus.MALFORMED, "alarm", ()),
+        (VALID[:-12] + END_OF_TURN, ParseStatus.MALFORMED, "alarm", (Entity("time", ""),)),
     ],
 )
 def test_parser_never_raises_and_reports_what_it_saw(output, status, scenario, entities):

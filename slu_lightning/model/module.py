@@ -345,7 +345,8 @@ class SLUModule(L.LightningModule):
     # ---- decoding and evaluation --------------------------------------------------------------
     @torch.no_grad()
     def generate_texts(self, batch: dict) -> list[str]:
-        """Decode an answer for every row of a left-padded prompt batch."""
+        """Decode an answer for every row of a left-padded prompt batch, ending in ``END_OF_TURN``
+        where the model ended it (``parse_prediction`` tells a cut-off answer from a malformed one)."""
         embeds, attention_mask, _ = self.embed(batch["prompt_ids"], batch["prompt_attention_mask"], batch)
         output = self.hf.generate(  # position ids follow the attention mask: compressed slots skipped
             inputs_embeds=embeds,
@@ -353,7 +354,9 @@ class SLUModule(L.LightningModule):
             generation_config=self.decoding(),
             synced_gpus=self._sharded(),  # ranks whose beams finish early keep joining the all-gathers
         )
-        return self.tokenizer.batch_decode(output, skip_special_tokens=True)
+        ended = (output == self.tokenizer.convert_tokens_to_ids(END_OF_TURN)).any(dim=-1).tolist()
+        texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
+        return [text + END_OF_TURN if end else text for text, end in zip(texts, ended, strict=True)]
 
     def decoding(self) -> GenerationConfig:
         """All of the decoding of validate, test, predict and an export: ``generation``, greedy or

@@ -11,6 +11,7 @@ from slu_lightning.data.errors import DataError
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.records import Entity, SLUExample
 from slu_lightning.model.module import GenerationSettings, SLUModule
+from slu_lightning.task import END_OF_TURN
 
 EXAMPLES = [
     SLUExample("a", "en-US", "wake me at seven", "alarm", "set", (Entity("time", "seven"),)),
@@ -138,6 +139,31 @@ def test_dummy_clip_changes_neither_loss_nor_gradients(module):
     tower = {n for n in dummy_grads if "audio_tower" in n}
     assert tower and not {n for n in plain_grads if "audio_tower" in n}  # the tower took part, with zeros
     assert all(dummy_grads[n].abs().sum() == 0 for n in tower)
+
+
+def test_an_answer_the_model_ends_keeps_its_end_of_turn_and_a_cut_off_one_does_not(module):
+    """What tells a malformed answer (``malformed``) from one the token limit cut (``truncated``)."""
+    module.generation = GenerationSettings(num_beams=1, max_new_tokens=4)
+    batch = batch_of(module, EXAMPLES, with_labels=False, with_prompts=True)
+    end = module.tokenizer.convert_tokens_to_ids(END_OF_TURN)
+
+    def end_at_the_third_token(_, __, logits):  # the real model, its third answer token forced to end
+        if len(steps) == 2:
+            logits = logits.clone()
+            logits[..., end] += 1e4
+        steps.append(1)
+        return logits
+
+    steps: list[int] = []
+    cut = module.generate_texts(batch)
+    steps.clear()
+    hook = module.hf.lm_head.register_forward_hook(end_at_the_third_token)
+    try:
+        ended = module.generate_texts(batch)
+    finally:
+        hook.remove()
+    assert not any(text.endswith(END_OF_TURN) for text in cut)
+    assert all(text.endswith(END_OF_TURN) and END_OF_TURN not in text[: -len(END_OF_TURN)] for text in ended)
 
 
 def test_bfloat16_base_keeps_trainable_parts_in_float32():
