@@ -133,7 +133,23 @@ def ensure_transcripts(recogniser: Recogniser, speech: list[SLUExample], out: Pa
             f"holds other transcripts ({changes}): delete it or name another transcripts file",
             file=str(out),
         )
+    _check_same_clips(out, speech)
     log.info("reusing the transcripts in %s", out)
+
+
+def _check_same_clips(out: Path, speech: list[SLUExample]) -> None:
+    """A reused file must transcribe the clips the split holds now, ids and gold text alike: its
+    summary names the split by its file paths only, and a test manifest edited in place keeps them."""
+    written = {row.id: row.meta.get("gold_text") for row in read_manifest(out)}
+    wanted = {example.id: example.text for example in speech}
+    if written != wanted:
+        missing, extra = wanted.keys() - written.keys(), written.keys() - wanted.keys()
+        changed = [key for key in wanted.keys() & written.keys() if wanted[key] != written[key]]
+        raise DataError(
+            f"transcribes other clips than the split holds now ({len(missing)} missing, {len(extra)} "
+            f"extra, {len(changed)} with other gold text): delete it or name another transcripts file",
+            file=str(out),
+        )
 
 
 def _as_text(example: SLUExample, hypothesis: str, asr: str) -> SLUExample:

@@ -1,5 +1,6 @@
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,17 @@ def test_transcripts_are_written_once_reused_and_never_taken_from_another_recogn
     with pytest.raises(DataError, match="backbone_sha256"):
         ensure_transcripts(Recogniser(str(tiny_backbone), "ctc", 8), speech, out, "toy test speech")
     assert out.stat().st_mtime_ns == written
+
+
+def test_transcripts_of_a_test_split_edited_in_place_are_not_reused(tiny_backbone, toy_corpus, tmp_path):
+    """The summary names the split by its path; a manifest rewritten there holds other clips."""
+    speech = [example for example in read_manifest(toy_corpus / "test.jsonl") if example.is_speech]
+    out = tmp_path / "asr.jsonl"
+    ensure_transcripts(Recogniser(str(tiny_backbone), "ctc", 8), speech, out, "toy test speech")
+    edited = [*speech[1:], replace(speech[0], text="another sentence")]
+    for clips, counts in ((speech[1:], "0 missing, 1 extra, 0"), (edited, "0 missing, 0 extra, 1")):
+        with pytest.raises(DataError, match=rf"asr.jsonl: transcribes other clips .*\({counts} with other"):
+            ensure_transcripts(Recogniser(str(tiny_backbone), "ctc", 8), clips, out, "toy test speech")
 
 
 def test_rescored_transcripts_made_with_other_settings_are_not_reused(tiny_backbone, toy_corpus, tmp_path):
