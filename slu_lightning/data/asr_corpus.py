@@ -43,6 +43,8 @@ import importlib.util
 import json
 import random
 import re
+import sys
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -150,7 +152,7 @@ DATE_FORMATS = {
 }
 
 _WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
-"""One spoken word: letters, possibly joined by apostrophes or hyphens."""
+"""One spoken word of the generated text: letters, possibly joined by apostrophes or hyphens."""
 EVERYDAY_SHARE = 0.5
 """Share of random words drawn from the everyday words (weights rank^-0.5: Zipf, flattened)."""
 _VOWELS = frozenset("aeiouyàáâèéêìíòóôùú")
@@ -300,7 +302,26 @@ def _plan(
 
 
 def normalise(text: str) -> str:
-    """Lower case, words only (letters, inner apostrophes and hyphens), single spaces."""
+    """The words that WER and CER compare: NFC, lower case, single spaces, and words only (letters and
+    digits with their combining marks, inner apostrophes and hyphens), so that "5" vs "9" is an
+    error, Hindi vowel signs and Arabic harakat stay in their word, and an NFD copy equals its NFC
+    original. The Turkish dotted capital becomes "i" (``str.lower`` leaves "i" + U+0307 after it)."""
+    text = unicodedata.normalize("NFC", text).replace("İ", "i").lower().replace("’", "'")
+    return " ".join(_written_word().findall(text))
+
+
+@cache
+def _written_word() -> re.Pattern[str]:
+    """One written word: letters or digits, each followed by its combining marks (Unicode category
+    M, which ``re`` has no class for), possibly joined by apostrophes or hyphens."""
+    marks = "".join(chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c))[0] == "M")
+    unit = rf"(?:[^\W_][{marks}]*)+"
+    return re.compile(rf"{unit}(?:['-]{unit})*")
+
+
+def _spoken_words(text: str) -> str:
+    """``text`` lower case, its letter words only: what the generator says (no digits, which eSpeak
+    would read out in words other than the text's)."""
     return " ".join(_WORD.findall(text.lower().replace("’", "'")))
 
 
@@ -327,7 +348,7 @@ def everyday_vocabulary(locale: str, count: int) -> list[str]:
     off "l'homme"."""
     from wordfreq import top_n_list
 
-    words = dict.fromkeys(normalise(word) for word in top_n_list(locale.split("-")[0], count))
+    words = dict.fromkeys(_spoken_words(word) for word in top_n_list(locale.split("-")[0], count))
     return [word for word in words if _WORD.fullmatch(word) and (len(word) > 1 or word in _VOWELS)]
 
 
@@ -363,7 +384,7 @@ def _vocabulary(locale: str) -> tuple[list[str], list[str], list[str]]:
         cldr.update(str(value) for value in table.values())
 
     def clean(names: set[str]) -> set[str]:
-        return {normalise(name) for name in names if not re.search(r"\d", name)} - {""}
+        return {_spoken_words(name) for name in names if not re.search(r"\d", name)} - {""}
 
     common, cldr = clean(common), clean(cldr)
     common_words = sorted({word for name in common for word in name.split()})
@@ -392,11 +413,11 @@ class SentenceGenerator:
         from babel import Locale
 
         babel = Locale.parse(self.style.babel)
-        self._months = sorted({normalise(str(m)) for m in babel.months["format"]["wide"].values()})
-        self._languages = sorted({normalise(str(v)) for v in babel.languages.values()} - {""})
-        countries = {normalise(str(v)) for k, v in babel.territories.items() if k.isalpha()}  # not "001"
+        self._months = sorted({_spoken_words(str(m)) for m in babel.months["format"]["wide"].values()})
+        self._languages = sorted({_spoken_words(str(v)) for v in babel.languages.values()} - {""})
+        countries = {_spoken_words(str(v)) for k, v in babel.territories.items() if k.isalpha()}  # not "001"
         self._countries = sorted(countries - {""})
-        self._currencies = sorted({normalise(str(v)) for v in babel.currencies.values()} - {""})
+        self._currencies = sorted({_spoken_words(str(v)) for v in babel.currencies.values()} - {""})
         self._chunk_makers: tuple[Callable[[], str], ...] = (
             self._number,
             self._number,
@@ -416,7 +437,7 @@ class SentenceGenerator:
     def sentence(self, kind: str) -> str:
         make = {"words": self._random_words, "chunks": self._chunk_salad, "template": self._template}[kind]
         for _ in range(1000):
-            text = normalise(make())
+            text = _spoken_words(make())
             if (
                 MIN_WORDS <= len(text.split()) <= MAX_WORDS
                 and text not in self._seen

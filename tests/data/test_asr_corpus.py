@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 import time
+import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from slu_lightning.data.asr_corpus import (
     default_asr_dir,
     everyday_vocabulary,
     make_asr_corpus,
+    normalise,
     plan_asr_corpus,
     slu_pattern,
 )
@@ -254,3 +256,24 @@ def test_extra_voices_are_part_of_the_corpus_key(tiny, tmp_path):
     assert "extra_voices" not in json.loads((tiny / "corpus.json").read_text())["config"]
     extra = set(extra_pretrain_voices("en-US", 6))
     assert {e.meta["voice"] for e in read_manifest(corpus / "train.jsonl")} & extra
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("Wake me up at 5 AM, please!", ["wake", "me", "up", "at", "5", "am", "please"]),  # digits count
+        ("L’homme a-t-il _vu_ 7h30 ?", ["l'homme", "a-t-il", "vu", "7h30"]),
+        ("İstanbul'a git", ["istanbul'a", "git"]),  # not "i" + U+0307 + "stanbul'a"
+        ("मुझे सात बजे जगाओ", ["मुझे", "सात", "बजे", "जगाओ"]),  # vowel signs stay in their word
+        ("ตั้งนาฬิกาปลุก", ["ตั้งนาฬิกาปลุก"]),
+        ("شُكْرًا لَكَ", ["شُكْرًا", "لَكَ"]),
+    ],
+)
+def test_normalise_keeps_digits_and_combining_marks_in_words(text, words):
+    assert normalise(text).split() == words
+
+
+def test_normalise_makes_an_nfd_copy_equal_its_original():
+    text = "Il a été élevé à Orléans, İzmir'de"
+    expected = "il a été élevé à orléans izmir'de"
+    assert normalise(unicodedata.normalize("NFD", text)) == normalise(text) == expected
