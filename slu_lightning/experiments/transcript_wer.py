@@ -1,5 +1,6 @@
 """Compare transcript files of the same recordings: each one's WER, overall and per locale, and its
-difference from the first file's, paired over recordings (a bootstrap CI and p-value).
+difference from the first file's, paired over recordings and resampled by utterance (a bootstrap
+CI and p-value: the recordings of one utterance are drawn together).
 
 The files are what ``slu-lightning transcribe`` writes, or a cascade's cached transcripts: text rows
 whose ``meta.gold_text`` holds the reference. Which read-out, or which language model, writes the
@@ -85,7 +86,8 @@ def main(args: list[str]) -> None:
         parser.error("name at least two transcript files, each once")
     examples, transcripts = aligned(parsed.files)
     rows = [(Path(name).stem, word_error_rows(examples, written)) for name, written in transcripts.items()]
-    print(comparison_table(rows, parsed.seed, what="WER", label="transcripts"))
+    utterances = [example.utterance_id for example in examples]
+    print(comparison_table(rows, parsed.seed, what="WER", label="transcripts", utterances=utterances))
     baseline = corpus_wer([example.text for example in examples], transcripts[str(parsed.files[0])])
     print(f"\nWER of {rows[0][0]}: {baseline:.3f}\n\nWER per locale:\n")
     print(locale_table(examples, transcripts))

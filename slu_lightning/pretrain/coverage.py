@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -112,13 +112,25 @@ def _wer(totals: np.ndarray) -> dict[str, np.ndarray]:
     return {"wer": totals[..., 0] / np.maximum(totals[..., 1], 1)}
 
 
-def paired_wer(rows_a: np.ndarray, rows_b: np.ndarray, seed: int = 0) -> Difference:
-    """WER of B minus WER of A on the same utterances: the difference, its 95 % bootstrap interval
-    and the two-sided p-value (utterances resampled with replacement, both systems alike)."""
-    utterances = np.arange(len(rows_a))
-    return paired_bootstrap(
-        rows_b, rows_a, utterances, "wer", metric_fn=_wer, n_resamples=RESAMPLES, seed=seed
-    )
+def paired_wer(
+    rows_a: np.ndarray, rows_b: np.ndarray, seed: int = 0, utterances: Sequence[str] | None = None
+) -> Difference:
+    """WER of B minus WER of A on the same recordings: the difference, its 95 % bootstrap interval
+    and the two-sided p-value (utterances resampled with replacement, both systems alike).
+
+    ``utterances`` names each row's utterance, so that the recordings of one utterance are drawn
+    together (resampled as independent, they give intervals that are too narrow); ``None``: one
+    recording per utterance."""
+    clusters = np.arange(len(rows_a)) if utterances is None else _first_seen_numbers(utterances)
+    return paired_bootstrap(rows_b, rows_a, clusters, "wer", metric_fn=_wer, n_resamples=RESAMPLES, seed=seed)
+
+
+def _first_seen_numbers(utterances: Sequence[str]) -> np.ndarray:
+    """``(N,)`` cluster ids ``0 .. C - 1``, numbered in the order the utterances first appear: with one
+    row per utterance they are the row numbers, so the bootstrap draws what it drew before utterances
+    were named (``bootstrap.cluster_ids``'s CRC order would redraw every committed interval)."""
+    numbers: dict[str, int] = {}
+    return np.array([numbers.setdefault(utterance, len(numbers)) for utterance in utterances])
 
 
 def unpaired_wer(rows_a: np.ndarray, rows_b: np.ndarray, seed: int = 0) -> Difference:
@@ -144,18 +156,25 @@ def recognition_table(recognised: dict[str, dict[str, float]]) -> str:
 
 
 def comparison_table(
-    rows: list[tuple[str, np.ndarray]], seed: int, what: str = "CTC read-out WER", label: str = "backbone"
+    rows: list[tuple[str, np.ndarray]],
+    seed: int,
+    what: str = "CTC read-out WER",
+    label: str = "backbone",
+    utterances: Sequence[str] | None = None,
 ) -> str:
-    """Each row's WER minus the first one's, paired on the same utterances."""
+    """Each row's WER minus the first one's, paired on the same recordings and resampled by
+    utterance (``utterances``: each recording's, as in ``paired_wer``)."""
     (first, baseline), *others = rows
+    count = len(baseline) if utterances is None else len(set(utterances))
+    recordings = "" if count == len(baseline) else f" ({len(baseline)} recordings)"
     lines = [
-        f"\n{what} against {first}, paired over {len(baseline)} utterances "
+        f"\n{what} against {first}, paired over {count} utterances{recordings} "
         f"({RESAMPLES} bootstrap resamples):\n",
         f"| {label} | WER | difference | 95 % CI | p |",
         "|---|---|---|---|---|",
     ]
     for name, other in others:
-        d = paired_wer(baseline, other, seed)
+        d = paired_wer(baseline, other, seed, utterances)
         wer = pooled_wer(other)
         interval = f"[{d.low:+.3f}, {d.high:+.3f}]"
         lines.append(f"| {name} | {wer:.3f} | {d.difference:+.3f} | {interval} | {d.p_value:.3f} |")

@@ -63,3 +63,33 @@ def test_one_file_named_twice_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli(["compare-transcripts", str(first), str(first)])
     assert "each once" in capsys.readouterr().err
+
+
+def test_recordings_of_one_utterance_are_resampled_together(tmp_path, capsys):
+    """Four recordings per utterance, transcribed alike, give the interval of one recording each."""
+    words = "one two three four five six".split()
+    gold = {f"u{k}": ("en-US", " ".join(words)) for k in range(30)}
+    worse = {i: " ".join(words[: 6 - k % 4]) for k, i in enumerate(gold)}  # 0-3 words lost
+    tables = {}
+    for copies in (1, 4):
+        rows = {
+            name: [
+                SLUExample(
+                    id=f"{i}-rec{r}",
+                    utterance_id=i,
+                    locale="en-US",
+                    text=text,
+                    scenario="s",
+                    action="a",
+                    meta={"gold_text": gold[i][1]},
+                )
+                for i, text in written.items()
+                for r in range(copies)
+            ]
+            for name, written in (("exact", {i: g for i, (_, g) in gold.items()}), ("worse", worse))
+        }
+        paths = [str(write_manifest(tmp_path / f"{copies}" / f"{name}.jsonl", r)) for name, r in rows.items()]
+        cli(["compare-transcripts", *paths])
+        tables[copies] = capsys.readouterr().out.split("\n\nWER of")[0]
+    assert "paired over 30 utterances (2000 bootstrap resamples)" in tables[1]
+    assert tables[4] == tables[1].replace("30 utterances", "30 utterances (120 recordings)")
