@@ -74,6 +74,25 @@ def test_pretraining_writes_a_backbone_that_loads_like_any_other(run):
     assert "- unheard-voices: the heldout sentences, each spoken by an eSpeak variant outside" in card
 
 
+def test_the_card_measures_the_weights_it_ships(run, tmp_path, monkeypatch):
+    """The card's error rates come from the float16 weights the folder holds (upcast as any loader
+    does), not from the float32 ones they were rounded from."""
+    from slu_lightning.pretrain import recipe
+
+    root, args, *_ = run
+    measure, measured = recipe.error_rates_by_set, {}
+
+    def recording(module, *rest):
+        measured.update({name: tensor.clone() for name, tensor in module.model.state_dict().items()})
+        return measure(module, *rest)
+
+    monkeypatch.setattr(recipe, "error_rates_by_set", recording)
+    cli(["pretrain-tiny", *args, "--out", str(tmp_path / "again")])
+    shipped = load_model(tmp_path / "again").state_dict()
+    assert measured.keys() == shipped.keys()
+    assert all(torch.equal(measured[name], shipped[name].to(measured[name].dtype)) for name in shipped)
+
+
 def test_rerunning_a_finished_run_leaves_its_export_as_it_is(run, tmp_path, caplog):
     root, args, *_ = run
     out = shutil.copytree(root / "six", tmp_path / "six", copy_function=shutil.copy2)
