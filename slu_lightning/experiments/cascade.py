@@ -77,15 +77,23 @@ def transcribe_manifest(
     recogniser: Recogniser, manifest: Path, out: Path, examples: list[SLUExample] | None = None
 ) -> dict:
     """Write ``out``: the speech rows of ``manifest`` (or of its ``examples``, read already) with
-    their transcripts as text; returns a summary."""
+    their transcripts as text; returns a summary. Rows without audio are left out, and counted in the
+    log and the summary (``without_audio``): a cascade on the output covers only the rest."""
     examples = read_manifest(manifest) if examples is None else examples
     speech = [example for example in examples if example.is_speech]
-    return transcribe_examples(recogniser, speech, out, str(manifest))
+    if without_audio := len(examples) - len(speech):
+        log.warning(
+            "left out %d of %d rows of %s: they have no audio", without_audio, len(examples), manifest
+        )
+    return transcribe_examples(recogniser, speech, out, str(manifest), without_audio)
 
 
-def transcribe_examples(recogniser: Recogniser, speech: list[SLUExample], out: Path, source: str) -> dict:
+def transcribe_examples(
+    recogniser: Recogniser, speech: list[SLUExample], out: Path, source: str, without_audio: int | None = None
+) -> dict:
     """Write ``out``, the transcripts of ``speech`` as text rows, and ``out.summary.json``, which
-    names the recogniser (with a digest of its weights) and the ``source`` of the audio."""
+    names the recogniser (with a digest of its weights) and the ``source`` of the audio, and counts
+    the rows of ``source`` left out for having no audio where the caller knows them."""
     from slu_lightning.pretrain.module import TinyPretrainModule
 
     if not speech:
@@ -104,6 +112,7 @@ def transcribe_examples(recogniser: Recogniser, speech: list[SLUExample], out: P
         **recogniser.identity(),
         "manifest": source,
         "rows": len(rows),
+        **({} if without_audio is None else {"without_audio": without_audio}),
         "empty": sum(not h.strip() for h in hypotheses),
         "wer": corpus_wer([e.text for e in speech], hypotheses),
     }

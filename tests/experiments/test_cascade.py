@@ -233,3 +233,17 @@ def test_without_a_transcripts_file_a_recogniser_names_its_own_for_each_test_spl
     assert CascadeCorpus(base, "mine.jsonl", recogniser="tiny-heard").transcripts == Path("mine.jsonl")
     with pytest.raises(ValueError, match="needs its `transcripts` file, or a `recogniser`"):
         CascadeCorpus(base)
+
+
+def test_transcribe_counts_the_rows_it_leaves_out_for_having_no_audio(
+    tiny_backbone, toy_corpus, tmp_path, caplog
+):
+    manifest = toy_corpus / "test.jsonl"
+    examples = read_manifest(manifest)
+    examples[:2] = [replace(example, audio=None) for example in examples[:2]]
+    out = tmp_path / "out.jsonl"
+    with caplog.at_level("WARNING", logger="slu_lightning.experiments.cascade"):
+        summary = transcribe_manifest(Recogniser(str(tiny_backbone), "ctc", 3), manifest, out, examples)
+    assert (summary["rows"], summary["without_audio"]) == (len(examples) - 2, 2)
+    assert json.loads(out.with_suffix(".summary.json").read_text())["without_audio"] == 2
+    assert f"left out 2 of {len(examples)} rows of {manifest}: they have no audio" in caplog.text
