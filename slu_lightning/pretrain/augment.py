@@ -9,6 +9,7 @@ see the clips unmasked.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -48,14 +49,23 @@ class SpecAugment:
 
 class AugmentedCollator:
     """A pretraining collator whose batches come out with ``SpecAugment`` applied to the features
-    (in the loader's worker, beside training)."""
+    (in the loader's worker, beside training).
 
-    def __init__(self, collator, augment: SpecAugment):
-        self.collator, self.augment = collator, augment
+    Each batch's masks are drawn from a generator seeded by ``key`` (the run seed and the epoch) and
+    the ids of the batch's clips, which together fix the step: not from the worker's own random
+    stream, which restarts on a resume and is split differently among another number of workers."""
+
+    def __init__(self, collator, augment: SpecAugment, key: str):
+        self.collator, self.augment, self.key = collator, augment, key
 
     def __call__(self, items: list) -> dict:
         batch = self.collator(items)
-        batch["input_features"] = self.augment(batch["input_features"], batch["feature_attention_mask"])
+        ids = "\n".join(item.example.id for item in items)
+        digest = hashlib.sha256(f"spec-augment:{self.key}:{ids}".encode()).digest()
+        generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+        batch["input_features"] = self.augment(
+            batch["input_features"], batch["feature_attention_mask"], generator
+        )
         return batch
 
 

@@ -50,7 +50,7 @@ class PretrainDataModule(L.LightningDataModule):
     ):
         super().__init__()
         self.collator, self.corpus, self.seed = collator, Path(corpus), seed
-        self.train_collator = AugmentedCollator(collator, augment) if augment else collator
+        self.augment = augment
         self.batch_size, self.val_clips, self.num_workers = batch_size, val_clips, num_workers
         self.extractor = LogMelExtractor(n_mels=n_mels)
         self.train: list[SLUExample] = []
@@ -69,7 +69,15 @@ class PretrainDataModule(L.LightningDataModule):
             lengths=[len(example.text) for example in self.train],  # text length tracks duration
             start_batch=resume_batch(self.trainer),
         )
-        return self._loader(self.train, sampler, self.train_collator)
+        return self._loader(self.train, sampler, self.train_collator(self.trainer.current_epoch))
+
+    def train_collator(self, epoch: int) -> Callable:
+        """The collator of ``epoch``'s train batches: SpecAugment-masked (if asked) with masks that
+        the run seed, the epoch and the batch's clips decide, so a resume or another worker count
+        masks alike."""
+        if self.augment is None:
+            return self.collator
+        return AugmentedCollator(self.collator, self.augment, f"{self.seed}:{epoch}")
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val, SequentialBatchSampler(len(self.val), self.batch_size), self.collator)

@@ -3,6 +3,7 @@ import torch
 
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
 from slu_lightning.data.datamodules import SLUDataset
+from slu_lightning.data.sampler import SequentialBatchSampler
 from slu_lightning.pretrain.augment import SpecAugment
 from slu_lightning.pretrain.data import PretrainDataModule
 
@@ -51,6 +52,15 @@ def test_the_same_seed_masks_alike_and_another_seed_differently():
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
+def padded(items: list) -> dict[str, torch.Tensor]:
+    """The clips' features padded to the longest (a collator that loader workers can unpickle)."""
+    features = torch.nn.utils.rnn.pad_sequence([item.features.T for item in items], batch_first=True)
+    return {
+        "input_features": features.transpose(1, 2),  # (clips, mels, frames)
+        "feature_attention_mask": torch.ones(features.shape[:2], dtype=torch.long),
+    }
+
+
 @pytest.fixture(scope="module")
 def corpus():
     return make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
@@ -71,9 +81,28 @@ def test_only_training_batches_are_masked(corpus):
     for module in (data, plain):
         module.setup("fit")
     item = SLUDataset([(data.train[0], True)], data.extractor)[0]
-    masked, unmasked = (module.train_collator([item])["input_features"] for module in (data, plain))
+    masked, unmasked = (module.train_collator(0)([item])["input_features"] for module in (data, plain))
     assert not torch.equal(masked, unmasked)
     val_masked, val_plain = (
         next(iter(module.val_dataloader()))["input_features"] for module in (data, plain)
     )
     assert torch.equal(val_masked, val_plain)
+
+
+def test_masks_depend_on_the_seed_epoch_and_clips_not_on_workers_or_the_global_stream(corpus):
+    """What a resume (fresh worker streams) or another ``--workers`` changes leaves the masks alone."""
+
+    def batches(seed: int, epoch: int, workers: int) -> list[torch.Tensor]:
+        data = PretrainDataModule(
+            padded, corpus, seed=seed, val_clips=2, num_workers=workers, augment=SpecAugment()
+        )
+        data.setup("fit")
+        torch.manual_seed(workers)  # another global stream in the trainer and in the workers it seeds
+        loader = data._loader(data.train[:6], SequentialBatchSampler(6, 2), data.train_collator(epoch))
+        return [batch["input_features"] for batch in loader]
+
+    first = batches(0, 0, workers=0)
+    assert all(map(torch.equal, first, batches(0, 0, workers=2)))
+    assert all(map(torch.equal, first, batches(0, 0, workers=0)))
+    for other in (batches(1, 0, workers=0), batches(0, 1, workers=0)):
+        assert not any(map(torch.equal, first, other))
