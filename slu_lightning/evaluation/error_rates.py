@@ -1,8 +1,9 @@
 """Word and character error rates of transcripts, pooled over a corpus.
 
 One definition for every place that scores transcripts: the stand-in's validation, its export
-(model card) and the cascade's ``transcribe``. Both texts are ``normalise``d first (lower case,
-words only), so case and punctuation never count as errors. Character errors include the spaces:
+(model card) and the cascade's ``transcribe``. Both texts are ``normalise``d first (NFC, lower case,
+words only: letters and digits with their combining marks), so case and punctuation never count
+as errors. Character errors include the spaces:
 a word split in the wrong place costs one or two characters but two words, which is what the
 character rate shows and the word rate hides.
 """
