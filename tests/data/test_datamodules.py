@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from slu_lightning.curriculum import CurriculumCallback, CurriculumPhase, SourceMix
+from slu_lightning.curriculum import CurriculumCallback, CurriculumPhase, SourceMix, build_schedule
 from slu_lightning.data.collate import SLUItem
 from slu_lightning.data.corpora import ManifestCorpus, TtsCorpus
 from slu_lightning.data.datamodules import (
@@ -392,15 +392,19 @@ def test_the_schedule_turns_its_phase_where_limit_train_batches_ends_the_epoch(t
     datamodule = CurriculumDataModule(corpus(toy_corpus), phases=phases, batch_size=4)
     module = SLUModule(backbone="tiny-test", generation=GenerationSettings(num_beams=1, max_new_tokens=4))
     datamodule.connect(module.tokenizer, module.prompt, module.n_mels)
-    counter = CountExamples()
+    recorded = RecordLearningRate()
     trainer = counting_trainer(
-        tmp_path, counter, max_epochs=2, limit_train_batches=limit, limit_val_batches=0
+        tmp_path, recorded, max_epochs=2, limit_train_batches=limit, limit_val_batches=0
     )
     trainer.fit(module, datamodule)
-    schedule = trainer.lr_scheduler_configs[0].scheduler.lr_lambdas[0]
-    first = 2 if limit == 2 else len(ready(datamodule).epoch_entries(0)) // 4 // 2
-    assert schedule.starts[1] == first == sum(counter.per_epoch[0]) // 4
-    assert trainer.global_step == sum(schedule.lengths)
+    full = [len(ready(datamodule).epoch_entries(epoch)) // 4 for epoch in (0, 1)]  # 6 and 12 batches
+    ran = [list(recorded.epochs.values()).count(epoch) for epoch in (0, 1)]
+    assert ran == ([2, 2] if limit == 2 else [3, 6]) and full == [6, 12]
+    settings = module.optimizer_settings
+    schedule = build_schedule(phases, ran, settings.lr, settings.warmup_ratio, settings.schedule)
+    assert [recorded.by_step[step] for step in range(sum(ran))] == pytest.approx(
+        [settings.lr * schedule(step) for step in range(sum(ran))]
+    )
 
 
 def test_tensorboard_ends_each_epoch_on_the_curriculums_totals(toy_corpus, tmp_path):
@@ -435,9 +439,11 @@ def test_tensorboard_ends_each_epoch_on_the_curriculums_totals(toy_corpus, tmp_p
 class RecordLearningRate(L.Callback):
     def __init__(self):
         self.by_step: dict[int, float] = {}
+        self.epochs: dict[int, int] = {}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.by_step[trainer.global_step] = trainer.optimizers[0].param_groups[0]["lr"]
+        self.epochs[trainer.global_step] = trainer.current_epoch
 
 
 def test_a_resume_under_another_limit_follows_this_runs_epochs_not_the_saved_schedule(toy_corpus, tmp_path):
