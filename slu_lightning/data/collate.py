@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from slu_lightning.data.audio import MIN_ENCODER_SECONDS
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.features import padding_value
 from slu_lightning.data.records import SLUExample
@@ -120,7 +121,8 @@ class SLUCollator:
         n_audio = int(audio_token_count(torch.tensor([item.n_frames]))[0])
         if n_audio == 0:  # load_audio refuses such clips; a waveform from elsewhere may not be checked
             raise DataError(
-                f"{item.n_frames} mel frames give Qwen2-Audio no audio token (clips of 20 ms or less)",
+                f"{item.n_frames} mel frames give Qwen2-Audio no audio token (clips of "
+                f"{MIN_ENCODER_SECONDS * 1000:g} ms or less)",
                 record=item.example.id,
             )
         at = self._audio_prompt.index(self.audio_id)
