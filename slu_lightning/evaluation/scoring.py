@@ -38,6 +38,11 @@ stops at the first malformed line:
   (``read_run_lines``);
 - a file with lines of both modalities (a run with ``eval_modality: both``) is refused unless
   ``--modality`` picks one: its speech and text lines would be pooled into one number.
+
+Scoring is lenient by default: an answer whose JSON object did not parse as the model wrote it
+(status ``truncated`` or ``malformed``) was repaired by the parser and is scored on what was
+kept. ``strict`` scores those answers as empty, as an evaluation that runs ``json.loads`` on each
+answer and counts a failure as wrong would; they stay invalid either way.
 """
 
 from __future__ import annotations
@@ -77,8 +82,15 @@ SHOWN_METRICS = (
 """The metrics of the text table; ``to_json`` has every metric of ``counts.summarize``."""
 NO_PREDICTION = Prediction("", "", (), ParseStatus.INVALID)
 """What a gold item without a prediction, or with a malformed one, is scored against."""
+REPAIRED = frozenset({ParseStatus.TRUNCATED, ParseStatus.MALFORMED})
+"""Statuses of answers whose object did not parse as written and was repaired; ``strict`` empties them."""
 UNKNOWN_LOCALE = "und"
 """The locale of a predictions-format gold line that has none."""
+STRICT_HELP = (
+    "score truncated and malformed answers as empty instead of on their repaired prefix (as a "
+    "json.loads evaluation would); files without a status field are unaffected"
+)
+"""The ``--strict`` flag's help, shared by ``score``, ``compare-runs`` and ``report``."""
 MAX_LISTED = 5
 """How many example keys a coverage warning lists."""
 MAX_SHOWN_WARNINGS = 20
@@ -152,6 +164,8 @@ class ScoreReport:
     per_locale: dict[str, GroupScore]
     """One entry per locale when the gold has more than one, else empty."""
     coverage: Coverage
+    strict: bool = False
+    """Repaired answers scored as empty (``REPAIRED``)."""
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -173,6 +187,7 @@ class ScoreReport:
             "predictions": self.predictions,
             "gold_format": self.gold_format,
             "unit": self.unit,
+            "strict": self.strict,
             **self.overall.to_json(),
             "per_locale": {locale: group.to_json() for locale, group in self.per_locale.items()},
             "coverage": asdict(self.coverage),
@@ -184,7 +199,8 @@ class ScoreReport:
         c = self.coverage
         lines = [
             f"gold {self.gold} ({self.gold_format}, one item per {self.unit})",
-            f"predictions {self.predictions}",
+            f"predictions {self.predictions}"
+            + (" (strict: truncated and malformed answers scored as empty)" if self.strict else ""),
             f"coverage: {c.gold_items} gold items, {c.predicted} predicted, {c.missing} missing (scored "
             f"wrong); unmatched predictions {c.unmatched_predictions} (ignored), duplicates "
             f"{c.duplicate_predictions} (first kept), malformed lines {c.malformed_lines}",
@@ -210,6 +226,7 @@ def score_files(
     modality: str | None = None,
     n_resamples: int = 1000,
     seed: int = 0,
+    strict: bool = False,
 ) -> ScoreReport:
     """Score a predictions file against a gold file.
 
@@ -223,6 +240,7 @@ def score_files(
             without the field are kept. Needed when a run scored both modalities of one key.
         n_resamples: Bootstrap resamples of the confidence intervals; 0 computes none.
         seed: Seed of the bootstrap.
+        strict: Score repaired answers (``REPAIRED`` statuses) as empty, not on what was kept.
 
     Raises:
         DataError: the gold file cannot be read, its format is unknown, or a key repeats in it.
@@ -230,7 +248,7 @@ def score_files(
     if gold_format not in GOLD_FORMATS:
         raise ValueError(f"unknown gold format {gold_format!r}; choose one of {list(GOLD_FORMATS)}")
     gold, pred = Path(gold), Path(pred)
-    lines, warnings, malformed = read_predictions(pred, modality=modality)
+    lines, warnings, malformed = read_predictions(pred, modality=modality, strict=strict)
     if gold_format == "auto":
         gold_format = detect_gold_format(gold)
     examples, unit = _load_gold(gold, gold_format, split, modality, {line.key for line in lines})
@@ -254,6 +272,7 @@ def score_files(
         predictions=str(pred),
         gold_format=gold_format,
         unit=unit,
+        strict=strict,
         overall=_score_group(rows, clusters, covered, n_resamples, seed),
         per_locale=per_locale,
         coverage=Coverage(
@@ -269,15 +288,15 @@ def score_files(
 
 
 def read_predictions(
-    path: Path, *, modality: str | None = None
+    path: Path, *, modality: str | None = None, strict: bool = False
 ) -> tuple[list[PredictionLine], list[str], int]:
     """The keyed lines of a predictions file, the warnings about its bad lines, and their number.
 
     A malformed line with a key becomes an empty prediction with status ``INVALID`` (not JSON) or
     ``MISSING_KEYS`` (keys missing or of the wrong type); a line without a key is only reported.
     A well-formed line keeps its ``status`` when it has a known one (``slu-lightning test`` writes
-    it), else it is ``VALID``. Lines of another ``modality`` are left out, those that are not JSON
-    too when their text shows it.
+    it), else it is ``VALID``; with ``strict``, one of a ``REPAIRED`` status is emptied. Lines of
+    another ``modality`` are left out, those that are not JSON too when their text shows it.
 
     Raises:
         DataError: without ``modality``, the file holds lines of several modalities.
@@ -300,7 +319,7 @@ def read_predictions(
             seen.add(row["modality"])
         if modality is not None and row.get("modality", modality) != modality:
             continue
-        line, problem = _keyed_line(record, row)
+        line, problem = _keyed_line(record, row, strict)
         if problem is not None:
             malformed += 1
             warnings.append(f"{record}: {problem}")
@@ -324,12 +343,14 @@ def _unreadable_line(
     return line, f"{record}: {reason}; scored as a wrong prediction for {key!r}"
 
 
-def _keyed_line(record: str, row: dict[str, Any]) -> tuple[PredictionLine | None, str | None]:
+def _keyed_line(record: str, row: dict[str, Any], strict: bool) -> tuple[PredictionLine | None, str | None]:
     """A JSON line as a prediction for its key, and what is wrong with it (None when nothing is)."""
     key = _key(row)
     if key is None:
         return None, f"no {' / '.join(KEY_FIELDS)} key, the line is left out"
     prediction, problem = _prediction_of(row)
+    if strict and prediction.status in REPAIRED:
+        prediction = Prediction("", "", (), prediction.status)
     scored = {**row, **prediction.to_json(), "status": prediction.status.value}
     locale = row.get("locale") if isinstance(row.get("locale"), str) else None
     line = PredictionLine(record, key, locale, prediction, scored, malformed=problem is not None)
@@ -366,17 +387,17 @@ def first_per_key(lines: list[PredictionLine]) -> tuple[list[PredictionLine], li
     return [line for line in lines if kept[line.key] is line], warnings
 
 
-def read_run_lines(path: Path, modality: str) -> tuple[list[PredictionLine], list[str]]:
+def read_run_lines(path: Path, modality: str, strict: bool = False) -> tuple[list[PredictionLine], list[str]]:
     """The ``modality`` lines of a ``slu-lightning test`` predictions file, one per key as ``score``
     keeps them (``first_per_key``), each with its row (whose ``reference`` is its gold), and the
     warnings about the others: ``compare-runs`` and ``report`` read runs through it, so that one file
-    gives them the numbers ``score --gold FILE --pred FILE`` gives.
+    gives them the numbers ``score --gold FILE --pred FILE`` gives (``strict`` as ``score``'s).
 
     Raises:
         DataError: a kept line is not JSON, or has no ``reference`` with the gold labels, so it
             cannot be scored.
     """
-    lines, warnings, _ = read_predictions(path, modality=modality)
+    lines, warnings, _ = read_predictions(path, modality=modality, strict=strict)
     kept, duplicates = first_per_key(lines)
     unscorable = [line.record for line in kept if not _has_reference(line.row)]
     if unscorable:
@@ -442,6 +463,7 @@ def score_main(args: list[str]) -> None:
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples; 0: no CIs")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--strict", action="store_true", help=STRICT_HELP)
     options = parser.parse_args(args)
     report = score_files(
         options.gold,
@@ -451,6 +473,7 @@ def score_main(args: list[str]) -> None:
         modality=options.modality,
         n_resamples=options.resamples,
         seed=options.seed,
+        strict=options.strict,
     )
     print(json.dumps(report.to_json(), ensure_ascii=False) if options.json else report.to_text())
 

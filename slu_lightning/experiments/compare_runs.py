@@ -20,6 +20,7 @@ import numpy as np
 from slu_lightning.data.errors import DataError
 from slu_lightning.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
 from slu_lightning.evaluation.counts import summarize_totals
+from slu_lightning.evaluation.scoring import STRICT_HELP
 from slu_lightning.experiments.report.cells import count_row, prediction_rows, utterance_clusters
 from slu_lightning.experiments.sweep import PREDICTIONS
 
@@ -27,23 +28,25 @@ METRICS = ("intent_acc", "entity_f1", "slu_f1")
 """The columns of the table, each with its interval and its paired difference."""
 
 
-def read_rows(path: Path, modality: str) -> dict[str, dict]:
+def read_rows(path: Path, modality: str, strict: bool = False) -> dict[str, dict]:
     """``{key: prediction row}`` of one run's ``modality`` rows, read as ``score`` reads them."""
     file = path / PREDICTIONS if path.is_dir() else path
     if not path.exists():
         raise DataError("not found", file=str(path))
     if not file.is_file():
         raise DataError(f"no {PREDICTIONS}: has this run been tested?", file=str(path))
-    rows = prediction_rows(file, modality)
+    rows = prediction_rows(file, modality, strict)
     if not rows:
         raise DataError(f"no {modality} predictions", file=str(file))
     return rows
 
 
-def paired_counts(paths: list[Path], modality: str) -> tuple[list[np.ndarray], np.ndarray]:
+def paired_counts(
+    paths: list[Path], modality: str, strict: bool = False
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Each run's count rows over the first run's examples, in its order, and their utterance
     clusters; every run must have predicted the same examples."""
-    runs = [read_rows(path, modality) for path in paths]
+    runs = [read_rows(path, modality, strict) for path in paths]
     for path, rows in zip(paths[1:], runs[1:], strict=True):
         if rows.keys() != runs[0].keys():
             differing = sorted(rows.keys() ^ runs[0].keys())
@@ -90,10 +93,12 @@ def main(args: list[str]) -> None:
     )
     parser.add_argument("--modality", choices=("speech", "text"), default="speech", help="rows compared")
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resamples")
+    parser.add_argument("--strict", action="store_true", help=STRICT_HELP)
     parsed = parser.parse_args(args)
     if len(set(parsed.runs)) != len(parsed.runs) or len(parsed.runs) < 2:
         parser.error("name at least two runs, each once")
-    counts, clusters = paired_counts(parsed.runs, parsed.modality)
+    counts, clusters = paired_counts(parsed.runs, parsed.modality, parsed.strict)
     names = [str(path) for path in parsed.runs]
-    print(f"{len(clusters)} {parsed.modality} examples, {clusters.max() + 1} utterances, paired by id\n")
+    paired = "paired by id, strict scoring" if parsed.strict else "paired by id"
+    print(f"{len(clusters)} {parsed.modality} examples, {clusters.max() + 1} utterances, {paired}\n")
     print(comparison_table(names, counts, clusters, parsed.seed))

@@ -121,3 +121,19 @@ def test_a_line_that_cannot_be_scored_is_named_not_a_key_error(tmp_path, bad):
     with pytest.raises(DataError, match=r"line 3: not JSON, or no reference") as caught:
         read_run_lines(path, "speech")
     assert caught.value.file == str(path)
+
+
+def test_strict_scoring_empties_the_repaired_answers_of_every_run(tmp_path, capsys):
+    first, second = write_run(tmp_path / "a", 16), write_run(tmp_path / "b", 16)
+    file = second / "predictions_test.jsonl"
+    rows = [json.loads(line) for line in file.read_text().splitlines()]
+    for row in rows[:8]:  # the first four speech rows (right) and their text rows: repaired answers
+        row["status"] = "malformed"
+    file.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    cli(["compare-runs", str(first), str(second)])
+    assert table_rows(capsys.readouterr().out)[str(second)][1].startswith("0.800 [")
+    cli(["compare-runs", str(first), str(second), "--strict"])
+    out = capsys.readouterr().out
+    assert "paired by id, strict scoring" in out
+    assert table_rows(out)[str(second)][1].startswith("0.600 [")
+    assert table_rows(out)[str(second)][4].startswith("-0.200 [")

@@ -399,3 +399,28 @@ def test_a_repeated_key_in_a_cell_is_read_as_score_reads_it(tmp_path, caplog):
     expected = summarize(count_rows(golds, [*predictions[:-1], wrong]))
     assert row["n"] == "60" and float(row["intent_acc"]) == pytest.approx(expected["intent_acc"])
     assert f"line 61: another prediction for {golds[-1].id!r}; the first one is kept" in caplog.text
+
+
+def test_strict_scoring_is_applied_to_every_cell_and_said_in_the_report(tmp_path):
+    golds = gold_examples()
+    predictions = predict(golds, 0.6, seed=0)
+    repaired = [
+        Prediction(p.scenario, p.action, p.entities, ParseStatus.MALFORMED) if i % 4 == 0 else p
+        for i, p in enumerate(predictions)
+    ]
+    lines = [prediction_row(g, p) for g, p in zip(golds, repaired, strict=True)]
+    (tmp_path / "cell").mkdir()
+    (tmp_path / "cell" / "predictions_test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": [{"name": "cell", "values": {}}]}))
+    emptied = [Prediction("", "", (), p.status) if i % 4 == 0 else p for i, p in enumerate(repaired)]
+    for strict, expected in ((False, repaired), (True, emptied)):
+        out = tmp_path / f"strict-{strict}"
+        main(["--root", str(tmp_path), "--out", str(out), "--resamples", "20", *(["--strict"] * strict)])
+        (row,) = csv.DictReader((out / "results.csv").open())
+        assert float(row["slu_f1"]) == pytest.approx(summarize(count_rows(golds, expected))["slu_f1"])
+        assert ("Strict scoring" in (out / "results.md").read_text()) is strict
+    lenient, strict = (
+        float(next(csv.DictReader((tmp_path / f"strict-{s}" / "results.csv").open()))["intent_acc"])
+        for s in (False, True)
+    )
+    assert strict < lenient

@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 
 from slu_lightning.atomic import atomic_write_text
+from slu_lightning.evaluation.scoring import STRICT_HELP
 from slu_lightning.experiments.report.breakdowns import crosslingual_section, error_analysis_section
 from slu_lightning.experiments.report.cells import (
     ReportError,
@@ -62,9 +63,11 @@ def write_report(
     modality: str = "speech",
     resamples: int = 1000,
     seed: int = 0,
+    strict: bool = False,
 ) -> list[Path]:
-    """Score a sweep's finished cells and write the report files; returns their paths."""
-    keys, cells, unfinished = read_cells(root, modality)
+    """Score a sweep's finished cells and write the report files; returns their paths. ``strict``
+    scores truncated and malformed answers as empty (``score --strict``)."""
+    keys, cells, unfinished = read_cells(root, modality, strict)
     groups = group_cells(keys, cells)
     selector = parse_selector(baseline, axis_keys(keys))
     scores = [score_group(group, resamples, seed) for group in groups]
@@ -84,6 +87,8 @@ def write_report(
         f"Δ: difference from the baseline row ({selector_text}) on the same items, with its paired "
         "bootstrap interval and p-value.",
     ]
+    if strict:
+        notes.append("Strict scoring: truncated and malformed answers scored as empty (`--strict`).")
     if unfinished:
         notes.append(f"Not finished, left out: {', '.join(unfinished)}.")
         log.warning("%d of the sweep's cells are not finished and left out: %s", len(unfinished), unfinished)
@@ -117,6 +122,7 @@ def main(args: list[str]) -> None:
     parser.add_argument("--modality", choices=("speech", "text"), default="speech", help="rows scored")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    parser.add_argument("--strict", action="store_true", help=STRICT_HELP)
     options = parser.parse_args(args)
     try:
         paths = write_report(
@@ -126,6 +132,7 @@ def main(args: list[str]) -> None:
             options.modality,
             options.resamples,
             options.seed,
+            options.strict,
         )
     except ReportError as error:
         print(f"slu-lightning report: error: {error}", file=sys.stderr)

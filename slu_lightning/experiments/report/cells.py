@@ -100,12 +100,12 @@ def scored_modality(config: dict, modality: str) -> str | None:
     return "text" if modality == "speech" else None
 
 
-def prediction_rows(path: Path, modality: str) -> dict[str, dict]:
+def prediction_rows(path: Path, modality: str, strict: bool = False) -> dict[str, dict]:
     """``{key: row}`` of the ``modality`` lines of a predictions file (``slu-lightning test``'s), in
     file order, read as ``score`` reads them (``read_run_lines``: of several lines for a key the
     first is kept); its warnings are logged, so that a file with repeated keys is never scored
-    silently differently from ``score``."""
-    lines, warnings = read_run_lines(path, modality)
+    silently differently from ``score``; ``strict`` as ``score --strict``)."""
+    lines, warnings = read_run_lines(path, modality, strict)
     for warning in warnings:
         log.warning("%s: %s", path, warning)
     return {line.key: line.row for line in lines}
@@ -118,8 +118,11 @@ def utterance_clusters(rows: list[dict]) -> np.ndarray:
     return cluster_ids([row["utterance_id"] or row["id"] for row in rows])
 
 
-def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictions], list[str]]:
-    """The sweep's axis keys, its finished cells, and the names of cells not finished."""
+def read_cells(
+    root: Path, modality: str, strict: bool = False
+) -> tuple[list[str], list[CellPredictions], list[str]]:
+    """The sweep's axis keys, its finished cells (scored as ``score`` scores, ``strict`` as its
+    ``--strict``), and the names of cells not finished."""
     sweep_file = root / SWEEP_FILE
     if not root.is_dir():
         raise ReportError(f"{root} does not exist: pass the `root` of a sweep file (logs/sweeps/NAME)")
@@ -135,7 +138,7 @@ def read_cells(root: Path, modality: str) -> tuple[list[str], list[CellPredictio
             continue
         config = _run_config(run_dir)
         wanted = scored_modality(config or {}, modality)
-        keyed = prediction_rows(run_dir / PREDICTIONS, wanted) if wanted else {}
+        keyed = prediction_rows(run_dir / PREDICTIONS, wanted, strict) if wanted else {}
         rows = list(keyed.values())
         counts = np.stack([count_row(row) for row in rows]) if rows else np.zeros((0, WIDTH))
         index = {key: i for i, key in enumerate(keyed)}
