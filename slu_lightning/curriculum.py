@@ -179,7 +179,8 @@ class CurriculumCallback(L.Callback):
     from the phase table (``reload_dataloaders_every_n_epochs=1``). This callback sets the
     trainable modules of the phase, resets the optimizer when a phase asks for it, and logs the
     phase, the real-speech share of each batch and the cumulative real speech examples and hours
-    seen. Synthesised speech (``source == "tts"``) is heard too, but counted apart: the speech
+    seen, summed over the ranks under DDP (each rank trains on its share of every step's batch).
+    Synthesised speech (``source == "tts"``) is heard too, but counted apart: the speech
     figures keep meaning real speech, the quantity the paper varies.
     """
 
@@ -224,14 +225,16 @@ class CurriculumCallback(L.Callback):
             [batch["examples"][row].source == TTS_SOURCE for row in rows], device=heard.device
         )
         real = heard & ~synthetic
-        n_speech = int(real.sum())
-        self.examples_seen += len(batch["examples"])
-        self.speech_examples_seen += n_speech
-        self.tts_examples_seen += int((heard & synthetic).sum())
-        if n_speech:  # the clips of the heard rows, in row order
-            real_frames = batch["feature_attention_mask"][real[batch["is_speech"]]]  # (real clips, frames)
-            self.speech_seconds_seen += float(real_frames.sum()) * FRAME_SECONDS
-        logged = {"curriculum/speech_fraction": n_speech / max(len(batch["examples"]), 1), **self._totals()}
+        frames = 0.0
+        if real.any():  # the clips of the heard rows, in row order
+            frames = float(batch["feature_attention_mask"][real[batch["is_speech"]]].sum())
+        counts = [len(rows), int(real.sum()), int((heard & synthetic).sum()), frames]
+        examples, n_speech, n_tts, frames = _summed_over_ranks(trainer, pl_module, counts)
+        self.examples_seen += int(examples)
+        self.speech_examples_seen += int(n_speech)
+        self.tts_examples_seen += int(n_tts)
+        self.speech_seconds_seen += frames * FRAME_SECONDS
+        logged = {"curriculum/speech_fraction": n_speech / max(examples, 1), **self._totals()}
         pl_module.log_dict(logged, on_step=True, on_epoch=False)
         # from each batch, not the epoch's start: a run resumed mid-epoch logs its epoch's phase too
         phase = float(phase_index_at(trainer.datamodule.phases(), trainer.current_epoch))
@@ -265,3 +268,12 @@ class CurriculumCallback(L.Callback):
         self.speech_seconds_seen = float(state_dict["speech_seconds_seen"])
         self.tts_examples_seen = int(state_dict.get("tts_examples_seen", 0))  # absent before TTS existed
         self.examples_seen = int(state_dict["examples_seen"])
+
+
+def _summed_over_ranks(trainer: L.Trainer, pl_module: L.LightningModule, counts: list[float]) -> list[float]:
+    """``counts`` added up over every rank: under DDP each one sees only its share of a step's batch.
+    A collective: every rank calls it after every batch, as Lightning calls ``on_train_batch_end``."""
+    if trainer.world_size == 1:
+        return counts
+    local = torch.tensor(counts, dtype=torch.float64, device=pl_module.device)
+    return trainer.strategy.reduce(local, reduce_op="sum").tolist()

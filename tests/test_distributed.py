@@ -48,6 +48,8 @@ def test_ddp_fit_and_test_on_two_processes_match_one_process(toy_corpus, tmp_pat
     run = tmp_path / "logs" / "ddp"
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 2 * 3  # 2 epochs x ceil(ceil(30 / 2) / 6) batches per rank
+    seen = checkpoint["callbacks"]["CurriculumCallback"]  # both ranks' batches, not rank 0's alone
+    assert (seen["examples_seen"], seen["speech_examples_seen"]) == (2 * 30, 2 * 6)
 
     ckpt = str(run / "checkpoints" / "last.ckpt")
     cli("test", "--config", str(config), "--run.name", "ddp-test", *DDP, "--ckpt_path", ckpt, cwd=tmp_path)
