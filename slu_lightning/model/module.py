@@ -194,6 +194,8 @@ class SLUModule(L.LightningModule):
         self.metrics: torch.nn.ModuleDict = torch.nn.ModuleDict()
         self._predictions: list[dict] = []
         self.val_losses = torch.nn.ModuleDict({m: TokenLossSum() for m in ("speech", "text")})
+        self._step_tokens: torch.Tensor | int = 0
+        """Answer tokens of this rank's micro-batches since the last optimizer step."""
 
     @property
     def tokenizer(self):
@@ -302,7 +304,8 @@ class SLUModule(L.LightningModule):
     def audio_dtype(self) -> torch.dtype:
         return self.hf.model.audio_tower.conv1.weight.dtype
 
-    def _loss(self, batch: dict, stage: str) -> torch.Tensor:
+    def _loss(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's summed answer-token loss and its answer-token count; logs their mean."""
         sums, counts = self.example_losses(batch)
         loss = sums.sum() / counts.sum().clamp(min=1)
         size = len(batch["examples"])
@@ -318,14 +321,41 @@ class SLUModule(L.LightningModule):
                 )
             if stage == "val":  # token-weighted means that every rank computes, whatever its batches held
                 self.val_losses[modality].update(sums[rows].sum(), counts[rows].sum())
-        return loss
+        return sums.sum(), counts.sum()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        """Dropout masks depend only on (seed, batch number), so a resumed run draws the same ones."""
+        """The mean answer-token loss; where a step spans micro-batches, their summed loss, which
+        ``on_before_optimizer_step`` divides by the step's token count. Dropout masks depend only on
+        (seed, batch number), so a resumed run draws the same ones."""
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed * 1_000_003 + self.trainer.fit_loop.total_batch_idx)
-            return self._loss(batch, "train")
+            total, tokens = self._loss(batch, "train")
+        if not self._step_spans_micro_batches():
+            return total / tokens.clamp(min=1)
+        self._step_tokens = self._step_tokens + tokens.detach()
+        return total
+
+    def _step_spans_micro_batches(self) -> bool:
+        return self.trainer.accumulate_grad_batches > 1 or self.trainer.world_size > 1
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Every answer token of an optimizer step weighs alike, as in one large batch (and as in
+        transformers' Trainer): under gradient accumulation or DDP each micro-batch's mean would weigh
+        the tokens of a short batch more. The gradients hold the summed losses divided by the
+        accumulation (Lightning) and averaged over the ranks (DDP); this makes them the step's
+        token mean. Before clipping, which Lightning applies after this hook."""
+        if not self._step_spans_micro_batches():
+            return
+        tokens = torch.as_tensor(self._step_tokens, dtype=torch.float32, device=self.device)
+        if self.trainer.world_size > 1:
+            tokens = self.trainer.strategy.reduce(tokens, reduce_op="sum")
+        scale = self.trainer.accumulate_grad_batches * self.trainer.world_size / tokens.clamp(min=1)
+        for group in optimizer.param_groups:
+            for parameter in group["params"]:
+                if parameter.grad is not None:
+                    parameter.grad.mul_(scale.to(parameter.grad.dtype))
+        self._step_tokens = 0
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         self._batch_started = time.perf_counter()
