@@ -25,7 +25,7 @@ import random
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -189,6 +189,7 @@ class SLUDataModule(L.LightningDataModule):
         self.sources: dict[str, list[SLUExample]] = {}
         self.eval_sets: dict[str, list[Entry]] = {}
         self.resumed_checkpoint: str | None = None  # set by the CLI: the checkpoint a fit resumes
+        self._saved_layout: dict[str, Any] | None = None  # the resumed checkpoint's batch_layout()
         self.collators: dict[str, SLUCollator] = {}
         self.extractor: LogMelExtractor | None = None
         self.seconds: dict[str, float] = {}
@@ -465,6 +466,7 @@ class SLUDataModule(L.LightningDataModule):
         epoch = self.trainer.current_epoch
         start = resume_batch(self.trainer)
         if start:
+            self._refuse_other_layout(mid_epoch=True)
             log.info("resuming epoch %d at batch %d", epoch, start)
         entries = self.epoch_entries(epoch)
         return self._loader(entries, "train", batch_sampler=self._sampler(entries, epoch, start))
@@ -499,7 +501,34 @@ class SLUDataModule(L.LightningDataModule):
         )
 
     def state_dict(self) -> dict:
-        return {"fingerprint": self.fingerprint()}
+        return {"fingerprint": self.fingerprint(), "batch_layout": self.batch_layout()}
+
+    def batch_layout(self) -> dict[str, Any]:
+        """What orders an epoch's examples and cuts them into this rank's batches. A run resumed
+        mid-epoch restarts its sampler at a batch count, which only means the same examples under
+        the same layout."""
+        trainer = self.trainer
+        return {
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "length_bucketing": self.length_bucketing,
+            "world_size": trainer.world_size if trainer else 1,
+        }
+
+    def _refuse_other_layout(self, mid_epoch: bool) -> None:
+        """A mid-epoch resume under another batch layout would train some of the epoch's examples
+        twice and skip others (a resume at an epoch's end may change it)."""
+        saved, current = self._saved_layout, self.batch_layout()
+        if not mid_epoch or not saved or saved == current:
+            return
+        changed = ", ".join(
+            f"{key} {saved.get(key)} -> {value}" for key, value in current.items() if saved.get(key) != value
+        )
+        raise DataError(
+            f"the checkpoint stopped mid-epoch under another batch layout ({changed}; world_size is "
+            "devices x nodes): resuming there would train some of the epoch's examples twice and skip "
+            "others. Resume with the checkpoint's settings, or from a checkpoint saved at an epoch's end"
+        )
 
     def _refuse_other_data(self) -> None:
         """Refuse to resume on other data before the run writes anything. Lightning restores the
@@ -510,8 +539,13 @@ class SLUDataModule(L.LightningDataModule):
         if path and Path(path).is_file():  # a sharded (FSDP) checkpoint is checked at its restore
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
             self.load_state_dict(checkpoint.get(type(self).__qualname__, {}))
+            progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+            self._refuse_other_layout(
+                bool(progress.get("current", {}).get("processed")) and not progress.get("is_last_batch")
+            )
 
     def load_state_dict(self, state_dict: dict) -> None:
+        self._saved_layout = state_dict.get("batch_layout")
         saved, current = state_dict.get("fingerprint"), self.fingerprint()
         if saved and current and saved != current:
             raise DataError(

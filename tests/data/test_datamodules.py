@@ -673,3 +673,32 @@ def test_a_manifest_given_to_predict_counts_its_text_rows_and_an_unlabelled_one_
     (tmp_path / "bare.jsonl").write_text(json.dumps({"id": "a", "audio": str(rows[0].audio)}) + "\n")
     with pytest.raises(DataError, match="missing keys .*for unlabelled audio pass a list file or a folder"):
         audio_inputs(str(tmp_path / "bare.jsonl"))
+
+
+def test_a_mid_epoch_resume_under_another_batch_layout_is_refused(toy_corpus, tmp_path):
+    """The sampler restarts at a batch count: under another batch size it would replay some of the
+    epoch's examples and skip others. At an epoch's end the layout may change."""
+
+    def fit(batch_size: int, max_epochs: int, max_steps: int, resume: Path | None, folder: str) -> L.Trainer:
+        datamodule = TextOnlyDataModule(corpus(toy_corpus), batch_size=batch_size)
+        module = SLUModule(backbone="tiny-test")
+        datamodule.connect(module.tokenizer, module.prompt, module.n_mels)
+        trainer = L.Trainer(
+            max_epochs=max_epochs,
+            max_steps=max_steps,
+            limit_val_batches=0,
+            reload_dataloaders_every_n_epochs=1,
+            use_distributed_sampler=False,
+            logger=False,
+            enable_progress_bar=False,
+            callbacks=[CurriculumCallback(), RunCheckpoint(dirpath=tmp_path / folder, save_last=True)],
+            default_root_dir=tmp_path,
+        )
+        trainer.fit(module, datamodule, ckpt_path=resume)
+        return trainer
+
+    fit(4, 1, 2, None, "mid")  # stops after 2 of the epoch's 6 batches
+    with pytest.raises(DataError, match=r"stopped mid-epoch under another batch layout \(batch_size 4 -> 2"):
+        fit(2, 1, -1, tmp_path / "mid" / "last.ckpt", "mid-resumed")
+    fit(4, 1, -1, None, "end")
+    assert fit(2, 2, -1, tmp_path / "end" / "last.ckpt", "end-resumed").global_step == 6 + 12
