@@ -7,6 +7,7 @@ disagree on the format. No torch here.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -167,6 +168,7 @@ def _from_object(obj: dict, status: ParseStatus) -> Prediction:
         scenario, complete = "", False
     if not isinstance(action, str):
         action, complete = "", False
+    scenario, action = _encodable(scenario), _encodable(action)
     raw_entities = obj.get("entities")
     if not isinstance(raw_entities, list):
         raw_entities, complete = [], False
@@ -177,12 +179,21 @@ def _from_object(obj: dict, status: ParseStatus) -> Prediction:
             and isinstance(item.get("type"), str)
             and isinstance(item.get("filler"), str)
         ):
-            entities.append(Entity(item["type"], item["filler"]))
+            entities.append(Entity(_encodable(item["type"]), _encodable(item["filler"])))
         else:
             complete = False
     if not complete and status in (ParseStatus.VALID, ParseStatus.TRAILING):
         status = ParseStatus.MISSING_KEYS
     return Prediction(scenario, action, tuple(entities), status)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+    """``text`` with each lone surrogate (a JSON escape such as ``\\ud83d`` with no partner, which a
+    model can write) replaced by U+FFFD, so the answer can be written as UTF-8."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def _close_truncated(fragment: str) -> dict | None:

@@ -114,3 +114,17 @@ def test_parser_keeps_good_entities_and_flags_bad_ones():
     prediction = parse_prediction(output)
     assert prediction.status is ParseStatus.MISSING_KEYS
     assert prediction.entities == (Entity("t", "f"),)
+
+
+def test_a_lone_surrogate_escape_in_an_answer_is_replaced_so_it_can_be_written():
+    answer = (
+        '{"scenario": "alarm", "action": "set", "entities": [{"type": "date\\udc00", "filler": "\\ud83d x"}]}'
+    )
+    prediction = parse_prediction(answer)
+    assert prediction.status is ParseStatus.VALID
+    assert prediction.entities == (Entity("date\ufffd", "\ufffd x"),)
+    json.dumps(prediction.to_json(), ensure_ascii=False).encode("utf-8")  # raised UnicodeEncodeError
+    paired = parse_prediction(
+        '{"scenario": "a", "action": "b", "entities": [{"type": "t", "filler": "\\ud83d\\ude00"}]}'
+    )
+    assert paired.entities[0].filler == "\U0001f600"  # a pair is one character, kept
