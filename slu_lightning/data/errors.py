@@ -45,19 +45,32 @@ class SkipLog:
         self.policy = policy
         self.max_logged = max_logged
         self.counts: Counter[str] = Counter()
-        self._seen: set[str] = set()
+        self._seen: dict[str, str] = {}  # each counted error's text: its reason
 
     def handle(self, error: DataError) -> None:
         """Raise ``error`` under the ``error`` policy; otherwise count and log it, unless the same
         error (its file, record and reason) was counted already."""
         if self.policy == "error":
             raise error
-        if str(error) in self._seen:
-            return
-        self._seen.add(str(error))
-        self.counts[error.reason] += 1
-        if self.total <= self.max_logged:
+        if self._count(str(error), error.reason) and self.total <= self.max_logged:
             log.warning("skipped: %s", error)
+
+    def _count(self, text: str, reason: str) -> bool:
+        """Count a record not counted yet; whether it was new."""
+        if text in self._seen:
+            return False
+        self._seen[text] = reason
+        self.counts[reason] += 1
+        return True
+
+    def records(self) -> dict[str, str]:
+        """Each counted error's text and reason: what another rank's ``absorb`` merges."""
+        return dict(self._seen)
+
+    def absorb(self, records: dict[str, str]) -> None:
+        """Count the records another ``SkipLog`` (another rank's) counted and this one has not."""
+        for text, reason in records.items():
+            self._count(text, reason)
 
     @property
     def total(self) -> int:

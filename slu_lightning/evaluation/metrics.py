@@ -151,6 +151,11 @@ HEADLINE = ("intent_acc", "entity_f1", "slu_f1")
 
 def headline(name: str, metrics: dict[str, float]) -> str:
     """``name, N examples: intent_acc 0.341 [0.280, 0.402], ..., invalid_rate 0.044``."""
+    if not metrics.get("num_examples"):
+        return (
+            f"{name}: no example scored (a limit_*_batches that stops before this modality's batches, "
+            "or every one skipped as bad input)"
+        )
     shown = [f"{metric} {metrics[metric]:.3f}{_interval(metrics, metric)}" for metric in HEADLINE]
     examples = int(metrics["num_examples"])
     return f"{name}, {examples} examples: {', '.join(shown)}, invalid_rate {metrics['invalid_rate']:.3f}"

@@ -30,7 +30,7 @@ from transformers import GenerationConfig
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.checkpoint_io import CheckpointError
 from slu_lightning.curriculum import build_schedule
-from slu_lightning.data.errors import ConfigError
+from slu_lightning.data.errors import ConfigError, SkipLog
 from slu_lightning.data.features import padding_value
 from slu_lightning.evaluation.bootstrap import utterance_cluster_id
 from slu_lightning.evaluation.metrics import SLUMetrics, headline, rows_from_predictions
@@ -530,9 +530,29 @@ class SLUModule(L.LightningModule):
             self._write_predictions("val")
 
     def on_test_epoch_end(self) -> None:
+        """Predictions first: the metrics can be recomputed from them (``score``), not the reverse."""
         self._log_evaluated_step()
-        self._log_metrics("test")
         self._write_predictions("test")
+        self._log_metrics("test")
+
+    def on_train_end(self) -> None:
+        """Record the clips skipped while loading batches too (``bad_input: skip``, every rank's):
+        ``training_data.json``, written before training, knew only those found at setup."""
+        skips = self._gathered_skips()
+        run_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
+        if skips.total and self.trainer.is_global_zero and run_dir:
+            log.warning("in all, %s", skips.summary())
+            self.trainer.datamodule.write_subset_ids(run_dir)
+
+    def _gathered_skips(self) -> SkipLog:
+        """The data module's skipped records, merged over every rank (a collective under DDP)."""
+        skips = self.trainer.datamodule.skips
+        if self.trainer.world_size > 1:
+            gathered: list = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, skips.records())
+            for records in gathered:
+                skips.absorb(records)
+        return skips
 
     def _log_metrics(self, split: str) -> None:
         """Log every metric per modality (and locale); after a test, also write metrics_test.json.
@@ -545,7 +565,10 @@ class SLUModule(L.LightningModule):
         summary = {}
         for modality in self.trainer.datamodule.eval_modalities("dev" if split == "val" else split):
             metric = self.metrics[f"{split}_{modality}"]
-            summary[modality] = {name: float(value) for name, value in metric.compute().items()}
+            computed = metric.compute()  # empty when no example of the modality was scored
+            summary[modality] = {name: float(value) for name, value in computed.items()} or {
+                "num_examples": 0.0
+            }
             self.log_dict(
                 {f"{split}/{modality}/{name}": value for name, value in summary[modality].items()},
                 sync_dist=False,
@@ -555,9 +578,13 @@ class SLUModule(L.LightningModule):
             command = "validate" if split == "val" else "test"
             for modality, metrics in summary.items():
                 log.info("%s", headline(f"{command} on {modality}", metrics))
+        skips = self._gathered_skips() if split == "test" else None
         run_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
         if split == "test" and summary and self.trainer.is_global_zero and run_dir:
             summary["checkpoint"] = str(self.trainer.ckpt_path)  # which checkpoint these numbers are for
+            if skips.total:  # bad_input: skip, found at setup or while loading batches
+                log.warning("in all, %s", skips.summary())
+                summary["skipped_records"] = dict(skips.counts.most_common())
             atomic_write_text(Path(run_dir) / "metrics_test.json", json.dumps(summary, indent=1))
             log.info("every metric, per locale too: %s", Path(run_dir) / "metrics_test.json")
 
