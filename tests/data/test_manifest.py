@@ -58,6 +58,7 @@ BAD_ROWS = [
         '"entities": [], "audio": 3}',
         "audio",
     ),
+    (b'{"id": "caf\xe9", "locale": "en-US"}', r"not UTF-8 \(byte 0xe9 at column 12\)"),
 ]
 
 
@@ -65,7 +66,7 @@ BAD_ROWS = [
 def test_a_bad_row_is_named_by_file_and_line_or_counted(tmp_path, bad, message):
     good = '{"id": "g", "locale": "en-US", "text": "hi", "scenario": "a", "action": "b", "entities": []}'
     path = tmp_path / "m.jsonl"
-    path.write_text(f"{good}\n\n{bad}\n")
+    path.write_bytes(f"{good}\n\n".encode() + (bad if isinstance(bad, bytes) else bad.encode()) + b"\n")
     with pytest.raises(DataError, match=message) as error:
         read_manifest(path)
     assert error.value.file == str(path) and error.value.record == "line 3"

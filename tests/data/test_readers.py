@@ -165,6 +165,54 @@ def test_a_repeated_slurp_id_with_other_recordings_is_caught_on_the_speech_side_
     assert "audio-other.flac" not in {e.id for e in kept} and skips.total == 1
 
 
+def slurp_bytes_with_latin1_line() -> bytes:
+    """The fixture with its second line's sentence holding a Latin-1 byte (``é``), not UTF-8."""
+    lines = SLURP_TEST.read_bytes().splitlines(keepends=True)
+    latin1 = json.dumps(slurp_rows()[1] | {"sentence": "café"}, ensure_ascii=False).encode("latin-1")
+    return lines[0] + latin1 + b"\n" + b"".join(lines[2:])
+
+
+def test_a_line_that_is_not_utf8_is_named_or_skipped_like_any_bad_line(tmp_path):
+    path = tmp_path / "devel.jsonl"
+    path.write_bytes(slurp_bytes_with_latin1_line())
+    with pytest.raises(DataError, match=r"not UTF-8 \(byte 0xe9 at column \d+\)") as raised:
+        read_slurp(path, modality="text")
+    assert (raised.value.file, raised.value.record) == (str(path), "line 2")
+    skips = SkipLog("skip")
+    assert [e.id for e in read_slurp(path, modality="text", skips=skips)] == ["9054", "962", "6744"]
+    assert skips.total == 1
+
+
+def test_a_massive_line_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "fr-FR.jsonl"
+    path.write_bytes((MASSIVE_DATA / "fr-FR.jsonl").read_bytes().replace("à".encode(), "à".encode("latin-1")))
+    with pytest.raises(DataError, match="not UTF-8") as raised:
+        read_massive(path, "test")
+    assert raised.value.file == str(path) and raised.value.record.startswith("line ")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_utf16_or_utf32_file_is_refused_as_not_utf8_whatever_the_policy(tmp_path, encoding):
+    path = tmp_path / "devel.jsonl"
+    path.write_text(SLURP_TEST.read_text(encoding="utf-8"), encoding=encoding)
+    with pytest.raises(DataError, match="not UTF-8: .*UTF-16 or UTF-32") as raised:
+        read_slurp(path, modality="text", skips=SkipLog("skip"))
+    assert (raised.value.file, raised.value.record) == (str(path), None)
+
+
+def test_a_predictions_line_that_is_not_utf8_is_a_wrong_prediction_for_its_key(tmp_path):
+    """The scorer reads predictions through jsonl_records too: the line counts as malformed."""
+    from slu_lightning.evaluation.scoring import read_predictions
+
+    good = {"file": "audio-1.flac", "scenario": "alarm", "action": "set", "entities": []}
+    path = tmp_path / "predictions.jsonl"
+    bad = json.dumps({"file": "audio-2.flac", "scenario": "café"}, ensure_ascii=False).encode("latin-1")
+    path.write_bytes(json.dumps(good).encode() + b"\n" + bad + b"\n")
+    lines, warnings, malformed = read_predictions(path)
+    assert [(line.key, line.malformed) for line in lines] == [("audio-1.flac", False), ("audio-2.flac", True)]
+    assert malformed == 1 and warnings[0].startswith("line 2: not UTF-8 (byte 0xe9")
+
+
 # --- MASSIVE -----------------------------------------------------------------------------------
 
 

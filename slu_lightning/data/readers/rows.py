@@ -11,8 +11,10 @@ JSONL readers do not use it.
 
 from __future__ import annotations
 
+import codecs
 import itertools
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -60,17 +62,61 @@ def collect(
 
 def jsonl_records(path: Path) -> Iterator[tuple[str, str]]:
     """``("line N", text)`` for every non-blank line of a UTF-8 JSONL file (a leading byte-order
-    mark, as some Windows editors write, is dropped)."""
+    mark, as some Windows editors write, is dropped).
+
+    A line with bytes that are not UTF-8 comes as a ``NotUtf8Line``, which ``json_object`` refuses,
+    so that it is one bad record like any other rather than an exception that ends the read.
+
+    Raises:
+        DataError: the file does not exist, or is UTF-16 or UTF-32 (every line would be bad).
+    """
     if not path.is_file():
         raise DataError("file not found", file=str(path))
-    with path.open(encoding="utf-8-sig") as lines:
+    with path.open("rb") as head:
+        if wide := _wide_encoding(head.read(4)):
+            raise DataError(f"not UTF-8: {wide}; re-save it as UTF-8", file=str(path))
+    with path.open(encoding="utf-8-sig", errors="surrogateescape") as lines:
         for line_number, line in enumerate(lines, start=1):
             if line.strip():
-                yield f"line {line_number}", line
+                yield f"line {line_number}", _utf8_checked(line)
+
+
+def _wide_encoding(head: bytes) -> str | None:
+    """Why a file starting with ``head`` looks UTF-16 or UTF-32, or ``None``: JSON text in UTF-8
+    starts with neither such a byte-order mark nor NUL bytes."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # UTF-32's marks start so too
+        return "it starts with a UTF-16 or UTF-32 byte-order mark"
+    if b"\x00" in head:
+        return "its first bytes hold NUL bytes, as UTF-16 or UTF-32 text does"
+    return None
+
+
+class NotUtf8Line(str):
+    """A JSONL line with bytes that are not UTF-8, those written ``\\xe9``; ``reason`` names the
+    first. ``json_object`` raises it, and the scorer can still read the line's key from the text."""
+
+    reason: str
+
+
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+"""What ``surrogateescape`` decodes a byte that is not UTF-8 to; valid UTF-8 never gives these."""
+
+
+def _utf8_checked(line: str) -> str:
+    """``line`` as read with ``surrogateescape``; a ``NotUtf8Line`` if it holds escaped bytes."""
+    bad = _ESCAPED_BYTE.search(line)
+    if bad is None:
+        return line
+    shown = NotUtf8Line(line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+    byte = ord(bad.group()) - 0xDC00
+    shown.reason = f"not UTF-8 (byte 0x{byte:02x} at column {bad.start() + 1}); re-save the file as UTF-8"
+    return shown
 
 
 def json_object(line: str) -> dict[str, Any]:
-    """The JSON object on ``line``; anything else is a ``DataError``."""
+    """The JSON object on ``line``; anything else, a ``NotUtf8Line`` included, is a ``DataError``."""
+    if isinstance(line, NotUtf8Line):
+        raise DataError(line.reason)
     try:
         row = json.loads(line)
     except json.JSONDecodeError as error:
