@@ -165,6 +165,19 @@ def test_a_repeated_slurp_id_with_other_recordings_is_caught_on_the_speech_side_
     assert "audio-other.flac" not in {e.id for e in kept} and skips.total == 1
 
 
+def test_a_recording_listed_twice_in_one_row_is_named_or_skipped(tmp_path):
+    """Within one row it would be scored twice; before, only repeats across rows were caught."""
+    first, second = slurp_rows()[:2]  # 2 and 3 recordings
+    twice = first | {"recordings": [*first["recordings"], first["recordings"][0]]}
+    path = write_lines(tmp_path / "devel.jsonl", [second, twice])
+    name = first["recordings"][0]["file"]
+    with pytest.raises(DataError, match=re.escape(f"line 2: id '{name}' appears twice in this record")):
+        read_slurp(path, tmp_path, modality="speech")
+    skips = SkipLog("skip")
+    kept = read_slurp(path, tmp_path, modality="speech", skips=skips)
+    assert [e.utterance_id for e in kept] == [str(second["slurp_id"])] * 3 and skips.total == 1
+
+
 def slurp_bytes_with_latin1_line() -> bytes:
     """The fixture with its second line's sentence holding a Latin-1 byte (``é``), not UTF-8."""
     lines = SLURP_TEST.read_bytes().splitlines(keepends=True)

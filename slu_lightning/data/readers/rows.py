@@ -12,7 +12,6 @@ JSONL readers do not use it.
 from __future__ import annotations
 
 import codecs
-import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -37,27 +36,49 @@ def collect(
     parse: Callable[[Any], list[SLUExample]],
     skips: SkipLog | None,
     unique: tuple[str, ...] = ("id",),
+    per_record: tuple[str, ...] = (),
 ) -> list[SLUExample]:
     """Parse ``(record, raw)`` pairs; a ``DataError`` raises or is counted, naming file and record.
 
-    An example whose ``unique`` attributes (``id``; SLURP recordings also ``utterance_id``) repeat
-    those of an earlier record is an error too: predictions, paired comparisons, bootstrap clusters
+    An example whose ``unique`` attributes (``id``) repeat those of another example, of an earlier
+    record or of the same one, is an error too: predictions, paired comparisons, bootstrap clusters
     and speech subsets are keyed by them, and a repeat would silently pair or pool the wrong rows.
-    (A predictions file of a run on both modalities holds each id twice: it passes ``()``.)"""
+    ``per_record`` attributes (a SLURP row's ``utterance_id``, shared by its recordings) may repeat
+    within a record but not across records. (A predictions file of a run on both modalities holds
+    each id twice: it passes ``()``.)"""
     skips = skips or SkipLog("error")
     examples: list[SLUExample] = []
     first_seen: dict[tuple[str, str], str] = {}
     for record, raw in records:
         try:
             parsed = parse(raw)
-            for example, attribute in itertools.product(parsed, unique):
-                value = getattr(example, attribute)
-                if (earlier := first_seen.setdefault((attribute, value), record)) != record:
-                    raise DataError(f"{attribute.replace('_', ' ')} {value!r} repeats the one at {earlier}")
+            _check_repeats(parsed, record, unique, per_record, first_seen)
             examples.extend(parsed)
         except DataError as error:
             skips.handle(DataError(error.reason, file=str(file), record=record))
     return examples
+
+
+def _check_repeats(
+    parsed: list[SLUExample],
+    record: str,
+    unique: tuple[str, ...],
+    per_record: tuple[str, ...],
+    first_seen: dict[tuple[str, str], str],
+) -> None:
+    """Raise on a key of ``parsed`` that ``first_seen`` holds or that ``parsed`` repeats, then add
+    its keys; a record that raises adds none, so a skipped record never makes a later one a repeat."""
+    keys = [(attribute, getattr(example, attribute)) for example in parsed for attribute in unique]
+    keys += dict.fromkeys((name, getattr(example, name)) for example in parsed for name in per_record)
+    in_record: set[tuple[str, str]] = set()
+    for attribute, value in keys:
+        name = attribute.replace("_", " ")
+        if (attribute, value) in in_record:
+            raise DataError(f"{name} {value!r} appears twice in this record")
+        if (earlier := first_seen.get((attribute, value))) is not None:
+            raise DataError(f"{name} {value!r} repeats the one at {earlier}")
+        in_record.add((attribute, value))
+    first_seen.update(dict.fromkeys(keys, record))
 
 
 def jsonl_records(path: Path) -> Iterator[tuple[str, str]]:

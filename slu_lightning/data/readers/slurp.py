@@ -80,9 +80,10 @@ def read_slurp(
         require_keys(row, ("recordings",))
         return _recording_examples(utterance, row["recordings"], Path(audio_dir), recordings)
 
-    # a slurp_id on two lines would join two utterances in one bootstrap cluster and one subset unit
-    unique = ("id",) if modality == "text" else ("id", "utterance_id")
-    return collect(path, jsonl_records(path), parse, skips, unique)
+    # a recording listed twice would be scored twice; a slurp_id on two lines would join two
+    # utterances in one bootstrap cluster and one subset unit
+    per_record = () if modality == "text" else ("utterance_id",)
+    return collect(path, jsonl_records(path), parse, skips, per_record=per_record)
 
 
 def _parse_utterance(row: dict[str, Any]) -> SLUExample:
