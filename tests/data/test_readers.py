@@ -124,6 +124,15 @@ def _bad_slurp_rows() -> list[tuple[str, object, str]]:
             "missing keys ['recordings']",
         ),
         ("recording without file", good | {"recordings": [{"wer": 0.0}]}, "'recordings' must be a list"),
+        ("span of objects", good | {"entities": [{"span": [{"a": 1}], "type": "date"}]}, "integer token ids"),
+        ("span of a boolean", good | {"entities": [{"span": [True], "type": "date"}]}, "integer token ids"),
+        ("span repeats a token", good | {"entities": [{"span": [2, 2], "type": "date"}]}, "token id twice"),
+        ("boolean token id", good | {"tokens": [{"surface": "x", "id": True}]}, "'tokens' must be a list"),
+        (
+            "repeated token id",
+            good | {"tokens": [*good["tokens"], good["tokens"][0] | {"surface": "other"}]},
+            "'tokens' repeats the token ids [0]",
+        ),
     ]
 
 

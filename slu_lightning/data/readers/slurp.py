@@ -17,6 +17,7 @@ bracketed text of ``sentence_annotation``.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
@@ -101,26 +102,46 @@ def _parse_utterance(row: dict[str, Any]) -> SLUExample:
 
 
 def _entities(tokens: Any, entities: Any) -> tuple[Entity, ...]:
-    if not isinstance(tokens, list) or not all(
-        isinstance(t, dict) and isinstance(t.get("id"), int) and isinstance(t.get("surface"), str)
-        for t in tokens
-    ):
-        raise DataError("'tokens' must be a list of {surface, id, ...} objects with integer ids")
-    surfaces = {token["id"]: token["surface"].lower() for token in tokens}
+    surfaces = _token_surfaces(tokens)
     if not isinstance(entities, list):
         raise DataError("'entities' must be a list of {span, type} objects")
     parsed = []
     for entity in entities:
         if not isinstance(entity, dict) or not isinstance(entity.get("type"), str) or not entity["type"]:
             raise DataError(f"entity {entity!r} has no type")
-        span = entity.get("span")
-        if not isinstance(span, list) or not span:
-            raise DataError(f"entity {entity!r} has no span of token ids")
-        unknown = [token_id for token_id in span if token_id not in surfaces]
-        if unknown:
-            raise DataError(f"entity {entity['type']!r} spans token ids {unknown} that are not in 'tokens'")
+        span = _span(entity, surfaces)
         parsed.append(Entity(entity["type"], " ".join(surfaces[token_id] for token_id in span)))
     return tuple(parsed)
+
+
+def _token_surfaces(tokens: Any) -> dict[int, str]:
+    """Each token's lower-cased surface by id. Ids must be integers (JSON ``true`` is not one) and
+    distinct: a repeated id would silently give its entities the other token's surface."""
+    if not isinstance(tokens, list) or not all(
+        isinstance(t, dict) and _is_token_id(t.get("id")) and isinstance(t.get("surface"), str)
+        for t in tokens
+    ):
+        raise DataError("'tokens' must be a list of {surface, id, ...} objects with integer ids")
+    if repeated := sorted(i for i, n in Counter(t["id"] for t in tokens).items() if n > 1):
+        raise DataError(f"'tokens' repeats the token ids {repeated}")
+    return {token["id"]: token["surface"].lower() for token in tokens}
+
+
+def _span(entity: dict[str, Any], surfaces: dict[int, str]) -> list[int]:
+    """The token ids of ``entity``: a non-empty list of distinct ids of tokens of the row."""
+    span = entity.get("span")
+    if not isinstance(span, list) or not span or not all(map(_is_token_id, span)):
+        raise DataError(f"entity {entity!r} has no span of integer token ids")
+    unknown = [token_id for token_id in span if token_id not in surfaces]
+    if unknown:
+        raise DataError(f"entity {entity['type']!r} spans token ids {unknown} that are not in 'tokens'")
+    if len(set(span)) < len(span):
+        raise DataError(f"entity {entity['type']!r} spans a token id twice: {span}")
+    return span
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _recording_examples(
