@@ -35,6 +35,7 @@ def test_round_trip_keeps_everything_and_writes_audio_relative_to_the_manifest(t
     assert again[1].source == "manifest" and again[1].audio is None
 
 
+GOOD_KEYS = '"id": "x", "locale": "en-US", "text": "hi", "scenario": "a", "action": "b", "entities": []'
 BAD_ROWS = [
     ("{not json", "not valid JSON"),
     ("[1, 2]", "not a JSON object"),
@@ -58,6 +59,17 @@ BAD_ROWS = [
         '"entities": [], "audio": 3}',
         "audio",
     ),
+    *(
+        (f"{{{GOOD_KEYS}, {extra}}}", message)
+        for extra, message in [
+            ('"meta": "x"', "'meta' must be an object of attributes, got 'x'"),
+            ('"meta": [1, 2]', "'meta' must be an object"),
+            ('"audio": ""', "'audio' must be a non-empty path string, got ''"),
+            ('"source": 5', "'source' must be a string, got 5"),
+            ('"utterance_id": true', "'utterance_id' must be a non-empty string"),
+            ('"utterance_id": ""', "'utterance_id' must be a non-empty string"),
+        ]
+    ),
     (b'{"id": "caf\xe9", "locale": "en-US"}', r"not UTF-8 \(byte 0xe9 at column 12\)"),
 ]
 
@@ -72,6 +84,13 @@ def test_a_bad_row_is_named_by_file_and_line_or_counted(tmp_path, bad, message):
     assert error.value.file == str(path) and error.value.record == "line 3"
     skips = SkipLog("skip")
     assert [e.id for e in read_manifest(path, skips)] == ["g"] and skips.total == 1
+
+
+def test_an_integer_utterance_id_is_read_as_a_string_as_slurp_ids_are(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(f'{{{GOOD_KEYS}, "utterance_id": 5, "meta": null}}\n')
+    (example,) = read_manifest(path)
+    assert (example.utterance_id, example.meta, example.source) == ("5", {}, "manifest")
 
 
 def test_a_missing_manifest_is_named(tmp_path):

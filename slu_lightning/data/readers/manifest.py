@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.data.errors import DataError, SkipLog
@@ -43,17 +44,28 @@ def _parse_row(row: dict, root: Path) -> SLUExample:
     require_keys(row, REQUIRED_KEYS)
     labels = {key: nonempty_str(row, key) for key in ("id", "locale", "text", "scenario", "action")}
     entities = gold_entities(row["entities"])
-    audio = row.get("audio")
-    if audio is not None and not isinstance(audio, str):
-        raise DataError("'audio' must be a path string")
+    audio = _optional(row, "audio", str, "a non-empty path string")
+    if audio is not None and not audio.strip():  # would make the row text-only: the speech view drops it
+        raise DataError(f"'audio' must be a non-empty path string, got {audio!r}")
+    source = _optional(row, "source", str, "a string")
+    meta = _optional(row, "meta", dict, "an object of attributes")
     return SLUExample(
         **labels,
         entities=entities,
-        audio=str(root / audio) if audio else None,
-        utterance_id=row.get("utterance_id") or "",
-        source=row.get("source", "manifest"),
-        meta={str(k): str(v) for k, v in (row.get("meta") or {}).items()},
+        audio=str(root / audio) if audio is not None else None,
+        # an int is an id, as SLURP's are; nonempty_str turns it into a string
+        utterance_id="" if row.get("utterance_id") is None else nonempty_str(row, "utterance_id"),
+        source="manifest" if source is None else source,
+        meta={str(k): str(v) for k, v in (meta or {}).items()},
     )
+
+
+def _optional(row: dict, key: str, kind: type, described: str) -> Any:
+    """``row[key]`` if it is a ``kind``, ``None`` if absent or null; a ``DataError`` otherwise."""
+    value = row.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise DataError(f"{key!r} must be {described}, got {value!r}")
+    return value
 
 
 def manifest_row(example: SLUExample, root: Path) -> dict:
