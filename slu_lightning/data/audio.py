@@ -140,6 +140,8 @@ def _open_target(source: str | Path | bytes, file: str, record: str | None) -> s
         if not source:
             raise DataError("empty audio: 0 bytes", file=file, record=record)
         return io.BytesIO(source)
+    if Path(source).is_dir():  # a manifest's audio path that names its folder, not a clip
+        raise DataError("audio path is a directory, not a file", file=file, record=record)
     if not Path(source).is_file():
         raise DataError("audio file not found", file=file, record=record)
     if Path(source).stat().st_size == 0:  # libsndfile would only say "Format not recognised"

@@ -86,6 +86,9 @@ def write_bad_file(tmp_path: Path, case: str) -> Path:
     path = tmp_path / names.get(case, f"{case}.wav")
     if case == "missing":
         return path
+    if case == "directory":
+        path.mkdir()
+        return path
     if case == "truncated flac":
         sf.write(tmp_path / "whole.flac", good, 16000)
         path.write_bytes((tmp_path / "whole.flac").read_bytes()[:3000])
@@ -114,6 +117,7 @@ def write_bad_file(tmp_path: Path, case: str) -> Path:
     ("case", "reason_word"),
     [
         ("missing", "not found"),
+        ("directory", "audio path is a directory, not a file"),
         ("truncated flac", "unreadable"),
         ("truncated wav", "truncated"),
         ("truncated mp3", "truncated"),

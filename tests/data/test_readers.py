@@ -276,6 +276,18 @@ def test_massive_errors_list_what_exists():
         read_massive(MASSIVE_DATA / "fr-FR.jsonl", "test", locale="it-IT")
 
 
+def test_a_massive_partition_of_another_name_is_named_not_silently_left_out(tmp_path):
+    rows = [json.loads(line) for line in (MASSIVE_DATA / "fr-FR.jsonl").read_text().splitlines()]
+    dev = next(index for index, row in enumerate(rows) if row["partition"] == "dev")
+    rows[dev]["partition"] = "validation"
+    path = write_lines(tmp_path / "fr-FR.jsonl", rows)
+    with pytest.raises(DataError, match=re.escape("partition 'validation' is not one of")) as raised:
+        read_massive(path, "dev")
+    assert raised.value.record == f"line {dev + 1}"
+    skips = SkipLog("skip")
+    assert read_massive(path, "dev", skips=skips) == [] and skips.total == 1
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

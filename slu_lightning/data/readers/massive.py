@@ -117,7 +117,10 @@ def _read(
     def parse(line: str) -> list[SLUExample]:
         row = json_object(line)
         require_keys(row, REQUIRED_KEYS)
-        if nonempty_str(row, "partition") not in partitions:
+        partition = nonempty_str(row, "partition")
+        if partition not in SPLITS:  # "validation" would otherwise leave the dev split silently empty
+            raise DataError(f"partition {partition!r} is not one of {list(SPLITS)}")
+        if partition not in partitions:
             return []
         return [_parse_row(row, locale)]
 
