@@ -24,8 +24,10 @@ import warnings
 from pathlib import Path
 
 import yaml
+from lightning import LightningModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.trainer.states import TrainerFn
 
 from slu_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError, check_checkpoint_file
 from slu_lightning.curriculum import CurriculumCallback
@@ -172,13 +174,32 @@ class UnstartedRun:
 class RunConfigSaver(SaveConfigCallback):
     """Saves the run's config with ``--ckpt_path`` as given (``auto``, ``last``), not as resolved to
     this run's checkpoint file: ``fit --config <run>/config.yaml --run.name other`` would otherwise
-    resume the first run's checkpoint in the other run, silently."""
+    resume the first run's checkpoint in the other run, silently.
+
+    ``fit`` saves ``config.yaml`` at setup, as Lightning does: the resume reads it. ``validate``,
+    ``test`` and ``predict`` save theirs (``config_test.yaml``, ...) when they end, after the metrics
+    and predictions it describes: one that fails or is interrupted leaves the earlier evaluation's
+    config beside the earlier evaluation's results."""
 
     def __init__(self, parser, config, *, given_ckpt_path: str | None = None, **kwargs) -> None:
         config = config.clone()
         if "ckpt_path" in config:
             config.ckpt_path = given_ckpt_path
         super().__init__(parser, config, **kwargs)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == TrainerFn.FITTING:
+            super().setup(trainer, pl_module, stage)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:  # not a validation inside fit
+            super().setup(trainer, pl_module, trainer.state.fn)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().setup(trainer, pl_module, trainer.state.fn)
+
+    def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        super().setup(trainer, pl_module, trainer.state.fn)
 
 
 def follow_run_seed(config) -> None:

@@ -1,4 +1,4 @@
-"""Graceful stop on SIGTERM and SIGINT: finish the optimizer step, save ``last.ckpt``, exit non-zero.
+"""Graceful stop on SIGTERM and SIGINT: finish the optimizer step or batch, save what resumes, exit non-zero.
 
 A cluster preempts a job with SIGTERM (and SIGKILL after a grace period); a user stops one with
 Ctrl-C (SIGINT). Lightning 2.6 on its own raises at the end of the current *batch*, possibly in the
@@ -11,15 +11,26 @@ its handlers only note the signal; after the next batch that ends an optimizer s
 and a rename, logs how to resume, and raises ``TrainingInterrupted``, which exits with status
 128 + the signal number (143 for SIGTERM, 130 for SIGINT). It raises rather than setting
 ``trainer.should_stop``, which would first run a whole validation (Lightning validates on an early
-stop) and let ModelCheckpoint save again, eating into a preemption's grace period. The previous
-handlers (Lightning's SIGTERM handler, Python's SIGINT handler) are put back when training ends,
-so setup, validation-only commands and teardown keep Lightning's behaviour: the two never compete.
+stop) and let ModelCheckpoint save again, eating into a preemption's grace period.
+
+``validate``, ``test`` and ``predict`` get the same handlers from their ``on_*_start`` to their
+``on_*_end``: a signal stops them at the end of the current batch with ``Interrupted`` (the same
+exit status), before the epoch-end hooks that write their metrics and predictions, so the files of
+an earlier evaluation stay as they were. Lightning's own handling would exit 0 there (``test``) or
+not stop at all (``predict``). A SIGTERM caught by Lightning's handler before ``on_*_start`` (it is
+installed just before the loop sets up its data) is read from ``trainer.received_sigterm``.
+
+The previous handlers (Lightning's SIGTERM handler, Python's SIGINT handler) are put back when the
+loop ends, so setup and teardown keep Lightning's behaviour: the two never compete.
 
 Notes:
-    - A signal that arrives during validation takes effect after the next optimizer step.
-    - The metrics of the step that saved are not logged (the loop stops before logging them).
-    - Under DDP the ranks agree at every optimizer step (one all-reduce of a flag), so a signal
-      that reaches any rank stops all of them at the same step.
+    - A signal that arrives during a validation inside ``fit`` takes effect after the next
+      optimizer step.
+    - The metrics of the step that saved mid-epoch are not logged (the loop stops before logging them).
+    - Under DDP the training ranks agree at every optimizer step (one all-reduce of a flag), so a
+      signal that reaches any rank stops all of them at the same step. Evaluation ranks may run one
+      batch more or less than each other, so they do not agree per batch: each stops on its own
+      signal, and rank 0 passes its signal on to the ranks it launched (as Lightning's handler does).
     - The checkpoint is one file (single device, DDP, FSDP with a ``full`` state dict); a sharded
       FSDP checkpoint is a directory, which a rename cannot put over an older one.
     - With ``num_workers > 0``, a signal sent to the whole process group (Ctrl-C in a terminal,
@@ -38,6 +49,7 @@ from types import FrameType
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.trainer.states import TrainerFn
 
 from slu_lightning.atomic import atomic_write
 from slu_lightning.progress_log import where_in_training
@@ -47,8 +59,8 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
-class TrainingInterrupted(SystemExit):
-    """The run stopped on a signal after saving a checkpoint; exits with status 128 + signal number.
+class Interrupted(SystemExit):
+    """A command stopped on a signal; exits with status 128 + signal number.
 
     A ``SystemExit`` (like Lightning's own ``SIGTERMException``) so that the process ends with that
     status without a traceback, while in-process callers can still catch it by name.
@@ -59,8 +71,13 @@ class TrainingInterrupted(SystemExit):
         self.signum = signum
 
 
+class TrainingInterrupted(Interrupted):
+    """The run stopped on a signal after saving a checkpoint."""
+
+
 class PreemptionCallback(L.Callback):
-    """Stops training at an optimizer-step boundary on SIGTERM/SIGINT. See the module docstring."""
+    """Stops training at an optimizer-step boundary, and an evaluation at a batch's end, on
+    SIGTERM/SIGINT. See the module docstring."""
 
     def __init__(self, resume_hint: str = "running the same command with --ckpt_path last") -> None:
         """``resume_hint`` ends the warning logged on interruption ("Resume it by ...")."""
@@ -70,21 +87,25 @@ class PreemptionCallback(L.Callback):
         self._steps_seen = 0
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.received = None
         self._steps_seen = trainer.global_step
-        if threading.current_thread() is not threading.main_thread():
-            log.warning("training runs outside the main thread: SIGTERM/SIGINT will not save a checkpoint")
-            return
-        for signum in SIGNALS:
-            self._previous_handlers[signum] = signal.signal(signum, self._note_signal)
-        if trainer.is_global_zero:
+        if self._listen() and trainer.is_global_zero:
             log.info(
                 "SIGTERM or SIGINT now stops the run after the current optimizer step and saves %s",
                 last_checkpoint_path(trainer),
             )
 
+    def _listen(self) -> bool:
+        """Put ``_note_signal`` in place of the current handlers; False where signals cannot reach it."""
+        self.received = None
+        if threading.current_thread() is not threading.main_thread():
+            log.warning("the trainer runs outside the main thread: SIGTERM/SIGINT will not stop it cleanly")
+            return False
+        for signum in SIGNALS:
+            self._previous_handlers[signum] = signal.signal(signum, self._note_signal)
+        return True
+
     def _note_signal(self, signum: int, frame: FrameType | None) -> None:
-        """Only record the signal: the training loop acts on it at the next optimizer step."""
+        """Only record the signal: the loop acts on it at the next optimizer step or batch end."""
         self.received = self.received or signum
 
     def on_train_batch_end(
@@ -113,6 +134,79 @@ class PreemptionCallback(L.Callback):
         raise TrainingInterrupted(signum)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:  # inside fit, the training handlers hold
+            self._listen()
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._listen()
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._listen()
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs,
+        batch,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self._stop_evaluation(trainer, batch_idx)
+
+    def on_test_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs,
+        batch,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._stop_evaluation(trainer, batch_idx)
+
+    def on_predict_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs,
+        batch,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        self._stop_evaluation(trainer, batch_idx)
+
+    def _stop_evaluation(self, trainer: L.Trainer, batch_idx: int) -> None:
+        """Stop after this batch if a signal came: the epoch-end hooks, which write the metrics and
+        predictions, never run, so an earlier evaluation's files are kept and no partial ones are
+        written; the exit status tells a wrapper that nothing finished."""
+        signum = self.received or (signal.SIGTERM if trainer.received_sigterm else None)
+        if signum is None:
+            return
+        if trainer.strategy.launcher is not None:  # the ranks this process started (a no-op elsewhere)
+            trainer.strategy.launcher.kill(signum)
+        if trainer.is_global_zero:
+            log.warning(
+                "%s interrupted by %s after batch %d: no metrics or predictions written (an earlier "
+                "run's are left as they were). Run the same command again to evaluate",
+                trainer.state.fn.value,
+                signal.Signals(signum).name,
+                batch_idx + 1,
+            )
+        raise Interrupted(signum)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self._restore_handlers()
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
 
     def on_exception(

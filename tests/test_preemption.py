@@ -29,16 +29,28 @@ PAUSED = "paused between the micro-batches of an optimizer step"
 
 
 class PauseForSignal(L.Callback):
-    """Holds a run after the first batch that ends no optimizer step, until a signal has come.
+    """Holds a run after the first batch that ends no optimizer step, or an evaluation after its
+    first batch, until a signal has come.
 
-    The signal then lands where Lightning's own SIGTERM handling would stop: mid-accumulation.
+    The signal then lands where Lightning's own SIGTERM handling would stop: mid-accumulation, or
+    mid-evaluation.
     """
 
     def __init__(self) -> None:
         self.paused = False
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self.paused or (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
+        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+            self._pause_once(trainer)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._pause_once(trainer)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self._pause_once(trainer)
+
+    def _pause_once(self, trainer) -> None:
+        if self.paused:
             return
         self.paused = True
         preemption = next(cb for cb in trainer.callbacks if isinstance(cb, PreemptionCallback))
@@ -48,22 +60,20 @@ class PauseForSignal(L.Callback):
             time.sleep(0.01)
 
 
-def interrupt(config: Path, signum: int, *extra: str) -> tuple[int, str]:
-    """Run a fit in a subprocess, send ``signum`` while it is paused, return its exit code and stderr."""
-    command = [
+def interrupt(config: Path, signum: int, *extra: str, command: str = "fit") -> tuple[int, str]:
+    """Run ``command`` in a subprocess, send ``signum`` while it is paused; its exit code and stderr."""
+    argv = [
         sys.executable,
         "-m",
         "slu_lightning.cli",
-        "fit",
+        command,
         "--config",
         str(config),
         *ARGS,
         "--trainer.callbacks+=tests.test_preemption.PauseForSignal",
         *extra,
     ]
-    process = subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     seen = []
     for line in process.stderr:
         seen.append(line)
@@ -118,3 +128,31 @@ def test_a_run_stopped_by_max_steps_mid_epoch_resumes_where_it_stopped(toy_corpu
     assert (stopped["global_step"], stopped["epoch"], progress["processed"]) == (2, 0, 4)
     main(["fit", "--config", str(config), *ARGS, "--ckpt_path", "last"])
     assert_ends_like_the_uninterrupted_run(config, checkpoints)
+
+
+def test_a_signal_stops_test_and_predict_non_zero_and_keeps_the_earlier_results(
+    toy_corpus, tiny_backbone, tmp_path
+):
+    """Lightning alone exits 0 from an interrupted test, and a wrapper takes it for a finished one."""
+    config = write_config(tmp_path, toy_corpus)
+    run = tmp_path / "logs" / "toy"
+    evaluate = ["--ckpt_path", "last", "--data.init_args.eval_batch_size", "2"]
+    main(["fit", "--config", str(config), *ARGS, "--trainer.max_epochs", "1"])
+    main(["test", "--config", str(config), *ARGS, *evaluate])
+    results = ("metrics_test.json", "predictions_test.jsonl", "config_test.yaml")
+    earlier = {name: (run / name).read_bytes() for name in results}
+
+    code, err = interrupt(config, signal.SIGTERM, *evaluate, command="test")
+    assert code == 143, err[-3000:]
+    assert "test interrupted by SIGTERM after batch 1" in err and "Traceback" not in err
+    assert {
+        name: (run / name).read_bytes() for name in results
+    } == earlier  # the interrupted run's config too
+
+    clips = str(toy_corpus / "audio" / "test")
+    code, err = interrupt(
+        config, signal.SIGINT, *evaluate, "--data.init_args.predict_audio", clips, command="predict"
+    )
+    assert code == 130, err[-3000:]
+    assert "predict interrupted by SIGINT after batch 1" in err
+    assert not (run / "predictions_predict.jsonl").exists() and not (run / "config_predict.yaml").exists()
