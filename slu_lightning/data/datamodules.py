@@ -220,6 +220,7 @@ class SLUDataModule(L.LightningDataModule):
             _refuse_unset_epochs(self.trainer)
             self._setup_train()
             self._refuse_other_data()
+            log.info("%s", self._effective_batch())
         if stage == "predict":
             inputs = self._checked(audio_inputs(self.predict_audio))
             if not inputs:
@@ -502,6 +503,17 @@ class SLUDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict:
         return {"fingerprint": self.fingerprint(), "batch_layout": self.batch_layout()}
+
+    def _effective_batch(self) -> str:
+        """The examples an optimizer step averages over: what the paper's 128 means, and what a run on
+        fewer GPUs than its config assumes silently changes."""
+        trainer = self.trainer
+        accumulate, world = trainer.accumulate_grad_batches, trainer.world_size
+        total = self.batch_size * accumulate * world
+        return (
+            f"effective batch {total}: batch_size {self.batch_size} x accumulate_grad_batches "
+            f"{accumulate} x {world} device(s)"
+        )
 
     def batch_layout(self) -> dict[str, Any]:
         """What orders an epoch's examples and cuts them into this rank's batches. A run resumed

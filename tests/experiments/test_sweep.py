@@ -324,10 +324,10 @@ def test_the_paper_sweep_is_the_full_grid_on_eight_gpus(monkeypatch):
     assert configs[-1] == "configs/trainer/fsdp_8gpu.yaml" and configs[0].startswith("configs/paper/")
 
 
-@pytest.mark.parametrize("name", ["speech_massive_sweep", "italic_sweep"])
-def test_the_cross_lingual_and_italic_grids_swap_regimes_on_one_base(monkeypatch, name):
+@pytest.mark.parametrize("path", ["paper/speech_massive_sweep", "extensions/italic_sweep"])
+def test_the_cross_lingual_and_italic_grids_swap_regimes_on_one_base(monkeypatch, path):
     monkeypatch.chdir(Path(__file__).parents[2])
-    cells = expand_cells(load_spec(Path(f"configs/paper/{name}.yaml")))
+    cells = expand_cells(load_spec(Path(f"configs/{path}.yaml")))
     assert len(cells) == 2 * 5 + 1
     text_only = [cell for cell in cells if "TextOnly" in cell.name]
     assert len(text_only) == 1 and "--model.init_args.train_audio_encoder" in text_only[0].overrides()

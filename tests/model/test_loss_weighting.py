@@ -46,7 +46,7 @@ def gradients_of(loss_of_batches, batches: list[dict]) -> dict[str, torch.Tensor
     return {name: p.grad for name, p in module.named_parameters() if p.grad is not None}
 
 
-def test_an_accumulated_step_is_the_token_mean_of_all_its_micro_batches(toy_corpus, tmp_path):
+def test_an_accumulated_step_is_the_token_mean_of_all_its_micro_batches(toy_corpus, tmp_path, caplog):
     module, recorder = tiny_module(), StepRecorder()
     corpus = ManifestCorpus(str(toy_corpus / "train.jsonl"), str(toy_corpus / "dev.jsonl"))
     datamodule = TextOnlyDataModule(corpus, batch_size=2)
@@ -64,7 +64,9 @@ def test_an_accumulated_step_is_the_token_mean_of_all_its_micro_batches(toy_corp
         callbacks=[CurriculumCallback(), recorder],
         default_root_dir=tmp_path,
     )
-    trainer.fit(module, datamodule)
+    with caplog.at_level("INFO", logger="slu_lightning.data.datamodules"):
+        trainer.fit(module, datamodule)
+    assert "effective batch 4: batch_size 2 x accumulate_grad_batches 2 x 1 device(s)" in caplog.text
     assert len(recorder.batches) == 2
     tokens = [int((batch["labels"] != -100).sum()) for batch in recorder.batches]
     assert tokens[0] != tokens[1]  # otherwise both weightings agree and the test could not fail
