@@ -11,7 +11,12 @@ its handlers only note the signal; after the next batch that ends an optimizer s
 and a rename, logs how to resume, and raises ``TrainingInterrupted``, which exits with status
 128 + the signal number (143 for SIGTERM, 130 for SIGINT). It raises rather than setting
 ``trainer.should_stop``, which would first run a whole validation (Lightning validates on an early
-stop) and let ModelCheckpoint save again, eating into a preemption's grace period.
+stop) and let ModelCheckpoint save again, eating into a preemption's grace period. The one
+exception is the step that ends an epoch, in a run with the CLI's ``RunCheckpoint``: there the
+epoch's validation runs first, and the run stops at ``on_train_epoch_end``, once ``RunCheckpoint``
+has saved the validated state. A checkpoint saved before that validation records
+the epoch's batches as done, so the resumed run would go on without it, and ``val/loss`` and the
+best checkpoint would never see that epoch.
 
 ``validate``, ``test`` and ``predict`` get the same handlers from their ``on_*_start`` to their
 ``on_*_end``: a signal stops them at the end of the current batch with ``Interrupted`` (the same
@@ -53,6 +58,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 
 from slu_lightning.atomic import atomic_write
 from slu_lightning.progress_log import where_in_training
+from slu_lightning.run_checkpoint import RunCheckpoint
 
 log = logging.getLogger(__name__)
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -85,9 +91,11 @@ class PreemptionCallback(L.Callback):
         self.received: int | None = None
         self._previous_handlers: dict[int, Handler] = {}
         self._steps_seen = 0
+        self._stop_at_epoch_end: tuple[int, int] | None = None  # (signal, batches) seen on the last step
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._steps_seen = trainer.global_step
+        self._stop_at_epoch_end = None
         if self._listen() and trainer.is_global_zero:
             log.info(
                 "SIGTERM or SIGINT now stops the run after the current optimizer step and saves %s",
@@ -121,13 +129,37 @@ class PreemptionCallback(L.Callback):
         if not stepped or not trainer.strategy.reduce_boolean_decision(self.received is not None, all=False):
             return
         signum = self.received or signal.SIGTERM  # a rank told by another rank
-        path = save_last_checkpoint(trainer)
+        if isinstance(trainer.checkpoint_callback, RunCheckpoint) and _at_epoch_end(trainer):
+            self._stop_at_epoch_end = (signum, batch_idx + 1)  # after the epoch's validation
+            return
+        self._save_and_stop(trainer, signum, f"batch {batch_idx + 1}", save_last_checkpoint(trainer))
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Stop here, after the epoch's validation, if a signal came on its last step.
+
+        The checkpoint callbacks' own ``on_train_epoch_end``, where ``RunCheckpoint`` saves the
+        validated epoch (``last.ckpt`` and a best checkpoint) when it validates once an epoch, comes
+        after this hook: it is run here first. ``last.ckpt`` is saved here only if no callback
+        saved it at this step (no validation this epoch); ``RunCheckpoint.on_load_checkpoint``
+        resumes an epoch-end checkpoint at the next epoch.
+        """
+        if self._stop_at_epoch_end is None:
+            return
+        signum, batches = self._stop_at_epoch_end
+        for callback in trainer.checkpoint_callbacks:
+            callback.on_train_epoch_end(trainer, pl_module)
+        saved = trainer.checkpoint_callback.holds_step(trainer.global_step)
+        path = last_checkpoint_path(trainer) if saved else save_last_checkpoint(trainer)
+        self._save_and_stop(trainer, signum, f"batch {batches}, after the epoch's validation", path)
+
+    def _save_and_stop(self, trainer: L.Trainer, signum: int, batch: str, path: Path) -> None:
+        """Say where the run stopped and how to resume it, and stop it with status 128 + ``signum``."""
         if trainer.is_global_zero:
             log.warning(
-                "run interrupted by %s at %s, batch %d: saved %s. Resume it by %s",
+                "run interrupted by %s at %s, %s: saved %s. Resume it by %s",
                 signal.Signals(signum).name,
                 where_in_training(trainer),
-                batch_idx + 1,
+                batch,
                 path,
                 self.resume_hint,
             )
@@ -245,3 +277,8 @@ def save_last_checkpoint(trainer: L.Trainer) -> Path:
     else:
         trainer.save_checkpoint(path, weights_only=False)  # a collective call: only rank 0 writes
     return path
+
+
+def _at_epoch_end(trainer: L.Trainer) -> bool:
+    """Whether the batch just trained was its epoch's last (not one where ``max_steps`` stopped)."""
+    return trainer.fit_loop.epoch_loop.batch_progress.is_last_batch

@@ -90,6 +90,11 @@ class RunCheckpoint(ModelCheckpoint):
         if self.save_last:
             self._last_saved_at = trainer.global_step
 
+    def holds_step(self, step: int) -> bool:
+        """Whether ``last.ckpt`` was saved at training step ``step``: a stop there need not save
+        it again (a full fine-tuning's checkpoint takes much of a preemption's grace period)."""
+        return bool(self.save_last) and self._last_saved_at == step
+
     def _save_latest(self, trainer: L.Trainer) -> None:
         """Save ``last.ckpt`` unless it holds this step already or no run is fitting. (Lightning's
         own test, any checkpoint saved at this step, misses a best checkpoint saved without it.)"""

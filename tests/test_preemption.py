@@ -12,7 +12,7 @@ import torch
 
 from slu_lightning.cli import main
 from slu_lightning.preemption import PreemptionCallback
-from tests.test_cli import assert_same_weights, write_config
+from tests.test_cli import assert_same_weights, logged_steps, write_config
 
 ROOT = Path(__file__).parents[1]
 # 24 transcripts in batches of 4: 6 batches per epoch, 3 optimizer steps of 2 batches; 2 epochs.
@@ -60,7 +60,17 @@ class PauseForSignal(L.Callback):
             time.sleep(0.01)
 
 
-def interrupt(config: Path, signum: int, *extra: str, command: str = "fit") -> tuple[int, str]:
+class PauseAtFirstEpochEnd(PauseForSignal):
+    """Holds a fit after the first epoch's last batch, which ends an optimizer step, until a signal."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            self._pause_once(trainer)
+
+
+def interrupt(
+    config: Path, signum: int, *extra: str, command: str = "fit", pause: str = "PauseForSignal"
+) -> tuple[int, str]:
     """Run ``command`` in a subprocess, send ``signum`` while it is paused; its exit code and stderr."""
     argv = [
         sys.executable,
@@ -70,7 +80,7 @@ def interrupt(config: Path, signum: int, *extra: str, command: str = "fit") -> t
         "--config",
         str(config),
         *ARGS,
-        "--trainer.callbacks+=tests.test_preemption.PauseForSignal",
+        f"--trainer.callbacks+=tests.test_preemption.{pause}",
         *extra,
     ]
     process = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -156,3 +166,20 @@ def test_a_signal_stops_test_and_predict_non_zero_and_keeps_the_earlier_results(
     assert code == 130, err[-3000:]
     assert "predict interrupted by SIGINT after batch 1" in err
     assert not (run / "predictions_predict.jsonl").exists() and not (run / "config_predict.yaml").exists()
+
+
+def test_a_signal_on_an_epochs_last_step_stops_after_its_validation_and_resumes_like_the_whole_run(
+    toy_corpus, tiny_backbone, tmp_path
+):
+    """A checkpoint saved before the epoch's validation resumed past it: val/loss and the best
+    checkpoint never saw that epoch."""
+    config = write_config(tmp_path, toy_corpus)
+    checkpoints = tmp_path / "logs" / "toy" / "checkpoints"
+    code, err = interrupt(config, signal.SIGTERM, pause="PauseAtFirstEpochEnd")
+    assert code == 143, err[-3000:]
+    assert re.search(r"interrupted by SIGTERM at epoch 1/2, step 3\b", err), err[-3000:]
+    assert [path.name for path in checkpoints.glob("best-*.ckpt")] == ["best-epoch=0-step=3.ckpt"]
+    main(["fit", "--config", str(config), *ARGS, "--ckpt_path", "last"])
+    assert_ends_like_the_uninterrupted_run(config, checkpoints)
+    run = checkpoints.parent
+    assert logged_steps(run, "val/loss") == logged_steps(run.parent / "whole", "val/loss")  # each epoch once
