@@ -2,6 +2,7 @@
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from slu_lightning.data.records import Entity, SLUExample
 from slu_lightning.evaluation.bootstrap import utterance_cluster_id
 from slu_lightning.evaluation.counts import count_rows, summarize
 from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
+from slu_lightning.experiments import report
 from slu_lightning.experiments.report import ReportError, main, write_report
 from slu_lightning.experiments.report.cells import training_locales
 from slu_lightning.task import ParseStatus, Prediction
@@ -424,3 +426,103 @@ def test_strict_scoring_is_applied_to_every_cell_and_said_in_the_report(tmp_path
         for s in (False, True)
     )
     assert strict < lenient
+
+
+LOCALES = ("fr-FR", "en-US", "de-DE")
+CROSSLINGUAL = {"text_only": (0, ["fr-FR"]), "mixed": (0.1, ["fr-FR"]), "few_shot": (0.1, ["fr-FR", "de-DE"])}
+"""The study's Speech-MASSIVE grid in small: regime to (speech proportion, train locales)."""
+
+
+def expected_metrics(
+    golds: list[SLUExample], by_seed: list[list[Prediction]], locales: tuple[str, ...]
+) -> dict:
+    """The counting core's metrics on the rows of ``locales``, averaged over seeds."""
+    keep = [i for i, gold in enumerate(golds) if gold.locale in locales]
+    per_seed = [summarize(count_rows([golds[i] for i in keep], [p[i] for i in keep])) for p in by_seed]
+    return {name: float(np.mean([m[name] for m in per_seed])) for name in per_seed[0]} | {"n": len(keep)}
+
+
+@pytest.fixture(scope="module")
+def crosslingual_root(tmp_path_factory):
+    """Train on French, test on three locales: a text-only baseline, a mixed row and a few-shot row
+    that also trains on German text, two seeds each, their configs as the paper's save them."""
+    root = tmp_path_factory.mktemp("crosslingual")
+    golds = [replace(g, locale=LOCALES[int(g.utterance_id[1:]) // 3 % 3]) for g in gold_examples()]
+    records, predictions = [], {}
+    for regime, (proportion, train) in CROSSLINGUAL.items():
+        parts = [
+            {
+                "class_path": "slu_lightning.data.corpora.SpeechMassiveCorpus",
+                "init_args": {"train_locales": ["fr-FR"]},
+            },
+            *(
+                {
+                    "class_path": "slu_lightning.data.corpora.MassiveTextCorpus",
+                    "init_args": {"locales": [locale]},
+                }
+                for locale in train[1:]
+            ),
+        ]
+        corpus = (
+            parts[0] if len(parts) == 1 else {"class_path": "CombinedCorpus", "init_args": {"parts": parts}}
+        )
+        predictions[regime] = [predict(golds, QUALITY.get(regime, 0.6), seed) for seed in SEEDS]
+        for seed, predicted in zip(SEEDS, predictions[regime], strict=True):
+            name = f"{regime}-seed{seed}"
+            values = {"base": f"configs/{regime}.yaml", PROPORTION: proportion, "seed_everything": seed}
+            records.append({"name": name, "values": values, "status": "finished"})
+            (root / name).mkdir()
+            lines = [prediction_row(g, p) for g, p in zip(golds, predicted, strict=True)]
+            (root / name / "predictions_test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+            config = {"data": {"init_args": {"corpus": corpus}}}
+            (root / name / "config_test.yaml").write_text(yaml.safe_dump(config))
+    (root / "sweep.json").write_text(json.dumps({"cells": records}))
+    return root, golds, predictions
+
+
+def test_locales_keep_only_their_rows_in_every_table_the_plot_and_the_differences(
+    crosslingual_root, tmp_path, monkeypatch
+):
+    """The study's main table is French alone: ``--locales fr-FR`` scores the French rows only."""
+    root, golds, predictions = crosslingual_root
+    plotted = {}
+
+    def record_plot(scores, keys, path):
+        plotted.update({score.group.label: score.point["slu_f1"] for score in scores})
+        return plot_slu_f1(scores, keys, path)
+
+    plot_slu_f1 = report.plot_slu_f1
+    monkeypatch.setattr(report, "plot_slu_f1", record_plot)
+    paths = write_report(root, tmp_path, resamples=50, locales=["fr-FR"])
+    assert [path.name for path in paths] == ["results.md", "results.csv", "slu_f1_vs_proportion.png"]
+    rows = table(tmp_path)
+    french = {regime: expected_metrics(golds, predictions[regime], ("fr-FR",)) for regime in CROSSLINGUAL}
+    for regime, row in rows.items():
+        assert row["n"] == str(french[regime]["n"]) == "24"  # 12 French utterances x 2 recordings
+        for metric in ("intent_acc", "entity_f1", "slu_f1"):
+            assert float(row[metric]) == pytest.approx(french[regime][metric], abs=1e-12), (regime, metric)
+    for regime in ("mixed", "few_shot"):
+        difference = french[regime]["slu_f1"] - french["text_only"]["slu_f1"]
+        assert float(rows[regime]["slu_f1_diff"]) == pytest.approx(difference, abs=1e-12)
+    assert sorted(plotted.values()) == pytest.approx(sorted(m["slu_f1"] for m in french.values()), abs=1e-12)
+    md = (tmp_path / "results.md").read_text()
+    assert "- Locales: fr-FR only (`--locales`)" in md
+    assert "per locale" not in md  # one locale left: no per-locale table
+
+
+def test_locales_from_the_command_line_and_an_unknown_locale(crosslingual_root, tmp_path, capsys):
+    root, golds, predictions = crosslingual_root
+    main(["--root", str(root), "--out", str(tmp_path), "--locales", "de-DE,fr-FR", "--resamples", "20"])
+    rows = table(tmp_path)
+    kept = expected_metrics(golds, predictions["mixed"], ("de-DE", "fr-FR"))
+    assert rows["mixed"]["n"] == "42" and float(rows["mixed"]["slu_f1"]) == pytest.approx(kept["slu_f1"])
+    md = (tmp_path / "results.md").read_text()
+    assert "- Locales: de-DE, fr-FR only" in md and "| de-DE |" in md and "| en-US |" not in md
+    with pytest.raises(
+        ReportError,
+        match=r"--locales xx-XX: in no finished cell's speech rows; the locales present: de-DE, en-US, fr-FR",
+    ):
+        write_report(root, tmp_path, locales=["fr-FR", "xx-XX"])
+    with pytest.raises(SystemExit) as stop:
+        main(["--root", str(root), "--out", str(tmp_path), "--locales", ","])
+    assert stop.value.code == 2 and "expected locales as L1[,L2]" in capsys.readouterr().err

@@ -11,6 +11,8 @@ core (``evaluation.counts``) and its bootstrap (``evaluation.bootstrap``); nothi
   all of them predicted, side by side, so one bootstrap draw picks the same items for every seed.
 - Intervals: 95 % cluster bootstrap of the seed mean, clusters = ``utterance_id`` (recordings of
   one utterance are resampled together).
+- Locales: ``--locales L1[,L2]`` scores only those locales' rows, everywhere (tables, plot,
+  differences): a cross-lingual grid's main table is its training locale alone, as the paper's.
 - Baseline: ``--baseline KEY=VALUE[,KEY=VALUE]`` picks the reference rows (default: speech
   proportion 0, i.e. text-only; a cascade row only when named). Each other row is compared with
   the reference row that shares its values on the axes where reference rows differ, seed by seed;
@@ -64,10 +66,12 @@ def write_report(
     resamples: int = 1000,
     seed: int = 0,
     strict: bool = False,
+    locales: list[str] | None = None,
 ) -> list[Path]:
     """Score a sweep's finished cells and write the report files; returns their paths. ``strict``
-    scores truncated and malformed answers as empty (``score --strict``)."""
-    keys, cells, unfinished = read_cells(root, modality, strict)
+    scores truncated and malformed answers as empty (``score --strict``); ``locales`` scores only
+    those locales' rows (a cross-lingual grid's training locale, as the paper's main table does)."""
+    keys, cells, unfinished = read_cells(root, modality, strict, locales)
     groups = group_cells(keys, cells)
     selector = parse_selector(baseline, axis_keys(keys))
     scores = [score_group(group, resamples, seed) for group in groups]
@@ -87,6 +91,8 @@ def write_report(
         f"Δ: difference from the baseline row ({selector_text}) on the same items, with its paired "
         "bootstrap interval and p-value.",
     ]
+    if locales is not None:
+        notes.append(f"Locales: {', '.join(locales)} only (`--locales`); other locales' rows are not scored.")
     if strict:
         notes.append("Strict scoring: truncated and malformed answers scored as empty (`--strict`).")
     if unfinished:
@@ -106,8 +112,16 @@ def write_report(
     return [*paths, plot] if plot_slu_f1(scores, keys, plot) else paths
 
 
+def locale_list(text: str) -> list[str]:
+    """``--locales``'s ``L1,L2`` as a list; an empty one would silently score nothing."""
+    locales = [part.strip() for part in text.split(",") if part.strip()]
+    if not locales:
+        raise argparse.ArgumentTypeError("expected locales as L1[,L2], e.g. fr-FR")
+    return locales
+
+
 def main(args: list[str]) -> None:
-    """``slu-lightning report --root ROOT [--out DIR] [--baseline KEY=VALUE,...]``."""
+    """``slu-lightning report --root ROOT [--out DIR] [--baseline KEY=VALUE,...] [--locales L1,...]``."""
     parser = argparse.ArgumentParser(
         prog="slu-lightning report",
         description="Tables and plots of a sweep, recomputed from its predictions.",
@@ -123,6 +137,12 @@ def main(args: list[str]) -> None:
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     parser.add_argument("--strict", action="store_true", help=STRICT_HELP)
+    parser.add_argument(
+        "--locales",
+        type=locale_list,
+        default=None,
+        help="score only rows of these locales, L1[,L2] (default: every row), e.g. fr-FR",
+    )
     options = parser.parse_args(args)
     try:
         paths = write_report(
@@ -133,6 +153,7 @@ def main(args: list[str]) -> None:
             options.resamples,
             options.seed,
             options.strict,
+            options.locales,
         )
     except ReportError as error:
         print(f"slu-lightning report: error: {error}", file=sys.stderr)

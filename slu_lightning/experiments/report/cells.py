@@ -119,10 +119,11 @@ def utterance_clusters(rows: list[dict]) -> np.ndarray:
 
 
 def read_cells(
-    root: Path, modality: str, strict: bool = False
+    root: Path, modality: str, strict: bool = False, locales: list[str] | None = None
 ) -> tuple[list[str], list[CellPredictions], list[str]]:
     """The sweep's axis keys, its finished cells (scored as ``score`` scores, ``strict`` as its
-    ``--strict``), and the names of cells not finished."""
+    ``--strict``), and the names of cells not finished. ``locales`` keeps only those locales' rows
+    as they are read, so that every table, the plot and the paired differences score the same rows."""
     sweep_file = root / SWEEP_FILE
     if not root.is_dir():
         raise ReportError(f"{root} does not exist: pass the `root` of a sweep file (logs/sweeps/NAME)")
@@ -130,7 +131,7 @@ def read_cells(
         raise ReportError(f"no {SWEEP_FILE} in {root}: is it the root of a `slu-lightning sweep`?")
     sweep = json.loads(sweep_file.read_text(encoding="utf-8"))
     keys = list(dict.fromkeys(key for record in sweep["cells"] for key in record["values"]))
-    cells, unfinished = [], []
+    cells, unfinished, present = [], [], set()
     for record in sweep["cells"]:
         run_dir = root / record["name"]
         if not (run_dir / PREDICTIONS).is_file():
@@ -139,12 +140,22 @@ def read_cells(
         config = _run_config(run_dir)
         wanted = scored_modality(config or {}, modality)
         keyed = prediction_rows(run_dir / PREDICTIONS, wanted, strict) if wanted else {}
+        present.update(row.get("locale") for row in keyed.values())
+        if locales is not None:
+            keyed = {key: row for key, row in keyed.items() if row.get("locale") in locales}
         rows = list(keyed.values())
         counts = np.stack([count_row(row) for row in rows]) if rows else np.zeros((0, WIDTH))
         index = {key: i for i, key in enumerate(keyed)}
         cells.append(CellPredictions(record["name"], record["values"], config, rows, counts, index))
-    if not any(cell.rows for cell in cells):
+    if not present:
         raise ReportError(f"no finished cell in {root} has {modality} predictions")
+    unknown = [locale for locale in locales or [] if locale not in present]
+    if unknown:
+        known = sorted(str(locale) for locale in present)
+        raise ReportError(
+            f"--locales {','.join(unknown)}: in no finished cell's {modality} rows; "
+            f"the locales present: {', '.join(known)}"
+        )
     return keys, [cell for cell in cells if cell.rows], unfinished
 
 
