@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+# what atomic_write's mkstemp names: "." + the target's name + "." + 8 random characters + ".tmp"
+TEMPORARY = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -18,11 +24,35 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the normal permissions
     try:
         write(Path(tmp))
+        _fsync(tmp)  # else a power loss after the rename can leave the new name on an empty file
         os.replace(tmp, path)
+        _fsync(path.parent)  # the rename itself
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _fsync(path: str | Path) -> None:
+    """Flush a file's data, or a folder's entries, to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files of ``atomic_write`` that a killed process (SIGKILL, power loss)
+    left in ``folder``: nothing else removes them, and a checkpoint's can be as large as the model.
+    Only for a folder no other process is writing to (a run's checkpoints as the run starts)."""
+    stale = [p for p in sorted(folder.glob(".*.tmp")) if TEMPORARY.fullmatch(p.name) and p.is_file()]
+    for path in stale:
+        log.warning(
+            "removing %s (%.1f MB), left by a write that never finished", path, path.stat().st_size / 1e6
+        )
+        path.unlink()
+    return stale
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

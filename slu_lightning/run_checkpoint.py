@@ -23,6 +23,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.trainer.states import TrainerFn
 
+from slu_lightning.atomic import remove_stale_temporaries
+
 
 class RunCheckpoint(ModelCheckpoint):
     """``ModelCheckpoint`` whose ``last.ckpt`` follows every validated epoch, improved or not, the
@@ -36,6 +38,17 @@ class RunCheckpoint(ModelCheckpoint):
 
     _validated_at: int | None = None
     _last_saved_at: int | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Also remove the temporary files of saves that a SIGKILL cut short in an earlier call."""
+        super().setup(trainer, pl_module, stage)
+        if (
+            stage == TrainerFn.FITTING
+            and trainer.is_global_zero
+            and self.dirpath
+            and Path(self.dirpath).is_dir()
+        ):
+            remove_stale_temporaries(Path(self.dirpath))
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int

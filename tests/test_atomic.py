@@ -63,3 +63,17 @@ def test_only_absent_empty_or_earlier_outputs_may_be_replaced_whole(tmp_path):
         "as it is; choose another --out, or move it",
         "a_file": f"{tmp_path / 'a_file'} is a file, not a folder",
     }
+
+
+def test_atomic_write_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    """A rename that reaches the disk before the data leaves the name on an empty file after a power loss."""
+    events = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(
+        os, "fsync", lambda fd: events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or fsync(fd)
+    )
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append(("replace", str(b))) or replace(a, b))
+    path = atomic_write_text(tmp_path / "a.txt", "one")
+    assert [event for event, _ in events] == ["fsync", "replace", "fsync"]
+    assert events[0][1].startswith(str(tmp_path / ".a.txt.")) and events[2][1] == str(tmp_path)
+    assert path.read_text() == "one"

@@ -126,3 +126,16 @@ def test_a_moved_run_keeps_one_best_checkpoint(tmp_path):
         ckpt_path=str(tmp_path / "moved" / "last.ckpt"),
     )
     assert sorted(p.name for p in (tmp_path / "moved").iterdir()) == ["best-epoch=2-step=6.ckpt", "last.ckpt"]
+
+
+def test_a_fit_removes_the_temporary_files_of_saves_a_kill_cut_short_and_nothing_else(tmp_path, caplog):
+    """A SIGKILL mid-save leaves ``.last.ckpt.<8 random>.tmp`` (model-sized) that nothing removed."""
+    stale = tmp_path / ".last.ckpt.k2x_9q0a.tmp"
+    stale.write_bytes(b"\0" * 2_000_000)
+    kept = [tmp_path / name for name in (".last.ckpt.tmp", "notes.tmp", ".last.ckpt.ab.tmp", "mine.ckpt")]
+    for path in kept:
+        path.write_text("not ours")
+    with caplog.at_level("WARNING", logger="slu_lightning.atomic"):
+        fit(tmp_path, RunCheckpoint, max_epochs=1)
+    assert not stale.exists() and all(path.read_text() == "not ours" for path in kept)
+    assert f"removing {stale} (2.0 MB)" in caplog.text
