@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.trainer.states import TrainerFn
 
+from slu_lightning.atomic import atomic_write_text
 from slu_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError, check_checkpoint_file
 from slu_lightning.curriculum import CurriculumCallback
 from slu_lightning.data.corpus_cache import CorpusFolderError
@@ -189,17 +190,25 @@ class RunConfigSaver(SaveConfigCallback):
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage == TrainerFn.FITTING:
-            super().setup(trainer, pl_module, stage)
+            self._save(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.state.fn == TrainerFn.VALIDATING:  # not a validation inside fit
-            super().setup(trainer, pl_module, trainer.state.fn)
+            self._save(trainer)
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().setup(trainer, pl_module, trainer.state.fn)
+        self._save(trainer)
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        super().setup(trainer, pl_module, trainer.state.fn)
+        self._save(trainer)
+
+    def _save(self, trainer: Trainer) -> None:
+        """Write the config through a temporary file and a rename: Lightning's ``parser.save`` writes
+        in place, and a kill mid-write left a truncated ``config.yaml``, which resumes nothing."""
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
+        if trainer.is_global_zero:
+            text = self.parser.dump(self.config, skip_none=False)
+            atomic_write_text(Path(log_dir) / self.config_filename, text)
 
 
 def follow_run_seed(config) -> None:

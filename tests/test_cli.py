@@ -823,3 +823,25 @@ def test_a_corpus_folder_of_the_users_own_is_refused_in_one_line(tmp_path, capsy
     err = capsys.readouterr().err
     assert f"make-demo-corpus: error: {tmp_path / 'mine'} exists and is not a demo corpus" in err
     assert "Traceback" not in err and (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_runs_config_is_replaced_whole_not_rewritten_in_place(tmp_path):
+    """Written in place, a kill mid-write left a truncated config.yaml; a rename leaves the old file
+    whole (here: its other hard link keeps the old text) until the new one is complete."""
+    from types import SimpleNamespace
+
+    from jsonargparse import ArgumentParser
+
+    from slu_lightning.cli import RunConfigSaver
+
+    parser = ArgumentParser()
+    parser.add_argument("--lr", type=float)
+    (tmp_path / "config.yaml").write_text("lr: 0.5\n")
+    (tmp_path / "held.yaml").hardlink_to(tmp_path / "config.yaml")
+    saver = RunConfigSaver(parser, parser.parse_args(["--lr", "0.1"]), overwrite=True)
+    trainer = SimpleNamespace(
+        log_dir=str(tmp_path), is_global_zero=True, strategy=SimpleNamespace(broadcast=lambda x: x)
+    )
+    saver.setup(trainer, None, "fit")
+    assert (tmp_path / "config.yaml").read_text() == "lr: 0.1\n"
+    assert (tmp_path / "held.yaml").read_text() == "lr: 0.5\n"
