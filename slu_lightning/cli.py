@@ -375,6 +375,8 @@ def cli_options() -> dict:
             ],  # last: saves after the others' batch-end hooks
         },
         "seed_everything_default": 0,
+        # an option given by a prefix (--trainer.max_epoch) is an error, not silently another one
+        "parser_kwargs": {"allow_abbrev": False},
     }
 
 

@@ -845,3 +845,11 @@ def test_a_runs_config_is_replaced_whole_not_rewritten_in_place(tmp_path):
     saver.setup(trainer, None, "fit")
     assert (tmp_path / "config.yaml").read_text() == "lr: 0.1\n"
     assert (tmp_path / "held.yaml").read_text() == "lr: 0.5\n"
+
+
+def test_an_abbreviated_option_is_refused_not_taken_for_the_option_it_begins(trained):
+    """argparse took --trainer.max_epoch for --trainer.max_epochs: a typo could change another setting."""
+    config, _ = trained
+    problem = config_problem(["fit", "--config", str(config), "--trainer.max_epoch", "3"])
+    assert problem is not None and "--trainer.max_epoch" in problem
+    assert config_problem(["fit", "--config", str(config), "--trainer.max_epochs", "3"]) is None
