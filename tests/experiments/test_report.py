@@ -348,8 +348,10 @@ def test_the_cross_lingual_section_reads_train_locales_from_the_corpus_as_the_pa
     (tmp_path / "sweep.json").write_text(json.dumps({"cells": records}))
     write_report(tmp_path, tmp_path / "out", resamples=20)
     md = (tmp_path / "out" / "results.md").read_text()
-    assert "## Cross-lingual: SLU-F1 per locale" in md
-    lines = {line.split(" | ")[0]: line.strip("| ").split(" | ")[1:] for line in md.splitlines()}
+    assert "## Cross-lingual: intent accuracy, entity F1 and SLU-F1 per locale" in md
+    slu_f1 = md.split("### SLU-F1 per locale\n\n")[1].split("\n\n")[0]
+    lines = {line.split(" | ")[0]: line.strip("| ").split(" | ")[1:] for line in slu_f1.splitlines()}
+    assert "| **relative to baseline**" not in lines  # no speech proportion axis: no baseline row
     assert lines["| **train locales**"] == ["fr-FR", "fr-FR+en-US"]
     average = lines["| **average over targets**"]
     assert float(average[0]) == pytest.approx(expected["zero_shot"], abs=5e-5)  # English, its one target
@@ -526,3 +528,45 @@ def test_locales_from_the_command_line_and_an_unknown_locale(crosslingual_root, 
     with pytest.raises(SystemExit) as stop:
         main(["--root", str(root), "--out", str(tmp_path), "--locales", ","])
     assert stop.value.code == 2 and "expected locales as L1[,L2]" in capsys.readouterr().err
+
+
+def section_table(md: str, heading: str) -> dict[str, list[str]]:
+    """The first column to the other cells of the markdown table under ``heading``."""
+    lines = md.split(f"{heading}\n\n")[1].split("\n\n")[0].splitlines()
+    return {line.strip("| ").split(" | ")[0]: line.strip("| ").split(" | ")[1:] for line in lines}
+
+
+def test_the_cross_lingual_section_gives_each_metric_per_locale_its_target_average_and_relative_gain(
+    crosslingual_root, tmp_path
+):
+    """Intent accuracy, entity F1 and SLU-F1 per locale; each row's unweighted average over the
+    locales it did not train on; and that average's relative change from the baseline's average
+    over the same locales (the study's "+20-33 % relative")."""
+    root, golds, predictions = crosslingual_root
+    write_report(root, tmp_path, resamples=20)
+    md = (tmp_path / "results.md").read_text()
+    assert "## Cross-lingual: intent accuracy, entity F1 and SLU-F1 per locale" in md
+    regimes = list(CROSSLINGUAL)  # the baseline first, then sweep order
+    per_locale = {
+        (regime, locale): expected_metrics(golds, predictions[regime], (locale,))
+        for regime in regimes
+        for locale in LOCALES
+    }
+    for metric, heading in (("intent_acc", "Intent acc."), ("entity_f1", "Entity F1"), ("slu_f1", "SLU-F1")):
+        rows = section_table(md, f"### {heading} per locale")
+        assert list(rows)[2:5] == ["de-DE", "en-US", "fr-FR"]
+        for locale in LOCALES:
+            printed = [float(cell) for cell in rows[locale]]
+            assert printed == pytest.approx([per_locale[r, locale][metric] for r in regimes], abs=5e-5)
+        assert rows["**train locales**"] == ["fr-FR", "fr-FR", "fr-FR+de-DE"]
+        targets = {"text_only": ("en-US", "de-DE"), "mixed": ("en-US", "de-DE"), "few_shot": ("en-US",)}
+        averages = [np.mean([per_locale[r, locale][metric] for locale in targets[r]]) for r in regimes]
+        assert [float(cell) for cell in rows["**average over targets**"]] == pytest.approx(averages, abs=5e-5)
+        relative = rows["**relative to baseline**"]
+        assert relative[0] == "baseline" and all(cell.endswith(" %") for cell in relative[1:])
+        baseline_on_same_targets = [
+            np.mean([per_locale["text_only", locale][metric] for locale in targets[r]]) for r in regimes[1:]
+        ]  # the few-shot row is compared on English alone, the locale it did not train on
+        gains = [100 * (a / b - 1) for a, b in zip(averages[1:], baseline_on_same_targets, strict=True)]
+        assert [float(cell.split()[0]) for cell in relative[1:]] == pytest.approx(gains, abs=0.051)
+        assert relative[1].startswith("+")  # mixed (0.8 right) against text only (0.4 right)

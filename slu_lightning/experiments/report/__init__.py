@@ -18,9 +18,11 @@ core (``evaluation.counts``) and its bootstrap (``evaluation.bootstrap``); nothi
   the reference row that shares its values on the axes where reference rows differ, seed by seed;
   the paired bootstrap gives the difference and a two-sided p-value.
 
-Outputs in ``--out`` (default: the sweep root): ``results.md`` (results, cross-lingual table when
-several locales are scored, error analysis), ``results.csv`` and, when rows have a speech
-proportion, ``slu_f1_vs_proportion.png``.
+Outputs in ``--out`` (default: the sweep root): ``results.md`` (results; when several locales are
+scored, SLU-F1 per locale or, when rows trained on some locales only, intent accuracy, entity F1
+and SLU-F1 per locale with each row's average over its target locales and that average's relative
+change from the baseline row's on the same targets; error analysis), ``results.csv`` and, when
+rows have a speech proportion, ``slu_f1_vs_proportion.png``.
 
 Modules: ``cells`` (finished cells and rows), ``scores`` (metrics, intervals, baseline deltas),
 ``tables`` (results table), ``breakdowns`` (per category, cross-lingual, error analysis), ``plot``.

@@ -18,7 +18,7 @@ from slu_lightning.experiments.report.cells import (
     prediction_of,
     training_locales,
 )
-from slu_lightning.experiments.report.scores import GroupScore, aligned, seed_mean
+from slu_lightning.experiments.report.scores import METRICS, GroupScore, aligned, seed_mean
 from slu_lightning.experiments.report.tables import markdown_table
 
 Split = Callable[[dict, np.ndarray], list[tuple[str, np.ndarray]]]
@@ -52,10 +52,10 @@ def by_entity_type(row: dict, counts: np.ndarray) -> list[tuple[str, np.ndarray]
 
 
 def breakdown(
-    scores: list[GroupScore], split: Split, metrics: tuple[str, str]
+    scores: list[GroupScore], split: Split, metrics: tuple[str, ...]
 ) -> dict[str, dict[str, tuple]]:
-    """Category to row label to (metric 1, metric 2, items): seed-averaged metrics of the pooled
-    count rows of each category, over each row's aligned items."""
+    """Category to row label to (each metric, items): seed-averaged metrics of the pooled count
+    rows of each category, over each row's aligned items."""
     table: dict[str, dict[str, tuple]] = defaultdict(dict)
     for score in scores:
         cells = score.group.cells
@@ -69,52 +69,108 @@ def breakdown(
         for category, summed in totals.items():
             values = metric_fn(summed)
             examples = int(summed[COUNT_FIELDS.index("examples")])
-            table[category][score.group.label] = (
-                float(values[metrics[0]]),
-                float(values[metrics[1]]),
-                examples,
-            )
+            table[category][score.group.label] = (*(float(values[m]) for m in metrics), examples)
     return dict(sorted(table.items()))
 
 
 def breakdown_table(table: dict[str, dict[str, tuple]], labels: list[str], first: str) -> str:
-    """One line per category; ``n`` counts its items in the first row that has it."""
+    """One line per category of a two-metric breakdown; ``n`` counts its items in the first row
+    that has it."""
     rows = [
-        [category, str(next(iter(cells.values()))[2])]
+        [category, str(next(iter(cells.values()))[-1])]
         + [f"{cells[label][0]:.3f} / {cells[label][1]:.3f}" if label in cells else "—" for label in labels]
         for category, cells in table.items()
     ]
     return markdown_table([first, "n", *labels], rows)
 
 
+def locale_rows(table: dict[str, dict[str, tuple]], labels: list[str], column: int) -> list[list[str]]:
+    """One line per locale: each row's metric number ``column`` of the breakdown."""
+    return [
+        [locale] + [f"{cells[label][column]:.4f}" if label in cells else "—" for label in labels]
+        for locale, cells in table.items()
+    ]
+
+
+def targets(table: dict[str, dict[str, tuple]], label: str, train: list[str]) -> list[str]:
+    """The locales a row scored and did not train on: where it is zero-shot."""
+    return [locale for locale, cells in table.items() if locale not in train and label in cells]
+
+
+def mean_over(
+    table: dict[str, dict[str, tuple]], label: str, locales: list[str], column: int
+) -> float | None:
+    """A row's unweighted mean of a metric over ``locales`` (the paper averages locales, not items);
+    None when it scored none of them or not all of them, so that two rows' means share locales."""
+    if not locales or any(label not in table[locale] for locale in locales):
+        return None
+    return float(np.mean([table[locale][label][column] for locale in locales]))
+
+
+def relative_text(
+    table: dict[str, dict[str, tuple]], score: GroupScore, train: list[str], column: int
+) -> str:
+    """The relative change of a row's target average from its baseline row's average over the same
+    targets (the paper's "+20-33 % relative"), so that a row's own targets decide what is averaged."""
+    if score.is_baseline:
+        return "baseline"
+    if score.reference is None:
+        return "—"
+    locales = targets(table, score.group.label, train)
+    row = mean_over(table, score.group.label, locales, column)
+    base = mean_over(table, score.reference.label, locales, column)
+    return "—" if row is None or not base else f"{100 * (row / base - 1):+.1f} %"
+
+
+def crosslingual_table(
+    table: dict[str, dict[str, tuple]], scores: list[GroupScore], trained_on: list[list[str]], column: int
+) -> str:
+    """One metric per locale, each row's train locales, its average over its targets and, when
+    there is a baseline row, that average's relative change from the baseline's."""
+    labels = [score.group.label for score in scores]
+    averages = [
+        mean_over(table, label, targets(table, label, train), column)
+        for label, train in zip(labels, trained_on, strict=True)
+    ]
+    rows = locale_rows(table, labels, column) + [
+        ["**train locales**", *("+".join(train) or "all" for train in trained_on)],
+        ["**average over targets**", *("—" if a is None else f"{a:.4f}" for a in averages)],
+    ]
+    if any(score.is_baseline for score in scores):
+        rows.append(
+            [
+                "**relative to baseline**",
+                *(relative_text(table, s, t, column) for s, t in zip(scores, trained_on, strict=True)),
+            ]
+        )
+    return markdown_table(["locale", *labels], rows)
+
+
 def crosslingual_section(scores: list[GroupScore]) -> str:
-    """SLU-F1 per locale and, when a row trained on some locales only (``training_locales`` of its
-    saved run config), the average over its target (non-training) locales; empty for one locale."""
-    table = breakdown(scores, by_locale, ("slu_f1", "intent_acc"))
+    """Intent accuracy, entity F1 and SLU-F1 per locale (the paper's cross-lingual tables) with,
+    when a row trained on some locales only (``training_locales`` of its saved run config), the
+    average over its target (non-training) locales; empty for one locale. When every row trained on
+    every locale nothing is cross-lingual: one SLU-F1 table, kept as committed reports print it."""
+    table = breakdown(scores, by_locale, tuple(METRICS))
     if len(table) < 2:
         return ""
     labels = [score.group.label for score in scores]
-    rows = [
-        [locale] + [f"{cells[label][0]:.4f}" if label in cells else "—" for label in labels]
-        for locale, cells in table.items()
-    ]
     trained_on = [training_locales(score.group.cells[0].config) for score in scores]
-    if not any(trained_on):  # every row trained on every locale: nothing is cross-lingual
-        return "## SLU-F1 per locale\n\n" + markdown_table(["locale", *labels], rows)
-    sources, averages = [], []
-    for score, train in zip(scores, trained_on, strict=True):
-        targets = [
-            table[locale][score.group.label][0]
-            for locale in table
-            if locale not in train and score.group.label in table[locale]
-        ]
-        sources.append("+".join(train) or "all")
-        averages.append(f"{np.mean(targets):.4f}" if targets else "—")
-    rows += [["**train locales**", *sources], ["**average over targets**", *averages]]
+    if not any(trained_on):
+        slu_f1 = list(METRICS).index("slu_f1")
+        return "## SLU-F1 per locale\n\n" + markdown_table(
+            ["locale", *labels], locale_rows(table, labels, slu_f1)
+        )
     return (
-        "## Cross-lingual: SLU-F1 per locale\n\nTargets are the locales a row did not train on "
-        "(all of them when its config lists no train locales).\n\n"
-        + markdown_table(["locale", *labels], rows)
+        "## Cross-lingual: intent accuracy, entity F1 and SLU-F1 per locale\n\nTargets are the locales a "
+        "row did not train on (all of them when its config lists no train locales); their average "
+        "is unweighted. Relative to baseline: the change of that average from the baseline row's "
+        "average over the same targets.\n\n"
+        + "\n".join(
+            f"### {name[0].upper() + name[1:]} per locale\n\n"
+            + crosslingual_table(table, scores, trained_on, column)
+            for column, name in enumerate(METRICS.values())
+        )
     )
 
 

@@ -59,6 +59,8 @@ class GroupScore:
     versus: dict[str, Difference] | None = None
     """Metric to (difference from the baseline, p-value); None without a comparable baseline."""
     is_baseline: bool = False
+    reference: Group | None = None
+    """The baseline row it is compared with; None for a baseline row or one without a baseline."""
 
     @property
     def std(self) -> dict[str, float]:
@@ -97,8 +99,9 @@ def parse_selector(text: str | None, keys: list[str]) -> dict[str, str]:
 def compare_with_baselines(
     scores: list[GroupScore], selector: dict[str, str], resamples: int, seed: int, skip_cascades: bool = False
 ) -> None:
-    """Mark the baseline rows and fill ``versus`` of every other row that has one baseline;
-    ``skip_cascades``: cascade rows are never baselines (the default selector's text-only row is)."""
+    """Mark the baseline rows; of every other row that has one baseline, name it (``reference``)
+    and fill ``versus`` when their seeds pair. ``skip_cascades``: cascade rows are never baselines
+    (the default selector's text-only row is)."""
 
     def selected(group: Group) -> bool:
         if skip_cascades and group.is_cascade:
@@ -127,6 +130,7 @@ def compare_with_baselines(
         ]
         if score.is_baseline or len(candidates) != 1:
             continue
+        score.reference = candidates[0]
         partners = _seed_partners(score.group, candidates[0])
         if partners is None:
             continue
