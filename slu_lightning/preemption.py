@@ -175,8 +175,7 @@ class PreemptionCallback(L.Callback):
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._listen()
 
-    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._listen()
+    on_predict_start = on_test_start
 
     def on_validation_batch_end(
         self,
@@ -201,16 +200,7 @@ class PreemptionCallback(L.Callback):
     ) -> None:
         self._stop_evaluation(trainer, batch_idx)
 
-    def on_predict_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs,
-        batch,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        self._stop_evaluation(trainer, batch_idx)
+    on_predict_batch_end = on_test_batch_end
 
     def _stop_evaluation(self, trainer: L.Trainer, batch_idx: int) -> None:
         """Stop after this batch if a signal came: the epoch-end hooks, which write the metrics and
@@ -238,8 +228,7 @@ class PreemptionCallback(L.Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
 
-    def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._restore_handlers()
+    on_predict_end = on_test_end
 
     def on_exception(
         self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException

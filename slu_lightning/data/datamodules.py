@@ -220,7 +220,8 @@ class SLUDataModule(L.LightningDataModule):
             _refuse_unset_epochs(self.trainer)
             self._setup_train()
             self._refuse_other_data()
-            log.info("%s", self._effective_batch())
+            if self.trainer:
+                log.info("%s", self._effective_batch())
         if stage == "predict":
             inputs = self._checked(audio_inputs(self.predict_audio))
             if not inputs:
