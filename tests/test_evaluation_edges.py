@@ -10,6 +10,7 @@ import pytest
 
 from slu_lightning.cli import main
 from slu_lightning.data.readers.manifest import read_manifest, write_manifest
+from slu_lightning.model.module import SLUModule
 from tests.test_cli import write_config
 
 SKIP = ["--data.init_args.bad_input", "skip"]
@@ -47,7 +48,7 @@ def test_training_data_counts_the_clips_skipped_while_batches_were_loaded(run):
     assert sum(summary["skipped_records"].values()) == 1  # found in a batch, after the file was first written
 
 
-def test_a_modality_no_batch_reached_is_reported_with_no_examples(run, caplog):
+def test_a_modality_no_batch_reached_is_reported_with_no_examples(run, caplog, recwarn):
     config, run_dir, _ = run
     with caplog.at_level("INFO", logger="slu_lightning.model.module"):
         main(
@@ -58,6 +59,21 @@ def test_a_modality_no_batch_reached_is_reported_with_no_examples(run, caplog):
     metrics = json.loads((run_dir / "metrics_test.json").read_text())
     assert metrics["text"] == {"num_examples": 0.0} and metrics["speech"]["num_examples"] == 8
     assert "test on text: no example scored" in caplog.text
+    assert not [w for w in recwarn if "before the ``update`` method" in str(w.message)]  # said once, above
+
+
+def test_a_test_that_fails_before_its_metrics_leaves_no_predictions(run, monkeypatch):
+    """A sweep counts a cell with predictions as tested: they are written last."""
+    config, run_dir, _ = run
+
+    def fail(self, split):
+        raise RuntimeError("killed while computing the intervals")
+
+    monkeypatch.setattr(SLUModule, "_log_metrics", fail)
+    checkpoint = str(run_dir / "checkpoints" / "last.ckpt")
+    with pytest.raises(RuntimeError, match="killed while computing"):
+        main(["test", "--config", str(config), "--run.name", "failed-test", "--ckpt_path", checkpoint])
+    assert not (run_dir.parent / "failed-test" / "predictions_test.jsonl").exists()
 
 
 def test_metrics_count_the_test_clips_skipped_while_batches_were_loaded(run, toy_corpus, caplog):

@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -530,10 +531,10 @@ class SLUModule(L.LightningModule):
             self._write_predictions("val")
 
     def on_test_epoch_end(self) -> None:
-        """Predictions first: the metrics can be recomputed from them (``score``), not the reverse."""
+        """Predictions last: a sweep counts a cell with ``predictions_test.jsonl`` as tested."""
         self._log_evaluated_step()
-        self._write_predictions("test")
         self._log_metrics("test")
+        self._write_predictions("test")
 
     def on_train_end(self) -> None:
         """Record the clips skipped while loading batches too (``bad_input: skip``, every rank's):
@@ -565,7 +566,9 @@ class SLUModule(L.LightningModule):
         summary = {}
         for modality in self.trainer.datamodule.eval_modalities("dev" if split == "val" else split):
             metric = self.metrics[f"{split}_{modality}"]
-            computed = metric.compute()  # empty when no example of the modality was scored
+            with warnings.catch_warnings():  # an unscored modality's compute: said below, in one line
+                warnings.filterwarnings("ignore", "The ``compute`` method of metric", UserWarning)
+                computed = metric.compute()  # empty when no example of the modality was scored
             summary[modality] = {name: float(value) for name, value in computed.items()} or {
                 "num_examples": 0.0
             }
