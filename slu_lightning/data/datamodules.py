@@ -503,7 +503,13 @@ class SLUDataModule(L.LightningDataModule):
         )
 
     def state_dict(self) -> dict:
-        return {"fingerprint": self.fingerprint(), "batch_layout": self.batch_layout()}
+        """What a resume checks, and the records skipped so far, which a resumed run's totals include
+        (this rank's: under DDP, the others' are gathered only when training ends)."""
+        return {
+            "fingerprint": self.fingerprint(),
+            "batch_layout": self.batch_layout(),
+            "skipped_records": self.skips.records(),
+        }
 
     def _effective_batch(self) -> str:
         """The examples an optimizer step averages over: what the paper's 128 means, and what a run on
@@ -532,6 +538,11 @@ class SLUDataModule(L.LightningDataModule):
         """A mid-epoch resume under another batch layout would train some of the epoch's examples
         twice and skip others (a resume at an epoch's end may change it)."""
         saved, current = self._saved_layout, self.batch_layout()
+        if mid_epoch and saved is None:
+            log.warning(
+                "the checkpoint predates the batch-layout check: resuming mid-epoch is exact only if "
+                "batch_size, the data seed, length_bucketing and the device count are the checkpoint's"
+            )
         if not mid_epoch or not saved or saved == current:
             return
         changed = ", ".join(
@@ -559,6 +570,8 @@ class SLUDataModule(L.LightningDataModule):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._saved_layout = state_dict.get("batch_layout")
+        if self.trainer is None or self.trainer.state.fn == "fit":  # a test counts its own data's skips
+            self.skips.absorb(state_dict.get("skipped_records", {}))
         saved, current = state_dict.get("fingerprint"), self.fingerprint()
         if saved and current and saved != current:
             raise DataError(

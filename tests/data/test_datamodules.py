@@ -7,6 +7,7 @@ import lightning as L
 import numpy as np
 import pytest
 import soundfile
+import torch
 
 from slu_lightning.curriculum import CurriculumCallback, CurriculumPhase, SourceMix, build_schedule
 from slu_lightning.data.collate import SLUItem
@@ -675,7 +676,7 @@ def test_a_manifest_given_to_predict_counts_its_text_rows_and_an_unlabelled_one_
         audio_inputs(str(tmp_path / "bare.jsonl"))
 
 
-def test_a_mid_epoch_resume_under_another_batch_layout_is_refused(toy_corpus, tmp_path):
+def test_a_mid_epoch_resume_under_another_batch_layout_is_refused(toy_corpus, tmp_path, caplog):
     """The sampler restarts at a batch count: under another batch size it would replay some of the
     epoch's examples and skip others. At an epoch's end the layout may change."""
 
@@ -702,3 +703,18 @@ def test_a_mid_epoch_resume_under_another_batch_layout_is_refused(toy_corpus, tm
         fit(2, 1, -1, tmp_path / "mid" / "last.ckpt", "mid-resumed")
     fit(4, 1, -1, None, "end")
     assert fit(2, 2, -1, tmp_path / "end" / "last.ckpt", "end-resumed").global_step == 6 + 12
+    old = torch.load(tmp_path / "mid" / "last.ckpt", weights_only=True)
+    del old["TextOnlyDataModule"]["batch_layout"]  # as saved before the layout was
+    torch.save(old, tmp_path / "old.ckpt")
+    with caplog.at_level("WARNING", logger="slu_lightning.data.datamodules"):
+        fit(2, 1, -1, tmp_path / "old.ckpt", "old-resumed")
+    assert "the checkpoint predates the batch-layout check" in caplog.text
+
+
+def test_the_records_skipped_before_a_resume_are_in_its_totals(toy_corpus):
+    before = TextOnlyDataModule(corpus(toy_corpus), bad_input="skip")
+    before.skips.handle(DataError("cannot decode", file="a.flac", record="a"))
+    after = TextOnlyDataModule(corpus(toy_corpus), bad_input="skip")
+    after.load_state_dict(before.state_dict())
+    after.skips.handle(DataError("cannot decode", file="b.flac", record="b"))
+    assert after.skips.summary() == "skipped 2 records: 2 x cannot decode"
