@@ -41,8 +41,9 @@ stops at the first malformed line:
 
 Scoring is lenient by default: an answer whose JSON object did not parse as the model wrote it
 (status ``truncated`` or ``malformed``) was repaired by the parser and is scored on what was
-kept. ``strict`` scores those answers as empty, as an evaluation that runs ``json.loads`` on each
-answer and counts a failure as wrong would; they stay invalid either way.
+kept, and one with text after its object (``trailing``) on that object. ``strict`` scores those
+answers as empty, as an evaluation that runs ``json.loads`` on each answer and counts a failure
+as wrong would; they stay invalid either way.
 """
 
 from __future__ import annotations
@@ -82,12 +83,13 @@ SHOWN_METRICS = (
 """The metrics of the text table; ``to_json`` has every metric of ``counts.summarize``."""
 NO_PREDICTION = Prediction("", "", (), ParseStatus.INVALID)
 """What a gold item without a prediction, or with a malformed one, is scored against."""
-REPAIRED = frozenset({ParseStatus.TRUNCATED, ParseStatus.MALFORMED})
-"""Statuses of answers whose object did not parse as written and was repaired; ``strict`` empties them."""
+NOT_JSON_AS_WRITTEN = frozenset({ParseStatus.TRUNCATED, ParseStatus.MALFORMED, ParseStatus.TRAILING})
+"""Statuses of answers that ``json.loads`` would refuse (the parser repaired them or read past their
+end); ``strict`` empties them."""
 UNKNOWN_LOCALE = "und"
 """The locale of a predictions-format gold line that has none."""
 STRICT_HELP = (
-    "score truncated and malformed answers as empty instead of on their repaired prefix (as a "
+    "score truncated, malformed and trailing answers as empty instead of on what the parser kept (as a "
     "json.loads evaluation would); files without a status field are unaffected"
 )
 """The ``--strict`` flag's help, shared by ``score``, ``compare-runs`` and ``report``."""
@@ -165,7 +167,7 @@ class ScoreReport:
     """One entry per locale when the gold has more than one, else empty."""
     coverage: Coverage
     strict: bool = False
-    """Repaired answers scored as empty (``REPAIRED``)."""
+    """Answers ``json.loads`` would refuse scored as empty (``NOT_JSON_AS_WRITTEN``)."""
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -200,7 +202,7 @@ class ScoreReport:
         lines = [
             f"gold {self.gold} ({self.gold_format}, one item per {self.unit})",
             f"predictions {self.predictions}"
-            + (" (strict: truncated and malformed answers scored as empty)" if self.strict else ""),
+            + (" (strict: truncated, malformed and trailing answers scored as empty)" if self.strict else ""),
             f"coverage: {c.gold_items} gold items, {c.predicted} predicted, {c.missing} missing (scored "
             f"wrong); unmatched predictions {c.unmatched_predictions} (ignored), duplicates "
             f"{c.duplicate_predictions} (first kept), malformed lines {c.malformed_lines}",
@@ -240,7 +242,7 @@ def score_files(
             without the field are kept. Needed when a run scored both modalities of one key.
         n_resamples: Bootstrap resamples of the confidence intervals; 0 computes none.
         seed: Seed of the bootstrap.
-        strict: Score repaired answers (``REPAIRED`` statuses) as empty, not on what was kept.
+        strict: Score the answers of ``NOT_JSON_AS_WRITTEN`` statuses as empty, not on what was kept.
 
     Raises:
         DataError: the gold file cannot be read, its format is unknown, or a key repeats in it.
@@ -295,7 +297,7 @@ def read_predictions(
     A malformed line with a key becomes an empty prediction with status ``INVALID`` (not JSON) or
     ``MISSING_KEYS`` (keys missing or of the wrong type); a line without a key is only reported.
     A well-formed line keeps its ``status`` when it has a known one (``slu-lightning test`` writes
-    it), else it is ``VALID``; with ``strict``, one of a ``REPAIRED`` status is emptied. Lines of
+    it), else it is ``VALID``; with ``strict``, one of a ``NOT_JSON_AS_WRITTEN`` status is emptied. Lines of
     another ``modality`` are left out, those that are not JSON too when their text shows it.
 
     Raises:
@@ -349,7 +351,7 @@ def _keyed_line(record: str, row: dict[str, Any], strict: bool) -> tuple[Predict
     if key is None:
         return None, f"no {' / '.join(KEY_FIELDS)} key, the line is left out"
     prediction, problem = _prediction_of(row)
-    if strict and prediction.status in REPAIRED:
+    if strict and prediction.status in NOT_JSON_AS_WRITTEN:
         prediction = Prediction("", "", (), prediction.status)
     scored = {**row, **prediction.to_json(), "status": prediction.status.value}
     locale = row.get("locale") if isinstance(row.get("locale"), str) else None

@@ -123,7 +123,7 @@ def test_a_line_that_cannot_be_scored_is_named_not_a_key_error(tmp_path, bad):
     assert caught.value.file == str(path)
 
 
-def test_strict_scoring_empties_the_repaired_answers_of_every_run(tmp_path, capsys):
+def test_strict_scoring_empties_the_answers_json_loads_would_refuse_in_every_run(tmp_path, capsys):
     first, second = write_run(tmp_path / "a", 16), write_run(tmp_path / "b", 16)
     file = second / "predictions_test.jsonl"
     rows = [json.loads(line) for line in file.read_text().splitlines()]

@@ -71,7 +71,7 @@ def write_report(
     locales: list[str] | None = None,
 ) -> list[Path]:
     """Score a sweep's finished cells and write the report files; returns their paths. ``strict``
-    scores truncated and malformed answers as empty (``score --strict``); ``locales`` scores only
+    scores truncated, malformed and trailing answers as empty (``score --strict``); ``locales`` scores only
     those locales' rows (a cross-lingual grid's training locale, as the paper's main table does)."""
     keys, cells, unfinished = read_cells(root, modality, strict, locales)
     groups = group_cells(keys, cells)
@@ -96,7 +96,7 @@ def write_report(
     if locales is not None:
         notes.append(f"Locales: {', '.join(locales)} only (`--locales`); other locales' rows are not scored.")
     if strict:
-        notes.append("Strict scoring: truncated and malformed answers scored as empty (`--strict`).")
+        notes.append("Strict scoring (`--strict`): truncated, malformed and trailing answers count as empty.")
     if unfinished:
         notes.append(f"Not finished, left out: {', '.join(unfinished)}.")
         log.warning("%d of the sweep's cells are not finished and left out: %s", len(unfinished), unfinished)
