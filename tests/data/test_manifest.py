@@ -67,7 +67,6 @@ BAD_ROWS = [
             ('"audio": ""', "'audio' must be a non-empty path string, got ''"),
             ('"source": 5', "'source' must be a string, got 5"),
             ('"utterance_id": true', "'utterance_id' must be a non-empty string"),
-            ('"utterance_id": ""', "'utterance_id' must be a non-empty string"),
         ]
     ),
     (b'{"id": "caf\xe9", "locale": "en-US"}', r"not UTF-8 \(byte 0xe9 at column 12\)"),
@@ -91,6 +90,14 @@ def test_an_integer_utterance_id_is_read_as_a_string_as_slurp_ids_are(tmp_path):
     path.write_text(f'{{{GOOD_KEYS}, "utterance_id": 5, "meta": null}}\n')
     (example,) = read_manifest(path)
     assert (example.utterance_id, example.meta, example.source) == ("5", {}, "manifest")
+
+
+@pytest.mark.parametrize("blank", ['""', '"  "', "null"])
+def test_a_blank_utterance_id_is_absent_the_example_its_own_utterance(tmp_path, blank):
+    path = tmp_path / "m.jsonl"
+    path.write_text(f'{{{GOOD_KEYS}, "utterance_id": {blank}}}\n')
+    (example,) = read_manifest(path)
+    assert example.utterance_id == example.id
 
 
 def test_a_missing_manifest_is_named(tmp_path):

@@ -54,7 +54,7 @@ def _parse_row(row: dict, root: Path) -> SLUExample:
         entities=entities,
         audio=str(root / audio) if audio is not None else None,
         # an int is an id, as SLURP's are; nonempty_str turns it into a string
-        utterance_id="" if row.get("utterance_id") is None else nonempty_str(row, "utterance_id"),
+        utterance_id="" if _blank(row.get("utterance_id")) else nonempty_str(row, "utterance_id"),
         source="manifest" if source is None else source,
         meta={str(k): str(v) for k, v in (meta or {}).items()},
     )
@@ -98,3 +98,8 @@ def write_manifest(path: str | Path, examples: Iterable[SLUExample]) -> Path:
     root = path.parent.resolve()
     lines = (json.dumps(manifest_row(e, root), ensure_ascii=False) for e in examples)
     return atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def _blank(value: Any) -> bool:
+    """An absent ``utterance_id``: missing, null or an empty string (the example is its own utterance)."""
+    return value is None or (isinstance(value, str) and not value.strip())
