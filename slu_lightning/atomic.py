@@ -26,11 +26,20 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(Path(tmp))
         _fsync(tmp)  # else a power loss after the rename can leave the new name on an empty file
         os.replace(tmp, path)
-        _fsync(path.parent)  # the rename itself
+        _fsync_folder(path.parent)  # the rename itself
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush the folder's entries where the file system can: some (network ones) refuse to sync a
+    folder, and the file is already complete and in place."""
+    try:
+        _fsync(folder)
+    except OSError as error:
+        log.debug("could not sync the folder %s: %s", folder, error)
 
 
 def _fsync(path: str | Path) -> None:

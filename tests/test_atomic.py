@@ -77,3 +77,15 @@ def test_atomic_write_syncs_the_file_before_the_rename_and_the_folder_after(tmp_
     assert [event for event, _ in events] == ["fsync", "replace", "fsync"]
     assert events[0][1].startswith(str(tmp_path / ".a.txt.")) and events[2][1] == str(tmp_path)
     assert path.read_text() == "one"
+
+
+def test_a_file_system_that_cannot_sync_a_folder_still_gets_the_file(tmp_path, monkeypatch):
+    fsync = os.fsync
+
+    def refuse_folders(fd: int) -> None:
+        if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
+            raise OSError(22, "Invalid argument")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", refuse_folders)
+    assert atomic_write_text(tmp_path / "a.txt", "one").read_text() == "one"
