@@ -177,17 +177,10 @@ class PreemptionCallback(L.Callback):
 
     on_predict_start = on_test_start
 
-    def on_validation_batch_end(
-        self,
-        trainer: L.Trainer,
-        pl_module: L.LightningModule,
-        outputs,
-        batch,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    def on_validation_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        """As a test's, for ``validate``; inside fit, the training stop holds."""
         if trainer.state.fn == TrainerFn.VALIDATING:
-            self._stop_evaluation(trainer, batch_idx)
+            self.on_test_batch_end(trainer, *args, **kwargs)
 
     def on_test_batch_end(
         self,

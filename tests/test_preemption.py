@@ -49,6 +49,10 @@ class PauseForSignal(L.Callback):
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         self._pause_once(trainer)
 
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *_) -> None:
+        if trainer.state.fn == "validate":  # not a fit's validation: fits pause in training
+            self._pause_once(trainer)
+
     def _pause_once(self, trainer) -> None:
         if self.paused:
             return
@@ -140,7 +144,7 @@ def test_a_run_stopped_by_max_steps_mid_epoch_resumes_where_it_stopped(toy_corpu
     assert_ends_like_the_uninterrupted_run(config, checkpoints)
 
 
-def test_a_signal_stops_test_and_predict_non_zero_and_keeps_the_earlier_results(
+def test_a_signal_stops_test_predict_and_validate_non_zero_and_keeps_the_earlier_results(
     toy_corpus, tiny_backbone, tmp_path
 ):
     """Lightning alone exits 0 from an interrupted test, and a wrapper takes it for a finished one."""
@@ -166,6 +170,10 @@ def test_a_signal_stops_test_and_predict_non_zero_and_keeps_the_earlier_results(
     assert code == 130, err[-3000:]
     assert "predict interrupted by SIGINT after batch 1" in err
     assert not (run / "predictions_predict.jsonl").exists() and not (run / "config_predict.yaml").exists()
+
+    code, err = interrupt(config, signal.SIGINT, *evaluate, command="validate")
+    assert code == 130, err[-3000:]
+    assert "validate interrupted by SIGINT after batch 1" in err
 
 
 def test_a_signal_on_an_epochs_last_step_stops_after_its_validation_and_resumes_like_the_whole_run(
