@@ -314,6 +314,21 @@ def counting_trainer(tmp_path, counter, **limits) -> L.Trainer:
     )
 
 
+def resumable_trainer(tmp_path: Path, checkpoints: Path, *callbacks: L.Callback, **limits) -> L.Trainer:
+    """A quiet CPU trainer set up as the CLI sets it, whose ``RunCheckpoint`` saves ``last.ckpt`` at
+    the stopping batch, as the CLI's does."""
+    return L.Trainer(
+        limit_val_batches=0,
+        reload_dataloaders_every_n_epochs=1,
+        use_distributed_sampler=False,
+        logger=False,
+        enable_progress_bar=False,
+        callbacks=[CurriculumCallback(), *callbacks, RunCheckpoint(dirpath=checkpoints, save_last=True)],
+        default_root_dir=tmp_path,
+        **limits,
+    )
+
+
 class CountExamples(L.Callback):
     def __init__(self):
         self.per_epoch: dict[int, list[int]] = {}
@@ -454,17 +469,8 @@ def test_a_resume_under_another_limit_follows_this_runs_epochs_not_the_saved_sch
         module = SLUModule(backbone="tiny-test")
         datamodule.connect(module.tokenizer, module.prompt, module.n_mels)
         recorded = RecordLearningRate()
-        trainer = L.Trainer(  # RunCheckpoint saves last.ckpt at the stopping batch, as the CLI does
-            max_epochs=2,
-            max_steps=max_steps,
-            limit_train_batches=limit,
-            limit_val_batches=0,
-            reload_dataloaders_every_n_epochs=1,
-            use_distributed_sampler=False,
-            logger=False,
-            enable_progress_bar=False,
-            callbacks=[CurriculumCallback(), recorded, RunCheckpoint(dirpath=tmp_path, save_last=True)],
-            default_root_dir=tmp_path,
+        trainer = resumable_trainer(
+            tmp_path, tmp_path, recorded, max_epochs=2, max_steps=max_steps, limit_train_batches=limit
         )
         trainer.fit(module, datamodule, ckpt_path=resume)
     lr = recorded.by_step
@@ -684,17 +690,7 @@ def test_a_mid_epoch_resume_under_another_batch_layout_is_refused(toy_corpus, tm
         datamodule = TextOnlyDataModule(corpus(toy_corpus), batch_size=batch_size)
         module = SLUModule(backbone="tiny-test")
         datamodule.connect(module.tokenizer, module.prompt, module.n_mels)
-        trainer = L.Trainer(
-            max_epochs=max_epochs,
-            max_steps=max_steps,
-            limit_val_batches=0,
-            reload_dataloaders_every_n_epochs=1,
-            use_distributed_sampler=False,
-            logger=False,
-            enable_progress_bar=False,
-            callbacks=[CurriculumCallback(), RunCheckpoint(dirpath=tmp_path / folder, save_last=True)],
-            default_root_dir=tmp_path,
-        )
+        trainer = resumable_trainer(tmp_path, tmp_path / folder, max_epochs=max_epochs, max_steps=max_steps)
         trainer.fit(module, datamodule, ckpt_path=resume)
         return trainer
 
