@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from tests.test_cli import write_config
+from tests.test_evaluation_edges import truncated_copy
 
 pytestmark = pytest.mark.slow
 
@@ -71,3 +72,27 @@ def test_ddp_fit_and_test_on_two_processes_match_one_process(toy_corpus, tmp_pat
     assert json.loads((two / "metrics_test.json").read_text()) == json.loads(
         (one / "metrics_test.json").read_text()
     )
+
+
+def test_a_ddp_checkpoint_holds_the_clips_every_rank_skipped(toy_corpus, tmp_path):
+    """A resumed run's skip totals start from the checkpoint's: every rank's clips, not rank 0's alone."""
+    broken = ("train-1", "train-2", "train-3", "train-5", "train-6", "train-7")
+    (tmp_path / "clips").mkdir()
+    train = truncated_copy(toy_corpus, tmp_path / "clips", "train", *broken)
+    config = write_config(tmp_path, toy_corpus)
+    skip_them = ["--data.init_args.bad_input", "skip", "--data.init_args.speech_subset.proportion", "1.0"]
+    cli(
+        "fit",
+        "--config",
+        str(config),
+        *DDP,
+        *skip_them,
+        "--data.init_args.corpus.init_args.train",
+        str(train),
+        cwd=tmp_path,
+    )
+    checkpoint = torch.load(tmp_path / "logs" / "toy" / "checkpoints" / "last.ckpt", weights_only=True)
+    skipped = checkpoint["MixedDataModule"]["skipped_records"]
+    assert sorted(text.split(",")[0] for text in skipped) == [
+        f"file {tmp_path / 'clips' / name}.flac" for name in broken
+    ]

@@ -16,14 +16,14 @@ from tests.test_cli import write_config
 SKIP = ["--data.init_args.bad_input", "skip"]
 
 
-def truncated_copy(corpus: Path, folder: Path, split: str, broken: str) -> Path:
-    """``split``'s manifest over copies of its clips, ``broken``'s cut in half: its header reads, its
-    frames do not, so it is found only when a loader decodes it."""
+def truncated_copy(corpus: Path, folder: Path, split: str, *broken: str) -> Path:
+    """``split``'s manifest over copies of its clips, those of the ``broken`` ids cut in half: their
+    headers read, their frames do not, so they are found only when a loader decodes them."""
     examples = []
     for example in read_manifest(corpus / f"{split}.jsonl"):
         audio = folder / Path(example.audio).name
         shutil.copy(example.audio, audio)
-        if example.id == broken:
+        if example.id in broken:
             audio.write_bytes(audio.read_bytes()[: audio.stat().st_size // 2])
         examples.append(replace(example, audio=str(audio)))
     return write_manifest(folder / f"{split}.jsonl", examples)

@@ -503,13 +503,25 @@ class SLUDataModule(L.LightningDataModule):
         )
 
     def state_dict(self) -> dict:
-        """What a resume checks, and the records skipped so far, which a resumed run's totals include
-        (this rank's: under DDP, the others' are gathered only when training ends)."""
+        """What a resume checks, and the records skipped so far on every rank, which a resumed run's
+        totals include. Every rank builds a checkpoint's state (``Trainer.save_checkpoint`` is a
+        collective), so the ranks' records are gathered here."""
         return {
             "fingerprint": self.fingerprint(),
             "batch_layout": self.batch_layout(),
-            "skipped_records": self.skips.records(),
+            "skipped_records": self.gathered_skips().records(),
         }
+
+    def gathered_skips(self) -> SkipLog:
+        """This rank's skipped records merged with every other rank's (a collective under DDP: every
+        rank must call it at the same point)."""
+        world = self.trainer.world_size if self.trainer else 1
+        if world > 1 and torch.distributed.is_initialized():
+            gathered: list = [None] * world
+            torch.distributed.all_gather_object(gathered, self.skips.records())
+            for records in gathered:
+                self.skips.absorb(records)
+        return self.skips
 
     def _effective_batch(self) -> str:
         """The examples an optimizer step averages over: what the paper's 128 means, and what a run on

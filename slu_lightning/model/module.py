@@ -31,7 +31,7 @@ from transformers import GenerationConfig
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.checkpoint_io import CheckpointError
 from slu_lightning.curriculum import build_schedule
-from slu_lightning.data.errors import ConfigError, SkipLog
+from slu_lightning.data.errors import ConfigError
 from slu_lightning.data.features import padding_value
 from slu_lightning.evaluation.bootstrap import utterance_cluster_id
 from slu_lightning.evaluation.metrics import SLUMetrics, headline, rows_from_predictions
@@ -539,21 +539,11 @@ class SLUModule(L.LightningModule):
     def on_train_end(self) -> None:
         """Record the clips skipped while loading batches too (``bad_input: skip``, every rank's):
         ``training_data.json``, written before training, knew only those found at setup."""
-        skips = self._gathered_skips()
+        skips = self.trainer.datamodule.gathered_skips()
         run_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
         if skips.total and self.trainer.is_global_zero and run_dir:
             log.warning("in all, %s", skips.summary())
             self.trainer.datamodule.write_subset_ids(run_dir)
-
-    def _gathered_skips(self) -> SkipLog:
-        """The data module's skipped records, merged over every rank (a collective under DDP)."""
-        skips = self.trainer.datamodule.skips
-        if self.trainer.world_size > 1:
-            gathered: list = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(gathered, skips.records())
-            for records in gathered:
-                skips.absorb(records)
-        return skips
 
     def _log_metrics(self, split: str) -> None:
         """Log every metric per modality (and locale); after a test, also write metrics_test.json.
@@ -581,7 +571,7 @@ class SLUModule(L.LightningModule):
             command = "validate" if split == "val" else "test"
             for modality, metrics in summary.items():
                 log.info("%s", headline(f"{command} on {modality}", metrics))
-        skips = self._gathered_skips() if split == "test" else None
+        skips = self.trainer.datamodule.gathered_skips() if split == "test" else None
         run_dir = self.trainer.log_dir  # a collective under DDP: every rank must ask
         if split == "test" and summary and self.trainer.is_global_zero and run_dir:
             summary["checkpoint"] = str(self.trainer.ckpt_path)  # which checkpoint these numbers are for
