@@ -53,7 +53,10 @@ def test_ddp_fit_and_test_on_two_processes_match_one_process(toy_corpus, tmp_pat
     assert (seen["examples_seen"], seen["speech_examples_seen"]) == (2 * 30, 2 * 6)
 
     ckpt = str(run / "checkpoints" / "last.ckpt")
-    cli("test", "--config", str(config), "--run.name", "ddp-test", *DDP, "--ckpt_path", ckpt, cwd=tmp_path)
+    tested = cli(
+        "test", "--config", str(config), "--run.name", "ddp-test", *DDP, "--ckpt_path", ckpt, cwd=tmp_path
+    )
+    assert "sync_dist=True" not in tested.stderr  # the metrics are synchronised: no warning per metric
     cli(
         "test",
         "--config",

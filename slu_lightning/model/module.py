@@ -69,6 +69,11 @@ from slu_lightning.task import END_OF_TURN, PromptTemplate, parse_prediction
 
 log = logging.getLogger(__name__)
 PARTS = ("audio_encoder", "projector", "llm")
+# Evaluation scalars are torchmetrics results, already synchronised over the ranks: under DDP
+# Lightning would otherwise recommend sync_dist once per metric, locale and interval bound.
+warnings.filterwarnings(
+    "ignore", r"It is recommended to use `self\.log\('(val|test)/|It is recommended to use `self\.log\('step'"
+)
 
 
 @dataclass(frozen=True)
