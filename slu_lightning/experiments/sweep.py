@@ -166,6 +166,8 @@ class Cell:
 
 
 def last_checkpoint(run_dir: Path) -> Path:
+    """A run's last checkpoint: a file, or a folder under FSDP's sharded state dicts (what
+    ``cli.resolve_resume`` resumes from), so test it with ``exists``, not ``is_file``."""
     return run_dir / "checkpoints" / "last.ckpt"
 
 
@@ -335,11 +337,12 @@ def load_spec(path: Path) -> SweepSpec:
 
 
 def plan(cell: Cell, root: Path) -> str:
-    """What a cell needs: ``skip`` (finished), ``resume`` (has a checkpoint) or ``fresh``."""
+    """What a cell needs: ``skip`` (finished), ``resume`` (has a checkpoint, a file or a sharded
+    folder, as ``fit --ckpt_path auto`` finds it) or ``fresh``."""
     run_dir = root / cell.name
     if (run_dir / PREDICTIONS).is_file():
         return "skip"
-    return "resume" if last_checkpoint(run_dir).is_file() else "fresh"
+    return "resume" if last_checkpoint(run_dir).exists() else "fresh"
 
 
 def config_changes(cell: Cell, root: Path) -> dict[str, tuple[Any, Any]]:

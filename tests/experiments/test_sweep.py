@@ -21,6 +21,7 @@ from slu_lightning.experiments.sweep import (
     expand_cells,
     load_spec,
     main,
+    parsed_run_config,
 )
 
 PROPORTION = "data.init_args.speech_subset.proportion"
@@ -175,6 +176,32 @@ def test_dry_run_lists_plans_and_commands_and_writes_nothing(toy_corpus, tmp_pat
     out = capsys.readouterr().out
     assert "p0.25: fresh" in out and f"--run.name p0.5 --ckpt_path auto --{PROPORTION} 0.5" in out
     assert not Path(spec["root"]).exists()
+
+
+def test_a_cell_with_a_sharded_checkpoint_folder_resumes_and_its_changed_config_is_refused(
+    toy_corpus, tmp_path, capsys
+):
+    """Under FSDP's sharded state dicts ``last.ckpt`` is a folder, which ``fit --ckpt_path auto``
+    resumes from: the sweep must plan a resume and compare the config the cell began under."""
+    spec = {
+        "base": str(write_base(tmp_path, toy_corpus)),
+        "root": str(tmp_path / "sharded"),
+        "axes": {PROPORTION: [0.25]},
+    }
+    sweep_file = write_yaml(tmp_path / "sharded.yaml", spec)
+    (cell,) = expand_cells(load_spec(sweep_file))
+    run = Path(spec["root"]) / cell.name
+    (run / "checkpoints" / "last.ckpt").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt" / "__0_0.distcp").write_bytes(b"shard")
+    began = parsed_run_config(cell.cli_args("fit", Path(spec["root"])))
+    began["model"]["init_args"]["optimizer"]["lr"] = 0.123
+    write_yaml(run / "config.yaml", began)
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", str(sweep_file), "--dry-run"])
+    assert stop.value.code == 2
+    printed = capsys.readouterr()
+    assert "p0.25: resume, but its config changed: model.init_args.optimizer.lr" in printed.out
+    assert "p0.25: model.init_args.optimizer.lr: 0.123 -> " in printed.err
 
 
 def test_a_mistyped_key_or_a_wrong_value_is_found_before_any_cell_runs(toy_corpus, tmp_path, capsys):
