@@ -19,7 +19,8 @@ Gold formats (``auto`` reads the keys of the first line):
 - ``massive``: a MASSIVE locale file or its ``data`` folder (every ``<locale>.jsonl``), partition
   ``split``, read by ``read_massive``. Speech-MASSIVE shares MASSIVE's ids and labels, so its
   predictions are scored against the MASSIVE files. Gold ids are ``<locale>/<id>``; a prediction
-  may give the bare ``<id>`` (with a ``locale`` field, or where the bare id is unambiguous).
+  may give the bare ``<id>`` (with a ``locale`` field, or without one where the bare id is
+  unambiguous; a line of another locale matches no gold item).
 - ``manifest``: this project's manifest (``read_manifest``), keyed by ``id``.
 - ``predictions``: a file written by ``slu-lightning test``; each line's ``reference`` is the gold.
 
@@ -603,7 +604,8 @@ def _key_resolver(gold_ids: list[str]) -> Callable[[str, str | None], str | None
     """Maps a prediction key (and its locale) to a gold id, or ``None`` if it names no gold item.
 
     Keys match exactly; ``<locale>/<id>`` gold ids (MASSIVE) also match ``<id>`` with that locale,
-    or a bare ``<id>`` that only one gold id ends in.
+    or, from a line that names no locale (or ``und``), a bare ``<id>`` that only one gold id ends
+    in. A line of another locale matches nothing: the same MASSIVE id is a translation elsewhere.
     """
     known = set(gold_ids)
     bare = Counter(gold_id.rpartition("/")[2] for gold_id in gold_ids if "/" in gold_id)
@@ -612,8 +614,8 @@ def _key_resolver(gold_ids: list[str]) -> Callable[[str, str | None], str | None
     def resolve(key: str, locale: str | None) -> str | None:
         if key in known:
             return key
-        if locale is not None and f"{locale}/{key}" in known:
-            return f"{locale}/{key}"
+        if locale not in (None, UNKNOWN_LOCALE):
+            return f"{locale}/{key}" if f"{locale}/{key}" in known else None
         return by_bare[key] if bare[key] == 1 else None
 
     return resolve

@@ -233,6 +233,13 @@ def test_massive_folder_per_locale_with_bare_or_prefixed_ids(tmp_path):
         ],
     )
     assert score_files(data / "it-IT.jsonl", bare, n_resamples=0).metrics["exact_match"] == 1.0
+    # against one locale's file, another locale's line of the same bare id is no prediction of it
+    french = {**pred("1", "alarm", "query"), "locale": "fr-FR"}
+    italian = {**json.loads(bare.read_text()), "locale": "it-IT"}
+    mixed = write_jsonl(tmp_path / "mixed.jsonl", [french, italian])
+    report = score_files(data / "it-IT.jsonl", mixed, n_resamples=0)
+    assert report.metrics["exact_match"] == 1.0 and report.coverage.duplicate_predictions == 0
+    assert report.coverage.unmatched_predictions == 1
 
 
 def test_slurp_id_keys_score_one_item_per_utterance_as_the_official_load_gold_mode(tmp_path):
