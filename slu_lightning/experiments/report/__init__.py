@@ -15,8 +15,10 @@ core (``evaluation.counts``) and its bootstrap (``evaluation.bootstrap``); nothi
   differences): a cross-lingual grid's main table is its training locale alone, as the paper's.
 - Baseline: ``--baseline KEY=VALUE[,KEY=VALUE]`` picks the reference rows (default: speech
   proportion 0, i.e. text-only; a cascade row only when named). Each other row is compared with
-  the reference row that shares its values on the axes where reference rows differ, seed by seed;
-  the paired bootstrap gives the difference and a two-sided p-value.
+  the reference row that shares its values on the axes where reference rows differ (failing any,
+  on those of these axes the row sets: a text-only include entry may also set the data class and
+  frozen parts that its regime's other rows take from their base), seed by seed; the paired
+  bootstrap gives the difference and a two-sided p-value.
 
 Outputs in ``--out`` (default: the sweep root): ``results.md`` (results; when several locales are
 scored, SLU-F1 per locale or, when rows trained on some locales only, intent accuracy, entity F1

@@ -99,9 +99,9 @@ def parse_selector(text: str | None, keys: list[str]) -> dict[str, str]:
 def compare_with_baselines(
     scores: list[GroupScore], selector: dict[str, str], resamples: int, seed: int, skip_cascades: bool = False
 ) -> None:
-    """Mark the baseline rows; of every other row that has one baseline, name it (``reference``)
-    and fill ``versus`` when their seeds pair. ``skip_cascades``: cascade rows are never baselines
-    (the default selector's text-only row is)."""
+    """Mark the baseline rows; of every other row that has one baseline (``baseline_of``), name it
+    (``reference``) and fill ``versus`` when their seeds pair. ``skip_cascades``: cascade rows are
+    never baselines (the default selector's text-only row is)."""
 
     def selected(group: Group) -> bool:
         if skip_cascades and group.is_cascade:
@@ -120,18 +120,11 @@ def compare_with_baselines(
     }
     for score in scores:
         score.is_baseline = selected(score.group)
-        candidates = [
-            ref
-            for ref in references
-            if all(
-                value_label(key, ref.values.get(key)) == value_label(key, score.group.values.get(key))
-                for key in differing
-            )
-        ]
-        if score.is_baseline or len(candidates) != 1:
+        reference = None if score.is_baseline else baseline_of(score.group, references, differing)
+        if reference is None:
             continue
-        score.reference = candidates[0]
-        partners = _seed_partners(score.group, candidates[0])
+        score.reference = reference
+        partners = _seed_partners(score.group, reference)
         if partners is None:
             continue
         _, counts, clusters = aligned(score.group.cells + partners)
@@ -149,6 +142,24 @@ def compare_with_baselines(
             )
             for name in METRICS
         }
+
+
+def baseline_of(group: Group, references: list[Group], differing: set[str]) -> Group | None:
+    """The one reference row that has the row's values on the ``differing`` keys (where reference
+    rows differ; unset on both counts as equal); failing any, the one that has them on those of
+    these keys the row sets: a regime's text-only row at proportion 0 is often an include entry
+    that also sets the data class and frozen parts, which the regime's other rows take from their
+    base (``configs/paper/speech_massive_adaptation_sweep.yaml``). None when there is no such
+    reference, or several."""
+    for compared in (differing, differing & group.values.keys()):
+        candidates = [
+            ref
+            for ref in references
+            if all(value_label(k, ref.values.get(k)) == value_label(k, group.values.get(k)) for k in compared)
+        ]
+        if candidates:
+            return candidates[0] if len(candidates) == 1 else None
+    return None
 
 
 def axis_values(scores: list[GroupScore], selector: dict[str, str]) -> dict[str, list[str]]:
