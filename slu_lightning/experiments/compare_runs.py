@@ -7,6 +7,10 @@ demo corpus's ``test_voices``), or two regimes on one test split. Each argument 
 (its ``predictions_test.jsonl``) or a predictions file:
 
     slu-lightning compare-runs logs/demo-curriculum-10pct logs/demo-curriculum-10pct-unheard
+
+A cascade run (its run config, beside its predictions, tests on ``CascadeCorpus``) hears the test
+speech through its recogniser: as in ``report``, its transcript rows are its speech rows, so it
+pairs with an end-to-end run's speech rows by recording id; it has no rows on gold transcripts.
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ from slu_lightning.data.errors import DataError
 from slu_lightning.evaluation.bootstrap import bootstrap_ci, paired_bootstrap
 from slu_lightning.evaluation.counts import summarize_totals
 from slu_lightning.evaluation.scoring import STRICT_HELP
-from slu_lightning.experiments.report.cells import count_row, prediction_rows, utterance_clusters
+from slu_lightning.experiments.report.cells import (
+    count_row,
+    prediction_rows,
+    run_config,
+    scored_modality,
+    utterance_clusters,
+)
 from slu_lightning.experiments.sweep import PREDICTIONS
 
 METRICS = ("intent_acc", "entity_f1", "slu_f1")
@@ -29,13 +39,22 @@ METRICS = ("intent_acc", "entity_f1", "slu_f1")
 
 
 def read_rows(path: Path, modality: str, strict: bool = False) -> dict[str, dict]:
-    """``{key: prediction row}`` of one run's ``modality`` rows, read as ``score`` reads them."""
+    """``{key: prediction row}`` of one run's rows that answer ``modality`` (a cascade's transcript
+    rows answer speech: ``scored_modality`` of the run config in its folder), read as ``score``
+    reads them."""
     file = path / PREDICTIONS if path.is_dir() else path
     if not path.exists():
         raise DataError("not found", file=str(path))
     if not file.is_file():
         raise DataError(f"no {PREDICTIONS}: has this run been tested?", file=str(path))
-    rows = prediction_rows(file, modality, strict)
+    wanted = scored_modality(run_config(file.parent), modality)
+    if wanted is None:
+        raise DataError(
+            f"a cascade run has no {modality} predictions: it answers speech with its recogniser's "
+            "transcripts (compare it with --modality speech)",
+            file=str(file),
+        )
+    rows = prediction_rows(file, wanted, strict)
     if not rows:
         raise DataError(f"no {modality} predictions", file=str(file))
     return rows
@@ -64,7 +83,11 @@ def paired_counts(
 
 
 def _gold(row: dict) -> tuple:
-    return row.get("locale"), json.dumps(row.get("reference"), sort_keys=True)
+    """What two runs' rows of one example share: locale, gold labels and gold transcript (a
+    cascade's ``reference`` text is its recogniser's transcript, the gold one is its ``meta``'s)."""
+    reference = dict(row["reference"])
+    reference["text"] = (row.get("meta") or {}).get("gold_text", reference.get("text"))
+    return row.get("locale"), json.dumps(reference, sort_keys=True)
 
 
 def comparison_table(names: list[str], counts: list[np.ndarray], clusters: np.ndarray, seed: int) -> str:

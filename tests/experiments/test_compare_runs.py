@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 
 from slu_lightning.cli import main as cli
 from slu_lightning.data.errors import DataError
@@ -39,6 +40,31 @@ def write_run(folder, intents_right: int, n: int = 20, ids_from: int = 0):
     return folder
 
 
+def write_cascade_run(folder, intents_right: int, n: int = 20):
+    """A cascade run folder as ``test`` writes it: one text row per test recording (the ids of
+    ``write_run``'s speech rows), its reference text the recogniser's transcript and the gold one in
+    ``meta``, and the run config that names ``CascadeCorpus``."""
+    folder.mkdir()
+    rows = [
+        {
+            "id": f"u{i}-speech",
+            "utterance_id": f"u{i}",
+            "modality": "text",
+            "scenario": "alarm" if i < intents_right else "music",
+            "action": "set",
+            "entities": [],
+            "status": "valid",
+            "meta": {"gold_text": "wake me up", "asr": "tiny-heard"},
+            "reference": {"text": "wake me app", "scenario": "alarm", "action": "set", "entities": []},
+        }
+        for i in range(n)
+    ]
+    (folder / "predictions_test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    cascade = {"class_path": "slu_lightning.data.corpora.CascadeCorpus"}
+    (folder / "config_test.yaml").write_text(yaml.safe_dump({"data": {"init_args": {"corpus": cascade}}}))
+    return folder
+
+
 def table_rows(out: str) -> dict[str, list[str]]:
     return {
         line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")[1:]]
@@ -59,6 +85,21 @@ def test_each_run_gets_its_metrics_and_its_paired_difference_from_the_first(tmp_
     assert baseline[4] == "-" and other[4].startswith("-0.500 [")
     low, high = (float(x) for x in other[4].split("[")[1].split("]")[0].split(","))
     assert low <= -0.5 <= high < 0 and float(other[4].rsplit("(", 1)[1].rstrip(")")) < 0.05
+
+
+def test_a_cascade_run_answers_speech_with_its_transcript_rows(tmp_path, capsys):
+    """As in ``report``: a cascade hears the test speech through its recogniser, so its text rows
+    are compared with an end-to-end run's speech rows; it has no answers on gold transcripts."""
+    end_to_end, cascade = write_run(tmp_path / "e2e", 16), write_cascade_run(tmp_path / "cascade", 6)
+    cli(["compare-runs", str(end_to_end), str(cascade / "predictions_test.jsonl")])
+    out = capsys.readouterr().out
+    assert "20 speech examples, 20 utterances, paired by id" in out
+    assert table_rows(out)[str(cascade / "predictions_test.jsonl")][1].startswith("0.300 [")
+    with pytest.raises(SystemExit):
+        cli(["compare-runs", str(end_to_end), str(cascade), "--modality", "text"])
+    assert f"file {cascade / 'predictions_test.jsonl'}: a cascade run has no text predictions" in (
+        capsys.readouterr().err
+    )
 
 
 def test_runs_of_other_examples_or_without_predictions_are_named(tmp_path, capsys):

@@ -137,7 +137,7 @@ def read_cells(
         if not (run_dir / PREDICTIONS).is_file():
             unfinished.append(record["name"])
             continue
-        config = _run_config(run_dir)
+        config = run_config(run_dir)
         wanted = scored_modality(config or {}, modality)
         keyed = prediction_rows(run_dir / PREDICTIONS, wanted, strict) if wanted else {}
         present.update(row.get("locale") for row in keyed.values())
@@ -174,8 +174,8 @@ class Group:
         return all(is_cascade(cell.config) for cell in self.cells)
 
 
-def _run_config(run_dir: Path) -> dict:
-    """The config of the ``test`` that wrote the cell's predictions (``config_test.yaml``), or of
+def run_config(run_dir: Path) -> dict:
+    """The config of the ``test`` that wrote the run's predictions (``config_test.yaml``), or of
     its ``fit`` (``config.yaml``; runs before the split saved the test's there); {} without one."""
     for name in (run_config_name("test"), run_config_name("fit")):
         if (run_dir / name).is_file():
