@@ -385,6 +385,28 @@ def test_a_one_seed_rows_intervals_are_those_its_test_logged(tmp_path):
         ), name
 
 
+def test_a_breakdowns_n_counts_the_items_any_seed_scored_in_the_category(tmp_path):
+    """An entity type that only the second seed predicts (on 3 recordings that have no gold entity
+    of it) is scored on those 3 items, not on the first seed's 0; a gold type on its gold items."""
+    golds = gold_examples()
+    right = [Prediction(g.scenario, g.action, g.entities, ParseStatus.VALID) for g in golds]
+    spurious = [replace(p, entities=(*p.entities, Entity("colour", "red"))) for p in right[:3]]
+    records = []
+    for seed, predictions in ((1, right), (2, spurious + right[3:])):
+        name = f"seed{seed}"
+        records.append({"name": name, "values": {"seed_everything": seed}})
+        lines = [prediction_row(g, p) for g, p in zip(golds, predictions, strict=True)]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "predictions_test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": records}))
+    write_report(tmp_path, tmp_path / "out", resamples=20)
+    md = (tmp_path / "out" / "results.md").read_text()
+    types = md.split("### Per entity type: SLU-F1 / entity F1\n\n")[1].split("\n\n")[0].splitlines()
+    n = {line.split(" | ")[0].strip("| "): line.split(" | ")[1] for line in types[2:]}
+    assert n["colour"] == "3"
+    assert n["time"] == str(sum(any(e.type == "time" for e in g.entities) for g in golds))
+
+
 def test_a_repeated_key_in_a_cell_is_read_as_score_reads_it(tmp_path, caplog):
     """Of two lines for one example the first is kept, with ``score``'s warning: never scored twice
     (n = 61 for 60 items) nor replaced by the last line."""

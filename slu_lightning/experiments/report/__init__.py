@@ -23,7 +23,8 @@ core (``evaluation.counts``) and its bootstrap (``evaluation.bootstrap``); nothi
 Outputs in ``--out`` (default: the sweep root): ``results.md`` (results; when several locales are
 scored, SLU-F1 per locale or, when rows trained on some locales only, intent accuracy, entity F1
 and SLU-F1 per locale with each row's average over its target locales and that average's relative
-change from the baseline row's on the same targets; error analysis), ``results.csv`` and, when
+change from the baseline row's on the same targets; error analysis, whose per-category ``n`` counts
+the items any of a row's seeds scored in the category), ``results.csv`` and, when
 rows have a speech proportion, ``slu_f1_vs_proportion.png``.
 
 Modules: ``cells`` (finished cells and rows), ``scores`` (metrics, intervals, baseline deltas),

@@ -10,7 +10,7 @@ from functools import partial
 
 import numpy as np
 
-from slu_lightning.evaluation.counts import COUNT_FIELDS, count_example
+from slu_lightning.evaluation.counts import count_example
 from slu_lightning.experiments.report.cells import (
     WIDTH,
     Group,
@@ -55,27 +55,30 @@ def breakdown(
     scores: list[GroupScore], split: Split, metrics: tuple[str, ...]
 ) -> dict[str, dict[str, tuple]]:
     """Category to row label to (each metric, items): seed-averaged metrics of the pooled count
-    rows of each category, over each row's aligned items."""
+    rows of each category, over each row's aligned items; its items are those that any of the
+    row's seeds scored in the category (a category of the gold, such as a scenario, has the same
+    items in every seed; a predicted entity type may have them in one seed only)."""
     table: dict[str, dict[str, tuple]] = defaultdict(dict)
     for score in scores:
         cells = score.group.cells
         ids, _, _ = aligned(cells)
         totals: dict[str, np.ndarray] = defaultdict(partial(np.zeros, len(cells) * WIDTH))
+        items: dict[str, set[str]] = defaultdict(set)
         for s, cell in enumerate(cells):
             for i in ids:
                 for category, counts in split(cell.rows[cell.index[i]], cell.counts[cell.index[i]]):
                     totals[category][s * WIDTH : (s + 1) * WIDTH] += counts
+                    items[category].add(i)
         metric_fn = seed_mean(len(cells))
         for category, summed in totals.items():
             values = metric_fn(summed)
-            examples = int(summed[COUNT_FIELDS.index("examples")])
-            table[category][score.group.label] = (*(float(values[m]) for m in metrics), examples)
+            table[category][score.group.label] = (*(float(values[m]) for m in metrics), len(items[category]))
     return dict(sorted(table.items()))
 
 
 def breakdown_table(table: dict[str, dict[str, tuple]], labels: list[str], first: str) -> str:
     """One line per category of a two-metric breakdown; ``n`` counts its items in the first row
-    that has it."""
+    that has it (those that any of that row's seeds scored in the category: ``breakdown``)."""
     rows = [
         [category, str(next(iter(cells.values()))[-1])]
         + [f"{cells[label][0]:.3f} / {cells[label][1]:.3f}" if label in cells else "—" for label in labels]
