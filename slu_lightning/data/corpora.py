@@ -342,7 +342,7 @@ class SpeechMassiveCorpus(ReaderCorpus):
             test_path: folder of the separate Speech-MASSIVE test release (default: ``path``).
         """
         self.path, self.test_path = path, test_path or path
-        self.train_locales = train_locales or ["fr-FR"]
+        self.train_locales = ["fr-FR"] if train_locales is None else train_locales
         self.eval_locales = self.train_locales if eval_locales is None else eval_locales
         self.train_split = train_split
 

@@ -48,7 +48,7 @@ from slu_lightning.data.errors import BadInputPolicy, ConfigError, DataError, Sk
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.recogniser_noise import CharChannel, RecogniserNoise
-from slu_lightning.data.records import SLUExample
+from slu_lightning.data.records import SLUExample, in_locales
 from slu_lightning.data.sampler import EpochBatchSampler, SequentialBatchSampler, resume_batch
 from slu_lightning.data.subsets import SpeechSubset, write_ids
 from slu_lightning.data.workers import stop_safe_worker_init
@@ -212,7 +212,7 @@ class SLUDataModule(L.LightningDataModule):
         if self.tts_corpus is not None:
             self.tts_corpus.prepare()
         if self.recogniser_noise is not None:
-            self.recogniser_noise.prepare(self.corpus, self.skips)
+            self.recogniser_noise.prepare(self.corpus, self.skips, self.train_locales)
 
     def setup(self, stage: str) -> None:
         training = stage == "fit" and not self.sources
@@ -245,9 +245,15 @@ class SLUDataModule(L.LightningDataModule):
         return batch
 
     def _fill_label_slot(self) -> None:
-        """Give prompts with a ``{labels}`` slot the training label inventory (zero-shot prompting)."""
+        """Give prompts with a ``{labels}`` slot the training label inventory (zero-shot prompting):
+        the transcripts a fit trains on, which a separate test or predict reads again (its own
+        skips are its data's, not the training file's)."""
         if self.collators and "{labels}" in self.collators["train"].prompt.instruction:
-            inventory = label_inventory(self.sources.get("text") or self.corpus.text("train", self.skips))
+            trained = self.sources.get("text")
+            if not trained:
+                every_text = self.corpus.text("train", SkipLog("skip", max_logged=0))
+                trained = in_locales(every_text, self.train_locales)
+            inventory = label_inventory(trained)
             for collator in self.collators.values():
                 collator.set_labels(inventory)
 
@@ -255,10 +261,10 @@ class SLUDataModule(L.LightningDataModule):
         phases = self.phases()
         every_text = self.corpus.text("train", self.skips)
         _check_locales(every_text, self.train_locales, "train_locales", "train")
-        text = self._literal(_by_locale(every_text, self.train_locales))
+        text = self._literal(in_locales(every_text, self.train_locales))
         speech: list[SLUExample] = []
         if any(phase.uses_speech for phase in phases):
-            speech = self._checked(_by_locale(self.corpus.speech("train", self.skips), self.train_locales))
+            speech = self._checked(in_locales(self.corpus.speech("train", self.skips), self.train_locales))
             speech = self._literal(speech)
             if not speech:
                 raise DataError(
@@ -275,6 +281,7 @@ class SLUDataModule(L.LightningDataModule):
             self.sources[NOISY_SOURCE] = self._noisy_text(text)
         elif self.recogniser_noise is not None:
             log.warning("recogniser_noise is set but no phase's mix names %r: it is not used", NOISY_SOURCE)
+        self._refuse_empty_fractions()
         log.info(
             "training data: %d transcripts, %d speech examples, %.2f h of speech (subset %s), "
             "%d synthesised speech examples, %.2f h, %d noisy transcripts",
@@ -287,6 +294,23 @@ class SLUDataModule(L.LightningDataModule):
             len(self.sources.get(NOISY_SOURCE, [])),
         )
 
+    def _refuse_empty_fractions(self) -> None:
+        """A phase's partial mix that rounds to no example of a source would train that phase
+        without it, while the run's name and config say otherwise (a 2 % subset is a few clips)."""
+        for phase in self.phases():
+            for source, mix in sorted(phase.mix.items()):
+                available = len(self.sources.get(source, []))
+                if available and not _nested_fraction(self.sources[source], mix, self.selection_seed):
+                    raise ConfigError(
+                        f"phase {phase.name!r} trains on fraction {mix.fraction} of the {available} "
+                        f"{source} example(s): none; raise it to at least {1 / available:.3g} or drop "
+                        f"{source!r} from the phase"
+                    )
+
+    def _draws_fractions(self) -> bool:
+        """Whether some phase trains on part of a source, drawn with ``selection_seed``."""
+        return any(mix.fraction < 1 for phase in self.phases() for mix in phase.mix.values())
+
     def _tts_speech(self) -> list[SLUExample]:
         """The synthesised training speech, each example marked ``source="tts"`` (``CurriculumCallback``)."""
         if self.tts_corpus is None:
@@ -295,7 +319,7 @@ class SLUDataModule(L.LightningDataModule):
                 "data.init_args.tts_corpus (a TtsCorpus folder written by `slu-lightning synthesize`, "
                 "or DemoTtsCorpus), or drop 'tts' from the phases' mix"
             )
-        tts = self._checked(_by_locale(self.tts_corpus.speech("train", self.skips), self.train_locales))
+        tts = self._checked(in_locales(self.tts_corpus.speech("train", self.skips), self.train_locales))
         tts = self._literal(tts)
         if not tts:
             raise DataError(f"{self.tts_corpus.describe()} has no speech training examples")
@@ -308,7 +332,7 @@ class SLUDataModule(L.LightningDataModule):
                 f"a phase trains on {NOISY_SOURCE!r} (transcripts as the recogniser hears them) but "
                 "data.init_args.recogniser_noise is not set: set it, or drop 'noisy' from the phases' mix"
             )
-        self.channel = self.recogniser_noise.channel(self.corpus, self.skips, text)
+        self.channel = self.recogniser_noise.channel(self.corpus, self.skips, text, self.train_locales)
         rates = ", ".join(f"{name} {rate:.3f}" for name, rate in self.channel.rates.items())
         log.info("recogniser noise from %d calibration clips: %s per character", self.channel.clips, rates)
         return self.recogniser_noise.noisy_copies(text, self.channel)
@@ -396,17 +420,16 @@ class SLUDataModule(L.LightningDataModule):
         return kept
 
     def _eval_entries(self, split: Split) -> list[Entry]:
-        scores_text = self.eval_modality in ("text", "both")
-        every_text = []  # read once, and only for what needs it: the text entries, the locale check
-        if scores_text or self.eval_locales is not None:
-            every_text = self.corpus.text(split, self.skips)
-            _check_locales(every_text, self.eval_locales, "eval_locales", split)
         entries: list[Entry] = []
         if self.eval_modality in ("speech", "both"):
-            speech = self._checked(_by_locale(self.corpus.speech(split, self.skips), self.eval_locales))
+            every_speech = self.corpus.speech(split, self.skips)
+            _check_locales(every_speech, self.eval_locales, "eval_locales", f"{split} speech")
+            speech = self._checked(in_locales(every_speech, self.eval_locales))
             entries += [(example, True) for example in self._literal(speech)]
-        if scores_text:
-            text = self._literal(_by_locale(every_text, self.eval_locales))
+        if self.eval_modality in ("text", "both"):
+            every_text = self.corpus.text(split, self.skips)
+            _check_locales(every_text, self.eval_locales, "eval_locales", f"{split} text")
+            text = self._literal(in_locales(every_text, self.eval_locales))
             entries += [(example, False) for example in text]
         if not entries:
             modality = {"both": "speech or text"}.get(self.eval_modality, self.eval_modality)
@@ -509,6 +532,7 @@ class SLUDataModule(L.LightningDataModule):
         return {
             "fingerprint": self.fingerprint(),
             "batch_layout": self.batch_layout(),
+            "selection_seed": self.selection_seed,
             "skipped_records": self.gathered_skips().records(),
         }
 
@@ -574,14 +598,33 @@ class SLUDataModule(L.LightningDataModule):
         path = self.resumed_checkpoint
         if path and Path(path).is_file():  # a sharded (FSDP) checkpoint is checked at its restore
             checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            self._refuse_other_regime(checkpoint)
             self.load_state_dict(checkpoint.get(type(self).__qualname__, {}))
             progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
             self._refuse_other_layout(
                 bool(progress.get("current", {}).get("processed")) and not progress.get("is_last_batch")
             )
 
+    def _refuse_other_regime(self, checkpoint: dict) -> None:
+        """Lightning restores a data module's state only under its own class name, so a checkpoint
+        of another regime (a text-only run resumed as mixed) would pass every data check."""
+        mine = type(self).__qualname__
+        saved = [name for name, state in checkpoint.items() if _is_data_state(state)]
+        if saved and mine not in saved:
+            raise DataError(
+                f"the checkpoint was trained by {saved[0]}, not {mine}: a run cannot change its regime "
+                "on resume; resume with the original data.class_path or start a new run"
+            )
+
     def load_state_dict(self, state_dict: dict) -> None:
         self._saved_layout = state_dict.get("batch_layout")
+        saved_seed = state_dict.get("selection_seed")
+        if saved_seed is not None and saved_seed != self.selection_seed and self._draws_fractions():
+            raise DataError(
+                f"the checkpoint drew its phases' partial mixes with selection_seed {saved_seed}, this run "
+                f"with {self.selection_seed}: they would train on other examples; resume with "
+                f"selection_seed {saved_seed} or start a new run"
+            )
         if self.trainer is None or self.trainer.state.fn == "fit":  # a test counts its own data's skips
             self.skips.absorb(state_dict.get("skipped_records", {}))
         saved, current = state_dict.get("fingerprint"), self.fingerprint()
@@ -718,6 +761,11 @@ def _check_locales(examples: list[SLUExample], locales: list[str] | None, key: s
         log.warning("%s: the %s split has no example of %s (its locales: %s)", key, split, missing, present)
 
 
+def _is_data_state(state: object) -> bool:
+    """Whether a checkpoint entry is an ``SLUDataModule``'s state (saved under its class's name)."""
+    return isinstance(state, dict) and "fingerprint" in state
+
+
 def _refuse_unset_epochs(trainer: L.Trainer | None) -> None:
     """A run with ``max_epochs: null`` (``max_steps`` alone) has no epochs to lay the data mix and
     the learning-rate schedule over: its schedule would end at once and train at lr 0."""
@@ -744,14 +792,12 @@ def _utterance_sample(entries: list[Entry], size: int, seed: int) -> list[int]:
         if len(chosen) + len(groups[utterance]) > size:
             break
         chosen += groups[utterance]
+    if not chosen:
+        raise ConfigError(
+            f"max_eval_examples {size} is smaller than the first utterance paired_eval drew "
+            f"({len(groups[utterance])} examples: its recordings and transcript); raise it"
+        )
     return chosen
-
-
-def _by_locale(examples: list[SLUExample], locales: list[str] | None) -> list[SLUExample]:
-    if locales is None:
-        return examples
-    wanted = set(locales)
-    return [e for e in examples if e.locale in wanted]
 
 
 def _nested_fraction(examples: list[SLUExample], mix: SourceMix, seed: int) -> list[SLUExample]:

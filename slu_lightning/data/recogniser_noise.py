@@ -24,7 +24,7 @@ from slu_lightning.data.asr_corpus import normalise
 from slu_lightning.data.corpora import Corpus
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers.manifest import read_manifest
-from slu_lightning.data.records import SLUExample
+from slu_lightning.data.records import SLUExample, in_locales
 from slu_lightning.data.subsets import SpeechSubset
 from slu_lightning.model.tiny import cache_root
 from slu_lightning.pretrain.domain_lm import require_fused_readout
@@ -161,10 +161,11 @@ def _draw(weights: Counter, rng: random.Random) -> str:
 class RecogniserNoise:
     """Where the channel comes from and how much noisy text it makes (``data.init_args.recogniser_noise``).
 
-    The recogniser transcribes the calibration clips (the corpus's speech training examples that
-    ``speech_subset`` selects: give it the run's own subset, the same proportion and seed, and the
-    channel learns from the clips the run trains on) once, into ``transcripts``; after that the
-    file is reused while the recogniser, its weights, read-out and clips are the same.
+    The recogniser transcribes the calibration clips (the corpus's speech training examples of the
+    run's ``train_locales`` that ``speech_subset`` selects: give it the run's own subset, the same
+    proportion and seed, and the channel learns from the clips the run trains on) once, into
+    ``transcripts``; after that the file is reused while the recogniser, its weights, read-out and
+    clips are the same.
     """
 
     recogniser: str = "tiny-heard"
@@ -207,19 +208,22 @@ class RecogniserNoise:
         elif self.lm_holdout_key:
             raise ValueError("recogniser_noise.lm_holdout_key needs domain_lm: true")
 
-    def clips(self, corpus: Corpus, skips: SkipLog) -> list[SLUExample]:
-        clips = self.speech_subset.select(corpus.speech("train", skips))
+    def clips(self, corpus: Corpus, skips: SkipLog, locales: list[str] | None = None) -> list[SLUExample]:
+        """The calibration clips, drawn from the training speech of ``locales`` (all for None): the
+        channel must learn the errors made in the language whose transcripts it corrupts."""
+        clips = self.speech_subset.select(in_locales(corpus.speech("train", skips), locales))
         if not clips:
+            where = f" in {locales}" if locales is not None else ""
             raise DataError(
-                f"recogniser_noise: no calibration clips in the training speech of {corpus.describe()}"
+                f"recogniser_noise: no calibration clips in the training speech{where} of {corpus.describe()}"
             )
         return clips
 
-    def prepare(self, corpus: Corpus, skips: SkipLog) -> None:
+    def prepare(self, corpus: Corpus, skips: SkipLog, locales: list[str] | None = None) -> None:
         """Transcribe the calibration clips unless their transcripts are already there."""
         from slu_lightning.experiments.cascade import Recogniser, ensure_transcripts
 
-        clips = self.clips(corpus, skips)
+        clips = self.clips(corpus, skips, locales)
         source = f"{len(clips)} speech training clips of {corpus.describe()}"
         texts = self.domain_text(corpus, clips, skips) if self.domain_lm else None
         recogniser = Recogniser(self.recogniser, self.readout, domain_text=texts)
@@ -245,12 +249,14 @@ class RecogniserNoise:
             )
         return example.locale, example.meta[self.lm_holdout_key]
 
-    def channel(self, corpus: Corpus, skips: SkipLog, transcripts: list[SLUExample]) -> CharChannel:
+    def channel(
+        self, corpus: Corpus, skips: SkipLog, transcripts: list[SLUExample], locales: list[str] | None = None
+    ) -> CharChannel:
         """The channel estimated from the calibration clips' (gold, recognised) transcripts; under
         ``uniform``, its replacements are drawn from the characters of ``transcripts``."""
         from slu_lightning.experiments.cascade import EMPTY
 
-        rows = read_manifest(self._path(self.clips(corpus, skips)))
+        rows = read_manifest(self._path(self.clips(corpus, skips, locales)))
         pairs = [(row.meta["gold_text"], "" if row.text == EMPTY else row.text) for row in rows]
         channel = CharChannel.estimate(pairs, self.smoothing)
         if self.confusions == "uniform":

@@ -66,3 +66,12 @@ class SLUExample:
             source=self.source,
             meta=dict(self.meta),
         )
+
+
+def in_locales(examples: list[SLUExample], locales: list[str] | None) -> list[SLUExample]:
+    """The ``examples`` of ``locales`` (all of them for None): a run's ``train_locales`` or
+    ``eval_locales``."""
+    if locales is None:
+        return examples
+    wanted = set(locales)
+    return [example for example in examples if example.locale in wanted]

@@ -118,6 +118,9 @@ def select_ids(examples: list[SLUExample], ids_file: str | Path) -> list[SLUExam
     if missing:
         sample = ", ".join(sorted(missing)[:5])
         raise DataError(
-            f"{len(missing)} ids of the subset file are not in the corpus (e.g. {sample})", file=str(ids_file)
+            f"{len(missing)} ids of the subset file are not among the {len(examples)} speech training "
+            f"examples the run selects from (e.g. {sample}): not in the corpus, of a locale outside "
+            "train_locales, or skipped as bad input",
+            file=str(ids_file),
         )
     return selected

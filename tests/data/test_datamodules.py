@@ -82,7 +82,7 @@ def test_eval_modality_both_and_locale_filters(toy_corpus, caplog):
     mistyped = TextOnlyDataModule(corpus(toy_corpus), eval_modality="both", eval_locales=["xx-XX"])
     with pytest.raises(
         DataError,
-        match=r"eval_locales \['xx-XX'\] match no example of the dev split \(its locales: \['en-US', 'fr-FR'",
+        match=r"eval_locales \['xx-XX'\] match no example of the dev speech split \(its locales: \['en-US', 'fr-FR'",
     ):
         mistyped.setup("fit")
     partly = TextOnlyDataModule(corpus(toy_corpus), train_locales=["xx-XX", "fr-FR"])
@@ -714,3 +714,91 @@ def test_the_records_skipped_before_a_resume_are_in_its_totals(toy_corpus):
     after.load_state_dict(before.state_dict())
     after.skips.handle(DataError("cannot decode", file="b.flac", record="b"))
     assert after.skips.summary() == "skipped 2 records: 2 x cannot decode"
+
+
+def test_a_checkpoint_of_another_regime_is_refused_before_setup_writes(toy_corpus, tmp_path):
+    """Lightning restores a data module's state under its class name only: a text-only checkpoint
+    resumed as mixed would otherwise pass every data check and train on speech."""
+    text_only = ready(TextOnlyDataModule(corpus(toy_corpus)))
+    torch.save({"TextOnlyDataModule": text_only.state_dict()}, tmp_path / "text.ckpt")
+    mixed, same = MixedDataModule(corpus(toy_corpus)), TextOnlyDataModule(corpus(toy_corpus))
+    mixed.resumed_checkpoint = same.resumed_checkpoint = str(tmp_path / "text.ckpt")
+    with pytest.raises(DataError, match="trained by TextOnlyDataModule, not MixedDataModule"):
+        mixed.setup("fit")
+    same.setup("fit")
+
+
+def test_partial_mixes_resume_only_under_the_selection_seed_that_drew_them(toy_corpus):
+    def saved(phases: list[CurriculumPhase], selection_seed: int) -> CurriculumDataModule:
+        return ready(CurriculumDataModule(corpus(toy_corpus), phases=phases, selection_seed=selection_seed))
+
+    half = [CurriculumPhase("half", 1, {"text": SourceMix(0.5)})]
+    assert saved(half, 0).epoch_entries(0) != saved(half, 1).epoch_entries(0)
+    with pytest.raises(DataError, match="selection_seed 0, this run with 1"):
+        saved(half, 1).load_state_dict(saved(half, 0).state_dict())
+    whole = [CurriculumPhase("whole", 1, TEXT)]
+    saved(whole, 1).load_state_dict(saved(whole, 0).state_dict())  # nothing drawn: the seed is free
+
+
+def test_a_phase_fraction_that_keeps_no_example_is_refused(toy_corpus):
+    phases = [
+        CurriculumPhase("ramp", 1, {"text": SourceMix(), "speech": SourceMix(0.34)}),
+        CurriculumPhase("all", 1, BOTH),
+    ]
+    one_clip = CurriculumDataModule(corpus(toy_corpus), phases=phases, speech_subset=SpeechSubset(0.05))
+    with pytest.raises(
+        ConfigError, match="'ramp' trains on fraction 0.34 of the 1 speech example.*at least 1"
+    ):
+        one_clip.setup("fit")
+    ready(CurriculumDataModule(corpus(toy_corpus), phases=phases, speech_subset=SpeechSubset(0.25)))
+
+
+def test_a_test_prompts_with_the_labels_of_the_locales_the_fit_trained_on(
+    toy_corpus, tiny_backbone, tmp_path
+):
+    rows = [
+        e if e.locale == "fr-FR" else replace(e, scenario="travel")
+        for e in read_manifest(toy_corpus / "train.jsonl")
+    ]
+    train = write_manifest(tmp_path / "train.jsonl", rows)
+    tokenizer, prompt = (
+        load_processor(tiny_backbone).tokenizer,
+        PromptTemplate(instruction="{input}\n{labels}"),
+    )
+
+    def labels(stage: str) -> str:
+        dm = TextOnlyDataModule(
+            ManifestCorpus(str(train), str(toy_corpus / "dev.jsonl")), train_locales=["fr-FR"]
+        )
+        dm.connect(tokenizer, prompt, 128)
+        dm.setup(stage)
+        return dm.collators["test"].labels
+
+    assert labels("test") == labels("fit") and "travel" not in labels("test")
+
+
+def test_eval_locales_are_checked_against_the_modality_evaluated(toy_corpus, tmp_path, caplog):
+    dev = read_manifest(toy_corpus / "dev.jsonl")
+    german_text = replace(dev[0], id="dev-de", utterance_id="dev-de", locale="de-DE", audio=None)
+    path = write_manifest(tmp_path / "dev.jsonl", [*dev, german_text])
+    dm = TextOnlyDataModule(
+        ManifestCorpus(str(toy_corpus / "train.jsonl"), str(path)), eval_locales=["en-US", "de-DE"]
+    )
+    with caplog.at_level("WARNING", logger="slu_lightning.data.datamodules"):
+        dm.setup("validate")
+    assert "the dev speech split has no example of ['de-DE']" in caplog.text
+    assert {example.locale for example, _ in dm.eval_sets["dev"]} == {"en-US"}
+
+
+def test_a_paired_draw_smaller_than_an_utterance_is_refused(toy_corpus):
+    dm = TextOnlyDataModule(corpus(toy_corpus), eval_modality="both", max_eval_examples=1, paired_eval=True)
+    with pytest.raises(ConfigError, match="max_eval_examples 1 is smaller than the first utterance"):
+        dm.setup("validate")
+
+
+def test_recogniser_noise_calibrates_on_the_training_locales_speech(toy_corpus, tmp_path):
+    noise = RecogniserNoise(speech_subset=SpeechSubset(0.25), transcripts=str(tmp_path / "cal.jsonl"))
+    assert {clip.locale for clip in noise.clips(corpus(toy_corpus), SkipLog())} == {"en-US", "fr-FR"}
+    TextOnlyDataModule(corpus(toy_corpus), recogniser_noise=noise, train_locales=["en-US"]).prepare_data()
+    calibrated = read_manifest(tmp_path / "cal.jsonl")
+    assert calibrated and {row.locale for row in calibrated} == {"en-US"}

@@ -508,6 +508,14 @@ def test_massive_text_beside_speech_massive_counts_each_shared_utterance_once(sp
     assert "other labels" not in caplog.text
 
 
+def test_speech_massive_for_evaluation_only_reads_no_training_split(speech_massive_dirs):
+    """``train_locales: []`` beside a training corpus: no French training data slips in."""
+    evaluation_only = SpeechMassiveCorpus(
+        str(speech_massive_dirs["hub"]), train_locales=[], eval_locales=["fr-FR"]
+    )
+    assert evaluation_only.speech("train", SkipLog()) == [] and evaluation_only.text("dev", SkipLog())
+
+
 def test_a_repeated_id_with_other_labels_is_warned_about(tmp_path, caplog):
     data = tmp_path / "data"
     shutil.copytree(FIXTURES / "massive" / "data", data)

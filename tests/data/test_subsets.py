@@ -74,7 +74,7 @@ def test_ids_file_round_trip(tmp_path):
 
 def test_ids_file_with_unknown_ids_fails_clearly(tmp_path):
     (tmp_path / "ids.txt").write_text("nope\n")
-    with pytest.raises(ValueError, match="not in the corpus"):
+    with pytest.raises(ValueError, match="not among the .* speech training examples"):
         SpeechSubset(ids_file=str(tmp_path / "ids.txt")).select(speech_examples())
 
 
