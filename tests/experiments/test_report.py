@@ -296,6 +296,45 @@ def test_a_cascade_cell_answers_speech_with_its_transcript_rows_and_is_not_the_d
         write_report(tmp_path, tmp_path / "text", modality="text", resamples=50)
 
 
+def test_a_finished_cell_without_rows_to_score_is_named_in_the_left_out_note_with_its_reason(tmp_path):
+    """A cascade has no rows on gold transcripts, a run tested on transcripts only has no speech
+    rows, a French run no English rows: each is named with why it is left out, not dropped unsaid."""
+    golds = gold_examples()
+    cascade = {"data": {"init_args": {"corpus": {"class_path": "slu_lightning.data.corpora.CascadeCorpus"}}}}
+    cells = {
+        "text_only-p0": (golds, ("speech", "text"), {}),
+        "cascade-p0": (golds, ("text",), cascade),
+        "text_tested-p0": (golds, ("text",), {}),
+        "french-p0": ([g for g in golds if g.locale == "fr-FR"], ("speech", "text"), {}),
+    }
+    records = []
+    for name, (tested, modalities, config) in cells.items():
+        base = name.split("-")[0]
+        records.append({"name": name, "values": {"base": f"configs/{base}.yaml", PROPORTION: 0}})
+        predictions = predict(tested, 0.6, seed=0)
+        lines = [
+            prediction_row(g, p, m) for m in modalities for g, p in zip(tested, predictions, strict=True)
+        ]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "predictions_test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+        (tmp_path / name / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": records}))
+    no_speech = "No speech predictions, left out: text_tested-p0."
+    for modality, locales, left_out in (
+        ("speech", None, [no_speech]),
+        (
+            "text",
+            None,
+            ["A cascade, no rows on gold transcripts (its text rows answer speech), left out: cascade-p0."],
+        ),
+        ("speech", ["en-US"], [no_speech, "No rows of the locales en-US, left out: french-p0."]),
+    ):
+        out = tmp_path / f"{modality}-{locales}"
+        write_report(tmp_path, out, modality=modality, resamples=20, locales=locales)
+        notes = (out / "results.md").read_text().split("\n\n")[1].splitlines()
+        assert [note.removeprefix("- ") for note in notes if "left out" in note] == left_out
+
+
 def test_training_locales_are_read_where_the_papers_cross_lingual_configs_set_them(monkeypatch):
     monkeypatch.chdir(Path(__file__).parents[2])
     paper = {

@@ -7,6 +7,8 @@ core (``evaluation.counts``) and its bootstrap (``evaluation.bootstrap``); nothi
 
 - Rows: cells that differ only in a seed axis (``seed_everything`` or a key ending in ``.seed``)
   form one row; its metrics are the mean over seeds, ``± std`` across seeds when there are several.
+  A cell not finished, or with no rows to score (a cascade under ``--modality text``, a run tested
+  on the other modality, none of ``--locales``), is named in the notes with why it is left out.
 - Items: a row's seeds (and, for a comparison, its baseline's) are scored on the example ids that
   all of them predicted, side by side, so one bootstrap draw picks the same items for every seed.
 - Intervals: 95 % cluster bootstrap of the seed mean, clusters = ``utterance_id`` (recordings of
@@ -76,7 +78,7 @@ def write_report(
     """Score a sweep's finished cells and write the report files; returns their paths. ``strict``
     scores truncated, malformed and trailing answers as empty (``score --strict``); ``locales`` scores only
     those locales' rows (a cross-lingual grid's training locale, as the paper's main table does)."""
-    keys, cells, unfinished = read_cells(root, modality, strict, locales)
+    keys, cells, left_out = read_cells(root, modality, strict, locales)
     groups = group_cells(keys, cells)
     selector = parse_selector(baseline, axis_keys(keys))
     scores = [score_group(group, resamples, seed) for group in groups]
@@ -100,9 +102,9 @@ def write_report(
         notes.append(f"Locales: {', '.join(locales)} only (`--locales`); other locales' rows are not scored.")
     if strict:
         notes.append("Strict scoring (`--strict`): truncated, malformed and trailing answers count as empty.")
-    if unfinished:
-        notes.append(f"Not finished, left out: {', '.join(unfinished)}.")
-        log.warning("%d of the sweep's cells are not finished and left out: %s", len(unfinished), unfinished)
+    for reason, names in left_out.items():
+        notes.append(f"{reason[:1].upper()}{reason[1:]}, left out: {', '.join(names)}.")
+        log.warning("%d of the sweep's cells are left out, %s: %s", len(names), reason, names)
     sections = [
         f"# Results: {root}\n\n" + "\n".join(f"- {note}" for note in notes) + "\n\n" + md_table,
         per_seed_section(scores, keys),

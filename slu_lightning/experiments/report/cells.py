@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,8 @@ from slu_lightning.task import ParseStatus, Prediction
 log = logging.getLogger(__name__)
 
 PROPORTION_KEY = "data.init_args.speech_subset.proportion"
+NOT_FINISHED = "not finished"
+"""Why ``read_cells`` leaves out a cell without predictions."""
 WIDTH = len(COUNT_FIELDS)
 
 
@@ -120,10 +123,11 @@ def utterance_clusters(rows: list[dict]) -> np.ndarray:
 
 def read_cells(
     root: Path, modality: str, strict: bool = False, locales: list[str] | None = None
-) -> tuple[list[str], list[CellPredictions], list[str]]:
-    """The sweep's axis keys, its finished cells (scored as ``score`` scores, ``strict`` as its
-    ``--strict``), and the names of cells not finished. ``locales`` keeps only those locales' rows
-    as they are read, so that every table, the plot and the paired differences score the same rows."""
+) -> tuple[list[str], list[CellPredictions], dict[str, list[str]]]:
+    """The sweep's axis keys, its finished cells with rows to score (scored as ``score`` scores,
+    ``strict`` as its ``--strict``), and the names of the cells left out, by reason (``NOT_FINISHED``,
+    ``no_rows_reason``), for the report to name. ``locales`` keeps only those locales' rows as they
+    are read, so that every table, the plot and the paired differences score the same rows."""
     sweep_file = root / SWEEP_FILE
     if not root.is_dir():
         raise ReportError(f"{root} does not exist: pass the `root` of a sweep file (logs/sweeps/NAME)")
@@ -131,20 +135,24 @@ def read_cells(
         raise ReportError(f"no {SWEEP_FILE} in {root}: is it the root of a `slu-lightning sweep`?")
     sweep = json.loads(sweep_file.read_text(encoding="utf-8"))
     keys = list(dict.fromkeys(key for record in sweep["cells"] for key in record["values"]))
-    cells, unfinished, present = [], [], set()
+    cells, left_out, present = [], defaultdict(list), set()
     for record in sweep["cells"]:
         run_dir = root / record["name"]
         if not (run_dir / PREDICTIONS).is_file():
-            unfinished.append(record["name"])
+            left_out[NOT_FINISHED].append(record["name"])
             continue
         config = run_config(run_dir)
-        wanted = scored_modality(config or {}, modality)
-        keyed = prediction_rows(run_dir / PREDICTIONS, wanted, strict) if wanted else {}
-        present.update(row.get("locale") for row in keyed.values())
-        if locales is not None:
-            keyed = {key: row for key, row in keyed.items() if row.get("locale") in locales}
+        wanted = scored_modality(config, modality)
+        read = prediction_rows(run_dir / PREDICTIONS, wanted, strict) if wanted else {}
+        present.update(row.get("locale") for row in read.values())
+        keyed = (
+            read if locales is None else {k: row for k, row in read.items() if row.get("locale") in locales}
+        )
+        if not keyed:
+            left_out[no_rows_reason(wanted, read, modality, locales)].append(record["name"])
+            continue
         rows = list(keyed.values())
-        counts = np.stack([count_row(row) for row in rows]) if rows else np.zeros((0, WIDTH))
+        counts = np.stack([count_row(row) for row in rows])
         index = {key: i for i, key in enumerate(keyed)}
         cells.append(CellPredictions(record["name"], record["values"], config, rows, counts, index))
     if not present:
@@ -156,7 +164,17 @@ def read_cells(
             f"--locales {','.join(unknown)}: in no finished cell's {modality} rows; "
             f"the locales present: {', '.join(known)}"
         )
-    return keys, [cell for cell in cells if cell.rows], unfinished
+    return keys, cells, dict(left_out)
+
+
+def no_rows_reason(wanted: str | None, read: dict, modality: str, locales: list[str] | None) -> str:
+    """Why a finished cell has no rows to score, given the rows it answers ``modality`` with
+    (``scored_modality``) and those ``read``, before ``locales`` kept theirs."""
+    if wanted is None:
+        return "a cascade, no rows on gold transcripts (its text rows answer speech)"
+    if not read:
+        return f"no {modality} predictions"
+    return f"no rows of the locales {', '.join(locales or [])}"
 
 
 @dataclass
