@@ -36,6 +36,9 @@ Notes:
       signal that reaches any rank stops all of them at the same step. Evaluation ranks may run one
       batch more or less than each other, so they do not agree per batch: each stops on its own
       signal, and rank 0 passes its signal on to the ranks it launched (as Lightning's handler does).
+      A rank signalled alone exits 143 or 130 and says so; Lightning's launcher then kills the
+      others within seconds (measured: rank 0 ended with SIGKILL 5 s after rank 1's SIGTERM, with
+      no metrics written), so none waits at the final gather.
     - The checkpoint is one file (single device, DDP, FSDP with a ``full`` state dict); a sharded
       FSDP checkpoint is a directory, which a rename cannot put over an older one.
     - With ``num_workers > 0``, a signal sent to the whole process group (Ctrl-C in a terminal,
@@ -204,10 +207,11 @@ class PreemptionCallback(L.Callback):
             return
         if trainer.strategy.launcher is not None:  # the ranks this process started (a no-op elsewhere)
             trainer.strategy.launcher.kill(signum)
-        if trainer.is_global_zero:
+        if trainer.is_global_zero or self.received:  # a rank signalled alone says so: rank 0 is killed
             log.warning(
-                "%s interrupted by %s after batch %d: no metrics or predictions written (an earlier "
+                "%s%s interrupted by %s after batch %d: no metrics or predictions written (an earlier "
                 "run's are left as they were). Run the same command again to evaluate",
+                "" if trainer.is_global_zero else f"rank {trainer.global_rank}: ",
                 trainer.state.fn.value,
                 signal.Signals(signum).name,
                 batch_idx + 1,
