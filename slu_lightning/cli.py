@@ -110,6 +110,7 @@ class SLUCli(LightningCLI):
             config.trainer.enable_progress_bar = False  # stdout holds the JSON lines; the log says how far
         if self.subcommand == "fit":
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
+            self.save_config_kwargs["resumes"] = config.ckpt_path is not None
         elif config.get("ckpt_path") in ("last", "auto"):  # auto: a fit's saved config says so
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints", self.subcommand)
         elif config.get("ckpt_path") == "best":
@@ -177,19 +178,31 @@ class RunConfigSaver(SaveConfigCallback):
     this run's checkpoint file: ``fit --config <run>/config.yaml --run.name other`` would otherwise
     resume the first run's checkpoint in the other run, silently.
 
-    ``fit`` saves ``config.yaml`` at setup, as Lightning does: the resume reads it. ``validate``,
-    ``test`` and ``predict`` save theirs (``config_test.yaml``, ...) when they end, after the metrics
-    and predictions it describes: one that fails or is interrupted leaves the earlier evaluation's
-    config beside the earlier evaluation's results."""
+    A fresh ``fit`` saves ``config.yaml`` at setup, as Lightning does. A resumed one (``resumes``)
+    saves it when training starts, once the checkpoint is restored: the model refuses a checkpoint
+    of another backbone or fine-tuning mode, and the optimizer one of other parameters, only after
+    setup, and a refused resume would leave a config that never trained the checkpoint, which
+    ``test --config <run>/config.yaml --ckpt_path last`` then refuses. A resumed run that has
+    nothing left to train keeps the config that trained it. ``validate``, ``test`` and ``predict``
+    save theirs (``config_test.yaml``, ...) when they end, after the metrics and predictions it
+    describes: one that fails or is interrupted leaves the earlier evaluation's config beside the
+    earlier evaluation's results."""
 
-    def __init__(self, parser, config, *, given_ckpt_path: str | None = None, **kwargs) -> None:
+    def __init__(
+        self, parser, config, *, given_ckpt_path: str | None = None, resumes: bool = False, **kwargs
+    ) -> None:
         config = config.clone()
         if "ckpt_path" in config:
             config.ckpt_path = given_ckpt_path
         super().__init__(parser, config, **kwargs)
+        self.resumes = resumes
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if stage == TrainerFn.FITTING:
+        if stage == TrainerFn.FITTING and not self.resumes:
+            self._save(trainer)
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.resumes:
             self._save(trainer)
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

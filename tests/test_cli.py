@@ -627,13 +627,33 @@ def test_checkpoints_are_written_atomically_beside_their_target(tmp_path):
 
 def test_a_runs_saved_config_keeps_ckpt_path_as_given_so_it_never_resumes_another_run(trained, caplog):
     config, run = trained
+    trained_with = (run / "config.yaml").read_text()
     with caplog.at_level("INFO", logger="slu_lightning"):
         main(["fit", "--config", str(config), "--ckpt_path", "auto"])  # finished: resumes and stops
     assert f"resuming from {run / 'checkpoints' / 'last.ckpt'}" in caplog.text
-    assert yaml.safe_load((run / "config.yaml").read_text())["ckpt_path"] == "auto"
+    assert (run / "config.yaml").read_text() == trained_with  # it trained nothing
+    fit = ["fit", "--config", str(config), "--run.name", "resumed-auto", "--trainer.max_steps"]
+    main([*fit, "2"])
+    main([*fit, "3", "--ckpt_path", "auto"])
+    resumed = run.parent / "resumed-auto"
+    assert yaml.safe_load((resumed / "config.yaml").read_text())["ckpt_path"] == "auto"
     with caplog.at_level("INFO", logger="slu_lightning"):
-        main(["test", "--config", str(run / "config.yaml")])  # auto: the run's last.ckpt
-    assert f"test: the weights of {run / 'checkpoints' / 'last.ckpt'}" in caplog.text
+        main(["test", "--config", str(resumed / "config.yaml")])  # auto: the run's last.ckpt
+    assert f"test: the weights of {resumed / 'checkpoints' / 'last.ckpt'}" in caplog.text
+
+
+def test_a_refused_resume_leaves_the_config_that_trained_the_checkpoint(trained, capsys):
+    """The model refuses a checkpoint of another fine-tuning mode once it is restored, after setup:
+    a config saved at setup held the refused settings, and testing the run by it was refused."""
+    config, run = trained
+    fit = ["fit", "--config", str(config), "--run.name", "refused", "--trainer.max_steps"]
+    main([*fit, "2"])
+    saved = run.parent / "refused" / "config.yaml"
+    trained_with = saved.read_text()
+    assert exit_code([*fit, "3", "--ckpt_path", "last", "--model.init_args.finetuning", "full"]) == 2
+    assert "finetuning='lora'" in capsys.readouterr().err
+    assert saved.read_text() == trained_with
+    main(["test", "--config", str(saved), "--ckpt_path", "last"])
 
 
 def test_a_runs_saved_config_runs_it_again_with_atomic_checkpoints(trained):
