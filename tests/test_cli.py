@@ -122,15 +122,28 @@ def test_unset_model_and_data_seeds_follow_seed_everything(trained):
 def test_the_run_records_its_provenance(trained):
     _, run = trained
     record = json.loads((run / "provenance.json").read_text())
+    (fit,) = record["segments"]
     from importlib.metadata import version
 
-    assert record["packages"]["torch"] == version("torch") and record["packages"]["lightning"] == version(
-        "lightning"
-    )
-    assert len(record["code"]["commit"]) == 40 or record["code"]["commit"].startswith("unknown")
-    assert record["global_step"] == 10 and record["wall_seconds"] > 0
-    assert len(record["data_files"]) == 2 and all(len(h) == 64 for h in record["data_files"].values())
-    assert record["training_data"]["speech_examples"] == 6 and "CPU" in record["device"]
+    assert {name: fit["packages"][name] for name in ("torch", "lightning")} == {
+        name: version(name) for name in ("torch", "lightning")
+    }
+    assert len(fit["code"]["commit"]) == 40 or fit["code"]["commit"].startswith("unknown")
+    assert record["global_step"] == 10 and record["wall_seconds"] == fit["wall_seconds"] > 0
+    assert (fit["first_step"], fit["last_step"]) == (0, 10) and "CPU" in fit["device"]
+    assert len(fit["data_files"]) == 2 and all(len(h) == 64 for h in fit["data_files"].values())
+    assert record["training_data"]["speech_examples"] == 6
+
+
+def test_a_resumed_run_keeps_the_provenance_of_its_earlier_fits(trained):
+    config, run = trained
+    fit = ["fit", "--config", str(config), "--run.name", "provenance", "--trainer.max_steps"]
+    main([*fit, "2"])
+    (first,) = json.loads((run.parent / "provenance" / "provenance.json").read_text())["segments"]
+    main([*fit, "3", "--ckpt_path", "last"])
+    record = json.loads((run.parent / "provenance" / "provenance.json").read_text())
+    assert record["segments"][0] == first and record["global_step"] == 3
+    assert [(fit["first_step"], fit["last_step"]) for fit in record["segments"]] == [(0, 2), (2, 3)]
 
 
 def test_checkpoint_loads_weights_only_and_holds_only_trainable_tensors(trained):
