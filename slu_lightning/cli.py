@@ -117,11 +117,7 @@ class SLUCli(LightningCLI):
             config.ckpt_path = resolve_best(run_dir / "checkpoints")
         if config.get("ckpt_path") is None and self.subcommand != "fit":
             check_untuned(self.subcommand, run_dir / "checkpoints")
-        if (
-            config.get("ckpt_path")
-            and config.ckpt_path != "hpc"
-            and not config.ckpt_path.startswith("registry")
-        ):
+        if names_a_file(config.get("ckpt_path")):
             check_checkpoint_file(config.ckpt_path)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs) -> LightningArgumentParser:
@@ -236,8 +232,17 @@ def follow_run_seed(config) -> None:
             part.init_args.seed = int(config.seed_everything)
 
 
+def names_a_file(ckpt_path: str | None) -> bool:
+    """Whether ``--ckpt_path`` (resolved) is a checkpoint path, not Lightning's ``hpc`` or a registry."""
+    return bool(ckpt_path) and ckpt_path != "hpc" and not ckpt_path.startswith("registry")
+
+
 def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path, subcommand: str = "fit") -> str | None:
-    """Turn ``last``/``auto`` into a real path, or fail clearly instead of restarting silently."""
+    """Turn ``last``/``auto`` into a real path, or fail clearly instead of restarting silently.
+
+    A fit given another checkpoint (another run's, or this run's ``best-*.ckpt``) in a run that
+    holds its own ``last.ckpt`` is refused: it would throw away the run's progress since, and so
+    would every relaunch of its saved config, which keeps the path as given (a cluster requeue)."""
     last = checkpoint_dir / "last.ckpt"  # a file, or a folder under FSDP's sharded state dicts
     using = "resuming from" if subcommand == "fit" else f"{subcommand}: the weights of"
     if ckpt_path == "auto":
@@ -263,6 +268,12 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path, subcommand: str 
                 "--ckpt_path last (or auto), or pick another --run.name"
             )
         log.info("starting a fresh run in %s", checkpoint_dir.parent)
+    elif names_a_file(ckpt_path) and last.exists() and Path(ckpt_path).resolve() != last.resolve():
+        raise RunError(
+            f"run directory {checkpoint_dir.parent} already holds its own checkpoint, and resuming "
+            f"{ckpt_path} would discard its progress since: continue it with --ckpt_path last (or "
+            "auto), or start from that checkpoint under another --run.name"
+        )
     return ckpt_path
 
 

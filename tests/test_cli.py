@@ -173,6 +173,22 @@ def test_a_resume_on_other_data_is_refused_before_the_run_folder_is_touched(trai
     assert {path.name: path.read_bytes() for path in copy.iterdir() if path.is_file()} == before
 
 
+def test_a_run_that_holds_its_own_checkpoint_never_resumes_another(trained, capsys):
+    """A run started from another run's checkpoint keeps its path in config.yaml; relaunched from
+    it (a cluster requeue), the run went back to that checkpoint and lost the steps it had trained."""
+    config, run = trained
+    fit = ["fit", "--config", str(config), "--run.name"]
+    main([*fit, "warm-source", "--trainer.max_steps", "2"])
+    other = str(run.parent / "warm-source" / "checkpoints" / "last.ckpt")
+    main([*fit, "warm", "--trainer.max_steps", "3", "--ckpt_path", other])
+    saved = run.parent / "warm" / "config.yaml"
+    assert exit_code(["fit", "--config", str(saved)]) == 2
+    assert "already holds its own checkpoint, and resuming" in capsys.readouterr().err
+    own = run.parent / "warm" / "checkpoints" / "last.ckpt"
+    main(["fit", "--config", str(saved), "--ckpt_path", str(own)])  # its own, by path: resumes
+    assert torch.load(own, weights_only=True)["global_step"] == 3
+
+
 def test_a_damaged_checkpoint_is_named_with_its_siblings_not_a_torch_traceback(trained, tmp_path, capsys):
     config, run = trained
     shutil.copytree(run, tmp_path / "damaged")
