@@ -7,7 +7,8 @@ Every run has a name that fixes its directory, ``<run.root>/<run.name>/``: Tenso
 ``config.yaml`` (``config_test.yaml`` for ``test``, and so on), ``checkpoints/`` and predictions all
 live there, so a relaunch of the same command continues in the same place. ``--ckpt_path last``
 resumes and fails clearly when the run has no checkpoint; ``--ckpt_path auto`` resumes if it can
-and starts fresh otherwise.
+and starts fresh otherwise. ``--trainer.logger`` adds loggers beside the run's TensorBoard logger;
+a ``trainer.default_root_dir`` other than the run's folder is refused.
 """
 
 from __future__ import annotations
@@ -96,12 +97,9 @@ class SLUCli(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        run_dir = Path(config.run.root) / config.run.name
-        config.trainer.logger = {
-            "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
-            "init_args": {"save_dir": str(config.run.root), "name": config.run.name, "version": ""},
-        }
-        config.trainer.default_root_dir = str(run_dir)
+        run_dir = self.run_dir = Path(config.run.root) / config.run.name
+        check_default_root_dir(config.trainer.get("default_root_dir"), run_dir)
+        config.trainer.logger = run_loggers(config.trainer.logger, config.run.root, config.run.name)
         self._unstarted = UnstartedRun(run_dir)
         self.save_config_kwargs["config_filename"] = run_config_name(self.subcommand)
         self.save_config_kwargs["given_ckpt_path"] = config.get("ckpt_path")
@@ -119,6 +117,12 @@ class SLUCli(LightningCLI):
             check_untuned(self.subcommand, run_dir / "checkpoints")
         if names_a_file(config.get("ckpt_path")):
             check_checkpoint_file(config.ckpt_path)
+
+    def instantiate_trainer(self, **kwargs) -> Trainer:
+        """The trainer's ``default_root_dir`` is the run's folder, passed here rather than set in the
+        config, so that the saved config leaves it to run.root and run.name and runs again under
+        another name."""
+        return super().instantiate_trainer(default_root_dir=str(self.run_dir), **kwargs)
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs) -> LightningArgumentParser:
         """Lightning's ``--ckpt_path`` help describes its own ``last``; this CLI resolves it in the run."""
@@ -148,6 +152,48 @@ class SLUCli(LightningCLI):
             if self.trainer.global_step == 0 and user_error(error) is not None:  # 0 until a restore
                 self._unstarted.discard()
             raise
+
+
+def check_default_root_dir(given: str | None, run_dir: Path) -> None:
+    """Refuse a ``trainer.default_root_dir`` other than the run's folder: the run would not be there.
+
+    Raises:
+        RunError: naming the folder that run.root and run.name give.
+    """
+    if given is not None and Path(given).resolve() != run_dir.resolve():
+        raise RunError(
+            f"trainer.default_root_dir {given}: a run's folder is <run.root>/<run.name>, here {run_dir}; "
+            "set --run.root and --run.name instead (an older run's config.yaml names its own folder "
+            "there: delete that line to run it under another name)"
+        )
+
+
+RUN_LOGGER = "lightning.pytorch.loggers.TensorBoardLogger"
+
+
+def run_loggers(given, root: str, name: str) -> list:
+    """The run's TensorBoard logger, writing into its folder, then the loggers ``--trainer.logger``
+    names (one, or a list in a config file) beside it. The run's comes first: ``trainer.log_dir``, where
+    every file of the run is written, is the first logger's folder. A run's own logger as its
+    ``config.yaml`` records it (a TensorBoardLogger of version ``''``) is left out of the others,
+    so a saved config run again, under this name or another, logs to this run's folder alone.
+
+    Raises:
+        RunError: for ``--trainer.logger false``: a run always logs to TensorBoard.
+    """
+    if given is False:
+        raise RunError(
+            "--trainer.logger false: a run always logs to TensorBoard in its folder <run.root>/<run.name>; "
+            "--trainer.logger adds loggers beside it"
+        )
+    others = [] if given in (None, True) else given if isinstance(given, list) else [given]
+    own = {"class_path": RUN_LOGGER, "init_args": {"save_dir": str(root), "name": name, "version": ""}}
+    return [own, *(logger for logger in others if not is_run_logger(logger))]
+
+
+def is_run_logger(logger) -> bool:
+    """Whether a ``trainer.logger`` entry is a run's own TensorBoard logger, as ``run_loggers`` adds it."""
+    return logger.get("class_path") == RUN_LOGGER and logger.get("init_args", {}).get("version") == ""
 
 
 class UnstartedRun:

@@ -189,6 +189,35 @@ def test_a_run_that_holds_its_own_checkpoint_never_resumes_another(trained, caps
     assert torch.load(own, weights_only=True)["global_step"] == 3
 
 
+def test_a_users_logger_logs_beside_the_runs_tensorboard_and_another_run_folder_is_refused(
+    trained, tmp_path, capsys
+):
+    """--trainer.logger and --trainer.default_root_dir were replaced silently: the user's logger got
+    nothing, and the saved config named TensorBoard alone."""
+    config, run = trained
+    csv = tmp_path / "lightning_logs"
+    csv_logger = [
+        "--trainer.logger=lightning.pytorch.loggers.CSVLogger",
+        f"--trainer.logger.save_dir={tmp_path}",
+    ]
+    main(["fit", "--config", str(config), "--run.name", "csv", "--trainer.max_steps", "1", *csv_logger])
+    logged = run.parent / "csv"
+    assert "train/loss" in (csv / "version_0" / "metrics.csv").read_text()
+    assert list(logged.glob("events.out.tfevents.*"))
+    saved = yaml.safe_load((logged / "config.yaml").read_text())["trainer"]["logger"]
+    assert [entry["class_path"].rsplit(".", 1)[1] for entry in saved] == ["TensorBoardLogger", "CSVLogger"]
+    main(["fit", "--config", str(logged / "config.yaml"), "--run.name", "csv-again"])  # the saved config
+    assert len(list(logged.glob("events.out.tfevents.*"))) == 1  # not the first run's TensorBoard again
+    assert list((run.parent / "csv-again").glob("events.out.tfevents.*"))
+    assert (csv / "version_1" / "metrics.csv").is_file()
+    fit = ["fit", "--config", str(config), "--run.name", "elsewhere"]
+    assert exit_code([*fit, "--trainer.default_root_dir", str(tmp_path)]) == 2
+    says = f"a run's folder is <run.root>/<run.name>, here {run.parent / 'elsewhere'}"
+    assert says in capsys.readouterr().err
+    assert exit_code([*fit, "--trainer.logger", "false"]) == 2
+    assert "a run always logs to TensorBoard in its folder" in capsys.readouterr().err
+
+
 def test_a_damaged_checkpoint_is_named_with_its_siblings_not_a_torch_traceback(trained, tmp_path, capsys):
     config, run = trained
     shutil.copytree(run, tmp_path / "damaged")
