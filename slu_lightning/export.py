@@ -6,7 +6,8 @@ A LoRA run exports a peft adapter directory (``save_pretrained`` format, loadabl
 the adapters merged in, loadable with plain transformers. A full fine-tuning run exports the full model.
 Every directory also holds the processor, a ``generation_config.json`` with the run's decoding
 (beam width, answer length, ``<|im_end|>`` as the end) and ``export.json``: the checkpoint it came
-from and the run's prompt templates, which a model fine-tuned on them needs. The checkpoint's own
+from, the dtype the run loaded its backbone in (``base_dtype``: load the base for the adapter in it)
+and the run's prompt templates, which a model fine-tuned on them needs. The checkpoint's own
 hyper-parameters say how to rebuild the model, so no config file is needed.
 
 Each output directory is written to a temporary sibling and renamed into place, so an interrupted
@@ -43,8 +44,10 @@ def load_for_export(ckpt: str | Path) -> SLUModule:
 
 
 def module_from_checkpoint(checkpoint: dict) -> SLUModule:
-    """The ``SLUModule`` of a checkpoint already read (``read_checkpoint``), its tensors loaded."""
-    module = SLUModule(**module_arguments(checkpoint["hyper_parameters"]))
+    """The ``SLUModule`` of a checkpoint already read (``read_checkpoint``), its tensors loaded, its
+    backbone in the dtype the run loaded it in (``base_dtype``: a LoRA run's frozen base in bfloat16
+    decodes otherwise than in float32). Checkpoints saved before it was recorded loaded float32."""
+    module = SLUModule(**module_arguments({"base_dtype": "float32", **checkpoint["hyper_parameters"]}))
     module.configure_model()
     module.on_load_checkpoint(checkpoint)
     module.load_state_dict(checkpoint["state_dict"], strict=False)
@@ -138,6 +141,7 @@ def export_record(ckpt: str | Path, module: SLUModule) -> dict:
         "backbone": module.hparams["backbone"],
         "finetuning": module.finetuning,
         "audio_compression": module.audio_compression,
+        "base_dtype": str(module.base_dtype).removeprefix("torch."),
         "prompt": dataclasses.asdict(module.prompt),
         "generation": dataclasses.asdict(module.generation),
     }

@@ -1,5 +1,6 @@
 """``slu-lightning export`` of LoRA runs, loaded the way the README says (tiny model, no training loop)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,38 @@ def test_a_lora_adapter_carries_the_trained_audio_side_and_decodes_speech_like_t
     decoding = GenerationConfig.from_pretrained(out / "adapter")
     answer = plain.generate(**inputs, generation_config=decoding)[:, inputs["input_ids"].shape[1] :]
     assert module.tokenizer.batch_decode(answer, skip_special_tokens=True) == ours
+
+
+def test_a_bfloat16_run_is_rebuilt_on_a_bfloat16_base_and_its_export_names_the_base_it_needs(
+    audio_side_checkpoint, tmp_path
+):
+    """A LoRA run with ``base_dtype: bfloat16`` (configs/lora) decodes on a bfloat16 base: the export
+    rebuilt it in float32, and export.json did not say in which dtype to load the adapter's base."""
+    from peft import PeftModel
+    from transformers import GenerationConfig
+
+    checkpoint = torch.load(audio_side_checkpoint, weights_only=True)
+    checkpoint["hyper_parameters"] |= {
+        "base_dtype": "bfloat16",
+        "generation": {"num_beams": 1, "max_new_tokens": 24},
+    }
+    torch.save(checkpoint, tmp_path / "bf16.ckpt")
+    module = load_for_export(tmp_path / "bf16.ckpt").eval()
+    assert {param.dtype for param in module.parameters() if not param.requires_grad} == {torch.bfloat16}
+    out = export_checkpoint(tmp_path / "bf16.ckpt", tmp_path / "export")
+    base_dtype = json.loads((out / "adapter" / "export.json").read_text())["base_dtype"]
+    assert base_dtype == "bfloat16"
+    base = load_model(module.backbone_path, getattr(torch, base_dtype))
+    plain = PeftModel.from_pretrained(base, out / "adapter").eval()
+    decoding = GenerationConfig.from_pretrained(out / "adapter")
+    collate = SLUCollator(module.tokenizer, module.prompt, with_labels=False, with_prompts=True)
+    for text in ("set an alarm for seven", "what is the weather in paris", "play adele", "wake me at nine"):
+        ours = module.generate_texts(collate([SLUItem(SLUExample("x", "en-US", text, "alarm", "set", ()))]))
+        prompt = module.tokenizer(module.prompt.render_prompt(text), return_tensors="pt")
+        answer = plain.generate(**prompt, generation_config=decoding)[:, prompt["input_ids"].shape[1] :]
+        assert module.tokenizer.batch_decode(answer, skip_special_tokens=True) == ours, text
+    older = export_checkpoint(audio_side_checkpoint, tmp_path / "older")  # saved before base_dtype was
+    assert json.loads((older / "adapter" / "export.json").read_text())["base_dtype"] == "float32"
 
 
 @pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's sysfs, unwritable even to root")
