@@ -23,6 +23,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import yaml
 from lightning import LightningModule, Trainer
@@ -171,7 +172,7 @@ def check_default_root_dir(given: str | None, run_dir: Path) -> None:
 RUN_LOGGER = "lightning.pytorch.loggers.TensorBoardLogger"
 
 
-def run_loggers(given, root: str, name: str) -> list:
+def run_loggers(given: Any, root: str, name: str) -> list:
     """The run's TensorBoard logger, writing into its folder, then the loggers ``--trainer.logger``
     names (one, or a list in a config file) beside it. The run's comes first: ``trainer.log_dir``, where
     every file of the run is written, is the first logger's folder. A run's own logger as its
@@ -191,7 +192,7 @@ def run_loggers(given, root: str, name: str) -> list:
     return [own, *(logger for logger in others if not is_run_logger(logger))]
 
 
-def is_run_logger(logger) -> bool:
+def is_run_logger(logger: Any) -> bool:
     """Whether a ``trainer.logger`` entry is a run's own TensorBoard logger, as ``run_loggers`` adds it."""
     return logger.get("class_path") == RUN_LOGGER and logger.get("init_args", {}).get("version") == ""
 
