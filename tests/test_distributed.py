@@ -2,12 +2,15 @@
 once."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
+from tests.model.part_weights import assert_frozen_then_trained, changed, freezing_config
 from tests.test_cli import write_config
 from tests.test_evaluation_edges import truncated_copy
 
@@ -15,13 +18,16 @@ pytestmark = pytest.mark.slow
 
 
 def cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    """Run the CLI in a fresh process: Lightning's DDP launcher re-runs this command for rank 1."""
+    """Run the CLI in a fresh process: Lightning's DDP launcher re-runs this command for rank 1. The
+    repository is on its path, for the callbacks of ``tests``."""
+    path = os.pathsep.join(filter(None, [str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH")]))
     result = subprocess.run(
         [sys.executable, "-m", "slu_lightning.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "PYTHONPATH": path},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -34,18 +40,17 @@ DDP = [
     "2",
     "--trainer.accelerator",
     "cpu",
-    "--model.init_args.train_audio_encoder",
-    "true",
     "--model.init_args.always_run_audio_encoder",
     "true",
 ]
+TRAINED_TOWER = ["--model.init_args.train_audio_encoder", "true"]
 
 
 def test_ddp_fit_and_test_on_two_processes_match_one_process(toy_corpus, tmp_path):
     config = write_config(tmp_path, toy_corpus)
     # 30 examples (24 text + 6 speech), batch 6 per rank: most batches of a rank hold no audio, and the
     # trainable audio encoder would leave DDP's reducer waiting without the dummy clip.
-    cli("fit", "--config", str(config), "--run.name", "ddp", *DDP, cwd=tmp_path)
+    cli("fit", "--config", str(config), "--run.name", "ddp", *DDP, *TRAINED_TOWER, cwd=tmp_path)
     run = tmp_path / "logs" / "ddp"
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 2 * 3  # 2 epochs x ceil(ceil(30 / 2) / 6) batches per rank
@@ -54,7 +59,16 @@ def test_ddp_fit_and_test_on_two_processes_match_one_process(toy_corpus, tmp_pat
 
     ckpt = str(run / "checkpoints" / "last.ckpt")
     tested = cli(
-        "test", "--config", str(config), "--run.name", "ddp-test", *DDP, "--ckpt_path", ckpt, cwd=tmp_path
+        "test",
+        "--config",
+        str(config),
+        "--run.name",
+        "ddp-test",
+        *DDP,
+        *TRAINED_TOWER,
+        "--ckpt_path",
+        ckpt,
+        cwd=tmp_path,
     )
     assert "sync_dist=True" not in tested.stderr  # the metrics are synchronised: no warning per metric
     cli(
@@ -89,6 +103,7 @@ def test_a_ddp_checkpoint_holds_the_clips_every_rank_skipped(toy_corpus, tmp_pat
         "--config",
         str(config),
         *DDP,
+        *TRAINED_TOWER,
         *skip_them,
         "--data.init_args.corpus.init_args.train",
         str(train),
@@ -99,3 +114,19 @@ def test_a_ddp_checkpoint_holds_the_clips_every_rank_skipped(toy_corpus, tmp_pat
     assert sorted(text.split(",")[0] for text in skipped) == [
         f"file {tmp_path / 'clips' / name}.flac" for name in broken
     ]
+
+
+@pytest.mark.parametrize(
+    "audio_side_by_default", [True, False], ids=["frozen-by-a-phase", "unfrozen-by-a-phase"]
+)
+def test_every_rank_freezes_and_trains_the_parts_each_phase_says(toy_corpus, tmp_path, audio_side_by_default):
+    """DDP fixes the parameters it synchronises when it wraps the model. A part a phase froze after that
+    stalled its reducer (the LoRA curriculum under ddp_8gpu.yaml stopped at its 2nd step); one a phase
+    unfroze trained on each rank's own gradients, and the ranks' weights drifted apart."""
+    config = freezing_config(tmp_path, toy_corpus, audio_side_by_default)
+    cli("fit", "--config", str(config), *DDP, cwd=tmp_path)
+    ranks = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in (0, 1)]
+    for when, parts in ranks[0].items():
+        for part, tensors in parts.items():
+            assert not any(changed(tensors, ranks[1][when][part])), (when, part)
+    assert_frozen_then_trained(ranks[0])

@@ -157,8 +157,8 @@ class SLUModule(L.LightningModule):
                 7B base under LoRA; parts that train are always kept in float32.
             always_run_audio_encoder: run a masked dummy clip through the audio encoder when a
                 training batch has no audio. Needed under FSDP/ZeRO-3 (every rank must run every
-                sharded module) and under DDP with a trainable tower; it adds zero to the loss and
-                to every gradient.
+                sharded module) and under DDP where any phase trains the tower or the projector; it
+                adds zero to the loss and to every gradient.
         """
         super().__init__()
         self.save_hyperparameters(
@@ -202,6 +202,8 @@ class SLUModule(L.LightningModule):
         self.val_losses = torch.nn.ModuleDict({m: TokenLossSum() for m in ("speech", "text")})
         self._step_tokens: torch.Tensor | int = 0
         """Answer tokens of this rank's micro-batches since the last optimizer step."""
+        self.held_back: list[torch.nn.Parameter] = []
+        """Under DDP, the parameters of the parts the current phase freezes (see ``set_trainable``)."""
 
     @property
     def tokenizer(self):
@@ -226,9 +228,13 @@ class SLUModule(L.LightningModule):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.model = model.train()  # from_pretrained returns eval mode; Lightning keeps submodule modes
         self.candidates = trainable_candidates(model, self.finetuning, self.train_input_embeddings)
-        for part in self._parts_ever_trained():
+        trained = self._parts_ever_trained()
+        for part in trained:
             for param in self.candidates[part]:
                 param.data = param.data.float()  # trainable tensors stay fp32 under bf16-mixed
+        if self._fits_under_ddp():
+            self._check_ddp_audio(trained)
+            set_trainable(self.candidates, {part: part in trained for part in PARTS})
         self.set_trainable()
 
     def _parts_ever_trained(self) -> list[str]:
@@ -253,13 +259,42 @@ class SLUModule(L.LightningModule):
     def set_trainable(
         self, audio_encoder: bool | None = None, projector: bool | None = None, llm: bool | None = None
     ) -> None:
-        """Apply freeze switches; None keeps this module's configured default for that part."""
+        """Apply freeze switches; None keeps this module's configured default for that part.
+
+        In one process (and under FSDP, which reads ``requires_grad`` again at every step) a frozen
+        part stops requiring gradients. DDP fixes the parameters it synchronises when it wraps the
+        model: one frozen later stalls its reducer, one unfrozen later trains on each rank's own
+        gradients. So under DDP every part some phase trains keeps requiring gradients from the
+        start, and a part switched off is held back instead: ``on_before_optimizer_step`` drops its
+        gradients, and AdamW skips it as it skips a frozen part."""
         overrides = {"audio_encoder": audio_encoder, "projector": projector, "llm": llm}
         switches = {
             part: self.default_switches[part] if overrides[part] is None else overrides[part]
             for part in PARTS
         }
-        set_trainable(self.candidates, switches)
+        if self._fits_under_ddp():
+            frozen = [part for part in self._parts_ever_trained() if not switches[part]]
+            self.held_back = [param for part in frozen for param in self.candidates[part]]
+        else:
+            set_trainable(self.candidates, switches)
+
+    def _fits_under_ddp(self) -> bool:
+        """Whether this is a fit whose ranks each hold the whole model, synchronised by DDP."""
+        trainer = self._trainer
+        fit = trainer is not None and trainer.state.fn == "fit"
+        return fit and trainer.world_size > 1 and not self._sharded()
+
+    def _check_ddp_audio(self, trained: list[str]) -> None:
+        """Refuse a DDP fit whose audio side some phase trains without ``always_run_audio_encoder``:
+        DDP then expects its gradients at every step, and a batch without audio would give none."""
+        audio_side = sorted({"audio_encoder", "projector"} & set(trained))
+        finds_unused = getattr(self.trainer.strategy, "_ddp_kwargs", {}).get("find_unused_parameters", False)
+        if audio_side and not self.always_run_audio_encoder and not finds_unused:
+            raise ConfigError(
+                f"under DDP, parts some phase trains ({', '.join(audio_side)}) need a gradient at every "
+                "step, also from batches without audio: set model.init_args.always_run_audio_encoder "
+                "to true (configs/trainer/ddp_8gpu.yaml does)"
+            )
 
     # ---- forward -------------------------------------------------------------------------
     def embed(
@@ -350,7 +385,12 @@ class SLUModule(L.LightningModule):
         transformers' Trainer): under gradient accumulation or DDP each micro-batch's mean would weigh
         the tokens of a short batch more. The gradients hold the summed losses divided by the
         accumulation (Lightning) and averaged over the ranks (DDP); this makes them the step's
-        token mean. Before clipping, which Lightning applies after this hook."""
+        token mean. Before clipping, which Lightning applies after this hook.
+
+        First, under DDP, the gradients of the parts this phase freezes are dropped (``set_trainable``):
+        neither the optimizer nor the clipping norm sees them."""
+        for parameter in self.held_back:
+            parameter.grad = None
         if not self._step_spans_micro_batches():
             return
         tokens = torch.as_tensor(self._step_tokens, dtype=torch.float32, device=self.device)
