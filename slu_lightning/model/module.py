@@ -665,6 +665,22 @@ class SLUModule(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_train_start(self) -> None:
+        """Train on this run's optimizer settings, also after a resume.
+
+        Lightning restores the checkpoint's param groups (learning rate, weight decay, betas, eps)
+        and its scheduler's base learning rates over the ones ``configure_optimizers`` set: a new
+        ``optimizer.lr`` or ``weight_decay`` was ignored, and a phase's own peak, relative to this
+        run's learning rate, landed at a third value. ``on_load_checkpoint`` says this run's value
+        wins: here it does, at the schedule's factor of the current step (a fresh run: unchanged)."""
+        optimizer = self.trainer.optimizers[0]
+        scheduler = self.trainer.lr_scheduler_configs[0].scheduler
+        base = optimizer.defaults["lr"]  # the defaults are this run's: a restore leaves them
+        scheduler.base_lrs = [base] * len(optimizer.param_groups)
+        for group, factor in zip(optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+            group.update({key: optimizer.defaults[key] for key in ("betas", "eps", "weight_decay")})
+            group.update(initial_lr=base, lr=base * factor(scheduler.last_epoch))
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep only tensors that can change: the frozen base is reloaded from the backbone."""
         keep = {id(p) for part in self._parts_ever_trained() for p in self.candidates[part]}

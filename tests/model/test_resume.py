@@ -1,0 +1,51 @@
+"""A fit resumed from a checkpoint under other optimizer settings trains on this run's."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from slu_lightning.cli import main
+from slu_lightning.curriculum import CurriculumPhase, build_schedule
+from tests.test_cli import write_config
+
+PHASES = [CurriculumPhase("text"), CurriculumPhase("text+speech", lr=5e-4, warmup_ratio=0.2)]
+"""What the learning rate of tests.test_cli.CURRICULUM follows: a text phase on the model's settings
+(lr 1e-3, warm-up 0.04, cosine), then a phase with its own peak and warm-up."""
+
+
+def fitted(tmp_path: Path, corpus: Path, steps: int) -> tuple[list[str], str]:
+    """The curriculum fitted for ``steps`` steps at batch 6: the command, and its checkpoint."""
+    config = write_config(tmp_path, corpus, "CurriculumDataModule")
+    fit = ["fit", "--config", str(config)]
+    main([*fit, "--run.name", "stopped", "--trainer.max_steps", str(steps)])
+    return fit, str(tmp_path / "logs" / "stopped" / "checkpoints" / "last.ckpt")
+
+
+def logged_lr(run: Path) -> dict[int, float]:
+    """The learning rate a run's TensorBoard events hold, by step."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    lrs = {}
+    for events in sorted(run.glob("events.out.tfevents.*")):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        lrs |= {event.step: event.value for event in accumulator.Scalars("lr-AdamW")}
+    return lrs
+
+
+def test_a_resume_trains_on_this_runs_learning_rate_and_weight_decay(toy_corpus, tmp_path):
+    """The checkpoint's param groups and scheduler base rate were restored over this run's: the new lr
+    and weight decay were ignored, and the phase's own peak (5e-4) came out at 5e-5."""
+    fit, checkpoint = fitted(tmp_path, toy_corpus, steps=2)
+    new = ["--model.init_args.optimizer.lr", "0.01", "--model.init_args.optimizer.weight_decay", "0.5"]
+    main([*fit, "--run.name", "resumed", "--ckpt_path", checkpoint, *new])
+    run = tmp_path / "logs" / "resumed"
+    schedule = build_schedule(PHASES, [4, 5], base_lr=0.01, base_warmup=0.04, base_schedule="cosine")
+    lrs = logged_lr(run)
+    assert lrs == pytest.approx({step: 0.01 * schedule(step) for step in range(2, 9)})
+    assert max(lrs[step] for step in range(4, 9)) == pytest.approx(5e-4)  # the speech phase's peak
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    group = saved["optimizer_states"][0]["param_groups"][0]
+    assert (group["initial_lr"], group["weight_decay"]) == (0.01, 0.5)
+    assert saved["lr_schedulers"][0]["base_lrs"] == [0.01]
