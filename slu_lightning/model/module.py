@@ -14,6 +14,7 @@ refused with a message saying which setting differs.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import time
@@ -30,7 +31,7 @@ from transformers import GenerationConfig
 
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.checkpoint_io import CheckpointError
-from slu_lightning.curriculum import build_schedule
+from slu_lightning.curriculum import PhaseSchedule, build_schedule
 from slu_lightning.data.errors import ConfigError
 from slu_lightning.data.features import padding_value
 from slu_lightning.evaluation.bootstrap import utterance_cluster_id
@@ -202,6 +203,8 @@ class SLUModule(L.LightningModule):
         self.val_losses = torch.nn.ModuleDict({m: TokenLossSum() for m in ("speech", "text")})
         self._step_tokens: torch.Tensor | int = 0
         """Answer tokens of this rank's micro-batches since the last optimizer step."""
+        self.epoch_start_steps: list[int] = []
+        """The global step at which each epoch of the run began (saved in its checkpoints)."""
         self.held_back: list[torch.nn.Parameter] = []
         """Under DDP, the parameters of the parts the current phase freezes (see ``set_trainable``)."""
 
@@ -645,34 +648,61 @@ class SLUModule(L.LightningModule):
 
     # ---- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
-        datamodule = self.trainer.datamodule
-        phases = datamodule.phases()
-        parts = self._parts_ever_trained()
-        params = [p for part in parts for p in self.candidates[part]]
+        params = [p for part in self._parts_ever_trained() for p in self.candidates[part]]
         if not params:
             raise ConfigError("nothing to train: every part is frozen in every phase")
         settings = self.optimizer_settings
         optimizer = torch.optim.AdamW(
             params, lr=settings.lr, betas=settings.betas, weight_decay=settings.weight_decay
         )
-        accumulate = self.trainer.accumulate_grad_batches
-        steps = [-(-datamodule.batches_in_epoch(e) // accumulate) for e in range(self.trainer.max_epochs)]
-        schedule = build_schedule(
-            phases, steps, settings.lr, settings.warmup_ratio, settings.schedule, settings.min_lr_ratio
-        )
+        self.lr_schedule = self._build_schedule()
         # a function, not the PhaseSchedule: LambdaLR saves a callable object's fields in the
-        # checkpoint, and a resume would lay the old epochs' schedule over this run's
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step))
+        # checkpoint, and a resume would lay the old epochs' schedule over this run's; it reads
+        # the schedule that each epoch's start rebuilds
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: self.lr_schedule(step))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def _build_schedule(self) -> PhaseSchedule:
+        settings = self.optimizer_settings
+        return build_schedule(
+            self.trainer.datamodule.phases(),
+            self._steps_per_epoch(),
+            settings.lr,
+            settings.warmup_ratio,
+            settings.schedule,
+            settings.min_lr_ratio,
+        )
+
+    def _steps_per_epoch(self) -> list[int]:
+        """Optimizer steps of every epoch of the run: those it took, for the epochs that ended, else
+        as many as this run's batch layout gives. A run resumed at an epoch's end may change the
+        layout; counting its past epochs in the new one moved the phases' starts off their data."""
+        taken = [end - start for start, end in itertools.pairwise(self.epoch_start_steps)]
+        accumulate = self.trainer.accumulate_grad_batches
+        batches = self.trainer.datamodule.batches_in_epoch
+        return taken + [-(-batches(e) // accumulate) for e in range(len(taken), self.trainer.max_epochs)]
+
     def on_train_start(self) -> None:
-        """Train on this run's optimizer settings, also after a resume.
+        self._follow_schedule()
+
+    def on_train_epoch_start(self) -> None:
+        """Record the step the epoch starts at (none after a resume from a checkpoint without this
+        record: its epochs keep this run's layout) and follow the schedule from it."""
+        epoch = self.current_epoch
+        if len(self.epoch_start_steps) >= epoch:
+            self.epoch_start_steps[epoch:] = [self.global_step]
+        self._follow_schedule()
+
+    def _follow_schedule(self) -> None:
+        """Rebuild the schedule from the epochs so far and set every param group to this run's
+        optimizer settings at its current step.
 
         Lightning restores the checkpoint's param groups (learning rate, weight decay, betas, eps)
         and its scheduler's base learning rates over the ones ``configure_optimizers`` set: a new
         ``optimizer.lr`` or ``weight_decay`` was ignored, and a phase's own peak, relative to this
         run's learning rate, landed at a third value. ``on_load_checkpoint`` says this run's value
-        wins: here it does, at the schedule's factor of the current step (a fresh run: unchanged)."""
+        wins: here it does. A fresh run keeps the values it had (the expression LambdaLR computes)."""
+        self.lr_schedule = self._build_schedule()
         optimizer = self.trainer.optimizers[0]
         scheduler = self.trainer.lr_scheduler_configs[0].scheduler
         base = optimizer.defaults["lr"]  # the defaults are this run's: a restore leaves them
@@ -687,6 +717,7 @@ class SLUModule(L.LightningModule):
         names = {name for name, p in self.named_parameters() if id(p) in keep}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
         checkpoint["backbone_weights"] = self.backbone_fingerprint  # to tell the backbone again anywhere
+        checkpoint["epoch_start_steps"] = list(self.epoch_start_steps)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Refuse a checkpoint of another backbone or fine-tuning mode; log every other setting
@@ -720,6 +751,7 @@ class SLUModule(L.LightningModule):
                 f"checkpoint holds {len(unknown)} tensors this model lacks, e.g. {sorted(unknown)[:3]}"
             )
         self._checkpoint_step = int(checkpoint.get("global_step", 0))
+        self.epoch_start_steps = list(checkpoint.get("epoch_start_steps", []))
         log.info(
             "loaded checkpoint of global step %s (epoch %s)",
             checkpoint.get("global_step"),

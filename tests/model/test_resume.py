@@ -49,3 +49,16 @@ def test_a_resume_trains_on_this_runs_learning_rate_and_weight_decay(toy_corpus,
     group = saved["optimizer_states"][0]["param_groups"][0]
     assert (group["initial_lr"], group["weight_decay"]) == (0.01, 0.5)
     assert saved["lr_schedulers"][0]["base_lrs"] == [0.01]
+
+
+def test_a_resume_at_an_epochs_end_under_another_batch_size_starts_the_next_phase_with_its_data(
+    toy_corpus, tmp_path
+):
+    """The text epoch took 4 steps at batch 6. Resumed at batch 3, the schedule counted it as 8 steps:
+    the speech phase, 10 steps from step 4, began its warm-up at step 8 and was cut off at step 13."""
+    fit, checkpoint = fitted(tmp_path, toy_corpus, steps=4)
+    main([*fit, "--run.name", "resumed", "--ckpt_path", checkpoint, "--data.init_args.batch_size", "3"])
+    run = tmp_path / "logs" / "resumed"
+    schedule = build_schedule(PHASES, [4, 10], base_lr=1e-3, base_warmup=0.04, base_schedule="cosine")
+    assert logged_lr(run) == pytest.approx({step: 1e-3 * schedule(step) for step in range(4, 14)})
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch_start_steps"] == [0, 4]
