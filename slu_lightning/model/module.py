@@ -70,6 +70,8 @@ from slu_lightning.task import END_OF_TURN, PromptTemplate, parse_prediction
 
 log = logging.getLogger(__name__)
 PARTS = ("audio_encoder", "projector", "llm")
+TRAINED_PART_SWITCHES = ("train_audio_encoder", "train_projector", "train_llm", "train_input_embeddings")
+"""Settings that choose which weights a run trains."""
 # Evaluation scalars are torchmetrics results, already synchronised over the ranks: under DDP
 # Lightning would otherwise recommend sync_dist once per metric, locale and interval bound.
 warnings.filterwarnings(
@@ -713,15 +715,20 @@ class SLUModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep only tensors that can change: the frozen base is reloaded from the backbone."""
-        keep = {id(p) for part in self._parts_ever_trained() for p in self.candidates[part]}
-        names = {name for name, p in self.named_parameters() if id(p) in keep}
+        names = self._trained_names()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
         checkpoint["backbone_weights"] = self.backbone_fingerprint  # to tell the backbone again anywhere
         checkpoint["epoch_start_steps"] = list(self.epoch_start_steps)
 
+    def _trained_names(self) -> set[str]:
+        """Names of the parameters some phase trains: what the optimizer and the checkpoints hold."""
+        keep = {id(p) for part in self._parts_ever_trained() for p in self.candidates[part]}
+        return {name for name, p in self.named_parameters() if id(p) in keep}
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Refuse a checkpoint of another backbone or fine-tuning mode; log every other setting
-        where this run's config differs (the config wins, see ``SLUCli._parse_ckpt_path``)."""
+        """Refuse a checkpoint of another backbone or fine-tuning mode, or a resume that would train
+        other weights; log every other setting where this run's config differs (the config wins, see
+        ``SLUCli._parse_ckpt_path``)."""
         saved = checkpoint.get("hyper_parameters", {})
         if "backbone" in saved:
             self._check_backbone(saved["backbone"], checkpoint.get("backbone_weights"))
@@ -731,6 +738,13 @@ class SLUModule(L.LightningModule):
                     f"checkpoint was trained with {key}={saved[key]!r} but this run has {key}="
                     f"{self.hparams[key]!r}; use the checkpoint's setting or start a new run"
                 )
+        unknown = set(checkpoint["state_dict"]) - {name for name, _ in self.named_parameters()}
+        if unknown:
+            raise CheckpointError(
+                f"checkpoint holds {len(unknown)} tensors this model lacks, e.g. {sorted(unknown)[:3]}"
+            )
+        if self._trainer is not None and self.trainer.state.fn == "fit":  # test and export load any
+            self._check_trained_weights(set(checkpoint["state_dict"]), saved)
         for key, old in saved.items():
             new = self.hparams.get(key)
             if (
@@ -745,17 +759,28 @@ class SLUModule(L.LightningModule):
                     new,
                     old,
                 )
-        unknown = set(checkpoint["state_dict"]) - {name for name, _ in self.named_parameters()}
-        if unknown:
-            raise CheckpointError(
-                f"checkpoint holds {len(unknown)} tensors this model lacks, e.g. {sorted(unknown)[:3]}"
-            )
         self._checkpoint_step = int(checkpoint.get("global_step", 0))
         self.epoch_start_steps = list(checkpoint.get("epoch_start_steps", []))
         log.info(
             "loaded checkpoint of global step %s (epoch %s)",
             checkpoint.get("global_step"),
             checkpoint.get("epoch"),
+        )
+
+    def _check_trained_weights(self, trained: set[str], saved: dict) -> None:
+        """Refuse to resume a fit whose freeze switches (of the model or of its phases) train other
+        weights than the checkpoint's run: its optimizer state is for those (Lightning would fail on
+        the sizes of the param groups), naming the settings that differ."""
+        if trained == self._trained_names():
+            return
+        differ = [key for key in TRAINED_PART_SWITCHES if key in saved and saved[key] != self.hparams[key]]
+        said = "; ".join(
+            f"checkpoint was trained with {key}={saved[key]!r} but this run has {key}={self.hparams[key]!r}"
+            for key in differ
+        )
+        said = said or "the curriculum phases switch on other parts than in the checkpoint's run"
+        raise CheckpointError(
+            f"{said}, which trains other weights; use the checkpoint's settings or start a new run"
         )
 
     def _check_backbone(self, saved: str, recorded: str | None) -> None:

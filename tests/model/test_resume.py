@@ -7,16 +7,18 @@ import torch
 
 from slu_lightning.cli import main
 from slu_lightning.curriculum import CurriculumPhase, build_schedule
-from tests.test_cli import write_config
+from tests.test_cli import exit_code, write_config
 
 PHASES = [CurriculumPhase("text"), CurriculumPhase("text+speech", lr=5e-4, warmup_ratio=0.2)]
 """What the learning rate of tests.test_cli.CURRICULUM follows: a text phase on the model's settings
 (lr 1e-3, warm-up 0.04, cosine), then a phase with its own peak and warm-up."""
 
 
-def fitted(tmp_path: Path, corpus: Path, steps: int) -> tuple[list[str], str]:
-    """The curriculum fitted for ``steps`` steps at batch 6: the command, and its checkpoint."""
-    config = write_config(tmp_path, corpus, "CurriculumDataModule")
+def fitted(
+    tmp_path: Path, corpus: Path, steps: int, regime: str = "CurriculumDataModule"
+) -> tuple[list[str], str]:
+    """The test CLI's ``regime`` fitted for ``steps`` steps at batch 6: the command, and its checkpoint."""
+    config = write_config(tmp_path, corpus, regime)
     fit = ["fit", "--config", str(config)]
     main([*fit, "--run.name", "stopped", "--trainer.max_steps", str(steps)])
     return fit, str(tmp_path / "logs" / "stopped" / "checkpoints" / "last.ckpt")
@@ -62,3 +64,14 @@ def test_a_resume_at_an_epochs_end_under_another_batch_size_starts_the_next_phas
     schedule = build_schedule(PHASES, [4, 10], base_lr=1e-3, base_warmup=0.04, base_schedule="cosine")
     assert logged_lr(run) == pytest.approx({step: 1e-3 * schedule(step) for step in range(4, 14)})
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch_start_steps"] == [0, 4]
+
+
+def test_a_resume_that_would_train_other_weights_is_refused_naming_the_switch(toy_corpus, tmp_path, capsys):
+    """It failed on the optimizer's param groups ("doesn't match the size of optimizer's group") after
+    logging that this run's value wins."""
+    fit, checkpoint = fitted(tmp_path, toy_corpus, steps=2, regime="TextOnlyDataModule")
+    projector = ["--model.init_args.train_projector", "true"]
+    assert exit_code([*fit, "--run.name", "resumed", "--ckpt_path", checkpoint, *projector]) == 2
+    said = capsys.readouterr().err
+    assert "checkpoint was trained with train_projector=False but this run has train_projector=True" in said
+    assert "this run's value wins" not in said
