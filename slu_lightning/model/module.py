@@ -178,6 +178,7 @@ class SLUModule(L.LightningModule):
                 "generation": asdict(generation),
                 "dynamic_audio": dynamic_audio,
                 "audio_compression": audio_compression,
+                "base_dtype": base_dtype,
             }
         )
         self.backbone_path = resolve_backbone(backbone)

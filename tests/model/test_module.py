@@ -10,6 +10,7 @@ from slu_lightning.data.collate import SLUCollator, SLUItem
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.records import Entity, SLUExample
+from slu_lightning.export import module_arguments
 from slu_lightning.model.module import GenerationSettings, SLUModule
 from slu_lightning.task import END_OF_TURN
 
@@ -177,6 +178,13 @@ def test_bfloat16_base_keeps_trainable_parts_in_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         sums, _ = module.example_losses(batch)
     assert torch.isfinite(sums).all()
+
+
+def test_the_base_dtype_is_saved_with_the_settings_a_checkpoint_is_rebuilt_from():
+    """Left out of the hyper-parameters, an export rebuilt a bfloat16 run's base in float32."""
+    module = SLUModule(backbone="tiny-test", base_dtype="bfloat16")
+    assert module.hparams["base_dtype"] == "bfloat16"
+    assert SLUModule(**module_arguments(dict(module.hparams))).base_dtype == torch.bfloat16
 
 
 @pytest.mark.parametrize("trains", ["train_projector", "train_audio_encoder"])
