@@ -53,7 +53,9 @@ def package_versions() -> dict[str, str]:
 
 
 def git_state(source: Path) -> dict[str, str | bool]:
-    """The commit of the checkout holding ``source`` and whether it had uncommitted changes."""
+    """The commit of the checkout holding ``source`` and whether it had uncommitted changes: to a
+    tracked file anywhere, or a file under ``source`` that git does not track yet (a new module the
+    run may import)."""
 
     def git(*args: str) -> str:
         return subprocess.run(
@@ -63,7 +65,10 @@ def git_state(source: Path) -> dict[str, str | bool]:
     try:
         return {
             "commit": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "dirty": bool(
+                git("status", "--porcelain", "--untracked-files=no")
+                or git("status", "--porcelain", "--untracked-files=all", "--", ".")
+            ),
         }
     except (OSError, subprocess.CalledProcessError):
         return {"commit": "unknown (not a git checkout)", "dirty": False}

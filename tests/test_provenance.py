@@ -1,13 +1,14 @@
 """``provenance.json`` across the fits of one run: a resume adds its segment, never replaces the record."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-from slu_lightning.provenance import ProvenanceCallback
+from slu_lightning.provenance import ProvenanceCallback, git_state
 
 
 def fake_trainer(run_dir: Path, ckpt_path: str | None, global_step: int) -> SimpleNamespace:
@@ -73,3 +74,19 @@ def test_a_record_written_before_segments_becomes_the_first_segment(tmp_path, mo
     assert first["code"] == old["code"] and first["started"] == old["started"]
     assert (first["first_step"], first["last_step"], first["wall_seconds"]) == (0, 10, 60.0)
     assert "training_data" not in first and record["global_step"] == 12 and record["wall_seconds"] >= 60.0
+
+
+def test_a_new_untracked_module_marks_the_code_dirty_and_an_untracked_file_elsewhere_does_not(tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "module.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "package/module.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
+    (tmp_path / "notes.txt").write_text("scratch\n")
+    assert git_state(package)["dirty"] is False
+    (package / "new_module.py").write_text("y = 2\n")
+    assert git_state(package)["dirty"] is True
