@@ -592,10 +592,13 @@ def _match(
     lines: list[PredictionLine], gold_ids: list[str]
 ) -> tuple[dict[str, Prediction], list[str], list[str]]:
     """Each gold id's prediction (the line ``first_per_key`` keeps for it), the keys matching no gold
-    id, and a warning for each other line of a gold id."""
+    id (with the locale a line names, which may be why), and a warning for each other line of a
+    gold id."""
     resolve = _key_resolver(gold_ids)
     resolved = [(line, resolve(line.key, line.locale)) for line in lines]
-    unmatched = [line.key for line, key in resolved if key is None]
+    unmatched = [
+        f"{line.key} ({line.locale})" if line.locale else line.key for line, key in resolved if key is None
+    ]
     kept, duplicates = first_per_key([replace(line, key=key) for line, key in resolved if key is not None])
     return {line.key: line.prediction for line in kept}, unmatched, duplicates
 
