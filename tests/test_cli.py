@@ -299,18 +299,21 @@ def test_a_curriculum_resumed_at_or_inside_a_phase_ends_with_the_uninterrupted_w
     assert logged_steps(logs / "raised", "train/loss") == logged_steps(logs / "whole", "train/loss")
 
 
-def logged_steps(run: Path, tag: str) -> list[int]:
-    """The steps at which a run's TensorBoard events hold ``tag``, over all its fits."""
+def scalar_events(run: Path, tag: str) -> list:
+    """A run's TensorBoard events of scalar ``tag`` (``step``, ``value``), over all its fits in order."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    steps = []
+    found = []
     for events in sorted(run.glob("events.out.tfevents.*")):
         accumulator = EventAccumulator(str(events))
         accumulator.Reload()
-        steps += (
-            [event.step for event in accumulator.Scalars(tag)] if tag in accumulator.Tags()["scalars"] else []
-        )
-    return sorted(steps)
+        found += accumulator.Scalars(tag) if tag in accumulator.Tags()["scalars"] else []
+    return found
+
+
+def logged_steps(run: Path, tag: str) -> list[int]:
+    """The steps at which a run's TensorBoard events hold ``tag``, over all its fits."""
+    return sorted(event.step for event in scalar_events(run, tag))
 
 
 def test_test_writes_scorer_format_predictions_and_says_its_headline_in_a_line(trained, caplog, capsys):

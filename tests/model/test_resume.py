@@ -7,7 +7,7 @@ import torch
 
 from slu_lightning.cli import main
 from slu_lightning.curriculum import CurriculumPhase, build_schedule
-from tests.test_cli import exit_code, write_config
+from tests.test_cli import exit_code, scalar_events, write_config
 
 PHASES = [CurriculumPhase("text"), CurriculumPhase("text+speech", lr=5e-4, warmup_ratio=0.2)]
 """What the learning rate of tests.test_cli.CURRICULUM follows: a text phase on the model's settings
@@ -26,14 +26,7 @@ def fitted(
 
 def logged_lr(run: Path) -> dict[int, float]:
     """The learning rate a run's TensorBoard events hold, by step."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    lrs = {}
-    for events in sorted(run.glob("events.out.tfevents.*")):
-        accumulator = EventAccumulator(str(events))
-        accumulator.Reload()
-        lrs |= {event.step: event.value for event in accumulator.Scalars("lr-AdamW")}
-    return lrs
+    return {event.step: event.value for event in scalar_events(run, "lr-AdamW")}
 
 
 def test_a_resume_trains_on_this_runs_learning_rate_and_weight_decay(toy_corpus, tmp_path):
