@@ -3,7 +3,9 @@
 SLURP has about 4.4 recordings per utterance, and recordings of one utterance succeed or fail
 together; resampling recordings as if independent gives intervals that are too narrow. Here whole
 clusters (utterances) are resampled with replacement, and every metric is recomputed from the
-pooled counts of each resample, as the micro-averaged metrics themselves are.
+pooled counts of each resample, as the micro-averaged metrics themselves are. MASSIVE's locales
+are translations of one set of utterances, so a pooled multi-locale interval draws an utterance's
+translations together too (``cluster_key``).
 
 Because every metric is a function of summed count rows (``counts.summarize_totals``), the work is
 vectorised: rows are summed per cluster once, each resample is a vector of multinomial draw
@@ -32,23 +34,34 @@ MetricFn = Callable[[np.ndarray], dict[str, np.ndarray]]
 """Maps pooled totals ``(..., F)`` to metric arrays of shape ``(...)``, like ``summarize_totals``."""
 
 
-def utterance_cluster_id(utterance_id: str) -> int:
-    """The cluster id of an utterance: a CRC-32 of its id, an integer because ``SLUMetrics`` holds
-    clusters in tensor state, which cannot hold strings.
+def cluster_key(utterance_id: str, locale: str) -> str:
+    """The item a row's outcome goes with: its utterance, and for a MASSIVE-family id
+    (``"<locale>/<id>"``, as the MASSIVE, Speech-MASSIVE and ITALIC readers write it) the MASSIVE
+    utterance whatever its locale. Translations of one utterance share its intent, entities and
+    difficulty; counted as independent, they would make a pooled multi-locale interval too narrow."""
+    prefix = f"{locale}/"
+    if locale and utterance_id.startswith(prefix):
+        return f"*/{utterance_id.removeprefix(prefix)}"
+    return utterance_id
+
+
+def utterance_cluster_id(utterance_id: str, locale: str) -> int:
+    """The cluster id of an utterance (``cluster_key``): a CRC-32, an integer because ``SLUMetrics``
+    holds clusters in tensor state, which cannot hold strings.
 
     A resample draws clusters in the order of their ids, so the ids fix which draws an utterance
     gets: ``test`` (``SLUMetrics``), ``score`` and ``report`` all name clusters with this function
     and report the same intervals on the same rows and seed. Numbering the utterances by their
     sorted string ids instead gives other draws, and intervals that differ in the second decimal.
     """
-    return zlib.crc32(utterance_id.encode()) & 0x7FFFFFFF
+    return zlib.crc32(cluster_key(utterance_id, locale).encode()) & 0x7FFFFFFF
 
 
-def cluster_ids(utterance_ids: Sequence[str]) -> np.ndarray:
-    """``(N,)`` cluster ids ``0 .. C - 1`` of each row's utterance, numbered in the order of their
-    ``utterance_cluster_id``: the order the bootstrap draws them in, whichever of the two a caller
-    passes (the largest id + 1 counts the utterances)."""
-    crc = [utterance_cluster_id(utterance_id) for utterance_id in utterance_ids]
+def cluster_ids(utterance_ids: Sequence[str], locales: Sequence[str]) -> np.ndarray:
+    """``(N,)`` cluster ids ``0 .. C - 1`` of each row's utterance in its locale, numbered in the
+    order of their ``utterance_cluster_id``: the order the bootstrap draws them in, whichever of the
+    two a caller passes (the largest id + 1 counts the clusters)."""
+    crc = [utterance_cluster_id(u, locale) for u, locale in zip(utterance_ids, locales, strict=True)]
     return np.unique(np.array(crc, dtype=np.int64), return_inverse=True)[1]
 
 

@@ -263,8 +263,8 @@ def score_files(
 
     rows = count_rows(examples, [chosen.get(example.id, NO_PREDICTION) for example in examples])  # (N, F)
     covered = np.array([example.id in chosen for example in examples])  # (N,)
-    clusters = cluster_ids([example.utterance_id for example in examples])  # (N,), as test's
     locale_of = np.array([example.locale for example in examples])  # (N,)
+    clusters = cluster_ids([example.utterance_id for example in examples], locale_of)  # (N,), as test's
     per_locale = {}
     if len(set(locale_of.tolist())) > 1:
         for locale in sorted(set(locale_of.tolist())):

@@ -523,7 +523,7 @@ class SLUModule(L.LightningModule):
             golds = [batch["examples"][i] for i in rows]
             counts = rows_from_predictions(golds, [predictions[i] for i in rows])
             locale_idx = torch.tensor([locales.index(g.locale) for g in golds])
-            clusters = torch.tensor([utterance_cluster_id(g.utterance_id) for g in golds])
+            clusters = torch.tensor([utterance_cluster_id(g.utterance_id, g.locale) for g in golds])
             self.metrics[f"{split}_{modality}"].update(
                 counts.to(self.device), locale_idx.to(self.device), clusters.to(self.device)
             )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from slu_lightning.evaluation import bootstrap
-from slu_lightning.evaluation.bootstrap import bootstrap_ci, paired_bootstrap, unpaired_bootstrap
+from slu_lightning.evaluation.bootstrap import bootstrap_ci, cluster_key, paired_bootstrap, unpaired_bootstrap
 from slu_lightning.evaluation.counts import COUNT_FIELDS, summarize
 
 COLUMN = {name: i for i, name in enumerate(COUNT_FIELDS)}
@@ -196,3 +196,10 @@ def test_bad_inputs_are_refused(correlated):
         bootstrap_ci(rows[:0], clusters[:0])
     with pytest.raises(ValueError, match="equal shapes"):
         paired_bootstrap(rows, rows[:-1], clusters, "slu_f1")
+
+
+def test_a_massive_utterance_is_one_item_in_every_locale_and_other_ids_are_their_own():
+    assert cluster_key("fr-FR/17", "fr-FR") == cluster_key("de-DE/17", "de-DE") == "*/17"
+    assert cluster_key("fr-FR/17", "de-DE") == "fr-FR/17"  # not its own locale's prefix: a user's id
+    assert cluster_key("10358", "en-US") == "10358"  # SLURP
+    assert cluster_key("demo-fr-fr-test-00001", "fr-FR") == "demo-fr-fr-test-00001"

@@ -188,6 +188,26 @@ def test_malformed_lines_are_reported_by_line_and_scored_wrong(tmp_path):
     assert "'entities'" in report.warnings[2] and "left out" in report.warnings[5]
 
 
+def test_a_pooled_interval_draws_the_translations_of_an_utterance_together(tmp_path):
+    """MASSIVE's locales translate one set of utterances: where each utterance is right or wrong in
+    both locales alike, pooling them adds no information, so the pooled interval is the one-locale
+    interval (counted as independent, it would be about 1/sqrt(2) as wide)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    right = np.random.default_rng(0).random(60) < 0.6
+    predictions = []
+    for locale in ("fr-FR", "it-IT"):
+        rows = [massive_row(str(k), locale, "test", "alarm_set", f"réveil {k}") for k in range(60)]
+        write_jsonl(data / f"{locale}.jsonl", rows)
+        predictions += [pred(f"{locale}/{k}", "alarm", "set" if right[k] else "query") for k in range(60)]
+    report = score_files(data, write_jsonl(tmp_path / "pred.jsonl", predictions), n_resamples=500)
+    assert report.metrics["intent_acc"] == pytest.approx(right.mean())
+    for locale in ("fr-FR", "it-IT"):
+        assert report.cis["intent_acc"] == report.per_locale[locale].cis["intent_acc"]
+    low, high = report.cis["intent_acc"]
+    assert high - low > 0.2  # 60 items' width, not 120's
+
+
 def test_massive_folder_per_locale_with_bare_or_prefixed_ids(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
@@ -400,7 +420,7 @@ def test_intervals_are_those_test_logs_from_the_same_predictions(tmp_path):
     metric.update(
         rows_from_predictions(golds, predictions),
         torch.tensor([locales.index(g.locale) for g in golds]),
-        torch.tensor([utterance_cluster_id(g.utterance_id) for g in golds]),
+        torch.tensor([utterance_cluster_id(g.utterance_id, g.locale) for g in golds]),
     )
     logged = {name: float(value) for name, value in metric.compute().items()}
     rows = [_prediction_row(g, "raw", p, heard=True) for g, p in zip(golds, predictions, strict=True)]

@@ -406,7 +406,7 @@ def test_a_one_seed_rows_intervals_are_those_its_test_logged(tmp_path):
     metric.update(
         rows_from_predictions(golds, predictions),
         torch.tensor([("en-US", "fr-FR").index(g.locale) for g in golds]),
-        torch.tensor([utterance_cluster_id(g.utterance_id) for g in golds]),
+        torch.tensor([utterance_cluster_id(g.utterance_id, g.locale) for g in golds]),
     )
     logged = {name: float(value) for name, value in metric.compute().items()}
     (tmp_path / "cell").mkdir()

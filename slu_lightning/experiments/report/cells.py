@@ -115,10 +115,12 @@ def prediction_rows(path: Path, modality: str, strict: bool = False) -> dict[str
 
 
 def utterance_clusters(rows: list[dict]) -> np.ndarray:
-    """``(len(rows),)`` cluster ids of each row's utterance (its own id when it has none): the
-    bootstrap's clusters, since recordings of one utterance succeed or fail together; numbered
-    as ``test`` numbers them, so a one-seed row's intervals are its ``metrics_test.json``'s."""
-    return cluster_ids([row["utterance_id"] or row["id"] for row in rows])
+    """``(len(rows),)`` cluster ids of each row's utterance (its own id when it has none; a MASSIVE
+    utterance's translations together, ``bootstrap.cluster_key``): the bootstrap's clusters, since
+    recordings of one utterance succeed or fail together; numbered as ``test`` numbers them, so a
+    one-seed row's intervals are its ``metrics_test.json``'s."""
+    utterances = [row["utterance_id"] or row["id"] for row in rows]
+    return cluster_ids(utterances, [row.get("locale") or "" for row in rows])
 
 
 def read_cells(
