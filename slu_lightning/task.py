@@ -101,6 +101,9 @@ class ParseStatus(StrEnum):
     """One JSON object with every key, and nothing after it."""
     TRAILING = "trailing"
     """A complete, well-formed object followed by other text (ignored)."""
+    LEADING = "leading"
+    """A complete, well-formed object after other text, such as a preamble (ignored; text after
+    the object too): ``json.loads`` refuses it as it refuses trailing text."""
     TRUNCATED = "truncated"
     """An object that does not parse, in an answer without its end of turn (cut off by the token
     limit); what could be closed was kept."""
@@ -152,13 +155,20 @@ def parse_prediction(text: str) -> Prediction:
     decoder = json.JSONDecoder()
     try:
         obj, end = decoder.raw_decode(text, start)
-        status = ParseStatus.TRAILING if text[end:].strip() else ParseStatus.VALID
+        status = _around_the_object(text[:start], text[end:])
     except (json.JSONDecodeError, RecursionError):  # nesting past Python's recursion limit
         obj = _close_truncated(text[start:])
         status = ParseStatus.MALFORMED if ended else ParseStatus.TRUNCATED
     if not isinstance(obj, dict):
         return Prediction("", "", (), ParseStatus.INVALID)
     return _from_object(obj, status)
+
+
+def _around_the_object(before: str, after: str) -> ParseStatus:
+    """The status of a complete object by the text around it (``text`` is stripped already)."""
+    if before:
+        return ParseStatus.LEADING
+    return ParseStatus.TRAILING if after.strip() else ParseStatus.VALID
 
 
 def _from_object(obj: dict, status: ParseStatus) -> Prediction:
@@ -182,7 +192,7 @@ def _from_object(obj: dict, status: ParseStatus) -> Prediction:
             entities.append(Entity(_encodable(item["type"]), _encodable(item["filler"])))
         else:
             complete = False
-    if not complete and status in (ParseStatus.VALID, ParseStatus.TRAILING):
+    if not complete and status in (ParseStatus.VALID, ParseStatus.LEADING, ParseStatus.TRAILING):
         status = ParseStatus.MISSING_KEYS
     return Prediction(scenario, action, tuple(entities), status)
 

@@ -69,6 +69,10 @@ VALID = '{"scenario": "alarm", "action": "set", "entities": [{"type": "time", "f
         (VALID, ParseStatus.VALID, "alarm", (Entity("time", "seven am"),)),
         (VALID + END_OF_TURN, ParseStatus.VALID, "alarm", (Entity("time", "seven am"),)),
         (VALID + " and more text {", ParseStatus.TRAILING, "alarm", (Entity("time", "seven am"),)),
+        ("Sure! " + VALID + END_OF_TURN, ParseStatus.LEADING, "alarm", (Entity("time", "seven am"),)),
+        ("ok " + VALID + " more", ParseStatus.LEADING, "alarm", (Entity("time", "seven am"),)),
+        (" \n" + VALID, ParseStatus.VALID, "alarm", (Entity("time", "seven am"),)),
+        ('Sure: {"scenario": "alarm"}', ParseStatus.MISSING_KEYS, "alarm", ()),
         (VALID[:-12], ParseStatus.TRUNCATED, "alarm", (Entity("time", ""),)),
         (VALID[:-30], ParseStatus.TRUNCATED, "alarm", ()),
         (

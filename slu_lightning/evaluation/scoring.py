@@ -84,13 +84,17 @@ SHOWN_METRICS = (
 """The metrics of the text table; ``to_json`` has every metric of ``counts.summarize``."""
 NO_PREDICTION = Prediction("", "", (), ParseStatus.INVALID)
 """What a gold item without a prediction, or with a malformed one, is scored against."""
-NOT_JSON_AS_WRITTEN = frozenset({ParseStatus.TRUNCATED, ParseStatus.MALFORMED, ParseStatus.TRAILING})
+NOT_JSON_AS_WRITTEN = frozenset(
+    {ParseStatus.TRUNCATED, ParseStatus.MALFORMED, ParseStatus.LEADING, ParseStatus.TRAILING}
+)
 """Statuses of answers that ``json.loads`` would refuse (the parser repaired them or read past their
 end); ``strict`` empties them."""
+NOT_JSON_NAMES = "truncated, malformed, leading and trailing"
+"""``NOT_JSON_AS_WRITTEN`` in words, for help texts and reports."""
 UNKNOWN_LOCALE = "und"
 """The locale of a predictions-format gold line that has none."""
 STRICT_HELP = (
-    "score truncated, malformed and trailing answers as empty instead of on what the parser kept (as a "
+    f"score {NOT_JSON_NAMES} answers as empty instead of on what the parser kept (as a "
     "json.loads evaluation would); files without a status field are unaffected"
 )
 """The ``--strict`` flag's help, shared by ``score``, ``compare-runs`` and ``report``."""
@@ -203,7 +207,7 @@ class ScoreReport:
         lines = [
             f"gold {self.gold} ({self.gold_format}, one item per {self.unit})",
             f"predictions {self.predictions}"
-            + (" (strict: truncated, malformed and trailing answers scored as empty)" if self.strict else ""),
+            + (f" (strict: {NOT_JSON_NAMES} answers scored as empty)" if self.strict else ""),
             f"coverage: {c.gold_items} gold items, {c.predicted} predicted, {c.missing} missing (scored "
             f"wrong); unmatched predictions {c.unmatched_predictions} (ignored), duplicates "
             f"{c.duplicate_predictions} (first kept), malformed lines {c.malformed_lines}",

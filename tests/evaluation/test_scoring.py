@@ -566,8 +566,8 @@ def test_a_cut_off_line_never_displaces_the_real_prediction_of_its_key(tmp_path)
 
 
 def test_strict_scoring_empties_only_the_answers_json_loads_would_refuse(tmp_path, capsys):
-    golds = [example(f"k{i}", ("date", "friday")) for i in range(5)]
-    statuses = ["valid", "trailing", "missing_keys", "truncated", "malformed"]
+    golds = [example(f"k{i}", ("date", "friday")) for i in range(6)]
+    statuses = ["valid", "trailing", "missing_keys", "truncated", "malformed", "leading"]
     rows = [
         pred(gold.id, "calendar", "set", ("date", "friday"), status=status)
         for gold, status in zip(golds, statuses, strict=True)
@@ -577,13 +577,16 @@ def test_strict_scoring_empties_only_the_answers_json_loads_would_refuse(tmp_pat
     lenient = score_files(gold, path, n_resamples=0)
     strict = score_files(gold, path, n_resamples=0, strict=True)
     assert lenient.metrics["intent_acc"] == 1.0 and lenient.metrics["entity_f1"] == 1.0
-    assert strict.metrics["intent_acc"] == pytest.approx(2 / 5)  # trailing, truncated, malformed emptied
-    assert strict.metrics["entity_f1"] == pytest.approx(2 * 2 / (2 + 5))  # precision 1, recall 2/5
-    assert strict.metrics["invalid_rate"] == lenient.metrics["invalid_rate"] == pytest.approx(4 / 5)
+    assert strict.metrics["intent_acc"] == pytest.approx(2 / 6)  # the four statuses emptied
+    assert strict.metrics["entity_f1"] == pytest.approx(2 * 2 / (2 + 6))  # precision 1, recall 2/6
+    assert strict.metrics["invalid_rate"] == lenient.metrics["invalid_rate"] == pytest.approx(5 / 6)
     unlabelled = write_jsonl(tmp_path / "old.jsonl", [pred(g.id, "calendar", "set") for g in golds])
     assert score_files(gold, unlabelled, n_resamples=0, strict=True).metrics["intent_acc"] == 1.0
     main(["score", "--gold", str(gold), "--pred", str(path), "--resamples", "0", "--strict", "--json"])
     report = json.loads(capsys.readouterr().out)
-    assert report["strict"] is True and report["metrics"]["intent_acc"] == pytest.approx(2 / 5)
+    assert report["strict"] is True and report["metrics"]["intent_acc"] == pytest.approx(2 / 6)
     main(["score", "--gold", str(gold), "--pred", str(path), "--resamples", "0", "--strict"])
-    assert "(strict: truncated, malformed and trailing answers scored as empty)" in capsys.readouterr().out
+    assert (
+        "(strict: truncated, malformed, leading and trailing answers scored as empty)"
+        in capsys.readouterr().out
+    )

@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 
 from slu_lightning.atomic import atomic_write_text
-from slu_lightning.evaluation.scoring import STRICT_HELP
+from slu_lightning.evaluation.scoring import NOT_JSON_NAMES, STRICT_HELP
 from slu_lightning.experiments.report.breakdowns import crosslingual_section, error_analysis_section
 from slu_lightning.experiments.report.cells import (
     ReportError,
@@ -76,7 +76,7 @@ def write_report(
     locales: list[str] | None = None,
 ) -> list[Path]:
     """Score a sweep's finished cells and write the report files; returns their paths. ``strict``
-    scores truncated, malformed and trailing answers as empty (``score --strict``); ``locales`` scores only
+    scores ``NOT_JSON_NAMES`` answers as empty (``score --strict``); ``locales`` scores only
     those locales' rows (a cross-lingual grid's training locale, as the paper's main table does)."""
     keys, cells, left_out = read_cells(root, modality, strict, locales)
     groups = group_cells(keys, cells)
@@ -101,7 +101,7 @@ def write_report(
     if locales is not None:
         notes.append(f"Locales: {', '.join(locales)} only (`--locales`); other locales' rows are not scored.")
     if strict:
-        notes.append("Strict scoring (`--strict`): truncated, malformed and trailing answers count as empty.")
+        notes.append(f"Strict scoring (`--strict`): {NOT_JSON_NAMES} answers count as empty.")
     for reason, names in left_out.items():
         notes.append(f"{reason[:1].upper()}{reason[1:]}, left out: {', '.join(names)}.")
         log.warning("%d of the sweep's cells are left out, %s: %s", len(names), reason, names)
