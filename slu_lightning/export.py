@@ -6,8 +6,10 @@ A LoRA run exports a peft adapter directory (``save_pretrained`` format, loadabl
 the adapters merged in, loadable with plain transformers. A full fine-tuning run exports the full model.
 Every directory also holds the processor, a ``generation_config.json`` with the run's decoding
 (beam width, answer length, ``<|im_end|>`` as the end) and ``export.json``: the checkpoint it came
-from, the dtype the run loaded its backbone in (``base_dtype``: load the base for the adapter in it)
-and the run's prompt templates, which a model fine-tuned on them needs. The checkpoint's own
+from, the dtype the run loaded its backbone in (``base_dtype``: load the base for the adapter in it),
+the trainer's ``precision`` (a mixed-precision run's ``test`` decodes under autocast) and the run's
+prompt templates, which a model fine-tuned on them needs, with the label inventory its ``{labels}``
+slot was filled with (``prompt.labels``). The checkpoint's own
 hyper-parameters say how to rebuild the model, so no config file is needed.
 
 Each output directory is written to a temporary sibling and renamed into place, so an interrupted
@@ -26,11 +28,14 @@ from pathlib import Path
 
 from slu_lightning.atomic import atomic_write_dir, replace_problem
 from slu_lightning.checkpoint_io import read_checkpoint
+from slu_lightning.data.datamodules import data_state
 from slu_lightning.model.finetuning import WHOLE_MODULES, module_of, save_whole_modules
 from slu_lightning.model.module import SLUModule
 
 log = logging.getLogger(__name__)
 RECORD = "export.json"
+MIXED_PRECISIONS = {"bf16-mixed": "bfloat16", "16-mixed": "float16"}
+"""Trainer precisions whose ``test`` decodes under autocast, with autocast's dtype."""
 
 
 class ExportError(ValueError):
@@ -89,7 +94,15 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -
             ckpt,
             module.audio_compression,
         )
-    record = export_record(ckpt, module)
+    record = export_record(ckpt, module, checkpoint)
+    if record["precision"] in MIXED_PRECISIONS:
+        log.warning(
+            "%s was tested under precision %s, which decodes under autocast; decode the export inside "
+            "torch.autocast(device_type, dtype=torch.%s) to reproduce its test",
+            ckpt,
+            record["precision"],
+            MIXED_PRECISIONS[record["precision"]],
+        )
     if lora and (whole := whole_parts_trained(checkpoint)):
         save_whole_modules(module.model, whole)
     _write(targets[0], module.model, module, record)  # the adapter, or a full fine-tuning's model
@@ -134,15 +147,19 @@ def _warn_of_other_exports(out: Path, written: list[Path], checkpoint: str) -> N
                 )
 
 
-def export_record(ckpt: str | Path, module: SLUModule) -> dict:
-    """``export.json``: where the export came from and the prompts the model was fine-tuned on."""
+def export_record(ckpt: str | Path, module: SLUModule, checkpoint: dict) -> dict:
+    """``export.json``: where the export came from, how its run decoded, and the prompts the model
+    was fine-tuned on. ``precision`` is ``None`` and ``prompt.labels`` empty for checkpoints saved
+    before they were recorded."""
+    labels = data_state(checkpoint).get("prompt_labels", "")
     return {
         "checkpoint": str(Path(ckpt).resolve()),
         "backbone": module.hparams["backbone"],
         "finetuning": module.finetuning,
         "audio_compression": module.audio_compression,
         "base_dtype": str(module.base_dtype).removeprefix("torch."),
-        "prompt": dataclasses.asdict(module.prompt),
+        "precision": checkpoint.get("precision"),
+        "prompt": dataclasses.asdict(module.prompt) | {"labels": labels},
         "generation": dataclasses.asdict(module.generation),
     }
 

@@ -555,6 +555,7 @@ def test_exported_adapter_and_merged_model_generate_like_the_toolkit(trained, tm
         record["prompt"]["instruction"] == module.prompt.instruction
         and record["generation"]["max_new_tokens"] == 8
     )
+    assert record["precision"] == "32-true" and record["prompt"]["labels"] == ""  # no {labels} slot
     assert (out / "adapter" / "tokenizer_config.json").is_file()
 
 

@@ -109,6 +109,31 @@ def test_a_bfloat16_run_is_rebuilt_on_a_bfloat16_base_and_its_export_names_the_b
     assert json.loads((older / "adapter" / "export.json").read_text())["base_dtype"] == "float32"
 
 
+def test_export_json_names_the_runs_precision_and_the_label_inventory_of_its_prompt(
+    audio_side_checkpoint, tmp_path, caplog
+):
+    """A bf16-mixed run's test decodes under autocast, and a ``{labels}`` prompt needs the inventory
+    it was trained with: both are in the checkpoint, and the export names them."""
+    checkpoint = torch.load(audio_side_checkpoint, weights_only=True)
+    inventory = "Scenarios: alarm. Actions: set. Entity types: time."
+    checkpoint |= {
+        "precision": "bf16-mixed",
+        "MixedDataModule": {"fingerprint": "f", "prompt_labels": inventory},
+    }
+    checkpoint["hyper_parameters"]["prompt"] = {"instruction": "{input}\n{labels}"}
+    torch.save(checkpoint, tmp_path / "mixed.ckpt")
+    with caplog.at_level("WARNING", logger="slu_lightning.export"):
+        out = export_checkpoint(tmp_path / "mixed.ckpt", tmp_path / "export")
+    record = json.loads((out / "adapter" / "export.json").read_text())
+    assert record["precision"] == "bf16-mixed"
+    assert record["prompt"]["instruction"] == "{input}\n{labels}" and record["prompt"]["labels"] == inventory
+    assert "torch.autocast(device_type, dtype=torch.bfloat16)" in caplog.text
+    older = json.loads(
+        (export_checkpoint(audio_side_checkpoint, tmp_path / "older") / "adapter" / "export.json").read_text()
+    )
+    assert older["precision"] is None and older["prompt"]["labels"] == ""
+
+
 @pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's sysfs, unwritable even to root")
 def test_an_out_that_cannot_be_written_is_refused_in_one_line_before_the_model_is_built(
     audio_side_checkpoint, tmp_path, capsys

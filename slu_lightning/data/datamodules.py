@@ -526,14 +526,16 @@ class SLUDataModule(L.LightningDataModule):
         )
 
     def state_dict(self) -> dict:
-        """What a resume checks, and the records skipped so far on every rank, which a resumed run's
-        totals include. Every rank builds a checkpoint's state (``Trainer.save_checkpoint`` is a
+        """What a resume checks, the records skipped so far on every rank, which a resumed run's
+        totals include, and the label inventory a ``{labels}`` prompt was filled with (``export``
+        names it). Every rank builds a checkpoint's state (``Trainer.save_checkpoint`` is a
         collective), so the ranks' records are gathered here."""
         return {
             "fingerprint": self.fingerprint(),
             "batch_layout": self.batch_layout(),
             "selection_seed": self.selection_seed,
             "skipped_records": self.gathered_skips().records(),
+            "prompt_labels": self.collators["train"].labels if self.collators else "",
         }
 
     def gathered_skips(self) -> SkipLog:
@@ -759,6 +761,11 @@ def _check_locales(examples: list[SLUExample], locales: list[str] | None, key: s
         raise DataError(f"{key} {locales} match no example of the {split} split (its locales: {present})")
     if missing:
         log.warning("%s: the %s split has no example of %s (its locales: %s)", key, split, missing, present)
+
+
+def data_state(checkpoint: dict) -> dict:
+    """The ``SLUDataModule`` state a checkpoint holds, whichever regime saved it (empty if none)."""
+    return next((state for state in checkpoint.values() if _is_data_state(state)), {})
 
 
 def _is_data_state(state: object) -> bool:

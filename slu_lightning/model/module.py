@@ -720,6 +720,8 @@ class SLUModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in names}
         checkpoint["backbone_weights"] = self.backbone_fingerprint  # to tell the backbone again anywhere
         checkpoint["epoch_start_steps"] = list(self.epoch_start_steps)
+        if self._trainer is not None:  # how its test decodes (autocast or not): export names it
+            checkpoint["precision"] = str(self.trainer.precision)
 
     def _trained_names(self) -> set[str]:
         """Names of the parameters some phase trains: what the optimizer and the checkpoints hold."""

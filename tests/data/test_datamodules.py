@@ -499,6 +499,7 @@ def test_zero_shot_prompts_list_the_training_labels(toy_corpus, tiny_backbone):
     )
     example = dm.eval_sets["test"][0][0].as_text()
     assert collate.labels in collate.tokenizer.decode(collate([SLUItem(example)])["prompt_ids"][0])
+    assert dm.state_dict()["prompt_labels"] == collate.labels  # in the checkpoint, for export.json
 
 
 def test_evaluation_batches_speech_first_then_text_longest_first(toy_corpus, tiny_backbone):
