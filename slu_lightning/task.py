@@ -98,7 +98,7 @@ class ParseStatus(StrEnum):
     """What the parser saw in a generated string."""
 
     VALID = "valid"
-    """One JSON object with every key, and nothing after it."""
+    """One JSON object with every key, and nothing before or after it."""
     TRAILING = "trailing"
     """A complete, well-formed object followed by other text (ignored)."""
     LEADING = "leading"
