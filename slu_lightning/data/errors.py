@@ -52,6 +52,11 @@ class SkipLog:
         error (its file, record and reason) was counted already."""
         if self.policy == "error":
             raise error
+        self.note(error)
+
+    def note(self, error: DataError) -> None:
+        """Count and log, under either policy, a record left out for a property of the data itself
+        that the user cannot fix (a recording real SLURP lists under two utterances)."""
         if self._count(str(error), error.reason) and self.total <= self.max_logged:
             log.warning("skipped: %s", error)
 

@@ -175,16 +175,36 @@ def test_a_repeated_slurp_id_with_other_recordings_is_caught_on_the_speech_side_
 
 
 def test_a_recording_listed_twice_in_one_row_is_named_or_skipped(tmp_path):
-    """Within one row it would be scored twice; before, only repeats across rows were caught."""
+    """Within one row it would be scored twice; skipped, only the repeat goes."""
     first, second = slurp_rows()[:2]  # 2 and 3 recordings
     twice = first | {"recordings": [*first["recordings"], first["recordings"][0]]}
     path = write_lines(tmp_path / "devel.jsonl", [second, twice])
     name = first["recordings"][0]["file"]
-    with pytest.raises(DataError, match=re.escape(f"line 2: id '{name}' appears twice in this record")):
+    where = f"slurp_id {first['slurp_id']}, recording {name}: listed twice in its utterance's recordings"
+    with pytest.raises(DataError, match=re.escape(where)):
         read_slurp(path, tmp_path, modality="speech")
     skips = SkipLog("skip")
     kept = read_slurp(path, tmp_path, modality="speech", skips=skips)
-    assert [e.utterance_id for e in kept] == [str(second["slurp_id"])] * 3 and skips.total == 1
+    assert [e.id for e in kept] == [r["file"] for r in second["recordings"] + first["recordings"]]
+    assert skips.total == 1
+
+
+def test_a_recording_real_slurp_lists_under_two_utterances_is_kept_under_the_first(tmp_path, caplog):
+    """The real train.jsonl gives audio-1502309360-headset.flac to "compose an email to parisa" and
+    "compose an email to aran" (pswietojanski/slurp#7). Refusing it would stop every run on SLURP's
+    training speech; skipping the second row would lose its other recordings."""
+    first, second = slurp_rows()[:2]  # 2 and 3 recordings
+    shared = first["recordings"][0]
+    claimed = second | {"recordings": [*second["recordings"], shared]}
+    path = write_lines(tmp_path / "train.jsonl", [first, claimed])
+    for policy in ("error", "skip"):
+        skips = SkipLog(policy)
+        with caplog.at_level("WARNING", logger="slu_lightning.data.errors"):
+            kept = read_slurp(path, tmp_path, modality="speech", skips=skips)
+        assert [e.id for e in kept] == [r["file"] for r in first["recordings"] + second["recordings"]]
+        assert next(e for e in kept if e.id == shared["file"]).utterance_id == str(first["slurp_id"])
+        assert skips.counts == {"a recording an earlier utterance lists too": 1}
+    assert f"kept under slurp_id {first['slurp_id']}" in caplog.text
 
 
 def slurp_bytes_with_latin1_line() -> bytes:

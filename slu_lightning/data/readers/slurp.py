@@ -38,6 +38,8 @@ MicFilter = Literal["all", "headset", "far_field"]
 
 LOCALE = "en-US"
 REQUIRED_KEYS = ("slurp_id", "sentence", "scenario", "action", "tokens", "entities")
+SHARED_RECORDING = "a recording an earlier utterance lists too"
+"""Why a recording of real SLURP's ``train.jsonl`` is left out of its second utterance."""
 HEADSET_MARK = "-headset"
 """Close-talk recordings carry this in their file name; the others are far-field."""
 
@@ -59,6 +61,10 @@ def read_slurp(
         modality: ``text``: one example per utterance, id ``str(slurp_id)``. ``speech``: one
             example per recording, id = the recording's file name (the official scorer's key),
             ``utterance_id`` = ``str(slurp_id)``, ``meta["mic"]`` = ``headset`` or ``far_field``.
+            A recording the file lists under two utterances (the real ``train.jsonl`` gives
+            ``audio-1502309360-headset.flac`` to two sentences; pswietojanski/slurp#7) is kept
+            under the first, as ESPnet's SLURP recipe keeps it, and counted and logged under either
+            policy; one listed twice in a row is bad input.
         recordings: For speech, keep all recordings or only one microphone type. Synthetic file
             names have no ``-headset`` mark, so they all count as ``far_field``.
         skips: Bad-input policy; by default the first bad row raises a ``DataError`` naming the
@@ -81,10 +87,34 @@ def read_slurp(
         require_keys(row, ("recordings",))
         return _recording_examples(utterance, row["recordings"], Path(audio_dir), recordings)
 
-    # a recording listed twice would be scored twice; a slurp_id on two lines would join two
-    # utterances in one bootstrap cluster and one subset unit
-    per_record = () if modality == "text" else ("utterance_id",)
-    return collect(path, jsonl_records(path), parse, skips, per_record=per_record)
+    if modality == "text":
+        return collect(path, jsonl_records(path), parse, skips)
+    skips = skips or SkipLog("error")
+    # a slurp_id on two lines would join two utterances in one bootstrap cluster and one subset unit
+    examples = collect(path, jsonl_records(path), parse, skips, unique=(), per_record=("utterance_id",))
+    return _first_listings(examples, path, skips)
+
+
+def _first_listings(examples: list[SLUExample], path: Path, skips: SkipLog) -> list[SLUExample]:
+    """Each recording once, under the first utterance that lists it: a recording listed twice would
+    be scored twice, and trained with two labels."""
+    owners: dict[str, str] = {}  # recording: the slurp_id it is kept under
+    kept = []
+    for example in examples:
+        owner = owners.get(example.id)
+        record = f"slurp_id {example.utterance_id}, recording {example.id}"
+        if owner is None:
+            owners[example.id] = example.utterance_id
+            kept.append(example)
+        elif owner == example.utterance_id:
+            skips.handle(
+                DataError("listed twice in its utterance's recordings", file=str(path), record=record)
+            )
+        else:
+            skips.note(
+                DataError(SHARED_RECORDING, file=str(path), record=f"{record}, kept under slurp_id {owner}")
+            )
+    return kept
 
 
 def _parse_utterance(row: dict[str, Any]) -> SLUExample:
