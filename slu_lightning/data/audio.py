@@ -33,6 +33,9 @@ prompt alone."""
 _SHORT_DATA_CHUNK = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
 # Streaming writers that do not know the length leave 0 or 0xFFFFFFFF in the header: not truncation.
 _UNKNOWN_LENGTH_SIZES = {0, 0xFFFFFFFF}
+_UNKNOWN_FRAMES = 2**63 - 1
+"""libsndfile's frame count for a FLAC whose header leaves the total sample count unknown (0, as
+encoders writing to a pipe do): not a length, and libsndfile cannot decode such a file to its end."""
 
 
 def load_audio(
@@ -101,6 +104,7 @@ def audio_seconds(source: str | Path | bytes, *, record: str | None = None) -> f
         info = sf.info(_open_target(source, file, record))
     except sf.SoundFileError as error:
         raise _unreadable(error, file, record) from error
+    _check_known_length(info.frames, file, record)
     return info.frames / info.samplerate
 
 
@@ -153,10 +157,22 @@ def _check_header(audio: sf.SoundFile, max_seconds: float, file: str, record: st
     """What an open file's header tells: no frames, too long, or a data chunk shorter than declared."""
     if audio.frames == 0:
         raise DataError("empty audio: 0 samples", file=file, record=record)
+    _check_known_length(audio.frames, file, record)
     _check_duration(audio.frames, audio.samplerate, max_seconds, file, record)
     if _header_claims_missing_data(audio.extra_info):
         raise DataError(
             "truncated audio: the header promises more data than the file holds", file=file, record=record
+        )
+
+
+def _check_known_length(frames: int, file: str, record: str | None) -> None:
+    if frames == _UNKNOWN_FRAMES:
+        raise DataError(
+            "the header does not give the clip's length (a FLAC written to a pipe, its total sample "
+            "count left at 0), and it cannot be decoded to its end; re-encode it to a file "
+            "(ffmpeg -i IN OUT.flac)",
+            file=file,
+            record=record,
         )
 
 

@@ -82,7 +82,12 @@ def test_exactly_30_seconds_is_accepted(tmp_path: Path):
 def write_bad_file(tmp_path: Path, case: str) -> Path:
     """One file per bad case; each must give a DataError whose reason contains the key word below."""
     good = sine(440, 2.0, 16000)
-    names = {"truncated flac": "cut.flac", "truncated wav": "cut.wav", "truncated mp3": "cut.mp3"}
+    names = {
+        "truncated flac": "cut.flac",
+        "truncated wav": "cut.wav",
+        "truncated mp3": "cut.mp3",
+        "unknown-length flac": "piped.flac",
+    }
     path = tmp_path / names.get(case, f"{case}.wav")
     if case == "missing":
         return path
@@ -110,7 +115,20 @@ def write_bad_file(tmp_path: Path, case: str) -> Path:
         sf.write(path, signal, 16000, subtype="FLOAT")
     elif case == "too long":
         sf.write(path, sine(200, 30.5, 8000), 8000)
+    elif case == "unknown-length flac":
+        path.write_bytes(flac_of_unknown_length(tmp_path, good))
     return path
+
+
+def flac_of_unknown_length(tmp_path: Path, samples: np.ndarray) -> bytes:
+    """A FLAC whose STREAMINFO leaves the total sample count at 0, "unknown", as an encoder writing
+    to a pipe does (the FLAC format allows it; libsndfile then reports 2**63 - 1 frames)."""
+    sf.write(tmp_path / "whole.flac", samples, 16000)
+    data = bytearray((tmp_path / "whole.flac").read_bytes())
+    start = 4 + 4 + 10  # "fLaC", the block header, then STREAMINFO's block and frame sizes
+    packed = int.from_bytes(data[start : start + 8], "big")  # rate, channels, bits, 36-bit count
+    data[start : start + 8] = (packed & ~((1 << 36) - 1)).to_bytes(8, "big")
+    return bytes(data)
 
 
 @pytest.mark.parametrize(
@@ -126,6 +144,7 @@ def write_bad_file(tmp_path: Path, case: str) -> Path:
         ("zero bytes", "empty audio: a file of 0 bytes"),
         ("nan", "NaN"),
         ("too long", "30 s"),
+        ("unknown-length flac", "does not give the clip's length"),
     ],
 )
 def test_bad_files_raise_data_error_naming_file_and_record(tmp_path: Path, case: str, reason_word: str):
@@ -190,6 +209,8 @@ def test_audio_seconds_reads_the_header(tmp_path: Path):
 
     assert audio_seconds(path) == pytest.approx(2.5)
     assert audio_seconds(path.read_bytes()) == pytest.approx(2.5)
+    with pytest.raises(DataError, match="does not give the clip's length"):
+        audio_seconds(flac_of_unknown_length(tmp_path, sine(440, 2.0, 16000)))
     with pytest.raises(DataError, match="not found"):
         audio_seconds(tmp_path / "nope.flac", record="r1")
 
@@ -202,6 +223,7 @@ def test_audio_seconds_reads_the_header(tmp_path: Path):
         ("text", True),
         ("empty", True),
         ("too long", True),
+        ("unknown-length flac", True),
         ("truncated flac", False),  # the header is intact; decoding fails
         ("truncated mp3", False),
         ("nan", False),
