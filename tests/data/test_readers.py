@@ -347,7 +347,11 @@ SPEECH_MASSIVE_FEATURES = Features(
         "labels": Sequence(Value("string")),
         "audio": {"bytes": Value("binary"), "path": Value("string")},
         "path": Value("string"),
+        "is_transcript_reported": Value("bool"),
+        "is_validated": Value("bool"),
         "speaker_id": Value("string"),
+        "speaker_sex": Value("string"),
+        "speaker_age": Value("string"),
     }
 )
 
@@ -377,7 +381,11 @@ def sm_row(locale: str, id: str, intent: str, utt: str, annot: str, audio: bytes
         "labels": ["Other"] * len(utt.split()),
         "audio": {"bytes": audio, "path": path},
         "path": path,
+        "is_transcript_reported": False,
+        "is_validated": True,
         "speaker_id": "5f3c",
+        "speaker_sex": "Female",
+        "speaker_age": "40",
     }
 
 
@@ -452,7 +460,7 @@ def test_speech_massive_layouts_give_the_same_speech_examples(speech_massive_dir
     assert (alarm.scenario, alarm.action) == ("alarm", "set")
     assert (lights.scenario, lights.action) == ("iot", "hue_lightoff")
     assert alarm.entities == (Entity("time", "5:30"), Entity("date", "demain"))
-    assert alarm.meta == {"speaker_id": "5f3c"}
+    assert alarm.meta == {"speaker_id": "5f3c", "is_validated": "True", "is_transcript_reported": "False"}
     assert (alarm.audio, lights.audio) == (CLIP_A, CLIP_B)
     samples, rate = sf.read(io.BytesIO(lights.audio))
     assert (len(samples), rate) == (8000, 16000)

@@ -38,6 +38,9 @@ LOCALES = (
     "ar-SA", "de-DE", "es-ES", "fr-FR", "hu-HU", "ko-KR", "nl-NL", "pl-PL", "pt-PT", "ru-RU", "tr-TR", "vi-VN"
 )  # fmt: skip
 SPLITS = ("train", "train_115", "validation", "test")
+META_COLUMNS = ("speaker_id", "is_validated", "is_transcript_reported")
+"""Columns kept in a speech example's ``meta`` (as strings) where a row has them: its speaker, and
+the corpus's own quality flags (``True``/``False``), so that predictions can be analysed by them."""
 FULL_TRAIN_LOCALES = ("de-DE", "fr-FR")
 REQUIRED_COLUMNS = ("id", "locale", "utt", "annot_utt", "intent_str")
 
@@ -79,7 +82,6 @@ def read_speech_massive(
     def parse(row: dict[str, Any]) -> list[SLUExample]:
         if nonempty_str(row, "locale") != locale:
             return []
-        speaker = row.get("speaker_id")
         return [
             massive_example(
                 row,
@@ -87,7 +89,7 @@ def read_speech_massive(
                 nonempty_str(row, "intent_str"),
                 audio=audio_value(row["audio"], root, file) if modality == "speech" else None,
                 source="speech-massive",
-                meta={"speaker_id": str(speaker)} if speaker is not None else {},
+                meta={name: str(row[name]) for name in META_COLUMNS if row.get(name) is not None},
             )
         ]
 
