@@ -55,8 +55,19 @@ def module_from_checkpoint(checkpoint: dict) -> SLUModule:
     module = SLUModule(**module_arguments({"base_dtype": "float32", **checkpoint["hyper_parameters"]}))
     module.configure_model()
     module.on_load_checkpoint(checkpoint)
+    _hold_in_float32(module, checkpoint["state_dict"])
     module.load_state_dict(checkpoint["state_dict"], strict=False)
     return module
+
+
+def _hold_in_float32(module: SLUModule, trained: dict) -> None:
+    """Make every parameter the checkpoint holds float32, as training held it: built without the
+    run's data module, the module does not know which parts a curriculum phase trained, and would
+    round a phase-trained audio side into a bfloat16 base (``test`` decodes it in float32)."""
+    parameters = dict(module.named_parameters())
+    for name in trained:
+        if name in parameters:
+            parameters[name].data = parameters[name].data.float()
 
 
 def module_arguments(hparams: dict) -> dict:
@@ -149,15 +160,19 @@ def _warn_of_other_exports(out: Path, written: list[Path], checkpoint: str) -> N
 
 def export_record(ckpt: str | Path, module: SLUModule, checkpoint: dict) -> dict:
     """``export.json``: where the export came from, how its run decoded, and the prompts the model
-    was fine-tuned on. ``precision`` is ``None`` and ``prompt.labels`` empty for checkpoints saved
-    before they were recorded."""
+    was fine-tuned on. ``float32_modules`` are the adapter's whole modules (a trained audio side),
+    which the run held in float32: cast them so in a base loaded in ``base_dtype`` before loading the
+    adapter, or peft rounds them into it. ``precision`` is ``None`` and ``prompt.labels`` empty for
+    checkpoints saved before they were recorded."""
     labels = data_state(checkpoint).get("prompt_labels", "")
+    lora = module.finetuning == "lora"
     return {
         "checkpoint": str(Path(ckpt).resolve()),
         "backbone": module.hparams["backbone"],
         "finetuning": module.finetuning,
         "audio_compression": module.audio_compression,
         "base_dtype": str(module.base_dtype).removeprefix("torch."),
+        "float32_modules": [WHOLE_MODULES[part] for part in whole_parts_trained(checkpoint)] if lora else [],
         "precision": checkpoint.get("precision"),
         "prompt": dataclasses.asdict(module.prompt) | {"labels": labels},
         "generation": dataclasses.asdict(module.generation),

@@ -109,6 +109,48 @@ def test_a_bfloat16_run_is_rebuilt_on_a_bfloat16_base_and_its_export_names_the_b
     assert json.loads((older / "adapter" / "export.json").read_text())["base_dtype"] == "float32"
 
 
+def test_an_audio_side_a_phase_trained_stays_float32_on_a_bfloat16_base_and_decodes_like_the_toolkit(
+    audio_side_checkpoint, tmp_path
+):
+    """A curriculum phase, not the model's switches, trained the audio side: the export, built
+    without the run's data module, rounded it into the bfloat16 base, and decoded speech otherwise
+    than ``test``. Loaded as export.json says (its ``float32_modules`` cast to float32), it does not."""
+    from peft import PeftModel
+    from transformers import GenerationConfig
+
+    checkpoint = torch.load(audio_side_checkpoint, weights_only=True)
+    checkpoint["hyper_parameters"] |= {
+        "base_dtype": "bfloat16",
+        "train_audio_encoder": False,
+        "train_projector": False,
+        "generation": {"num_beams": 1, "max_new_tokens": 24},
+    }
+    torch.save(checkpoint, tmp_path / "phase.ckpt")
+    module = load_for_export(tmp_path / "phase.ckpt").eval()
+    parameters = dict(module.named_parameters())
+    for name, tensor in checkpoint["state_dict"].items():
+        assert parameters[name].dtype == torch.float32 and torch.equal(parameters[name], tensor), name
+    out = export_checkpoint(tmp_path / "phase.ckpt", tmp_path / "export")
+    record = json.loads((out / "adapter" / "export.json").read_text())
+    assert record["float32_modules"] == ["audio_tower", "multi_modal_projector"]
+    base = load_model(module.backbone_path, getattr(torch, record["base_dtype"]))
+    for name in record["float32_modules"]:
+        getattr(base.model, name).float()  # the README's recipe
+    plain = PeftModel.from_pretrained(base, out / "adapter").eval()
+    decoding = GenerationConfig.from_pretrained(out / "adapter")
+    for seed in range(4):
+        waveform = 0.1 * torch.randn(24000, generator=torch.Generator().manual_seed(seed))
+        ours = module.generate_texts(speech_batch(module, waveform))
+        inputs = module.processor(
+            text=module.prompt.render_prompt(None),
+            audio=[waveform.numpy()],
+            sampling_rate=16000,
+            return_tensors="pt",
+        )
+        answer = plain.generate(**inputs, generation_config=decoding)[:, inputs["input_ids"].shape[1] :]
+        assert module.tokenizer.batch_decode(answer, skip_special_tokens=True) == ours, seed
+
+
 def test_export_json_names_the_runs_precision_and_the_label_inventory_of_its_prompt(
     audio_side_checkpoint, tmp_path, caplog
 ):
