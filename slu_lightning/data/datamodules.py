@@ -208,6 +208,14 @@ class SLUDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def prepare_data(self) -> None:
+        """Build or check, once, the data this stage reads. ``predict`` reads only ``predict_audio``,
+        plus the training transcripts when the prompt has a ``{labels}`` slot: it prepares nothing
+        else, so it runs where the corpus was never built (a cascade's test transcripts, synthesised
+        speech and the noise calibration are not made or required for it)."""
+        if self.trainer is not None and self.trainer.state.fn == "predict":
+            if self._has_label_slot():
+                self.corpus.prepare()
+            return
         self.corpus.prepare()
         if self.tts_corpus is not None:
             self.tts_corpus.prepare()
@@ -248,7 +256,7 @@ class SLUDataModule(L.LightningDataModule):
         """Give prompts with a ``{labels}`` slot the training label inventory (zero-shot prompting):
         the transcripts a fit trains on, which a separate test or predict reads again (its own
         skips are its data's, not the training file's)."""
-        if self.collators and "{labels}" in self.collators["train"].prompt.instruction:
+        if self._has_label_slot():
             trained = self.sources.get("text")
             if not trained:
                 every_text = self.corpus.text("train", SkipLog("skip", max_logged=0))
@@ -256,6 +264,10 @@ class SLUDataModule(L.LightningDataModule):
             inventory = label_inventory(trained)
             for collator in self.collators.values():
                 collator.set_labels(inventory)
+
+    def _has_label_slot(self) -> bool:
+        """Whether the prompt has a ``{labels}`` slot, which the training transcripts fill."""
+        return bool(self.collators) and "{labels}" in self.collators["train"].prompt.instruction
 
     def _setup_train(self) -> None:
         phases = self.phases()
