@@ -259,6 +259,10 @@ def score_files(
     if gold_format == "auto":
         gold_format = detect_gold_format(gold)
     examples, unit = _load_gold(gold, gold_format, split, modality, {line.key for line in lines})
+    if gold_format == "manifest" and (modality or _only_modality(lines)) == "speech":
+        silent = [example.id for example in examples if example.audio is None]
+        examples = [example for example in examples if example.audio is not None]
+        warnings += _listed(silent, "manifest rows without audio are not speech gold items, left out")
     chosen, unmatched, duplicates = _match(lines, [example.id for example in examples])
     warnings += duplicates
     missing = [example.id for example in examples if example.id not in chosen]
@@ -483,6 +487,12 @@ def score_main(args: list[str]) -> None:
         strict=options.strict,
     )
     print(json.dumps(report.to_json(), ensure_ascii=False) if options.json else report.to_text())
+
+
+def _only_modality(lines: list[PredictionLine]) -> str | None:
+    """The ``modality`` every line names (``predict`` writes ``speech``), else ``None``."""
+    named = {(line.row or {}).get("modality") for line in lines}
+    return named.pop() if len(named) == 1 and None not in named else None
 
 
 def _load_gold(

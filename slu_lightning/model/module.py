@@ -533,12 +533,15 @@ class SLUModule(L.LightningModule):
             self._log_decoded_examples(split, rows[: self.logged_examples])
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
-        """One JSON-ready prediction per input file, in the SLURP scorer's format."""
+        """One JSON-ready prediction per input file, in the SLURP scorer's format; ``modality`` tells
+        ``score`` that a manifest's rows without audio are no gold items of these answers."""
         raw = self.generate_texts(batch)
         rows = []
         for i, (example, text) in enumerate(zip(batch["examples"], raw, strict=True)):
             if i not in batch["skipped"]:
-                rows.append({"file": example.id, **_parsed_fields(parse_prediction(text), text)})
+                rows.append(
+                    {"file": example.id, "modality": "speech", **_parsed_fields(parse_prediction(text), text)}
+                )
         self._predictions += rows
         return rows
 

@@ -565,6 +565,23 @@ def test_a_cut_off_line_never_displaces_the_real_prediction_of_its_key(tmp_path)
     assert "line 2: another prediction for 'u2'; the well-formed one is kept" in report.warnings
 
 
+def test_speech_answers_scored_on_a_manifest_leave_its_rows_without_audio_out(tmp_path):
+    """``predict`` answers a manifest's rows with audio and says so (``modality: speech``): its rows
+    without audio were never asked, and scoring them as missing answers halved every number."""
+    from dataclasses import replace
+
+    heard = [replace(example(f"s{i}"), audio=f"audio/s{i}.wav") for i in range(3)]
+    gold = manifest(tmp_path, *heard, example("t0"), example("t1"))
+    speech = write_jsonl(tmp_path / "pred.jsonl", as_predictions(heard, modality="speech"))
+    report = score_files(gold, speech, n_resamples=0)
+    assert report.coverage.gold_items == 3 and report.coverage.missing == 0
+    assert report.metrics["intent_acc"] == 1.0
+    assert "2 manifest rows without audio are not speech gold items, left out: 't0', 't1'" in report.warnings
+    unlabelled = write_jsonl(tmp_path / "old.jsonl", as_predictions(heard))  # no modality: every row
+    assert score_files(gold, unlabelled, n_resamples=0).coverage.missing == 2
+    assert score_files(gold, unlabelled, n_resamples=0, modality="speech").coverage.gold_items == 3
+
+
 def test_strict_scoring_empties_only_the_answers_json_loads_would_refuse(tmp_path, capsys):
     golds = [example(f"k{i}", ("date", "friday")) for i in range(6)]
     statuses = ["valid", "trailing", "missing_keys", "truncated", "malformed", "leading"]
