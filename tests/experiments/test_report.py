@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -631,3 +632,20 @@ def test_the_cross_lingual_section_gives_each_metric_per_locale_its_target_avera
         gains = [100 * (a / b - 1) for a, b in zip(averages[1:], baseline_on_same_targets, strict=True)]
         assert [float(cell.split()[0]) for cell in relative[1:]] == pytest.approx(gains, abs=0.051)
         assert relative[1].startswith("+")  # mixed (0.8 right) against text only (0.4 right)
+
+
+def test_a_row_that_did_not_score_every_target_has_no_average_beside_the_others(crosslingual_root, tmp_path):
+    """An ``eval_locales`` typo leaves a target out of a run's test: its mean over the targets it did
+    score is not comparable with the other rows' means over all of them."""
+    root, _, _ = crosslingual_root
+    copy = tmp_path / "sweep"
+    shutil.copytree(root, copy)
+    for seed in SEEDS:
+        path = copy / f"mixed-seed{seed}" / "predictions_test.jsonl"
+        lines = [line for line in path.read_text().splitlines() if json.loads(line)["locale"] != "de-DE"]
+        path.write_text("".join(line + "\n" for line in lines))
+    write_report(copy, tmp_path / "out", resamples=20)
+    rows = section_table((tmp_path / "out" / "results.md").read_text(), "### SLU-F1 per locale")
+    assert rows["de-DE"][1] == "—" and rows["**train locales**"][1] == "fr-FR"
+    assert rows["**average over targets**"][1] == "—" and rows["**relative to baseline**"][1] == "—"
+    assert rows["**average over targets**"][0] != "—"  # the baseline scored both of its targets

@@ -95,9 +95,11 @@ def locale_rows(table: dict[str, dict[str, tuple]], labels: list[str], column: i
     ]
 
 
-def targets(table: dict[str, dict[str, tuple]], label: str, train: list[str]) -> list[str]:
-    """The locales a row scored and did not train on: where it is zero-shot."""
-    return [locale for locale, cells in table.items() if locale not in train and label in cells]
+def targets(table: dict[str, dict[str, tuple]], train: list[str]) -> list[str]:
+    """The locales the report scores that a row did not train on: where it is zero-shot. A row that
+    did not score one of them has no average over them (``mean_over``), rather than an average over
+    fewer locales printed beside the others'."""
+    return [locale for locale in table if locale not in train]
 
 
 def mean_over(
@@ -119,7 +121,7 @@ def relative_text(
         return "baseline"
     if score.reference is None:
         return "—"
-    locales = targets(table, score.group.label, train)
+    locales = targets(table, train)
     row = mean_over(table, score.group.label, locales, column)
     base = mean_over(table, score.reference.label, locales, column)
     return "—" if row is None or not base else f"{100 * (row / base - 1):+.1f} %"
@@ -132,7 +134,7 @@ def crosslingual_table(
     there is a baseline row, that average's relative change from the baseline's."""
     labels = [score.group.label for score in scores]
     averages = [
-        mean_over(table, label, targets(table, label, train), column)
+        mean_over(table, label, targets(table, train), column)
         for label, train in zip(labels, trained_on, strict=True)
     ]
     rows = locale_rows(table, labels, column) + [
@@ -167,8 +169,8 @@ def crosslingual_section(scores: list[GroupScore]) -> str:
     return (
         "## Cross-lingual: intent accuracy, entity F1 and SLU-F1 per locale\n\nTargets are the locales a "
         "row did not train on (all of them when its config lists no train locales); their average "
-        "is unweighted. Relative to baseline: the change of that average from the baseline row's "
-        "average over the same targets.\n\n"
+        "is unweighted, and — where the row did not score every target. Relative to baseline: the "
+        "change of that average from the baseline row's average over the same targets.\n\n"
         + "\n".join(
             f"### {name[0].upper() + name[1:]} per locale\n\n"
             + crosslingual_table(table, scores, trained_on, column)
