@@ -114,7 +114,17 @@ def _load(path: Path, locale: str, split: str) -> tuple[Any, str, Path]:
             f"no Speech-MASSIVE data for locale {locale!r}; locales found: {found}", file=str(path)
         )
     found = sorted({shard.name.split("-", 1)[0] for shard in folder.glob("*.parquet")})
-    raise DataError(f"no split {split!r} for {locale}; splits found: {found}", file=str(folder))
+    raise DataError(f"no split {split!r} for {locale}; splits found: {found}{_hint(split)}", file=str(folder))
+
+
+def _hint(split: str) -> str:
+    """Where a missing split is: the test split is released apart from the others."""
+    if split != "test":
+        return ""
+    return (
+        "; the test split is released apart (FBK-MT/Speech-MASSIVE-test): pass its folder as the "
+        "corpus's test_path"
+    )
 
 
 def _holds_data(folder: Path) -> bool:
