@@ -525,6 +525,18 @@ def test_predict_without_audio_fails_clearly(trained, capsys):
     assert "predict_audio" in capsys.readouterr().err
 
 
+def test_predict_on_a_file_that_is_not_utf8_text_fails_in_one_line_leaving_nothing(trained, tmp_path, capsys):
+    """A list of audio paths saved as Latin-1 (or audio of a format predict does not take, read as one)."""
+    config, run = trained
+    listed = tmp_path / "list.txt"
+    listed.write_bytes("caf\u00e9.wav\n".encode("latin-1"))
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    predict = ["predict", "--config", str(config), "--ckpt_path", "last", "--data.init_args.predict_audio"]
+    assert exit_code([*predict, str(listed)]) == 2
+    assert f"error: file {listed}: not UTF-8 text (byte 0xe9 on line 1)" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == before
+
+
 def test_exported_adapter_and_merged_model_generate_like_the_toolkit(trained, tmp_path):
     from peft import PeftModel
     from transformers import GenerationConfig

@@ -1,12 +1,17 @@
 """What ``predict`` reads: its inputs (``predict_audio``), each bad one named or counted, and nothing
 of the corpus that it does not use."""
 
+import codecs
 from pathlib import Path
 
 import lightning as L
+import numpy as np
+import pytest
+import soundfile
 
 from slu_lightning.data.corpora import ManifestCorpus
-from slu_lightning.data.datamodules import TextOnlyDataModule
+from slu_lightning.data.datamodules import TextOnlyDataModule, audio_inputs
+from slu_lightning.data.errors import DataError
 from slu_lightning.model.module import GenerationSettings, SLUModule
 from slu_lightning.task import PromptTemplate
 
@@ -42,3 +47,25 @@ def test_predict_prepares_the_corpus_only_for_a_labels_prompt_and_test_still_pre
     assert prepared("predict", PromptTemplate()) == 0
     assert prepared("predict", labels) == 1
     assert prepared("test", PromptTemplate()) == 1
+
+
+def predicted(toy_corpus: Path, source: Path) -> list[str]:
+    """The clips ``predict`` would decode from ``source``, by name, once their headers are checked."""
+    data = TextOnlyDataModule(CountedCorpus(toy_corpus), predict_audio=str(source))
+    data.setup("predict")
+    return [Path(example.audio).name for example, _ in data.eval_sets["predict"]]
+
+
+def test_an_aiff_clip_is_audio_and_a_file_not_utf8_text_is_named_not_read_as_a_list(toy_corpus, tmp_path):
+    """Not a list of audio paths: an AIFF clip is audio; an M4A clip (which libsndfile does not
+    decode) or a list saved as Latin-1 is an error naming the file and what predict takes."""
+    soundfile.write(tmp_path / "clip.aiff", np.full(16000, 0.1, dtype="float32"), 16000, format="AIFF")
+    assert predicted(toy_corpus, tmp_path / "clip.aiff") == ["clip.aiff"]
+    (tmp_path / "clip.m4a").write_bytes(b"\x00\x00\x00\x1cftypM4A \x00\x00\x02\x00M4A isom")
+    with pytest.raises(DataError, match=r"clip.m4a: not UTF-8 text \(byte 0x00 on line 1\), .*\.wav, \.flac"):
+        audio_inputs(str(tmp_path / "clip.m4a"))
+    (tmp_path / "latin1.txt").write_bytes("clip.aiff\ncaf\u00e9.wav\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1.txt: not UTF-8 text \(byte 0xe9 on line 2\).*re-save"):
+        audio_inputs(str(tmp_path / "latin1.txt"))
+    (tmp_path / "bom.txt").write_bytes(codecs.BOM_UTF8 + b"clip.aiff\n")  # as Notepad saves it
+    assert predicted(toy_corpus, tmp_path / "bom.txt") == ["clip.aiff"]

@@ -18,6 +18,7 @@ CLI) from the epoch's phase, so an epoch of text plus speech is as long as it sh
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import logging
@@ -163,9 +164,9 @@ class SLUDataModule(L.LightningDataModule):
                 cannot show is found then too: all of it named at once under ``error``, and under
                 ``skip`` dropped before training (no silent stand-in rows). Costs one decoding pass
                 over the audio (minutes on SLURP).
-            predict_audio: for ``predict``: an audio file, a folder of audio files (searched
-                recursively), a manifest (its rows with audio, ids kept) or a text file listing
-                one audio path per line (relative to its folder).
+            predict_audio: for ``predict``: an audio file (named as ``AUDIO_SUFFIXES`` lists), a
+                folder of audio files (searched recursively), a manifest (its rows with audio, ids
+                kept) or a UTF-8 text file listing one audio path per line (relative to its folder).
             tts_corpus: synthesised speech of the training transcripts (``TtsCorpus``,
                 ``DemoTtsCorpus``): its training speech is the ``tts`` source, heard like real
                 speech but all of it used (the speech subset selects real speech only).
@@ -671,7 +672,11 @@ class SLUDataModule(L.LightningDataModule):
         return ""
 
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+AUDIO_SUFFIXES = (
+    ".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".au", ".caf", ".w64"
+)  # fmt: skip
+"""What ``predict`` takes for audio by its name: the common suffixes of the formats libsndfile decodes
+(``soundfile``, ``load_audio``). Any other file is read as a list of audio paths."""
 
 
 def audio_inputs(source: str | None) -> list[SLUExample]:
@@ -748,7 +753,7 @@ def _manifest_inputs(path: Path) -> list[SLUExample]:
 
 def _listed_files(path: Path) -> list[Path]:
     """The files a list names, each once (a repeat, however spelled, would be a second prediction)."""
-    listed = [path.parent / line.strip() for line in path.read_text().splitlines() if line.strip()]
+    listed = [path.parent / line for line in _list_lines(path)]
     once: dict[Path, Path] = {}
     for file in listed:
         once.setdefault(file.resolve(), file)
@@ -760,6 +765,34 @@ def _listed_files(path: Path) -> list[Path]:
             len(listed) - len(files),
         )
     return files
+
+
+def _list_lines(path: Path) -> list[str]:
+    """The non-blank lines of a list file, stripped (a leading UTF-8 byte-order mark dropped).
+
+    Raises:
+        DataError: the file is not UTF-8 text: a list saved in another encoding, or audio (or
+            video) of a format ``predict`` does not take; the message says what to do for either.
+    """
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _not_a_list(path, data, error.start) from error
+    if "\0" in text:  # valid UTF-8, yet binary: no path holds a NUL byte
+        raise _not_a_list(path, data, data.index(b"\0"))
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _not_a_list(path: Path, data: bytes, offset: int) -> DataError:
+    """The error for a file read as a list of audio paths whose byte at ``offset`` is not such text."""
+    line = data.count(b"\n", 0, offset) + 1
+    return DataError(
+        f"not UTF-8 text (byte 0x{data[offset]:02x} on line {line}), so not a list of audio paths; "
+        f"predict takes audio files named {', '.join(AUDIO_SUFFIXES)}: re-save a list as UTF-8, "
+        "convert other audio (ffmpeg -i IN OUT.flac)",
+        file=str(path),
+    )
 
 
 def _check_locales(examples: list[SLUExample], locales: list[str] | None, key: str, split: str) -> None:
