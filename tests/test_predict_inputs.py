@@ -2,6 +2,7 @@
 of the corpus that it does not use."""
 
 import codecs
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -12,6 +13,7 @@ import soundfile
 from slu_lightning.data.corpora import ManifestCorpus
 from slu_lightning.data.datamodules import TextOnlyDataModule, audio_inputs
 from slu_lightning.data.errors import DataError
+from slu_lightning.data.readers.manifest import read_manifest, write_manifest
 from slu_lightning.model.module import GenerationSettings, SLUModule
 from slu_lightning.task import PromptTemplate
 
@@ -49,10 +51,16 @@ def test_predict_prepares_the_corpus_only_for_a_labels_prompt_and_test_still_pre
     assert prepared("test", PromptTemplate()) == 1
 
 
-def predicted(toy_corpus: Path, source: Path) -> list[str]:
-    """The clips ``predict`` would decode from ``source``, by name, once their headers are checked."""
-    data = TextOnlyDataModule(CountedCorpus(toy_corpus), predict_audio=str(source))
+def ready_to_predict(toy_corpus: Path, source: Path, **settings) -> TextOnlyDataModule:
+    """A data module set up to predict ``source``: its inputs named, their headers checked."""
+    data = TextOnlyDataModule(CountedCorpus(toy_corpus), predict_audio=str(source), **settings)
     data.setup("predict")
+    return data
+
+
+def predicted(toy_corpus: Path, source: Path, **settings) -> list[str]:
+    """The clips ``predict`` would decode from ``source``, by name."""
+    data = ready_to_predict(toy_corpus, source, **settings)
     return [Path(example.audio).name for example, _ in data.eval_sets["predict"]]
 
 
@@ -69,3 +77,23 @@ def test_an_aiff_clip_is_audio_and_a_file_not_utf8_text_is_named_not_read_as_a_l
         audio_inputs(str(tmp_path / "latin1.txt"))
     (tmp_path / "bom.txt").write_bytes(codecs.BOM_UTF8 + b"clip.aiff\n")  # as Notepad saves it
     assert predicted(toy_corpus, tmp_path / "bom.txt") == ["clip.aiff"]
+
+
+def test_a_malformed_manifest_row_stops_predict_or_under_skip_is_counted_like_a_missing_clip(
+    toy_corpus, tmp_path, caplog
+):
+    rows = read_manifest(toy_corpus / "test.jsonl")[:3]
+    rows[1] = replace(rows[1], audio=str(tmp_path / "missing.wav"))
+    manifest = write_manifest(tmp_path / "rows.jsonl", rows)
+    with manifest.open("a") as rows_file:
+        rows_file.write('{"id": "broken", "locale": "en-US"\n')
+    with pytest.raises(DataError, match=r"rows.jsonl, record line 4: not valid JSON"):
+        ready_to_predict(toy_corpus, manifest)
+    with caplog.at_level("WARNING"):
+        skipping = ready_to_predict(toy_corpus, manifest, bad_input="skip")
+    assert [example.id for example, _ in skipping.eval_sets["predict"]] == [rows[0].id, rows[2].id]
+    assert skipping.skips.counts == {"audio file not found": 1, "not valid JSON (Expecting ',' delimiter)": 1}
+    assert f"skipped: file {manifest}, record line 4: not valid JSON" in caplog.text
+    manifest.write_text('{"id": "broken", "locale": "en-US"\n')  # every row skipped: said so, and why
+    with pytest.raises(DataError, match=r"nothing to predict: every input was skipped \(skipped 1 record"):
+        ready_to_predict(toy_corpus, manifest, bad_input="skip")

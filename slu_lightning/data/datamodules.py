@@ -232,7 +232,7 @@ class SLUDataModule(L.LightningDataModule):
             if self.trainer:
                 log.info("%s", self._effective_batch())
         if stage == "predict":
-            inputs = self._checked(audio_inputs(self.predict_audio))
+            inputs = self._checked(audio_inputs(self.predict_audio, self.skips))
             if not inputs:
                 raise DataError(f"nothing to predict: every input was skipped ({self.skips.summary()})")
             self.eval_sets["predict"] = [(example, True) for example in inputs]
@@ -679,11 +679,12 @@ AUDIO_SUFFIXES = (
 (``soundfile``, ``load_audio``). Any other file is read as a list of audio paths."""
 
 
-def audio_inputs(source: str | None) -> list[SLUExample]:
+def audio_inputs(source: str | None, skips: SkipLog | None = None) -> list[SLUExample]:
     """Unlabelled speech examples for ``predict`` from an audio file, a folder, a manifest (JSONL:
     its rows with audio, ids kept, so the predictions score against it) or a list file (one path a
     line, relative to the list's folder like a manifest's). A file's id is its name, the key of
-    SLURP's scorer (a recording's name), unless two inputs share a name."""
+    SLURP's scorer (a recording's name), unless two inputs share a name. A manifest's bad rows
+    raise or are counted in ``skips`` (default: raise), like a corpus's."""
     if source is None:
         raise DataError(
             "predict needs data.init_args.predict_audio: an audio file, a folder, a list file or a manifest"
@@ -699,7 +700,7 @@ def audio_inputs(source: str | None) -> list[SLUExample]:
     elif path.suffix.lower() in AUDIO_SUFFIXES:
         files = [path]
     elif path.suffix.lower() == ".jsonl" and path.is_file():
-        return _manifest_inputs(path)
+        return _manifest_inputs(path, skips or SkipLog())
     elif path.is_file():
         files = _listed_files(path)
     else:
@@ -728,10 +729,12 @@ def audio_inputs(source: str | None) -> list[SLUExample]:
     ]
 
 
-def _manifest_inputs(path: Path) -> list[SLUExample]:
-    """A manifest's speech rows; its text rows, which ``predict`` does not decode, are counted."""
+def _manifest_inputs(path: Path, skips: SkipLog) -> list[SLUExample]:
+    """A manifest's speech rows; its text rows, which ``predict`` does not decode, are counted, and
+    its bad rows raise or are counted in ``skips``."""
+    skipped_before = skips.total
     try:
-        rows = read_manifest(path)
+        rows = read_manifest(path, skips)
     except DataError as error:
         if not error.reason.startswith("missing keys"):
             raise
@@ -740,7 +743,8 @@ def _manifest_inputs(path: Path) -> list[SLUExample]:
         )
         raise DataError(error.reason + hint, file=error.file, record=error.record) from error
     speech = [replace(e, source="predict") for e in rows if e.is_speech]
-    if not speech:
+    every_row_skipped = not rows and skips.total > skipped_before  # setup says so, with the reasons
+    if not speech and not every_row_skipped:
         raise DataError("a manifest without rows that have audio", file=str(path))
     if len(speech) < len(rows):
         log.info(
