@@ -97,3 +97,21 @@ def test_a_malformed_manifest_row_stops_predict_or_under_skip_is_counted_like_a_
     manifest.write_text('{"id": "broken", "locale": "en-US"\n')  # every row skipped: said so, and why
     with pytest.raises(DataError, match=r"nothing to predict: every input was skipped \(skipped 1 record"):
         ready_to_predict(toy_corpus, manifest, bad_input="skip")
+
+
+def test_a_folder_names_or_counts_its_dangling_clip_links_and_searches_linked_folders(toy_corpus, tmp_path):
+    """A folder of links into storage: a link whose target is gone is not dropped in silence, and a
+    linked folder is searched once, even one linking back to an ancestor."""
+    folder, elsewhere = tmp_path / "clips", tmp_path / "storage"
+    (folder / "day1").mkdir(parents=True)
+    elsewhere.mkdir()
+    for clip in (folder / "a.wav", elsewhere / "c.wav"):
+        soundfile.write(clip, np.full(16000, 0.1, dtype="float32"), 16000)
+    (folder / "b.wav").symlink_to(tmp_path / "unmounted" / "b.wav")
+    (folder / "day1" / "linked").symlink_to(elsewhere)
+    (elsewhere / "back").symlink_to(folder)
+    with pytest.raises(DataError, match=r"clips/b.wav, record b.wav: audio file not found"):
+        ready_to_predict(toy_corpus, folder)
+    skipping = ready_to_predict(toy_corpus, folder, bad_input="skip")
+    assert [Path(example.audio).name for example, _ in skipping.eval_sets["predict"]] == ["a.wav", "c.wav"]
+    assert skipping.skips.counts == {"audio file not found": 1}

@@ -22,6 +22,7 @@ import codecs
 import hashlib
 import json
 import logging
+import os
 import random
 from collections import Counter
 from dataclasses import replace
@@ -691,7 +692,7 @@ def audio_inputs(source: str | None, skips: SkipLog | None = None) -> list[SLUEx
         )
     path = Path(source)
     if path.is_dir():
-        found = [p for p in path.rglob("*") if p.is_file()]
+        found = _folder_files(path)
         audio = {p for p in found if p.suffix.lower() in AUDIO_SUFFIXES}
         files = sorted(audio)
         if others := Counter(p.suffix.lower() or "(none)" for p in found if p not in audio):
@@ -727,6 +728,21 @@ def audio_inputs(source: str | None, skips: SkipLog | None = None) -> list[SLUEx
         )
         for f in files
     ]
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    """Every file under ``folder``, linked folders searched too (each real folder once: a link to an
+    ancestor would loop), and dangling links kept: a clip linked into storage that is gone is then
+    named by the header check ('audio file not found'), or skipped and counted, not left out unsaid."""
+    searched: set[str] = set()
+    files: list[Path] = []
+    for root, folders, names in os.walk(folder, followlinks=True):
+        if os.path.realpath(root) in searched:
+            folders.clear()
+            continue
+        searched.add(os.path.realpath(root))
+        files += [Path(root, name) for name in names]
+    return files
 
 
 def _manifest_inputs(path: Path, skips: SkipLog) -> list[SLUExample]:
