@@ -485,6 +485,7 @@ def test_predict_on_a_folder_of_audio_in_any_rate_prints_one_json_line_per_file(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [row["file"] for row in lines] == ["a.wav", "b.flac"]  # SLURP's scorer keys by name
     assert all({"scenario", "action", "entities", "status"} <= set(row) for row in lines)
+    assert all(row["modality"] == "speech" for row in lines)  # score leaves unheard rows out by it
     assert len((run / "predictions_predict.jsonl").read_text().splitlines()) == 2
 
 
