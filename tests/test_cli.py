@@ -408,7 +408,7 @@ def test_optimizer_settings_are_the_models_and_lightnings_optimizer_options_are_
         (
             "MixedDataModule",
             ["--data.init_args.eval_locales", "[xx-XX]"],
-            "eval_locales ['xx-XX'] match no example of the dev speech split",
+            "eval_locales: the dev speech split has no example of ['xx-XX']",
         ),
     ],
 )

@@ -1,4 +1,5 @@
 import json
+import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -71,7 +72,7 @@ def test_curriculum_mix_fraction_and_oversampling(toy_corpus):
     assert small_ids <= {e.id for e, heard in ramp if heard}  # fractions are nested
 
 
-def test_eval_modality_both_and_locale_filters(toy_corpus, caplog):
+def test_eval_modality_both_and_locale_filters(toy_corpus):
     dm = TextOnlyDataModule(
         corpus(toy_corpus), eval_modality="both", eval_locales=["fr-FR"], train_locales=["en-US"]
     )
@@ -82,17 +83,17 @@ def test_eval_modality_both_and_locale_filters(toy_corpus, caplog):
     mistyped = TextOnlyDataModule(corpus(toy_corpus), eval_modality="both", eval_locales=["xx-XX"])
     with pytest.raises(
         DataError,
-        match=r"eval_locales \['xx-XX'\] match no example of the dev speech split \(its locales: \['en-US'",
+        match=r"eval_locales: the dev speech split has no example of \['xx-XX'\] \(its locales: \['en-US'",
     ):
         mistyped.setup("fit")
-    partly = TextOnlyDataModule(corpus(toy_corpus), train_locales=["xx-XX", "fr-FR"])
-    with caplog.at_level("WARNING", logger="slu_lightning.data.datamodules"):
+    partly = TextOnlyDataModule(corpus(toy_corpus), train_locales=["xx-XX", "fr-FR"])  # a misspelt target
+    with pytest.raises(
+        DataError,
+        match=re.escape(
+            "train_locales: the train split has no example of ['xx-XX'] (its locales: ['en-US', 'fr-FR'])"
+        ),
+    ):
         partly.setup("fit")
-    assert (
-        "train_locales: the train split has no example of ['xx-XX'] (its locales: ['en-US', 'fr-FR'])"
-        in caplog.text
-    )
-    assert {e.locale for e in partly.sources["text"]} == {"fr-FR"}
 
 
 def test_a_speech_regime_without_speech_fails_clearly(tmp_path, toy_corpus):
@@ -778,17 +779,22 @@ def test_a_test_prompts_with_the_labels_of_the_locales_the_fit_trained_on(
     assert labels("test") == labels("fit") and "travel" not in labels("test")
 
 
-def test_eval_locales_are_checked_against_the_modality_evaluated(toy_corpus, tmp_path, caplog):
+def test_eval_locales_are_checked_against_the_modality_evaluated(toy_corpus, tmp_path):
     dev = read_manifest(toy_corpus / "dev.jsonl")
     german_text = replace(dev[0], id="dev-de", utterance_id="dev-de", locale="de-DE", audio=None)
     path = write_manifest(tmp_path / "dev.jsonl", [*dev, german_text])
     dm = TextOnlyDataModule(
         ManifestCorpus(str(toy_corpus / "train.jsonl"), str(path)), eval_locales=["en-US", "de-DE"]
     )
-    with caplog.at_level("WARNING", logger="slu_lightning.data.datamodules"):
-        dm.setup("validate")
-    assert "the dev speech split has no example of ['de-DE']" in caplog.text
-    assert {example.locale for example, _ in dm.eval_sets["dev"]} == {"en-US"}
+    with pytest.raises(DataError, match=re.escape("the dev speech split has no example of ['de-DE']")):
+        dm.setup("validate")  # German text only, and only speech is evaluated
+    both = TextOnlyDataModule(
+        ManifestCorpus(str(toy_corpus / "train.jsonl"), str(path)),
+        eval_locales=["de-DE"],
+        eval_modality="text",
+    )
+    both.setup("validate")
+    assert {example.locale for example, _ in both.eval_sets["dev"]} == {"de-DE"}
 
 
 def test_a_paired_draw_smaller_than_an_utterance_is_refused(toy_corpus):
