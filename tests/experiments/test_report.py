@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from slu_lightning.data.records import Entity, SLUExample
-from slu_lightning.evaluation.bootstrap import utterance_cluster_id
+from slu_lightning.evaluation.bootstrap import bootstrap_ci, cluster_ids, utterance_cluster_id
 from slu_lightning.evaluation.counts import count_rows, summarize
 from slu_lightning.evaluation.metrics import SLUMetrics, rows_from_predictions
 from slu_lightning.experiments import report
@@ -394,7 +394,7 @@ def test_the_cross_lingual_section_reads_train_locales_from_the_corpus_as_the_pa
     assert "| **relative to baseline**" not in lines  # no speech proportion axis: no baseline row
     assert lines["| **train locales**"] == ["fr-FR", "fr-FR+en-US"]
     average = lines["| **average over targets**"]
-    assert float(average[0]) == pytest.approx(expected["zero_shot"], abs=5e-5)  # English, its one target
+    assert float(average[0].split()[0]) == pytest.approx(expected["zero_shot"], abs=5e-5)  # English alone
     assert average[1] == "—"  # the few-shot run trained on both locales: no target left
 
 
@@ -623,7 +623,12 @@ def test_the_cross_lingual_section_gives_each_metric_per_locale_its_target_avera
         assert rows["**train locales**"] == ["fr-FR", "fr-FR", "fr-FR+de-DE"]
         targets = {"text_only": ("en-US", "de-DE"), "mixed": ("en-US", "de-DE"), "few_shot": ("en-US",)}
         averages = [np.mean([per_locale[r, locale][metric] for locale in targets[r]]) for r in regimes]
-        assert [float(cell) for cell in rows["**average over targets**"]] == pytest.approx(averages, abs=5e-5)
+        printed = [
+            cell.replace("[", "").replace(",", "").replace("]", "").split()
+            for cell in rows["**average over targets**"]
+        ]
+        assert [float(point) for point, _, _ in printed] == pytest.approx(averages, abs=5e-5)
+        assert all(float(low) <= float(point) <= float(high) for point, low, high in printed)
         relative = rows["**relative to baseline**"]
         assert relative[0] == "baseline" and all(cell.endswith(" %") for cell in relative[1:])
         baseline_on_same_targets = [
@@ -649,3 +654,36 @@ def test_a_row_that_did_not_score_every_target_has_no_average_beside_the_others(
     assert rows["de-DE"][1] == "—" and rows["**train locales**"][1] == "fr-FR"
     assert rows["**average over targets**"][1] == "—" and rows["**relative to baseline**"][1] == "—"
     assert rows["**average over targets**"][0] != "—"  # the baseline scored both of its targets
+
+
+def test_the_target_average_has_a_bootstrap_interval_drawing_each_massive_utterance_once(tmp_path):
+    """Trained on French, tested on two targets that translate the same 40 utterances and are right
+    or wrong on the same ones: the average over targets is no better known than one target, so its
+    interval is one target's own, drawn by utterance (counted apart, it would be narrower)."""
+    right = np.random.default_rng(3).random(40) < 0.6
+    golds, predictions = [], []
+    for locale in ("fr-FR", "en-US", "de-DE"):
+        for k in range(40):
+            gold = SLUExample(f"{locale}/{k}", locale, "...", "alarm", "set", (), source="speech-massive")
+            golds.append(gold)
+            predictions.append(Prediction("alarm", "set" if right[k] else "query", (), ParseStatus.VALID))
+    (tmp_path / "cell").mkdir()
+    lines = [prediction_row(g, p) for g, p in zip(golds, predictions, strict=True)]
+    (tmp_path / "cell" / "predictions_test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    corpus = {"class_path": "SpeechMassiveCorpus", "init_args": {"train_locales": ["fr-FR"]}}
+    (tmp_path / "cell" / "config_test.yaml").write_text(
+        yaml.safe_dump({"data": {"init_args": {"corpus": corpus}}})
+    )
+    record = {"name": "cell", "values": {"base": "configs/fr.yaml"}, "status": "finished"}
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": [record]}))
+    write_report(tmp_path, tmp_path / "out", resamples=300, seed=4)
+    rows = section_table((tmp_path / "out" / "results.md").read_text(), "### Intent acc. per locale")
+    english = [i for i, gold in enumerate(golds) if gold.locale == "en-US"]
+    alone = bootstrap_ci(
+        count_rows([golds[i] for i in english], [predictions[i] for i in english]),
+        cluster_ids([golds[i].id for i in english], ["en-US"] * len(english)),
+        n_resamples=300,
+        seed=4,
+    )["intent_acc"]
+    assert rows["**average over targets**"] == [f"{right.mean():.4f} [{alone[0]:.4f}, {alone[1]:.4f}]"]
+    assert alone[1] - alone[0] > 0.2  # 40 items' width, not 80's

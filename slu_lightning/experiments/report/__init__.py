@@ -24,10 +24,10 @@ core (``evaluation.counts``) and its bootstrap (``evaluation.bootstrap``); nothi
 
 Outputs in ``--out`` (default: the sweep root): ``results.md`` (results; when several locales are
 scored, SLU-F1 per locale or, when rows trained on some locales only, intent accuracy, entity F1
-and SLU-F1 per locale with each row's average over its target locales and that average's relative
-change from the baseline row's on the same targets; error analysis, whose per-category ``n`` counts
-the items any of a row's seeds scored in the category), ``results.csv`` and, when
-rows have a speech proportion, ``slu_f1_vs_proportion.png``.
+and SLU-F1 per locale with each row's average over its target locales, its interval, and that
+average's relative change from the baseline row's on the same targets; error analysis, whose
+per-category ``n`` counts the items any of a row's seeds scored in the category), ``results.csv``
+and, when rows have a speech proportion, ``slu_f1_vs_proportion.png``.
 
 Modules: ``cells`` (finished cells and rows), ``scores`` (metrics, intervals, baseline deltas),
 ``tables`` (results table), ``breakdowns`` (per category, cross-lingual, error analysis), ``plot``.
@@ -108,7 +108,7 @@ def write_report(
     sections = [
         f"# Results: {root}\n\n" + "\n".join(f"- {note}" for note in notes) + "\n\n" + md_table,
         per_seed_section(scores, keys),
-        crosslingual_section(scores),
+        crosslingual_section(scores, resamples, seed),
         error_analysis_section(scores),
     ]
     paths = [

@@ -10,6 +10,7 @@ from functools import partial
 
 import numpy as np
 
+from slu_lightning.evaluation.bootstrap import bootstrap_ci
 from slu_lightning.evaluation.counts import count_example
 from slu_lightning.experiments.report.cells import (
     WIDTH,
@@ -112,6 +113,50 @@ def mean_over(
     return float(np.mean([table[locale][label][column] for locale in locales]))
 
 
+def mean_interval(
+    score: GroupScore, locales: list[str], metric: str, resamples: int, seed: int
+) -> tuple[float, float]:
+    """95 % cluster-bootstrap interval of a row's unweighted mean of ``metric`` over ``locales``, its
+    seeds averaged as in ``breakdown``. One draw of utterances serves every locale, and a MASSIVE
+    utterance's translations are one cluster (``bootstrap.cluster_key``): how well a row does in one
+    locale goes with how well it does on the same utterances in the others."""
+    cells = score.group.cells
+    ids, counts, clusters = aligned(cells)  # (N,), (N, seeds * WIDTH), (N,)
+    first = cells[0]
+    slot = {locale: i for i, locale in enumerate(locales)}
+    where = [slot.get(first.rows[first.index[key]]["locale"]) for key in ids]
+    kept = np.array([n for n, place in enumerate(where) if place is not None])
+    blocks = np.zeros((len(kept), len(locales), counts.shape[1]))  # each row in its locale's block
+    blocks[np.arange(len(kept)), [where[n] for n in kept]] = counts[kept]
+    per_locale = seed_mean(len(cells))
+
+    def mean_fn(totals: np.ndarray) -> dict[str, np.ndarray]:
+        split = totals.reshape(*totals.shape[:-1], len(locales), counts.shape[1])  # (..., L, seeds * WIDTH)
+        return {metric: per_locale(split)[metric].mean(axis=-1)}
+
+    flat = blocks.reshape(len(kept), -1)
+    return bootstrap_ci(flat, clusters[kept], metric_fn=mean_fn, n_resamples=resamples, seed=seed)[metric]
+
+
+def average_text(
+    table: dict[str, dict[str, tuple]],
+    score: GroupScore,
+    train: list[str],
+    column: int,
+    resamples: int,
+    seed: int,
+) -> str:
+    """A row's average over its targets, with its interval when resamples are asked for."""
+    locales = targets(table, train)
+    average = mean_over(table, score.group.label, locales, column)
+    if average is None:
+        return "—"
+    if not resamples:
+        return f"{average:.4f}"
+    low, high = mean_interval(score, locales, list(METRICS)[column], resamples, seed)
+    return f"{average:.4f} [{low:.4f}, {high:.4f}]"
+
+
 def relative_text(
     table: dict[str, dict[str, tuple]], score: GroupScore, train: list[str], column: int
 ) -> str:
@@ -128,18 +173,23 @@ def relative_text(
 
 
 def crosslingual_table(
-    table: dict[str, dict[str, tuple]], scores: list[GroupScore], trained_on: list[list[str]], column: int
+    table: dict[str, dict[str, tuple]],
+    scores: list[GroupScore],
+    trained_on: list[list[str]],
+    column: int,
+    resamples: int,
+    seed: int,
 ) -> str:
-    """One metric per locale, each row's train locales, its average over its targets and, when
-    there is a baseline row, that average's relative change from the baseline's."""
+    """One metric per locale, each row's train locales, its average over its targets with its
+    interval and, when there is a baseline row, that average's relative change from the baseline's."""
     labels = [score.group.label for score in scores]
     averages = [
-        mean_over(table, label, targets(table, train), column)
-        for label, train in zip(labels, trained_on, strict=True)
+        average_text(table, score, train, column, resamples, seed)
+        for score, train in zip(scores, trained_on, strict=True)
     ]
     rows = locale_rows(table, labels, column) + [
         ["**train locales**", *("+".join(train) or "all" for train in trained_on)],
-        ["**average over targets**", *("—" if a is None else f"{a:.4f}" for a in averages)],
+        ["**average over targets**", *averages],
     ]
     if any(score.is_baseline for score in scores):
         rows.append(
@@ -151,7 +201,7 @@ def crosslingual_table(
     return markdown_table(["locale", *labels], rows)
 
 
-def crosslingual_section(scores: list[GroupScore]) -> str:
+def crosslingual_section(scores: list[GroupScore], resamples: int, seed: int) -> str:
     """Intent accuracy, entity F1 and SLU-F1 per locale (the paper's cross-lingual tables) with,
     when a row trained on some locales only (``training_locales`` of its saved run config), the
     average over its target (non-training) locales; empty for one locale. When every row trained on
@@ -169,11 +219,13 @@ def crosslingual_section(scores: list[GroupScore]) -> str:
     return (
         "## Cross-lingual: intent accuracy, entity F1 and SLU-F1 per locale\n\nTargets are the locales a "
         "row did not train on (all of them when its config lists no train locales); their average "
-        "is unweighted, and — where the row did not score every target. Relative to baseline: the "
+        "is unweighted, with its 95 % cluster-bootstrap interval (one draw of utterances for every "
+        "locale, a MASSIVE utterance's translations together), and — where the row did not score "
+        "every target. Relative to baseline: the "
         "change of that average from the baseline row's average over the same targets.\n\n"
         + "\n".join(
             f"### {name[0].upper() + name[1:]} per locale\n\n"
-            + crosslingual_table(table, scores, trained_on, column)
+            + crosslingual_table(table, scores, trained_on, column, resamples, seed)
             for column, name in enumerate(METRICS.values())
         )
     )
