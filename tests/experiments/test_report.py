@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -630,13 +631,16 @@ def test_the_cross_lingual_section_gives_each_metric_per_locale_its_target_avera
         assert [float(point) for point, _, _ in printed] == pytest.approx(averages, abs=5e-5)
         assert all(float(low) <= float(point) <= float(high) for point, low, high in printed)
         relative = rows["**relative to baseline**"]
-        assert relative[0] == "baseline" and all(cell.endswith(" %") for cell in relative[1:])
+        assert relative[0] == "baseline" and all(" % [" in cell for cell in relative[1:])
         baseline_on_same_targets = [
             np.mean([per_locale["text_only", locale][metric] for locale in targets[r]]) for r in regimes[1:]
         ]  # the few-shot row is compared on English alone, the locale it did not train on
         gains = [100 * (a / b - 1) for a, b in zip(averages[1:], baseline_on_same_targets, strict=True)]
         assert [float(cell.split()[0]) for cell in relative[1:]] == pytest.approx(gains, abs=0.051)
         assert relative[1].startswith("+")  # mixed (0.8 right) against text only (0.4 right)
+        for cell in relative[1:]:  # "+12.3 % [+1.0, +25.0]": the change inside its interval
+            point, low, high = map(float, re.fullmatch(r"(\S+) % \[(\S+), (\S+)\]", cell).groups())
+            assert low <= point <= high
 
 
 def test_a_row_that_did_not_score_every_target_has_no_average_beside_the_others(crosslingual_root, tmp_path):
@@ -687,3 +691,19 @@ def test_the_target_average_has_a_bootstrap_interval_drawing_each_massive_uttera
     )["intent_acc"]
     assert rows["**average over targets**"] == [f"{right.mean():.4f} [{alone[0]:.4f}, {alone[1]:.4f}]"]
     assert alone[1] - alone[0] > 0.2  # 40 items' width, not 80's
+
+
+def test_the_relative_change_of_the_target_average_has_a_paired_interval(crosslingual_root, tmp_path):
+    """A row that answers exactly as its baseline changes by 0 % in every paired draw."""
+    root, _, _ = crosslingual_root
+    copy = tmp_path / "sweep"
+    shutil.copytree(root, copy)
+    for seed in SEEDS:
+        shutil.copy(copy / f"text_only-seed{seed}" / "predictions_test.jsonl", copy / f"mixed-seed{seed}")
+    write_report(copy, tmp_path / "out", resamples=50)
+    rows = section_table((tmp_path / "out" / "results.md").read_text(), "### SLU-F1 per locale")
+    assert rows["**relative to baseline**"][:2] == ["baseline", "+0.0 % [+0.0, +0.0]"]
+    low, high = map(
+        float, re.fullmatch(r"\S+ % \[(\S+), (\S+)\]", rows["**relative to baseline**"][2]).groups()
+    )
+    assert low < high  # the few-shot row answers otherwise

@@ -14,6 +14,7 @@ from slu_lightning.evaluation.bootstrap import bootstrap_ci
 from slu_lightning.evaluation.counts import count_example
 from slu_lightning.experiments.report.cells import (
     WIDTH,
+    CellPredictions,
     Group,
     entities_of,
     prediction_of,
@@ -113,29 +114,60 @@ def mean_over(
     return float(np.mean([table[locale][label][column] for locale in locales]))
 
 
-def mean_interval(
-    score: GroupScore, locales: list[str], metric: str, resamples: int, seed: int
-) -> tuple[float, float]:
-    """95 % cluster-bootstrap interval of a row's unweighted mean of ``metric`` over ``locales``, its
-    seeds averaged as in ``breakdown``. One draw of utterances serves every locale, and a MASSIVE
-    utterance's translations are one cluster (``bootstrap.cluster_key``): how well a row does in one
-    locale goes with how well it does on the same utterances in the others."""
-    cells = score.group.cells
+def locale_means(
+    rows: list[list[CellPredictions]], locales: list[str], metric: str
+) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], list[np.ndarray]]]:
+    """What a cluster bootstrap of rows' unweighted means of ``metric`` over ``locales`` resamples:
+    the items every cell of ``rows`` scored, each count row in its locale's block ``(N, L * F)``,
+    their clusters ``(N,)``, and the function from pooled totals ``(..., L * F)`` to each row's
+    seed-averaged mean ``(...)``, as ``breakdown`` averages seeds. One draw of utterances serves
+    every locale and row, a MASSIVE utterance's translations one cluster (``bootstrap.cluster_key``):
+    how well a row does in one locale goes with how well it does on the same utterances in others."""
+    cells = [cell for row in rows for cell in row]
     ids, counts, clusters = aligned(cells)  # (N,), (N, seeds * WIDTH), (N,)
     first = cells[0]
     slot = {locale: i for i, locale in enumerate(locales)}
     where = [slot.get(first.rows[first.index[key]]["locale"]) for key in ids]
     kept = np.array([n for n, place in enumerate(where) if place is not None])
-    blocks = np.zeros((len(kept), len(locales), counts.shape[1]))  # each row in its locale's block
+    blocks = np.zeros((len(kept), len(locales), counts.shape[1]))
     blocks[np.arange(len(kept)), [where[n] for n in kept]] = counts[kept]
-    per_locale = seed_mean(len(cells))
+    bounds = np.cumsum([0, *(len(row) * WIDTH for row in rows)])
 
-    def mean_fn(totals: np.ndarray) -> dict[str, np.ndarray]:
-        split = totals.reshape(*totals.shape[:-1], len(locales), counts.shape[1])  # (..., L, seeds * WIDTH)
-        return {metric: per_locale(split)[metric].mean(axis=-1)}
+    def means(totals: np.ndarray) -> list[np.ndarray]:
+        split = totals.reshape(*totals.shape[:-1], len(locales), counts.shape[1])  # (..., L, seeds * F)
+        return [
+            seed_mean(len(row))(split[..., start:stop])[metric].mean(axis=-1)
+            for row, start, stop in zip(rows, bounds[:-1], bounds[1:], strict=True)
+        ]
 
-    flat = blocks.reshape(len(kept), -1)
-    return bootstrap_ci(flat, clusters[kept], metric_fn=mean_fn, n_resamples=resamples, seed=seed)[metric]
+    return blocks.reshape(len(kept), -1), clusters[kept], means
+
+
+def mean_interval(
+    score: GroupScore, locales: list[str], metric: str, resamples: int, seed: int
+) -> tuple[float, float]:
+    """95 % cluster-bootstrap interval of a row's unweighted mean of ``metric`` over ``locales``."""
+    counts, clusters, means = locale_means([score.group.cells], locales, metric)
+    interval = bootstrap_ci(
+        counts, clusters, metric_fn=lambda t: {metric: means(t)[0]}, n_resamples=resamples, seed=seed
+    )
+    return interval[metric]
+
+
+def relative_interval(
+    score: GroupScore, locales: list[str], metric: str, resamples: int, seed: int
+) -> tuple[float, float]:
+    """95 % paired cluster-bootstrap interval, in %, of the relative change of a row's mean over
+    ``locales`` from its baseline row's: both drawn on the same utterances."""
+    rows = [score.group.cells, score.reference.cells]
+    counts, clusters, means = locale_means(rows, locales, metric)
+
+    def change(totals: np.ndarray) -> dict[str, np.ndarray]:
+        row, base = means(totals)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return {metric: 100 * (row / base - 1)}
+
+    return bootstrap_ci(counts, clusters, metric_fn=change, n_resamples=resamples, seed=seed)[metric]
 
 
 def average_text(
@@ -158,10 +190,16 @@ def average_text(
 
 
 def relative_text(
-    table: dict[str, dict[str, tuple]], score: GroupScore, train: list[str], column: int
+    table: dict[str, dict[str, tuple]],
+    score: GroupScore,
+    train: list[str],
+    column: int,
+    resamples: int,
+    seed: int,
 ) -> str:
     """The relative change of a row's target average from its baseline row's average over the same
-    targets (the paper's "+20-33 % relative"), so that a row's own targets decide what is averaged."""
+    targets (the paper's "+20-33 % relative"), so that a row's own targets decide what is averaged;
+    with its paired interval when resamples are asked for."""
     if score.is_baseline:
         return "baseline"
     if score.reference is None:
@@ -169,7 +207,12 @@ def relative_text(
     locales = targets(table, train)
     row = mean_over(table, score.group.label, locales, column)
     base = mean_over(table, score.reference.label, locales, column)
-    return "—" if row is None or not base else f"{100 * (row / base - 1):+.1f} %"
+    if row is None or not base:
+        return "—"
+    if not resamples:
+        return f"{100 * (row / base - 1):+.1f} %"
+    low, high = relative_interval(score, locales, list(METRICS)[column], resamples, seed)
+    return f"{100 * (row / base - 1):+.1f} % [{low:+.1f}, {high:+.1f}]"
 
 
 def crosslingual_table(
@@ -195,7 +238,10 @@ def crosslingual_table(
         rows.append(
             [
                 "**relative to baseline**",
-                *(relative_text(table, s, t, column) for s, t in zip(scores, trained_on, strict=True)),
+                *(
+                    relative_text(table, s, t, column, resamples, seed)
+                    for s, t in zip(scores, trained_on, strict=True)
+                ),
             ]
         )
     return markdown_table(["locale", *labels], rows)
@@ -222,7 +268,8 @@ def crosslingual_section(scores: list[GroupScore], resamples: int, seed: int) ->
         "is unweighted, with its 95 % cluster-bootstrap interval (one draw of utterances for every "
         "locale, a MASSIVE utterance's translations together), and — where the row did not score "
         "every target. Relative to baseline: the "
-        "change of that average from the baseline row's average over the same targets.\n\n"
+        "change of that average from the baseline row's average over the same targets, with its paired "
+        "interval (both rows drawn on the same utterances).\n\n"
         + "\n".join(
             f"### {name[0].upper() + name[1:]} per locale\n\n"
             + crosslingual_table(table, scores, trained_on, column, resamples, seed)
