@@ -11,8 +11,9 @@ import pytest
 import soundfile
 
 from slu_lightning.data.corpora import ManifestCorpus
-from slu_lightning.data.datamodules import TextOnlyDataModule, audio_inputs
+from slu_lightning.data.datamodules import TextOnlyDataModule
 from slu_lightning.data.errors import DataError
+from slu_lightning.data.predict_inputs import audio_inputs
 from slu_lightning.data.readers.manifest import read_manifest, write_manifest
 from slu_lightning.model.module import GenerationSettings, SLUModule
 from slu_lightning.task import PromptTemplate

@@ -17,10 +17,10 @@ from slu_lightning.data.datamodules import (
     CurriculumDataModule,
     MixedDataModule,
     TextOnlyDataModule,
-    audio_inputs,
     prompt_length,
 )
 from slu_lightning.data.errors import ConfigError, DataError, SkipLog
+from slu_lightning.data.predict_inputs import audio_inputs
 from slu_lightning.data.readers.manifest import read_manifest, write_manifest
 from slu_lightning.data.recogniser_noise import RecogniserNoise
 from slu_lightning.data.subsets import SpeechSubset
@@ -554,7 +554,7 @@ def test_a_predict_folder_gives_its_audio_files_and_says_what_else_it_ignored(tm
     (tmp_path / "day1").mkdir()
     for name in ("b.wav", "day1/a.FLAC", "notes.txt", "day1/labels.txt", "README"):
         (tmp_path / name).write_bytes(b"")
-    with caplog.at_level("INFO", logger="slu_lightning.data.datamodules"):
+    with caplog.at_level("INFO", logger="slu_lightning.data.predict_inputs"):
         inputs = audio_inputs(str(tmp_path))
     assert [Path(e.audio).relative_to(tmp_path).as_posix() for e in inputs] == ["b.wav", "day1/a.FLAC"]
     assert "ignoring the files that are not audio (2 x .txt, 1 x (none))" in caplog.text
@@ -676,7 +676,7 @@ def test_a_manifest_given_to_predict_counts_its_text_rows_and_an_unlabelled_one_
 ):
     rows = read_manifest(toy_corpus / "test.jsonl")
     mixed = write_manifest(tmp_path / "mixed.jsonl", [rows[0], rows[1].as_text(), rows[2]])
-    with caplog.at_level("INFO", logger="slu_lightning.data.datamodules"):
+    with caplog.at_level("INFO", logger="slu_lightning.data.predict_inputs"):
         assert [e.id for e in audio_inputs(str(mixed))] == [rows[0].id, rows[2].id]
     assert "rows without audio, not predicted (predict decodes speech): 1" in caplog.text
     (tmp_path / "bare.jsonl").write_text(json.dumps({"id": "a", "audio": str(rows[0].audio)}) + "\n")
