@@ -46,9 +46,9 @@ def build_cached(out_dir: Path, config: dict, what: str, build: Callable[[Path],
     if finished_key(out_dir) == key:
         log.info("%s already holds %s of this config", out_dir, what)
         return out_dir
-    _check_replaceable(out_dir, config, what)
+    _check_replaceable(out_dir, config, what)  # at once: a refusal need not wait for another build
     started = time.perf_counter()
-    summary, built_here = _build_staged(out_dir, key, build)
+    summary, built_here = _build_staged(out_dir, config, what, build)
     if built_here:
         seconds = time.perf_counter() - started
         log.info("built %s in %s (%.2f h of audio) in %.0f s", what, out_dir, summary["hours"], seconds)
@@ -61,13 +61,13 @@ class CorpusFolderError(FileExistsError):
     """A corpus's output folder that holds something this build must not replace."""
 
 
-def _check_replaceable(out_dir: Path, config: dict, what: str) -> None:
-    """Refuse a file, a folder of other things, or an outdated corpus with files added by hand; log
-    the replacement of an outdated corpus of this kind."""
+def _check_replaceable(out_dir: Path, config: dict, what: str) -> bool:
+    """Refuse a file, a folder of other things, or an outdated corpus with files added by hand;
+    returns whether ``out_dir`` holds an outdated corpus of this kind, which a build replaces."""
     if out_dir.exists() and not out_dir.is_dir():
         raise CorpusFolderError(f"{out_dir} is a file, not a folder; choose another folder")
     if not out_dir.exists() or not any(out_dir.iterdir()):
-        return
+        return False
     record = corpus_record(out_dir)
     if record is None or "config_key" not in record or record["config"].get("kind") != config.get("kind"):
         raise CorpusFolderError(f"{out_dir} exists and is not {what}; choose another folder")
@@ -78,7 +78,7 @@ def _check_replaceable(out_dir: Path, config: dict, what: str) -> None:
             f"{out_dir} holds {what} of another config and files it did not write ({', '.join(added[:5])}); "
             "move them, or choose another folder"
         )
-    log.warning("%s holds %s of another config: replacing it", out_dir, what)
+    return True
 
 
 def corpus_record(folder: Path) -> dict | None:
@@ -95,14 +95,18 @@ def finished_key(folder: Path) -> str | None:
     return (corpus_record(folder) or {}).get("config_key")
 
 
-def _build_staged(out_dir: Path, key: str, build: Callable[[Path], dict]) -> tuple[dict, bool]:
+def _build_staged(out_dir: Path, config: dict, what: str, build: Callable[[Path], dict]) -> tuple[dict, bool]:
     """Build into a temporary sibling of ``out_dir`` under its lock, write ``corpus.json`` and rename
     it into place; returns the summary and whether this process built it (else it waited for
-    another that did)."""
+    another that did). What ``out_dir`` holds is checked again under the lock: another process may
+    have installed a corpus of another kind there while this one waited."""
+    key = config_key(config)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with _build_lock(out_dir):
         if finished_key(out_dir) == key:
             return json.loads((out_dir / "corpus.json").read_text(encoding="utf-8")), False
+        if _check_replaceable(out_dir, config, what):
+            log.warning("%s holds %s of another config: replacing it", out_dir, what)
         _remove_leftovers(out_dir)
         staging = staging_dir(out_dir, suffix=".partial")
         try:

@@ -109,3 +109,34 @@ def test_a_killed_builds_leftovers_are_removed_and_the_corpus_is_readable_by_oth
         os.umask(umask)
     assert not any(folder.exists() for folder in killed) and all(folder.exists() for folder in unrelated)
     assert out.stat().st_mode & 0o777 == 0o755  # not mkdtemp's 0700: others on the machine may read it
+
+
+def test_a_corpus_another_kind_installed_while_this_build_waited_is_not_replaced(tmp_path, caplog):
+    """The second build passes the early check (nothing there yet), waits on the lock while the
+    first installs its corpus, and must then refuse rather than replace it."""
+    out = tmp_path / "corpus"
+    started, release = threading.Event(), threading.Event()
+    first = threading.Thread(
+        target=build_cached, args=(out, CONFIG, "a toy corpus", writer("first", started, release))
+    )
+    errors: list[BaseException] = []
+
+    def build_other() -> None:
+        try:
+            build_cached(out, {**CONFIG, "kind": "other"}, "an other corpus", writer("second"))
+        except CorpusFolderError as error:
+            errors.append(error)
+
+    second = threading.Thread(target=build_other)
+    with caplog.at_level("INFO", logger="slu_lightning.data.corpus_cache"):
+        first.start()
+        assert started.wait(10)
+        second.start()
+        second.join(0.5)
+        assert second.is_alive()  # past the early check, waiting on the lock
+        release.set()
+        first.join(10)
+        second.join(10)
+    assert len(errors) == 1 and "corpus exists and is not an other corpus" in str(errors[0])
+    assert summary(out)["marker"] == "first" and (out / "first").is_file() and not (out / "second").exists()
+    assert not any(record.getMessage().startswith("built an other corpus") for record in caplog.records)
