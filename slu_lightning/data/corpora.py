@@ -96,6 +96,7 @@ class DemoCorpus(ManifestCorpus):
         seed: int = 0,
         root: str | None = None,
         test_voices: Literal["heldout", "unheard"] = "heldout",
+        unheard_excludes: int = 12,
     ):
         """
         Args:
@@ -106,6 +107,9 @@ class DemoCorpus(ManifestCorpus):
                 (new speakers of the voice family every split draws from), or ``unheard``, the
                 same utterances each spoken by an eSpeak variant outside that family (built beside
                 the corpus on first use; ids unchanged, so results pair with ``heldout``'s).
+            unheard_excludes: the ``unheard`` voices leave out the variants a stand-in pretrained
+                with ``pretrain-tiny --extra-voices`` up to this many (seed 0) heard: 12 covers both
+                bundled stand-ins (``tiny-heard``: 0, ``tiny-heard-voices``: 12).
         """
         from slu_lightning.data.demo_corpus import default_demo_dir
         from slu_lightning.data.respeak import unheard_test_dir
@@ -113,6 +117,7 @@ class DemoCorpus(ManifestCorpus):
         if test_voices not in ("heldout", "unheard"):
             raise ValueError(f"test_voices must be 'heldout' or 'unheard', got {test_voices!r}")
         self.size, self.seed, self.test_voices = size, seed, test_voices
+        self.unheard_excludes = unheard_excludes
         self.root = Path(root) if root else default_demo_dir(size, seed)
         test_root = unheard_test_dir(self.root) if test_voices == "unheard" else self.root
         super().__init__(
@@ -125,7 +130,7 @@ class DemoCorpus(ManifestCorpus):
 
         make_demo_corpus(self.root, size=self.size, seed=self.seed)
         if self.test_voices == "unheard":
-            make_unheard_test(self.root, seed=self.seed)
+            make_unheard_test(self.root, seed=self.seed, excluded_extra_voices=self.unheard_excludes)
 
     def describe(self) -> str:
         voices = ", test split in unheard voices" if self.test_voices == "unheard" else ""

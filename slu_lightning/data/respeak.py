@@ -26,7 +26,7 @@ from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
 
 KIND = "test-unheard"
-FORMAT = 1
+FORMAT = 2  # 2: eSpeak's alias of the default voice left out, extra voices excluded
 """Bump when the layout or the voice draw changes, to invalidate caches."""
 
 
@@ -44,12 +44,20 @@ def respoken(examples: list[SLUExample], voices: list[str], out_dir: Path, split
 
 
 def in_unheard_voices(
-    examples: list[SLUExample], out_dir: Path, extra_voices: int = 0, seed: int = 0, split: str = "unheard"
+    examples: list[SLUExample],
+    out_dir: Path,
+    extra_voices: int = 0,
+    seed: int = 0,
+    split: str = "unheard",
+    pretrain_seed: int | None = None,
 ) -> list[SLUExample]:
     """``examples`` to be spoken again under ``out_dir/audio/<split>``, each by one of its locale's
-    ``unheard_voices`` (drawn with ``seed``) at its own rate and pitch; same ids and texts."""
+    ``unheard_voices`` (drawn with ``seed``) at its own rate and pitch; same ids and texts. The
+    ``extra_voices`` a pretraining with ``pretrain_seed`` (default: ``seed``) drew are left out."""
     rng = random.Random(f"unheard-voices:{seed}")
-    pools = {locale: unheard_voices(locale, extra_voices, seed) for locale in {e.locale for e in examples}}
+    drawn_with = seed if pretrain_seed is None else pretrain_seed
+    locales = {example.locale for example in examples}
+    pools = {locale: unheard_voices(locale, extra_voices, drawn_with) for locale in locales}
     voices = [rng.choice(pools[example.locale]) for example in examples]
     return respoken(examples, voices, out_dir, split)
 
@@ -74,20 +82,24 @@ def unheard_test_dir(demo_root: Path) -> Path:
     return demo_root.with_name(f"{demo_root.name}-test-unheard")
 
 
-def make_unheard_test(demo_root: str | Path, seed: int = 0, workers: int | None = None) -> Path:
+def make_unheard_test(
+    demo_root: str | Path, seed: int = 0, workers: int | None = None, excluded_extra_voices: int = 0
+) -> Path:
     """Speak the test split of the finished demo corpus at ``demo_root`` again, each utterance by an
-    eSpeak variant outside the partition's voice family (drawn with ``seed``), into
-    ``unheard_test_dir(demo_root)``; return at once if that is done for this corpus and seed."""
+    eSpeak variant outside the partition's voice family (drawn with ``seed``) that no pretraining
+    with ``--extra-voices excluded_extra_voices`` (seed 0) heard, into ``unheard_test_dir(demo_root)``;
+    return at once if that is done for this corpus, seed and exclusion."""
     demo_root = Path(demo_root).resolve()
     demo_key, out_dir = finished_key(demo_root), unheard_test_dir(demo_root)
     if demo_key is None:
         raise FileNotFoundError(f"{demo_root} holds no finished demo corpus to speak again")
     config = {"format": FORMAT, "kind": KIND, "demo": demo_key, "seed": seed}
+    config["excluded_extra_voices"] = excluded_extra_voices
     config["versions"] = {"espeakng-loader": version("espeakng-loader")}
 
     def build(staging: Path) -> dict:
         test = read_manifest(demo_root / "test.jsonl")
-        unheard = in_unheard_voices(test, staging, seed=seed, split="test")
+        unheard = in_unheard_voices(test, staging, excluded_extra_voices, seed, "test", pretrain_seed=0)
         return {"config": config, **speak(staging, "test", unheard, workers, "unheard voices")}
 
     return build_cached(out_dir, config, "an unheard-voice test split", build)

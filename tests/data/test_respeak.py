@@ -9,7 +9,7 @@ import soundfile
 from slu_lightning.data.corpora import DemoCorpus
 from slu_lightning.data.demo_corpus import default_demo_dir, make_demo_corpus
 from slu_lightning.data.errors import SkipLog
-from slu_lightning.data.partition import partition, unheard_voices
+from slu_lightning.data.partition import extra_pretrain_voices, partition, unheard_voices
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.respeak import make_unheard_test, unheard_test_dir
 
@@ -60,5 +60,8 @@ def test_a_demo_corpus_asked_for_unheard_test_voices_tests_on_them_and_trains_as
     assert all(a.meta["voice"] != b.meta["voice"] for a, b in zip(tested, usual_test, strict=True))
     assert unheard.text("test", SkipLog()) == usual.text("test", SkipLog())
     assert "test split in unheard voices" in unheard.describe()
+    for example in tested:  # by default no voice tiny-heard-voices heard (--extra-voices 12, seed 0)
+        assert example.meta["voice"] in unheard_voices(example.locale, 12)
+        assert example.meta["voice"] not in extra_pretrain_voices(example.locale, 12)
     with pytest.raises(ValueError, match="test_voices"):
         DemoCorpus("tiny", test_voices="far")
