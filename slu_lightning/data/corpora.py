@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-from slu_lightning.data.errors import DataError, SkipLog
+from slu_lightning.data.errors import ConfigError, DataError, SkipLog
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.data.records import SLUExample
 from slu_lightning.pretrain.domain_lm import require_fused_readout
@@ -265,28 +265,47 @@ class DemoTtsCorpus(TtsCorpus):
     """
 
     def __init__(
-        self, size: Literal["tiny", "small", "large"] = "small", seed: int = 0, root: str | None = None
+        self,
+        size: Literal["tiny", "small", "large"] = "small",
+        seed: int = 0,
+        root: str | None = None,
+        demo_root: str | None = None,
     ):
         """
         Args:
             size: the ``DemoCorpus`` size whose training transcripts are spoken.
             seed: the ``DemoCorpus`` seed (also seeds the voices, rates and pitches).
             root: where to build it; defaults to the cache, next to the demo corpus.
+            demo_root: the ``DemoCorpus``'s ``root``, when it is not the cache's.
         """
         from slu_lightning.data.tts_augment import default_tts_dir
 
         self.size, self.seed = size, seed
+        self.demo = DemoCorpus(size, seed, root=demo_root)
         super().__init__(str(Path(root) if root else default_tts_dir(size, seed)))
 
     def prepare(self) -> None:
         from slu_lightning.data.tts_augment import synthesise_manifest
 
-        demo = DemoCorpus(self.size, self.seed)
-        demo.prepare()
-        synthesise_manifest(demo.paths["train"], self.root, seed=self.seed)
+        self.demo.prepare()
+        synthesise_manifest(self.demo.paths["train"], self.root, seed=self.seed)
+
+    def check_speaks_for(self, corpus: Corpus) -> None:
+        """Refuse to add this speech to a run on another demo corpus: its voices are the ``pretrain``
+        voices of its own seed, which another seed's partition may give to that run's dev or test
+        speakers, and its transcripts are not that run's."""
+        if isinstance(corpus, DemoCorpus) and _demo_identity(corpus) != _demo_identity(self.demo):
+            raise ConfigError(
+                f"tts_corpus speaks {self.demo.describe()}, but the run's corpus is {corpus.describe()}: "
+                "give the tts_corpus the corpus's size, seed and root (demo_root)"
+            )
 
     def describe(self) -> str:
         return f"TTS speech of the demo corpus ({self.size}, seed {self.seed}) at {self.root}"
+
+
+def _demo_identity(corpus: DemoCorpus) -> tuple[str, int, Path]:
+    return corpus.size, corpus.seed, corpus.root.resolve()
 
 
 class SlurpCorpus(Corpus):

@@ -42,7 +42,7 @@ from slu_lightning.curriculum import (
 )
 from slu_lightning.data.audio import checked_seconds, load_audio
 from slu_lightning.data.collate import SLUCollator, SLUItem
-from slu_lightning.data.corpora import Corpus, Split
+from slu_lightning.data.corpora import Corpus, DemoTtsCorpus, Split
 from slu_lightning.data.errors import BadInputPolicy, ConfigError, DataError, SkipLog
 from slu_lightning.data.features import LogMelExtractor
 from slu_lightning.data.predict_inputs import audio_inputs
@@ -183,6 +183,8 @@ class SLUDataModule(L.LightningDataModule):
         self.paired_eval = paired_eval
         self.length_bucketing, self.predict_audio = length_bucketing, predict_audio
         self.tts_corpus, self.recogniser_noise = tts_corpus, recogniser_noise
+        if isinstance(tts_corpus, DemoTtsCorpus):
+            tts_corpus.check_speaks_for(corpus)
         self.skips, self.verify_audio = SkipLog(bad_input), verify_audio
         self.channel: CharChannel | None = None  # recogniser_noise's, once estimated
         self.sources: dict[str, list[SLUExample]] = {}

@@ -12,7 +12,7 @@ import torch
 
 from slu_lightning.curriculum import CurriculumCallback, CurriculumPhase, SourceMix, build_schedule
 from slu_lightning.data.collate import SLUItem
-from slu_lightning.data.corpora import ManifestCorpus, TtsCorpus
+from slu_lightning.data.corpora import DemoCorpus, DemoTtsCorpus, ManifestCorpus, TtsCorpus
 from slu_lightning.data.datamodules import (
     CurriculumDataModule,
     MixedDataModule,
@@ -809,3 +809,16 @@ def test_recogniser_noise_calibrates_on_the_training_locales_speech(toy_corpus, 
     TextOnlyDataModule(corpus(toy_corpus), recogniser_noise=noise, train_locales=["en-US"]).prepare_data()
     calibrated = read_manifest(tmp_path / "cal.jsonl")
     assert calibrated and {row.locale for row in calibrated} == {"en-US"}
+
+
+def test_demo_tts_speech_of_another_demo_corpus_is_refused(tmp_path):
+    """Its voices are the pretrain voices of its own seed, which another seed may give to the run's
+    dev or test speakers; and it would speak another corpus's transcripts (nothing is built here)."""
+    with pytest.raises(ConfigError, match=r"tts_corpus speaks demo corpus \(tiny, seed 1\)"):
+        TextOnlyDataModule(DemoCorpus("tiny", 0), tts_corpus=DemoTtsCorpus("tiny", 1))
+    mine = str(tmp_path / "mine")
+    with pytest.raises(ConfigError, match="give the tts_corpus the corpus's size, seed and root"):
+        TextOnlyDataModule(DemoCorpus("tiny", 0, root=mine), tts_corpus=DemoTtsCorpus("tiny", 0))
+    paired = DemoTtsCorpus("tiny", 0, demo_root=mine)
+    TextOnlyDataModule(DemoCorpus("tiny", 0, root=mine), tts_corpus=paired)
+    assert paired.demo.root == tmp_path / "mine"  # what its prepare speaks
