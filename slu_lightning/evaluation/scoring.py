@@ -260,8 +260,7 @@ def score_files(
         gold_format = detect_gold_format(gold)
     examples, unit = _load_gold(gold, gold_format, split, modality, {line.key for line in lines})
     if gold_format == "manifest" and (modality or _only_modality(lines)) == "speech":
-        silent = [example.id for example in examples if example.audio is None]
-        examples = [example for example in examples if example.audio is not None]
+        examples, silent = _speech_rows(examples)
         warnings += _listed(silent, "manifest rows without audio are not speech gold items, left out")
     chosen, unmatched, duplicates = _match(lines, [example.id for example in examples])
     warnings += duplicates
@@ -487,6 +486,15 @@ def score_main(args: list[str]) -> None:
         strict=options.strict,
     )
     print(json.dumps(report.to_json(), ensure_ascii=False) if options.json else report.to_text())
+
+
+def _speech_rows(examples: list[SLUExample]) -> tuple[list[SLUExample], list[str]]:
+    """A manifest's rows with audio and the ids of its others, when it has both (``predict``'s
+    input); a manifest of labels alone, without audio, is every row's gold."""
+    heard = [example for example in examples if example.audio is not None]
+    if not heard:
+        return examples, []
+    return heard, [example.id for example in examples if example.audio is None]
 
 
 def _only_modality(lines: list[PredictionLine]) -> str | None:
