@@ -243,6 +243,11 @@ def _single_torch_thread() -> Iterator[None]:
 
 
 def _speak_and_write(clip: Clip) -> float:
-    audio = EspeakSynthesizer().synthesize(clip.example.text, clip.voice, clip.rate, clip.pitch)
+    """Speak one clip into its FLAC file; returns its duration. Text the voice cannot speak (a NUL,
+    only punctuation) stops the build with the clip named: a silent clip would be a wrong label."""
+    try:
+        audio = EspeakSynthesizer().synthesize(clip.example.text, clip.voice, clip.rate, clip.pitch)
+    except ValueError as error:
+        raise ValueError(f"clip {clip.example.id} of split {clip.split}: {error}") from error
     soundfile.write(clip.path, audio, SAMPLE_RATE, subtype="PCM_16", format="FLAC")
     return len(audio) / SAMPLE_RATE

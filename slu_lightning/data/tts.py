@@ -35,6 +35,13 @@ import torchaudio
 SAMPLE_RATE = 16_000
 """Rate of the returned audio: the rate Qwen2-Audio's feature extractor expects."""
 
+SPEECH_LEVEL = 0.001
+"""-60 dBFS (33 steps of 16-bit audio): a sample above it is sound, not silence."""
+MIN_SPEECH_SECONDS = 0.01
+"""Sound that text must give to count as spoken. Text eSpeak does not read (".", "-", a BOM) gives
+only zero samples; one letter at 450 words per minute gives at least 0.035 s in every installed
+variant, the quiet ``klatt`` ones included."""
+
 RATE_RANGE = (80, 450)  # words per minute: espeakRATE_MINIMUM..espeakRATE_MAXIMUM in speak_lib.h
 PITCH_RANGE = (0, 100)  # espeakPITCH: 50 is the voice's normal pitch
 
@@ -150,10 +157,14 @@ class EspeakSynthesizer:
             A float32 array of samples in [-1, 1] at ``SAMPLE_RATE``.
 
         Raises:
-            ValueError: empty text, an unknown voice or variant, or rate/pitch out of range.
+            ValueError: empty text, text holding a NUL character, text that gives no speech (only
+                punctuation or invisible characters), an unknown voice or variant, or rate/pitch out
+                of range.
         """
         if not text.strip():
             raise ValueError("cannot synthesise empty text")
+        if "\x00" in text:  # eSpeak reads C strings: it would stop there
+            raise ValueError(f"cannot synthesise text holding a NUL character: {text!r}")
         language, _, variant = voice.partition("+")
         if not language:
             raise ValueError(f"eSpeak voice {voice!r} has no language (try 'en', 'fr+m3')")
@@ -167,4 +178,18 @@ class EspeakSynthesizer:
             samples, native_rate = _speak(text, voice, rate, pitch)
         waveform = torch.from_numpy(samples.astype(np.float32) / 32768.0)  # (native_samples,)
         resampled = torchaudio.functional.resample(waveform, native_rate, SAMPLE_RATE)  # (samples,)
-        return resampled.clamp_(-1.0, 1.0).numpy()
+        audio = resampled.clamp_(-1.0, 1.0).numpy()
+        _check_spoken(audio, text, voice)
+        return audio
+
+
+def _check_spoken(audio: np.ndarray, text: str, voice: str) -> None:
+    """Refuse the near-silence eSpeak returns for text it does not read, rather than pass it off as
+    an utterance of ``text``."""
+    sound = np.count_nonzero(np.abs(audio) > SPEECH_LEVEL) / SAMPLE_RATE
+    if sound < MIN_SPEECH_SECONDS:
+        raise ValueError(
+            f"{text!r} gives no speech with eSpeak voice {voice!r} ({sound * 1000:.0f} ms above "
+            f"{SPEECH_LEVEL:.1%} of full scale): it holds nothing the voice reads, such as only "
+            "punctuation or invisible characters"
+        )

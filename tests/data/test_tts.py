@@ -66,3 +66,17 @@ def test_bad_arguments_raise_clear_errors(tts, kwargs, message):
 def test_empty_text_is_refused(tts):
     with pytest.raises(ValueError, match="empty text"):
         tts.synthesize("  ", "en")
+
+
+@pytest.mark.parametrize("text", ["hello\x00world", "\x00hello", "hello\x00"])
+def test_text_holding_a_nul_is_refused_not_cut_short(tts, text):
+    with pytest.raises(ValueError, match="NUL character"):
+        tts.synthesize(text, "en")
+
+
+@pytest.mark.parametrize("text", [".", "-", "...", "\ufeff", "\u200b"])
+def test_text_that_gives_no_speech_is_refused_not_returned_as_silence(tts, text):
+    with pytest.raises(ValueError, match="gives no speech with eSpeak voice 'es\\+klatt'"):
+        tts.synthesize(text, "es+klatt", rate=450, pitch=0)
+    # The quietest and shortest speech measured, one letter at the top rate in a klatt variant, is kept.
+    assert 0.03 < len(tts.synthesize("y", "es+klatt", rate=450, pitch=0)) / SAMPLE_RATE < 0.5

@@ -113,3 +113,13 @@ def test_transcripts_a_latin_script_voice_would_not_say_as_written_are_counted_a
     assert warning.startswith(f"2 of 6 transcripts in {manifest} hold letters of another script or symbols")
     assert f"e.g. {rows[2].utterance_id}: {rows[2].text!r}" in warning
     assert spelled_out("Ça coûte 5 € à Zürich, n'est-ce pas?") == []  # accents, digits, currency
+
+
+def test_a_transcript_the_voice_cannot_speak_stops_the_build_with_its_clip_named(few_rows, tmp_path):
+    """A clip of near-silence labelled with the row's intent would teach the wrong thing quietly."""
+    rows = read_manifest(few_rows)
+    rows[3] = replace(rows[3], text="...", entities=())
+    manifest = write_manifest(tmp_path / "dots.jsonl", rows)
+    with pytest.raises(ValueError, match=r"clip tts-de-de-\w+ of split train: '...' gives no speech"):
+        synthesise_manifest(manifest, tmp_path / "dots", workers=1)
+    assert not (tmp_path / "dots").exists()
