@@ -59,7 +59,6 @@ from slu_lightning.data.corpus_cache import build_cached
 from slu_lightning.data.demo_corpus import Clip, Size, checked_locales, default_demo_dir, write_clips
 from slu_lightning.data.demo_lexicon import (  # _SPOKEN_NAME is private there, reused on purpose
     ENTITY_TYPES,
-    LOCALES,
     STYLES,
     TEMPLATES,
     SlotSampler,
@@ -227,9 +226,10 @@ def plan_asr_corpus(
     everyday_words: int = 0,
     extra_voices: int = 0,
 ) -> dict[str, list[SLUExample]]:
-    """The examples that ``make_asr_corpus`` would write under ``root``, without any audio."""
-    root = Path(root).resolve()
-    plan = _plan_all(root, SIZES[size], seed, list(locales or LOCALES), everyday_words, extra_voices)
+    """The examples that ``make_asr_corpus`` would write under ``root``, without any audio; the
+    same arguments are refused as there."""
+    root, locales = Path(root).resolve(), checked_locales(locales, size, SIZES)
+    plan = _plan_all(root, SIZES[size], seed, locales, everyday_words, extra_voices)
     return {split: [clip.example for clip in clips] for split, clips in plan.items()}
 
 

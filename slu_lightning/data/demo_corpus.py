@@ -113,11 +113,15 @@ def make_demo_corpus(
 
 
 def checked_locales(locales: Sequence[str] | None, size: str, sizes: dict[str, dict[str, int]]) -> list[str]:
-    """The locales to build (default: all six), refusing an unknown locale or size by name."""
+    """The locales to build (default: all six), refusing an unknown locale or size by name, and a
+    locale named twice: its clips would be planned twice, under the same ids and paths."""
     locales = list(locales or LOCALES)
     unknown = sorted(set(locales) - set(LOCALES))
     if unknown or size not in sizes:
         raise ValueError(f"unknown locales {unknown} or size {size!r}: choose from {LOCALES}, {list(sizes)}")
+    repeated = sorted({locale for locale in locales if locales.count(locale) > 1})
+    if repeated:
+        raise ValueError(f"locales {repeated} are named more than once in {locales}: name each once")
     return locales
 
 

@@ -190,6 +190,16 @@ def test_refuses_foreign_folder_and_bad_arguments(tmp_path, slu_demo):
         make_asr_corpus(tmp_path / "x", size="tiny", locales=["xx-XX"])
 
 
+def test_a_locale_named_twice_or_unknown_is_refused_by_the_build_and_the_plan(tmp_path):
+    """Twice the same locale would plan each of its clips twice, under one id and one audio path."""
+    for make in (make_asr_corpus, plan_asr_corpus):
+        with pytest.raises(ValueError, match=r"locales \['de-DE'\] are named more than once"):
+            make(tmp_path / "x", size="tiny", locales=["de-DE", "de-DE"])
+        with pytest.raises(ValueError, match="unknown locales"):
+            make(tmp_path / "x", size="tiny", locales=["xx-XX"])
+    assert not (tmp_path / "x").exists()
+
+
 def test_default_dir_is_next_to_the_demo_corpus():
     assert default_asr_dir("small", 3).parent == default_demo_dir("small", 3).parent
     assert default_asr_dir("small", 3).name == "asr-small-seed3"

@@ -183,6 +183,13 @@ def test_refuses_to_replace_a_folder_that_is_not_a_demo_corpus(tmp_path):
         make_demo_corpus(tmp_path / "x", size="tiny", locales=["xx-XX"])
 
 
+def test_a_locale_named_twice_is_refused_before_anything_is_planned(tmp_path):
+    """Twice the same locale would plan each of its clips twice, under one id and one audio path."""
+    with pytest.raises(ValueError, match=r"locales \['en-US'\] are named more than once"):
+        make_demo_corpus(tmp_path / "x", size="tiny", locales=["en-US", "fr-FR", "en-US"])
+    assert not (tmp_path / "x").exists()
+
+
 def test_default_location_follows_the_cache_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("SLU_LIGHTNING_CACHE", str(tmp_path))
     assert default_demo_dir("small", 3) == tmp_path / "demo-small-seed3"
