@@ -25,11 +25,23 @@ class CheckpointError(ValueError):
 
 def check_checkpoint_file(path: str | Path) -> None:
     """Refuse a checkpoint file that is missing, truncated or not a checkpoint before Lightning
-    meets it deep in a restore, reading only its zip directory (the tensors stay on disk). A folder,
-    FSDP's sharded checkpoint, is left to Lightning."""
+    meets it deep in a restore, its tensors mapped, not read. A folder, FSDP's sharded checkpoint,
+    is left to Lightning."""
+    path = Path(path)
+    if not path.is_dir():
+        _load(path, mmap=True)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A ``slu-lightning fit`` checkpoint's contents, loaded tensors-only (``weights_only=True``)."""
     path = Path(path)
     if path.is_dir():
-        return
+        raise CheckpointError(f"{path}: a folder (a sharded FSDP checkpoint?), not a checkpoint file")
+    return _load(path, mmap=False)
+
+
+def _load(path: Path, mmap: bool) -> dict[str, Any]:
+    """The checkpoint at ``path``, or a ``CheckpointError`` that says what the file is instead."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file{_others(path)}")
     try:
@@ -40,26 +52,22 @@ def check_checkpoint_file(path: str | Path) -> None:
             f"{path}: not a readable checkpoint ({error}): it is truncated, empty or another kind of "
             f"file{_others(path)}"
         ) from error
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as error:  # a torch archive of other objects, or damaged inside
+        raise CheckpointError(f"{path}: cannot be loaded as a checkpoint ({error})") from error
+    if not isinstance(checkpoint, dict) or not {"state_dict", "hyper_parameters"} <= set(checkpoint):
+        raise CheckpointError(
+            f"{path}: not a checkpoint of `slu-lightning fit` (no state_dict and hyper_parameters)"
+            f"{_others(path)}"
+        )
+    return checkpoint
 
 
 def _others(path: Path) -> str:
     """The other checkpoints of ``path``'s folder, as the end of an error message."""
     siblings = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path) if path.parent.is_dir() else []
     return f"; the folder holds {', '.join(siblings)}" if siblings else ""
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A ``slu-lightning fit`` checkpoint's contents, loaded tensors-only (``weights_only=True``)."""
-    check_checkpoint_file(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a torch archive of other objects, or damaged inside
-        raise CheckpointError(f"{path}: cannot be loaded as a checkpoint ({error})") from error
-    if not isinstance(checkpoint, dict) or not {"state_dict", "hyper_parameters"} <= set(checkpoint):
-        raise CheckpointError(
-            f"{path}: not a checkpoint of `slu-lightning fit` (no state_dict and hyper_parameters)"
-        )
-    return checkpoint
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -35,7 +35,7 @@ from slu_lightning.atomic import atomic_write_text
 from slu_lightning.checkpoint_io import AtomicCheckpointIO, CheckpointError, check_checkpoint_file
 from slu_lightning.curriculum import CurriculumCallback
 from slu_lightning.data.corpus_cache import CorpusFolderError
-from slu_lightning.data.datamodules import SLUDataModule
+from slu_lightning.data.datamodules import SLUDataModule, refuse_unset_epochs
 from slu_lightning.data.errors import ConfigError, DataError
 from slu_lightning.experiments.sweep import run_config_name
 from slu_lightning.export import ExportError
@@ -108,6 +108,7 @@ class SLUCli(LightningCLI):
         if self.subcommand == "predict" and not sys.stdout.isatty():
             config.trainer.enable_progress_bar = False  # stdout holds the JSON lines; the log says how far
         if self.subcommand == "fit":
+            refuse_unset_epochs(config.trainer.get("max_epochs"))
             config.ckpt_path = resolve_resume(config.ckpt_path, run_dir / "checkpoints")
             self.save_config_kwargs["resumes"] = config.ckpt_path is not None
         elif config.get("ckpt_path") in ("last", "auto"):  # auto: a fit's saved config says so
@@ -292,6 +293,11 @@ def resolve_resume(ckpt_path: str | None, checkpoint_dir: Path, subcommand: str 
     would every relaunch of its saved config, which keeps the path as given (a cluster requeue)."""
     last = checkpoint_dir / "last.ckpt"  # a file, or a folder under FSDP's sharded state dicts
     using = "resuming from" if subcommand == "fit" else f"{subcommand}: the weights of"
+    if ckpt_path == "best" and subcommand == "fit":
+        raise RunError(
+            "--ckpt_path best picks a checkpoint to evaluate; a fit resumes from last (or auto), or "
+            "starts from a checkpoint PATH"
+        )
     if ckpt_path == "auto":
         if last.exists():
             log.info("%s %s", using, last)

@@ -240,6 +240,34 @@ def test_a_damaged_checkpoint_is_named_with_its_siblings_not_a_torch_traceback(t
         assert "Traceback" not in err
 
 
+def test_a_torch_file_that_is_no_checkpoint_and_fit_from_best_are_refused_in_one_line(
+    trained, tmp_path, capsys
+):
+    """A zip that torch.load reads but Lightning cannot restore crashed with a traceback and left
+    an empty run folder; ``best`` is an evaluation's choice, not a resume."""
+    config, _ = trained
+    torch.save({"a": 1}, tmp_path / "other.ckpt")
+    base = ["--config", str(config), "--run.root", str(tmp_path / "runs")]
+    for command in ("fit", "test"):
+        assert (
+            exit_code([command, *base, "--run.name", command, "--ckpt_path", str(tmp_path / "other.ckpt")])
+            == 2
+        )
+        err = capsys.readouterr().err
+        assert "other.ckpt: not a checkpoint of `slu-lightning fit`" in err and "Traceback" not in err
+        assert not (tmp_path / "runs" / command).exists()
+    assert exit_code(["fit", *base, "--run.name", "best", "--ckpt_path", "best"]) == 2
+    assert "--ckpt_path best picks a checkpoint to evaluate" in capsys.readouterr().err
+
+
+def test_a_fit_without_max_epochs_is_refused_before_lightning_makes_it_1000_epochs(trained, tmp_path, capsys):
+    config, _ = trained
+    args = ["fit", "--config", str(config), "--run.root", str(tmp_path), "--run.name", "endless"]
+    assert exit_code([*args, "--trainer.max_epochs", "null"]) == 2
+    assert "trainer.max_epochs is unset" in capsys.readouterr().err
+    assert not (tmp_path / "endless").exists()
+
+
 def test_ckpt_path_best_evaluates_the_runs_best_checkpoint(trained, tmp_path, capsys, caplog):
     config, run = trained
     (best,) = (run / "checkpoints").glob("best-*.ckpt")

@@ -226,7 +226,8 @@ class SLUDataModule(L.LightningDataModule):
     def setup(self, stage: str) -> None:
         training = stage == "fit" and not self.sources
         if training:
-            _refuse_unset_epochs(self.trainer)
+            if self.trainer is not None:
+                refuse_unset_epochs(self.trainer.max_epochs)
             self._setup_train()
             self._refuse_other_data()
             if self.trainer:
@@ -693,10 +694,11 @@ def _is_data_state(state: object) -> bool:
     return isinstance(state, dict) and "fingerprint" in state
 
 
-def _refuse_unset_epochs(trainer: L.Trainer | None) -> None:
-    """A run with ``max_epochs: null`` (``max_steps`` alone) has no epochs to lay the data mix and
-    the learning-rate schedule over: its schedule would end at once and train at lr 0."""
-    if trainer is not None and trainer.max_epochs in (None, -1):
+def refuse_unset_epochs(max_epochs: int | None) -> None:
+    """A run with ``max_epochs: null`` has no epochs to lay the data mix and the learning-rate
+    schedule over: with ``max_steps`` its schedule would end at once and train at lr 0, and without,
+    Lightning runs 1,000 epochs before ``setup`` sees it, so the CLI asks before the trainer is made."""
+    if max_epochs in (None, -1):
         raise ConfigError(
             "trainer.max_epochs is unset: the data mix and the learning-rate schedule are laid out "
             "over epochs; set it (trainer.max_steps can still stop the run early, and a resume with "
