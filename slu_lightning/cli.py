@@ -530,7 +530,8 @@ def usage() -> str:
     lines = [
         "usage: slu-lightning COMMAND [options]   (slu-lightning COMMAND --help: its options)",
         "",
-        "  fit, validate, test, predict   LightningCLI: --config C.yaml [--ckpt_path last|auto|best|PATH]",
+        "  fit                            LightningCLI: --config C.yaml [--ckpt_path last|auto|PATH]",
+        "  validate, test, predict        LightningCLI: --config C.yaml [--ckpt_path last|auto|best|PATH]",
     ]
     lines += [f"  {name:<30} {what}" for name, (_, what) in COMMANDS.items()]
     return "\n".join(lines)
