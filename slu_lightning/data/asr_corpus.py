@@ -6,7 +6,8 @@ eSpeak voices of ``partition`` and writes a folder in the manifest format::
     out_dir/
         train.jsonl  heldout.jsonl              # one SLUExample per line (readers/manifest.py)
         audio/<split>/<id>.flac                 # 16 kHz mono, 16 bit
-        corpus.json                             # config, counts, hours, config key, content hash
+        corpus.json                             # config, counts, hours, config key, content hash,
+                                                # audio_versions (demo_corpus.audio_versions)
 
 ``train`` clips use the ``pretrain`` voices and rate/pitch ranges; ``heldout`` clips use the
 ``heldout`` voices (the ones of SLU dev/test), so that WER can be measured on unseen speakers.

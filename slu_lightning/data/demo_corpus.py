@@ -6,12 +6,13 @@
     out_dir/
         train.jsonl  dev.jsonl  test.jsonl      # one SLUExample per line (readers/manifest.py)
         audio/<split>/<id>.flac                 # 16 kHz mono, 16 bit
-        corpus.json                             # config, counts, hours, content hash
+        corpus.json                             # config, counts, hours, content hash, audio_versions
 
 Every intent appears in every split of every locale; dev and test use only held-out voices and
-templates. The same arguments give byte-identical files, and the folder is a cache keyed by its
-config (``corpus_cache``): a second call with the same config returns at once, and an interrupted
-build never leaves a folder that looks finished.
+templates. The same arguments give byte-identical files with the same audio libraries (their
+versions, ``audio_versions()``, are recorded in ``corpus.json``), and the folder is a cache keyed by
+its config (``corpus_cache``): a second call with the same config returns at once, and an
+interrupted build never leaves a folder that looks finished.
 """
 
 from __future__ import annotations
@@ -160,8 +161,8 @@ def write_clips(
     """Synthesise every planned clip and write one manifest per split (the keys of ``clips``);
     ``what`` names the corpus on the progress bar.
 
-    Returns the counts per split and locale, the hours of audio and a hash of all written bytes;
-    the ASR pretraining corpus is written the same way.
+    Returns the counts per split and locale, the hours of audio, a hash of all written bytes and
+    the ``audio_versions()`` that made them; the ASR pretraining corpus is written the same way.
     """
     splits = list(clips)
     all_clips = [clip for split in splits for clip in clips[split]]
@@ -188,6 +189,21 @@ def write_clips(
         "hours_per_split": {split: round(seconds[split] / 3600, 4) for split in splits},
         "hours": round(sum(seconds.values()) / 3600, 4),
         "content_sha256": digest.hexdigest(),
+        "audio_versions": audio_versions(),
+    }
+
+
+def audio_versions() -> dict[str, str]:
+    """The versions of what turns a clip's text into its file's bytes: eSpeak NG (espeakng-loader),
+    the 22.05 -> 16 kHz resampler (torch, torchaudio) and the FLAC encoder (soundfile and its
+    libsndfile, whose libFLAC vendor string every file embeds).
+
+    A corpus records them, to say why two machines' bytes differ; they are not in its config key,
+    so upgrading torch does not rebuild (and possibly change) a corpus that results were made on.
+    """
+    return {
+        **{name: version(name) for name in ("espeakng-loader", "soundfile", "torch", "torchaudio")},
+        "libsndfile": soundfile.__libsndfile_version__,
     }
 
 

@@ -8,7 +8,7 @@ manifest with eSpeak NG and writes a folder in the manifest format (a ``TtsCorpu
         train.jsonl                 # one row per unique (locale, text), with the labels of its
                                     # first row, source="tts", meta = {voice, rate, pitch, utterance}
         audio/train/<id>.flac       # 16 kHz mono, 16 bit
-        corpus.json                 # config, counts, hours, config key, content hash
+        corpus.json                 # config, counts, hours, config key, content hash, audio_versions
 
 Voices come from the ``pretrain`` share of ``partition(seed, locales)``. For the seed of a demo
 corpus, that share is disjoint from the voices of its SLU train and held-out splits, so synthesised

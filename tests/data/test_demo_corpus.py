@@ -3,6 +3,7 @@ import os
 import re
 import time
 from collections import defaultdict
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -88,6 +89,21 @@ def test_counts_per_split_and_locale(tiny, examples):
             n = sum(e.locale == locale for e in examples[split])
             assert n == SIZES["tiny"][split] == summary["counts"][split][locale]
     assert summary["config"]["seed"] == 0 and summary["config"]["size"] == "tiny"
+
+
+def test_corpus_json_records_the_audio_libraries_outside_the_config_key(tiny):
+    """FLAC bytes embed libsndfile's libFLAC version and the resampler is torch's: say which made them."""
+    summary = json.loads((tiny / "corpus.json").read_text())
+    assert summary["audio_versions"] == {
+        "espeakng-loader": version("espeakng-loader"),
+        "soundfile": version("soundfile"),
+        "torch": version("torch"),
+        "torchaudio": version("torchaudio"),
+        "libsndfile": soundfile.__libsndfile_version__,
+    }
+    assert "audio_versions" not in summary["config"]  # recorded, not keyed: an upgrade keeps the corpus
+    first_clip = next((tiny / "audio" / "train").glob("*.flac")).read_bytes()
+    assert b"libFLAC" in first_clip  # the encoder's vendor string, which is why libsndfile is recorded
 
 
 def test_every_intent_in_every_split_of_every_locale(examples):

@@ -9,6 +9,7 @@ import soundfile
 
 from slu_lightning.cli import main
 from slu_lightning.data.corpora import DemoCorpus, DemoTtsCorpus
+from slu_lightning.data.demo_corpus import audio_versions
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.partition import partition
 from slu_lightning.data.readers.manifest import read_manifest, write_manifest
@@ -87,6 +88,10 @@ def test_demo_tts_speaks_every_train_transcript_with_voices_no_real_speech_has(d
         assert clip.meta["voice"] in pretrain.voices and clip.meta["voice"] not in real_voices
         assert pretrain.rate[0] <= int(clip.meta["rate"]) <= pretrain.rate[1]
         assert pretrain.pitch[0] <= int(clip.meta["pitch"]) <= pretrain.pitch[1]
+
+
+def test_corpus_json_records_the_audio_libraries_that_made_the_clips(synthesised):
+    assert json.loads((synthesised / "corpus.json").read_text())["audio_versions"] == audio_versions()
 
 
 def test_unsupported_locales_heldout_voices_and_foreign_folders_are_refused(demo, few_rows, tmp_path):
