@@ -5,7 +5,9 @@ processor class (Whisper-style 128-mel features + a Qwen2-style tokenizer with t
 template), saved with ``save_pretrained`` and loaded with ``from_pretrained``. Its byte-level BPE
 tokenizer is trained on general multilingual text (CLDR names of places, languages, months and
 units from Babel, and numbers spelled out by num2words), never on the SLU corpus, so dev/test
-phrasings cannot leak into the vocabulary.
+phrasings cannot leak into the vocabulary. A built backbone is cached under a key of its
+configuration and of what its tokenizer is trained from (``tokenizer_inputs``), so new CLDR data,
+another num2words or ``tokenizers``, or reworded prompts build a new one instead of reusing the old.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import math
 import os
 import shutil
 from dataclasses import asdict, dataclass
+from functools import cache
+from importlib.metadata import version
 from pathlib import Path
 
 import torch
@@ -32,6 +36,8 @@ SPECIAL_TOKENS = (
     "<|audio_eos|>",
 )
 TOKENIZER_LOCALES = ("en_US", "fr_FR", "de_DE", "it_IT", "es_ES", "pt_PT", "nl_NL", "pl_PL")
+TOKENIZER_LIBRARIES = ("babel", "num2words", "tokenizers")
+"""The libraries that make the tokenizer's training text (babel, num2words) and train on it."""
 # The chat template of Qwen2-Audio-7B-Instruct's processor (one audio placeholder per audio part).
 QWEN2_AUDIO_CHAT_TEMPLATE = (
     "{% set audio_count = namespace(value=0) %}{% for message in messages %}"
@@ -66,8 +72,10 @@ class TinyBackboneConfig:
     """Seeds the random initial weights."""
 
     def key(self) -> str:
-        """A short hash naming this configuration's cached directory."""
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+        """A short hash naming this configuration's cached directory: its sizes and seed, and what
+        the tokenizer is trained from (``tokenizer_inputs``), which a cached directory must match."""
+        named = {**asdict(self), "tokenizer": tokenizer_inputs()}
+        return hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()[:12]
 
 
 TINY_PRESETS = {
@@ -122,6 +130,16 @@ def general_text(max_number: int = 1000) -> list[str]:
         * 50
     )
     return lines
+
+
+@cache
+def tokenizer_inputs() -> dict[str, str]:
+    """What the tokenizer is trained from besides the config: a digest of ``general_text()`` (Babel's
+    CLDR data, num2words, the prompt wording) and the ``TOKENIZER_LIBRARIES`` versions. In the
+    backbone's key and on its model card. Computed once per process (about 0.3 s)."""
+    text = json.dumps(general_text(), ensure_ascii=False)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return {"text_sha256": digest, **{name: version(name) for name in TOKENIZER_LIBRARIES}}
 
 
 def train_tokenizer(vocab_size: int):
@@ -216,7 +234,8 @@ def build_tiny_backbone(out_dir: str | Path, config: TinyBackboneConfig) -> Path
 
 
 def ensure_tiny_backbone(preset: str) -> Path:
-    """The cached directory of a tiny preset, built on first use (keyed by its configuration)."""
+    """The cached directory of a tiny preset, built on first use (keyed by its configuration and its
+    tokenizer's inputs)."""
     if preset not in TINY_PRESETS:
         raise ValueError(f"unknown tiny backbone preset {preset!r}; choose one of {sorted(TINY_PRESETS)}")
     config = TINY_PRESETS[preset]
@@ -248,4 +267,5 @@ def _model_card(config: TinyBackboneConfig, model: torch.nn.Module) -> str:
         f"- parameters: {n_params:,}\n"
         f"- config: `{json.dumps(asdict(config), sort_keys=True)}`\n"
         "- tokenizer: byte-level BPE trained on CLDR (Babel) names and num2words numbers, not on SLU data\n"
+        f"- tokenizer inputs: `{json.dumps(tokenizer_inputs(), sort_keys=True)}`\n"
     )

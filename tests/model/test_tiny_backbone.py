@@ -1,9 +1,13 @@
+import json
+from importlib.metadata import version
+
 import pytest
 import torch
 from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor
 
+from slu_lightning.model import tiny
 from slu_lightning.model.backbone import BackboneError, check_untied_embeddings, load_model, resolve_backbone
-from slu_lightning.model.tiny import TINY_PRESETS, general_text, whisper_sinusoids
+from slu_lightning.model.tiny import TINY_PRESETS, general_text, tokenizer_inputs, whisper_sinusoids
 
 
 def test_tiny_backbone_round_trips_through_from_pretrained(tiny_backbone, tmp_path):
@@ -44,6 +48,41 @@ def test_tokenizer_text_is_general_not_slu_data(toy_corpus):
         assert '"text": "' in line
         sentence = line.split('"text": "')[1].split('"')[0]
         assert sentence not in text
+
+
+@pytest.fixture
+def uncached_tokenizer_inputs(monkeypatch):
+    """``monkeypatch``, with ``tokenizer_inputs`` recomputed after the test undoes its patches."""
+    tokenizer_inputs.cache_clear()
+    yield monkeypatch
+    tokenizer_inputs.cache_clear()
+
+
+def test_the_cache_key_follows_what_the_tokenizer_is_trained_from(uncached_tokenizer_inputs):
+    """New CLDR data or another tokenizers release must build a new backbone, not reuse the old."""
+    monkeypatch, preset = uncached_tokenizer_inputs, TINY_PRESETS["tiny-test"]
+    keys = [preset.key()]
+    original = tiny.general_text
+    monkeypatch.setattr(
+        tiny, "general_text", lambda max_number=1000: [*original(max_number), "new cldr name"]
+    )
+    tokenizer_inputs.cache_clear()
+    keys.append(preset.key())
+    monkeypatch.setattr(tiny, "version", lambda name: "99.0" if name == "tokenizers" else version(name))
+    tokenizer_inputs.cache_clear()
+    keys.append(preset.key())
+    assert len(set(keys)) == 3
+
+
+def test_the_cached_folder_is_named_by_the_key_and_its_card_records_the_tokenizer_inputs(tiny_backbone):
+    inputs = tokenizer_inputs()
+    assert tiny_backbone.name == f"tiny-test-{TINY_PRESETS['tiny-test'].key()}"
+    assert set(inputs) == {"text_sha256", "babel", "num2words", "tokenizers"}
+    assert inputs["tokenizers"] == version("tokenizers")
+    assert (
+        f"- tokenizer inputs: `{json.dumps(inputs, sort_keys=True)}`"
+        in (tiny_backbone / "README.md").read_text()
+    )
 
 
 def test_unknown_backbone_and_incomplete_directory_get_clear_errors(tmp_path):
