@@ -66,7 +66,7 @@ from slu_lightning.data.demo_lexicon import (  # _SPOKEN_NAME is private there, 
     listed_cities,
     unmark,
 )
-from slu_lightning.data.partition import Share, Use, extra_pretrain_voices, partition
+from slu_lightning.data.partition import VOICE_ALIASES, Share, Use, extra_pretrain_voices, partition
 from slu_lightning.data.records import SLUExample
 
 SPLITS = ("train", "heldout")
@@ -214,6 +214,8 @@ def make_asr_corpus(
         config["versions"]["wordfreq"] = version("wordfreq")
     if extra_voices:
         config["extra_voices"] = extra_voices
+        # drawn with eSpeak's aliases of the default voice passed over: de-DE's twelfth voice changed
+        config["voice_aliases_passed_over"] = sorted(VOICE_ALIASES)
     build = partial(_build, config=config, seed=seed, locales=locales, workers=workers)
     return build_cached(out_dir, config, "an ASR corpus", build)
 
