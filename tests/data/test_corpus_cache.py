@@ -27,6 +27,21 @@ def summary(folder: Path) -> dict:
     return json.loads((folder / "corpus.json").read_text(encoding="utf-8"))
 
 
+def second_waited_for_first(
+    first: threading.Thread, second: threading.Thread, started: threading.Event, release: threading.Event
+) -> None:
+    """Start ``first``, paused half way through its build; start ``second``, check that it waits on
+    the build lock rather than building; then let both finish."""
+    first.start()
+    assert started.wait(10)
+    second.start()
+    second.join(0.5)
+    assert second.is_alive()
+    release.set()
+    first.join(10)
+    second.join(10)
+
+
 def test_runs_needing_one_corpus_at_once_build_it_once(tmp_path, caplog):
     """Two cells of a sweep on a fresh machine: the second waits for the first's build and uses it."""
     out = tmp_path / "corpus"
@@ -36,14 +51,7 @@ def test_runs_needing_one_corpus_at_once_build_it_once(tmp_path, caplog):
     )
     second = threading.Thread(target=build_cached, args=(out, CONFIG, "a toy corpus", writer("second")))
     with caplog.at_level("INFO", logger="slu_lightning.data.corpus_cache"):
-        first.start()
-        assert started.wait(10)
-        second.start()
-        second.join(0.5)
-        assert second.is_alive()  # waiting on the lock, not building a copy
-        release.set()
-        first.join(10)
-        second.join(10)
+        second_waited_for_first(first, second, started, release)
     assert summary(out)["marker"] == "first" and summary(out)["config_key"] == config_key(CONFIG)
     assert (out / "first").is_file() and not (out / "second").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == [".corpus.lock", "corpus"]  # no staging folder left
@@ -129,14 +137,7 @@ def test_a_corpus_another_kind_installed_while_this_build_waited_is_not_replaced
 
     second = threading.Thread(target=build_other)
     with caplog.at_level("INFO", logger="slu_lightning.data.corpus_cache"):
-        first.start()
-        assert started.wait(10)
-        second.start()
-        second.join(0.5)
-        assert second.is_alive()  # past the early check, waiting on the lock
-        release.set()
-        first.join(10)
-        second.join(10)
+        second_waited_for_first(first, second, started, release)  # past the early check
     assert len(errors) == 1 and "corpus exists and is not an other corpus" in str(errors[0])
     assert summary(out)["marker"] == "first" and (out / "first").is_file() and not (out / "second").exists()
     assert not any(record.getMessage().startswith("built an other corpus") for record in caplog.records)
