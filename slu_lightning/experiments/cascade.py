@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from slu_lightning.arguments import positive_int
-from slu_lightning.atomic import atomic_write_text
+from slu_lightning.atomic import atomic_write, atomic_write_text
 from slu_lightning.data.corpora import unique_utterances
 from slu_lightning.data.errors import DataError
 from slu_lightning.data.readers.manifest import read_manifest, write_manifest
@@ -93,7 +93,8 @@ def transcribe_examples(
 ) -> dict:
     """Write ``out``, the transcripts of ``speech`` as text rows, and ``out.summary.json``, which
     names the recogniser (with a digest of its weights) and the ``source`` of the audio, and counts
-    the rows of ``source`` left out for having no audio where the caller knows them."""
+    the rows of ``source`` left out for having no audio where the caller knows them. The pair is
+    written as ``_write_pair`` says, so that a kill between the two writes is seen."""
     from slu_lightning.pretrain.module import TinyPretrainModule
 
     if not speech:
@@ -107,7 +108,6 @@ def transcribe_examples(
     rows = [
         _as_text(example, hypothesis, asr) for example, hypothesis in zip(speech, hypotheses, strict=True)
     ]
-    write_manifest(out, rows)
     summary = {
         **recogniser.identity(),
         "manifest": source,
@@ -116,8 +116,27 @@ def transcribe_examples(
         "empty": sum(not h.strip() for h in hypotheses),
         "wer": corpus_wer([e.text for e in speech], hypotheses),
     }
-    atomic_write_text(summary_path(out), json.dumps(summary, indent=2) + "\n")
+    _write_pair(out, rows, summary)
     return summary
+
+
+def _write_pair(out: Path, rows: list[SLUExample], summary: dict) -> None:
+    """Write the summary first and rename the transcripts into place last, so that a summary always
+    stands beside a transcripts file that ``transcribe`` wrote. The summary names the digest of the
+    transcripts it describes and of the file they replace (None if none): after a kill between the
+    two writes, ``out`` still holds the replaced file (or nothing), and ``ensure_transcripts`` sees it."""
+    replaced = _sha256(out) if out.is_file() else None
+
+    def write(staged: Path) -> None:
+        write_manifest(staged, rows)
+        summary.update(transcripts_sha256=_sha256(staged), replaces_sha256=replaced)
+        atomic_write_text(summary_path(out), json.dumps(summary, indent=2) + "\n")
+
+    atomic_write(out, write)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def summary_path(out: Path) -> Path:
@@ -126,7 +145,8 @@ def summary_path(out: Path) -> Path:
 
 def ensure_transcripts(recogniser: Recogniser, speech: list[SLUExample], out: Path, source: str) -> None:
     """Write ``out`` unless it already holds this recogniser's transcripts of ``source``; a file made
-    by another recogniser or of other audio is an error, never silently reused or overwritten."""
+    by another recogniser or of other audio, without a summary or edited since, is an error, never
+    silently reused or overwritten. This recogniser's file that a kill left unfinished is written again."""
     if not out.is_file():
         name = f"{recogniser.backbone} ({recogniser.readout} read-out)"
         log.info("transcribing %d clips of %s with %s", len(speech), source, name)
@@ -142,8 +162,28 @@ def ensure_transcripts(recogniser: Recogniser, speech: list[SLUExample], out: Pa
             f"holds other transcripts ({changes}): delete it or name another transcripts file",
             file=str(out),
         )
+    if not _finished(out, found):
+        log.warning("%s is not what its summary describes (a transcribe stopped); transcribing again", out)
+        transcribe_examples(recogniser, speech, out, source)
+        return
     _check_same_clips(out, speech)
     log.info("reusing the transcripts in %s", out)
+
+
+def _finished(out: Path, found: dict) -> bool:
+    """Whether ``out`` holds the transcripts its summary ``found`` describes. False where the
+    transcribe that wrote the summary stopped before renaming them in (``out`` is still the file they
+    replace), or where the summary has no digest (written before the pair's order was fixed, it may
+    be stale). A file changed any other way may hold someone's edits: an error, never overwritten."""
+    digest = _sha256(out)
+    written, replaced = found.get("transcripts_sha256"), found.get("replaces_sha256")
+    if written is not None and digest not in (written, replaced):
+        raise DataError(
+            "changed since it was transcribed (its digest is not the one its summary names): "
+            "delete it or name another transcripts file",
+            file=str(out),
+        )
+    return digest == written
 
 
 def _check_same_clips(out: Path, speech: list[SLUExample]) -> None:

@@ -1,4 +1,6 @@
+import hashlib
 import json
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -10,7 +12,13 @@ from slu_lightning.data.corpora import CascadeCorpus, DemoCorpus, ManifestCorpus
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers.manifest import read_manifest
 from slu_lightning.evaluation.error_rates import corpus_wer
-from slu_lightning.experiments.cascade import EMPTY, Recogniser, ensure_transcripts, transcribe_manifest
+from slu_lightning.experiments.cascade import (
+    EMPTY,
+    Recogniser,
+    ensure_transcripts,
+    transcribe_examples,
+    transcribe_manifest,
+)
 from slu_lightning.pretrain.domain_lm import fusion_identity
 
 
@@ -91,6 +99,55 @@ def test_transcripts_of_a_test_split_edited_in_place_are_not_reused(tiny_backbon
     for clips, counts in ((speech[1:], "0 missing, 1 extra, 0"), (edited, "0 missing, 0 extra, 1")):
         with pytest.raises(DataError, match=rf"asr.jsonl: transcribes other clips .*\({counts} with other"):
             ensure_transcripts(Recogniser(str(tiny_backbone), "ctc", 8), clips, out, "toy test speech")
+
+
+class Killed(Exception):
+    """Stands in for a kill in the middle of a write."""
+
+
+def kill_at_rename(monkeypatch, target: Path) -> None:
+    """Raise ``Killed`` as a finished file is renamed onto ``target``: that write never lands."""
+    rename = os.replace
+
+    def replace_or_die(source, destination) -> None:
+        if Path(destination) == target:
+            raise Killed
+        rename(source, destination)
+
+    monkeypatch.setattr(os, "replace", replace_or_die)
+
+
+@pytest.mark.parametrize("killed_at", ["asr.jsonl", "asr.summary.json"])
+def test_transcripts_a_kill_left_without_their_summary_are_written_again(
+    tiny_backbone, toy_corpus, tmp_path, monkeypatch, killed_at
+):
+    speech = [example for example in read_manifest(toy_corpus / "test.jsonl") if example.is_speech]
+    out, recogniser = tmp_path / "asr.jsonl", Recogniser(str(tiny_backbone), "ctc", 8)
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        kill_at_rename(patch, tmp_path / killed_at)
+        ensure_transcripts(recogniser, speech, out, "toy test speech")
+    ensure_transcripts(recogniser, speech, out, "toy test speech")
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert summary["transcripts_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert [row.id for row in read_manifest(out)] == [example.id for example in speech]
+
+
+def test_a_rewrite_a_kill_stopped_is_finished_but_a_file_changed_otherwise_is_kept(
+    tiny_backbone, toy_corpus, tmp_path, monkeypatch
+):
+    speech = [example for example in read_manifest(toy_corpus / "test.jsonl") if example.is_speech]
+    out, recogniser = tmp_path / "asr.jsonl", Recogniser(str(tiny_backbone), "ctc", 8)
+    ensure_transcripts(recogniser, speech, out, "toy test speech")
+    with monkeypatch.context() as patch, pytest.raises(Killed):
+        kill_at_rename(patch, out)  # its summary is written, the transcripts it replaces are still there
+        transcribe_examples(recogniser, speech[1:], out, "toy test speech")
+    ensure_transcripts(recogniser, speech[1:], out, "toy test speech")
+    assert [row.id for row in read_manifest(out)] == [example.id for example in speech[1:]]
+    out.write_text(out.read_text().replace('"text": "', '"text": "hand-corrected '))
+    edited = out.read_text()
+    with pytest.raises(DataError, match="asr.jsonl: changed since it was transcribed"):
+        ensure_transcripts(recogniser, speech[1:], out, "toy test speech")
+    assert out.read_text() == edited
 
 
 def test_rescored_transcripts_made_with_other_settings_are_not_reused(tiny_backbone, toy_corpus, tmp_path):
