@@ -71,16 +71,29 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp_dir)`` on a temporary folder beside ``path``, then swap it into place."""
     path = Path(path)
-    staging = staging_dir(path)
-    try:
-        write(staging)
-        if path.exists():
-            shutil.rmtree(path)
-        staging.rename(path)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    atomic_write_dirs({path: write})
     return path
+
+
+def atomic_write_dirs(writes: dict[Path, Callable[[Path], None]]) -> None:
+    """Write several folders as one: call each ``write(tmp_dir)`` on a temporary folder beside its
+    path, in order, then swap them all into place. A failure while writing changes none of them. The
+    old folders are moved aside before the new ones are renamed in, and deleted after, so that only a
+    crash among those few renames can leave a folder missing; none is ever left half-written."""
+    staged: dict[Path, Path] = {}
+    try:
+        for path, write in writes.items():
+            staged[path] = staging_dir(path)
+            write(staged[path])
+        # renaming a folder onto an empty one replaces it (POSIX)
+        old = [path.rename(staging_dir(path, ".old")) for path in staged if path.exists()]
+        for path, staging in staged.items():
+            staging.rename(path)
+    finally:  # the staging folders of a failed write; those renamed into place are gone already
+        for staging in staged.values():
+            shutil.rmtree(staging, ignore_errors=True)
+    for folder in old:
+        shutil.rmtree(folder)
 
 
 def replace_problem(folder: Path, record: str, writer: str) -> str | None:

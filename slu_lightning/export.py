@@ -12,9 +12,10 @@ prompt templates, which a model fine-tuned on them needs, with the label invento
 slot was filled with (``prompt.labels``). The checkpoint's own
 hyper-parameters say how to rebuild the model, so no config file is needed.
 
-Each output directory is written to a temporary sibling and renamed into place, so an interrupted
-export never leaves a half-written directory behind; an existing directory is replaced only when
-an earlier export wrote it (its ``export.json``), never a folder of the user's.
+Each output directory is written to a temporary sibling, and all are renamed into place once every
+one is written, so an interrupted export never leaves a half-written directory behind, nor an
+adapter and a merged model of two checkpoints; an existing directory is replaced only when an
+earlier export wrote it (its ``export.json``), never a folder of the user's.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import json
 import logging
 import tempfile
 import typing
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from slu_lightning.atomic import atomic_write_dir, replace_problem
+from slu_lightning.atomic import atomic_write_dirs, replace_problem
 from slu_lightning.checkpoint_io import read_checkpoint
 from slu_lightning.data.datamodules import data_state
 from slu_lightning.model.finetuning import WHOLE_MODULES, module_of, save_whole_modules
@@ -116,9 +119,11 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, merged: bool = False) -
         )
     if lora and (whole := whole_parts_trained(checkpoint)):
         save_whole_modules(module.model, whole)
-    _write(targets[0], module.model, module, record)  # the adapter, or a full fine-tuning's model
-    if lora and merged:
-        _write(out / "merged", module.model.merge_and_unload(), module, record)
+    writes = {targets[0]: _contents(lambda: module.model, module, record)}  # adapter, or full model
+    if lora and merged:  # merged after the adapter is saved: merging changes the model in place
+        writes[out / "merged"] = _contents(module.model.merge_and_unload, module, record)
+    atomic_write_dirs(writes)  # all or none: never an adapter and a merged model of two checkpoints
+    log.info("wrote %s", ", ".join(map(str, writes)))
     _warn_of_other_exports(out, targets, record["checkpoint"])
     return out
 
@@ -179,15 +184,15 @@ def export_record(ckpt: str | Path, module: SLUModule, checkpoint: dict) -> dict
     }
 
 
-def _write(directory: Path, model, module: SLUModule, record: dict) -> None:
-    """Save ``model`` (peft adapters or a full model), the processor, the decoding and the record."""
+def _contents(model: Callable[[], Any], module: SLUModule, record: dict) -> Callable[[Path], None]:
+    """What fills an export folder: the ``model()`` (peft adapters or a full model, got only as the
+    folder is written), the processor, the decoding and the record."""
     decoding = module.decoding()
 
     def save(tmp: Path) -> None:
-        model.save_pretrained(tmp)
+        model().save_pretrained(tmp)
         module.processor.save_pretrained(tmp)
         decoding.save_pretrained(tmp)
         (tmp / RECORD).write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
-    atomic_write_dir(directory, save)
-    log.info("wrote %s", directory)
+    return save

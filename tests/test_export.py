@@ -176,6 +176,27 @@ def test_export_json_names_the_runs_precision_and_the_label_inventory_of_its_pro
     assert older["precision"] is None and older["prompt"]["labels"] == ""
 
 
+def test_an_export_that_fails_to_merge_leaves_the_earlier_adapter_and_merged_model_as_they_were(
+    audio_side_checkpoint, tmp_path, monkeypatch
+):
+    """The adapter and the merged model are swapped in together, never one of each checkpoint."""
+    from peft.tuners.tuners_utils import BaseTuner
+
+    out = export_checkpoint(audio_side_checkpoint, tmp_path / "export", merged=True)
+    earlier = {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()}
+    checkpoint = torch.load(audio_side_checkpoint, weights_only=True) | {"precision": "bf16-mixed"}
+    torch.save(checkpoint, tmp_path / "later.ckpt")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("out of memory while merging")
+
+    monkeypatch.setattr(BaseTuner, "merge_and_unload", fail)
+    with pytest.raises(RuntimeError, match="out of memory while merging"):
+        export_checkpoint(tmp_path / "later.ckpt", out, merged=True)
+    assert {path: path.read_bytes() for path in sorted(out.rglob("*")) if path.is_file()} == earlier
+    assert sorted(path.name for path in out.iterdir()) == ["adapter", "merged"]  # no staging left
+
+
 @pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux's sysfs, unwritable even to root")
 def test_an_out_that_cannot_be_written_is_refused_in_one_line_before_the_model_is_built(
     audio_side_checkpoint, tmp_path, capsys
