@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -102,8 +103,8 @@ class ParseStatus(StrEnum):
     TRAILING = "trailing"
     """A complete, well-formed object followed by other text (ignored)."""
     LEADING = "leading"
-    """A complete, well-formed object after other text, such as a preamble (ignored; text after
-    the object too): ``json.loads`` refuses it as it refuses trailing text."""
+    """A complete, well-formed object after other text, such as a preamble or braces that hold no
+    JSON (ignored; text after the object too): ``json.loads`` refuses it as it refuses trailing text."""
     TRUNCATED = "truncated"
     """An object that does not parse, in an answer without its end of turn (cut off by the token
     limit); what could be closed was kept."""
@@ -144,24 +145,43 @@ class Prediction:
 def parse_prediction(text: str) -> Prediction:
     """Turn any generated string into a ``Prediction``; never raises.
 
-    An object that does not parse is cut back to its longest prefix that closes into JSON, and
-    that is scored: ``truncated`` when ``text`` lacks the end of turn (``SLUModule.generate_texts``
-    keeps it on answers the model ended), else ``malformed``. Both count as invalid outputs."""
+    The answer is the first complete object; braces before it that hold no JSON (``Note {x}:``)
+    are text before it (``leading``). With none complete, the object at the first brace is cut back
+    to its longest prefix that closes into JSON, and that is scored: ``truncated`` when ``text``
+    lacks the end of turn (``SLUModule.generate_texts`` keeps it on answers the model ended), else
+    ``malformed``. Both count as invalid outputs."""
     ended = END_OF_TURN in text
     text = text.replace(END_OF_TURN, "").strip()
     start = text.find("{")
     if start < 0:
         return Prediction("", "", (), ParseStatus.INVALID)
-    decoder = json.JSONDecoder()
     try:
-        obj, end = decoder.raw_decode(text, start)
-        status = _around_the_object(text[:start], text[end:])
+        obj, begin, end = _first_complete_object(text, start)
+        status = _around_the_object(text[:begin], text[end:])
     except (json.JSONDecodeError, RecursionError):  # nesting past Python's recursion limit
         obj = _close_truncated(text[start:])
         status = ParseStatus.MALFORMED if ended else ParseStatus.TRUNCATED
     if not isinstance(obj, dict):
         return Prediction("", "", (), ParseStatus.INVALID)
     return _from_object(obj, status)
+
+
+def _first_complete_object(text: str, start: int) -> tuple[dict, int, int]:
+    """The first JSON object in ``text`` from the brace at ``start``, with where it begins and
+    ends. A brace group that does not parse is skipped whole, so that an object nested in it (an
+    entity of a broken answer) is never taken for the answer. Raises the first group's error where
+    no complete object follows it; a group that never closes ends the search (the rest is in it)."""
+    decoder = json.JSONDecoder()
+    first_error, begin = None, start
+    while begin >= 0:
+        try:
+            obj, end = decoder.raw_decode(text, begin)
+            return obj, begin, end
+        except (json.JSONDecodeError, RecursionError) as error:
+            first_error = first_error or error
+        end = _group_end(text, begin)
+        begin = -1 if end is None else text.find("{", end)
+    raise first_error
 
 
 def _around_the_object(before: str, after: str) -> ParseStatus:
@@ -223,9 +243,36 @@ def _close_truncated(fragment: str) -> dict | None:
 
 def _closers(prefix: str) -> str | None:
     """The characters that would close every open string, array and object of ``prefix``."""
+    state: _Nesting | None = ([], False, False)
+    for state in _nesting(prefix):
+        if state is None:
+            return None
+    stack, in_string, escaped = state
+    if escaped:
+        return None
+    return ('"' if in_string else "") + "".join(reversed(stack))
+
+
+def _group_end(text: str, start: int) -> int | None:
+    """Where the brace group opening at ``text[start]`` ends (just past its closing brace, braces
+    in strings skipped); None if it never closes."""
+    for offset, state in enumerate(_nesting(text[start:]), start=1):
+        if state is not None and not state[0]:
+            return start + offset
+    return None
+
+
+_Nesting = tuple[list[str], bool, bool]
+"""The closers of the open arrays and objects (innermost last), whether a string is open, and
+whether a backslash in it escapes the next character."""
+
+
+def _nesting(text: str) -> Iterator[_Nesting | None]:
+    """The nesting after each character of ``text`` (one list, updated); None, and the end, at a
+    closer with nothing open."""
     stack: list[str] = []
     in_string = escaped = False
-    for char in prefix:
+    for char in text:
         if in_string:
             if escaped:
                 escaped = False
@@ -239,8 +286,7 @@ def _closers(prefix: str) -> str | None:
             stack.append("}" if char == "{" else "]")
         elif char in "}]":
             if not stack:
-                return None
+                yield None
+                return
             stack.pop()
-    if escaped:
-        return None
-    return ('"' if in_string else "") + "".join(reversed(stack))
+        yield stack, in_string, escaped

@@ -73,6 +73,20 @@ VALID = '{"scenario": "alarm", "action": "set", "entities": [{"type": "time", "f
         ("ok " + VALID + " more", ParseStatus.LEADING, "alarm", (Entity("time", "seven am"),)),
         (" \n" + VALID, ParseStatus.VALID, "alarm", (Entity("time", "seven am"),)),
         ('Sure: {"scenario": "alarm"}', ParseStatus.MISSING_KEYS, "alarm", ()),
+        (  # a stray brace before the answer is text before it, not the answer
+            'Note {x}: {"scenario": "alarm", "action": "set", "entities": []}' + END_OF_TURN,
+            ParseStatus.LEADING,
+            "alarm",
+            (),
+        ),
+        ("{x} " + VALID + " {y}", ParseStatus.LEADING, "alarm", (Entity("time", "seven am"),)),
+        (  # an object nested in one that does not parse is not the answer
+            '{"scenario": "alarm", "action": set, "entities": [{"type": "t", "filler": "f"}]}' + END_OF_TURN,
+            ParseStatus.MALFORMED,
+            "alarm",
+            (),
+        ),
+        (VALID[:-2], ParseStatus.TRUNCATED, "alarm", (Entity("time", "seven am"),)),
         (VALID[:-12], ParseStatus.TRUNCATED, "alarm", (Entity("time", ""),)),
         (VALID[:-30], ParseStatus.TRUNCATED, "alarm", ()),
         (
