@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import soundfile as sf
@@ -38,8 +39,19 @@ _UNKNOWN_FRAMES = 2**63 - 1
 encoders writing to a pipe do): not a length, and libsndfile cannot decode such a file to its end."""
 
 
+@runtime_checkable
+class StoredClip(Protocol):
+    """Encoded audio left where it was found (a dataset table's cell), read only when it is used."""
+
+    def encoded(self) -> bytes: ...
+
+
+AudioSource = str | Path | bytes | StoredClip
+"""A clip as examples hold it: a file path, its encoded bytes, or a ``StoredClip``."""
+
+
 def load_audio(
-    source: str | Path | bytes,
+    source: AudioSource,
     *,
     record: str | None = None,
     sample_rate: int = 16000,
@@ -50,8 +62,8 @@ def load_audio(
     Multi-channel audio is downmixed by the mean of its channels; other sample rates are resampled.
 
     Args:
-        source: Path to an audio file (WAV, FLAC, OGG, MP3...), or the encoded file's bytes
-            (Speech-MASSIVE stores audio that way).
+        source: Path to an audio file (WAV, FLAC, OGG, MP3...), or the encoded file's bytes, held
+            or stored (Speech-MASSIVE stores audio that way).
         record: Id of the record the audio belongs to; only used to name it in errors.
         sample_rate: Rate of the returned waveform in Hz; Qwen2-Audio's feature extractor wants 16 kHz.
         max_seconds: Longest accepted clip. Qwen2-Audio's encoder sees at most 30 s; a longer clip
@@ -65,6 +77,7 @@ def load_audio(
             holds no samples or non-finite samples, lasts ``MIN_ENCODER_SECONDS`` or less,
             or is longer than ``max_seconds``.
     """
+    source = _encoded(source)
     file = _describe(source)
     try:
         with sf.SoundFile(_open_target(source, file, record)) as audio:
@@ -90,7 +103,7 @@ def load_audio(
     return waveform
 
 
-def audio_seconds(source: str | Path | bytes, *, record: str | None = None) -> float:
+def audio_seconds(source: AudioSource, *, record: str | None = None) -> float:
     """Duration of a clip in seconds, read from its header without decoding the samples.
 
     Cheap enough for corpus statistics and length bucketing; ``load_audio`` still checks the decoded
@@ -99,6 +112,7 @@ def audio_seconds(source: str | Path | bytes, *, record: str | None = None) -> f
     Raises:
         DataError: The file is missing or its header cannot be read.
     """
+    source = _encoded(source)
     file = _describe(source)
     try:
         info = sf.info(_open_target(source, file, record))
@@ -109,7 +123,7 @@ def audio_seconds(source: str | Path | bytes, *, record: str | None = None) -> f
 
 
 def checked_seconds(
-    source: str | Path | bytes, *, record: str | None = None, max_seconds: float = MAX_ENCODER_SECONDS
+    source: AudioSource, *, record: str | None = None, max_seconds: float = MAX_ENCODER_SECONDS
 ) -> float:
     """Duration of a clip in seconds after every check its header allows, without decoding it.
 
@@ -121,6 +135,7 @@ def checked_seconds(
     Raises:
         DataError: as ``load_audio`` for those cases.
     """
+    source = _encoded(source)
     file = _describe(source)
     try:
         with sf.SoundFile(_open_target(source, file, record)) as audio:
@@ -128,6 +143,11 @@ def checked_seconds(
             return audio.frames / audio.samplerate
     except sf.SoundFileError as error:
         raise _unreadable(error, file, record) from error
+
+
+def _encoded(source: AudioSource) -> str | Path | bytes:
+    """A stored clip's bytes, read now; a path or held bytes as they are."""
+    return source.encoded() if isinstance(source, StoredClip) else source
 
 
 def _describe(source: str | Path | bytes) -> str:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slu_lightning.data.audio import StoredClip
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,9 @@ class SLUExample:
     scenario: str
     action: str
     entities: tuple[Entity, ...] = ()
-    audio: str | bytes | None = None
-    """Path to an audio file, encoded audio bytes (Speech-MASSIVE), or ``None`` for text."""
+    audio: str | bytes | StoredClip | None = None
+    """Path to an audio file, encoded audio bytes, a clip left in its dataset table (Speech-MASSIVE,
+    ``TableAudio``), or ``None`` for text."""
     utterance_id: str = ""
     """Groups the recordings of one utterance; defaults to ``id``."""
     source: str = ""

@@ -77,10 +77,10 @@ def read_italic(
                 scenario=scenario,
                 action=action,
                 entities=annotated.entities,
-                audio=audio_value(row["audio"], folder, str(folder)) if modality == "speech" else None,
+                audio=audio_value(row["audio"], folder) if modality == "speech" else None,
                 source="italic",
                 meta={key: str(row[key]) for key in META_COLUMNS if row.get(key) is not None},
             )
         ]
 
-    return collect(folder, table_records(table), parse, skips)
+    return collect(folder, table_records(table, str(folder)), parse, skips)

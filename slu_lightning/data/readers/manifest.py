@@ -78,7 +78,7 @@ def manifest_row(example: SLUExample, root: Path) -> dict:
         "action": example.action,
         "entities": [{"type": e.type, "filler": e.filler} for e in example.entities],
     }
-    if isinstance(example.audio, bytes):
+    if example.audio is not None and not isinstance(example.audio, str | Path):
         raise ValueError(f"example {example.id}: write the audio bytes to a file before writing a manifest")
     if example.audio is not None:
         audio = Path(example.audio).resolve()

@@ -15,6 +15,7 @@ import codecs
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -185,20 +186,43 @@ def gold_entities(value: Any) -> tuple[Entity, ...]:
     return entities
 
 
-def table_records(table: Any, id_column: str = "id") -> Iterator[tuple[str, dict[str, Any]]]:
+def table_records(table: Any, file: str, id_column: str = "id") -> Iterator[tuple[str, dict[str, Any]]]:
     """``("row N (id X)", row)`` for every row of a ``datasets.Dataset``, class labels as names.
 
     ``ClassLabel`` columns are stored as integers; they come back as their names so that parse
-    functions see the same strings whichever way a corpus was saved.
+    functions see the same strings whichever way a corpus was saved. An ``audio`` column comes as
+    ``TableAudio`` cells of ``file``: its bytes stay in the table.
     """
     from datasets import ClassLabel
 
     labels = {name: feature for name, feature in table.features.items() if isinstance(feature, ClassLabel)}
-    for index, row in enumerate(table):
+    audio = table_audio(table, file) if "audio" in table.column_names else None
+    rows = table if audio is None else table.remove_columns("audio")
+    for index, row in enumerate(rows):
         for name, feature in labels.items():
             if isinstance(row[name], int) and row[name] >= 0:
                 row[name] = feature.int2str(row[name])
+        if audio is not None:
+            row["audio"] = audio[index]
         yield f"row {index} (id {row.get(id_column)})", row
+
+
+def table_audio(table: Any, file: str) -> list[TableAudio]:
+    """A ``TableAudio`` for every undecoded ``audio`` cell of ``table``, read from arrow without
+    copying a clip: only the byte counts and paths."""
+    import pyarrow.compute as pc
+
+    cells = table.select_columns(["audio"]).with_format("arrow")
+    sizes: list[int | None] = []
+    paths: list[str | None] = []
+    for batch in cells.iter(batch_size=4096):
+        column = batch.column("audio")
+        sizes += pc.binary_length(pc.struct_field(column, "bytes")).to_pylist()
+        paths += pc.struct_field(column, "path").to_pylist()
+    return [
+        TableAudio(cells, index, file, size or 0, path)
+        for index, (size, path) in enumerate(zip(sizes, paths, strict=True))
+    ]
 
 
 def prepare_table(table: Any, *, file: str, required: Iterable[str], with_audio: bool) -> Any:
@@ -237,31 +261,52 @@ def load_saved_split(folder: Path, split: str) -> Any:
     return splits[split]
 
 
-def audio_value(cell: Any, root: Path, table: str) -> bytes | str:
-    """The encoded audio of an undecoded ``Audio`` cell: its bytes, else its file path.
+def audio_value(cell: TableAudio, root: Path) -> TableAudio | str:
+    """The encoded audio of an undecoded ``Audio`` cell: the cell itself when it holds bytes (read
+    when the clip is decoded), else its file path.
 
-    A relative path is resolved against ``root`` (the dataset folder), as ``datasets`` does. Bytes
-    come as ``EncodedAudio`` naming ``table`` (the parquet shards or saved dataset they were read
-    from) and the cell's path, so that a bad clip is named where it can be found.
+    A relative path is resolved against ``root`` (the dataset folder), as ``datasets`` does.
 
     Raises:
         DataError: the cell has neither bytes nor a path to an existing file.
     """
-    cell = cell or {}
-    if cell.get("bytes"):
-        origin = f"{table}, audio {cell['path']}" if cell.get("path") else table
-        return EncodedAudio(cell["bytes"], origin)
-    path = cell.get("path")
-    if not path:
+    if cell.size:
+        return cell
+    if not cell.path:
         raise DataError("audio has neither bytes nor a path")
-    resolved = Path(path) if Path(path).is_absolute() else root / path
+    resolved = Path(cell.path) if Path(cell.path).is_absolute() else root / cell.path
     if not resolved.is_file():
         raise DataError(f"audio has no bytes and its file {str(resolved)!r} does not exist")
     return str(resolved)
 
 
+@dataclass(frozen=True)
+class TableAudio:
+    """An encoded clip left in the dataset table it was read from, and read only when decoded.
+
+    Holding every clip's bytes would cost a split's whole size in every process (about 3.6 GB for
+    Speech-MASSIVE fr-FR train). Tables loaded from parquet shards or ``save_to_disk`` are
+    memory-mapped, and pickle to loader workers as their file names, not their contents.
+    """
+
+    cells: Any = field(compare=False, repr=False)
+    """The table's ``audio`` column, arrow-formatted."""
+    index: int
+    table: str
+    """The parquet shards or saved dataset the table was read from, to name a bad clip by."""
+    size: int
+    """Bytes of the encoded clip."""
+    path: str | None = None
+    """The cell's own path (the clip's original file name), if any."""
+
+    def encoded(self) -> EncodedAudio:
+        """The clip's bytes, named by where they were read from."""
+        data = self.cells[self.index].column("audio")[0].as_py()["bytes"]
+        return EncodedAudio(data, f"{self.table}, audio {self.path}" if self.path else self.table)
+
+
 class EncodedAudio(bytes):
-    """An encoded clip held in memory (a dataset's audio cell), with where it was read from."""
+    """An encoded clip held in memory, with where it was read from."""
 
     def __new__(cls, data: bytes, origin: str) -> EncodedAudio:
         audio = super().__new__(cls, data)

@@ -10,8 +10,9 @@ Accepted layouts under ``path``:
   locale in ``path/<locale>/``.
 
 Rows have ``id``, ``locale``, ``utt``, ``annot_utt``, ``intent_str`` (``scenario_action``; the
-``scenario`` column is a class index) and ``audio``, read undecoded: speech examples carry the
-encoded bytes (or the file path when a row has no bytes). Full ``train`` exists for fr-FR and de-DE
+``scenario`` column is a class index) and ``audio``, read undecoded: speech examples carry a
+``TableAudio`` (the encoded clip, left in the memory-mapped table until it is decoded), or the file
+path when a row has no bytes. Full ``train`` exists for fr-FR and de-DE
 only; every locale has ``train_115`` (few-shot), ``validation`` and ``test``.
 """
 
@@ -87,13 +88,13 @@ def read_speech_massive(
                 row,
                 locale,
                 nonempty_str(row, "intent_str"),
-                audio=audio_value(row["audio"], root, file) if modality == "speech" else None,
+                audio=audio_value(row["audio"], root) if modality == "speech" else None,
                 source="speech-massive",
                 meta={name: str(row[name]) for name in META_COLUMNS if row.get(name) is not None},
             )
         ]
 
-    return collect(file, table_records(table), parse, skips)
+    return collect(file, table_records(table, file), parse, skips)
 
 
 def _load(path: Path, locale: str, split: str) -> tuple[Any, str, Path]:
