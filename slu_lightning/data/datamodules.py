@@ -286,6 +286,8 @@ class SLUDataModule(L.LightningDataModule):
                     "speech training examples"
                 )
             speech = self.speech_subset.select(speech)
+            if not speech:
+                raise ConfigError(self._speechless_phases_message(phases))
         self.sources = {"text": text, "speech": speech}
         if any(phase.uses_tts for phase in phases):  # absent otherwise: keeps older fingerprints valid
             self.sources[TTS_SOURCE] = self._tts_speech()
@@ -306,6 +308,24 @@ class SLUDataModule(L.LightningDataModule):
             len(self.sources.get(TTS_SOURCE, [])),
             self.tts_hours(),
             len(self.sources.get(NOISY_SOURCE, [])),
+        )
+
+    def _speechless_phases_message(self, phases: list[CurriculumPhase]) -> str:
+        """Why a regime whose phases train on speech may not run when the speech subset keeps none
+        (proportion 0 of every locale): those phases would train on text alone, silently, under
+        the regime's name. A proportion of 0 that keeps other locales' speech is no such case."""
+        subset = self.speech_subset
+        keeps = (
+            f"speech_subset.ids_file {subset.ids_file} lists"
+            if subset.ids_file is not None
+            else f"speech_subset.proportion {subset.proportion:g} keeps"
+        )
+        names = [phase.name for phase in phases if phase.uses_speech]
+        return (
+            f"{keeps} no speech, yet phase(s) {names} of {type(self).__name__} train on speech: they "
+            "would run on text alone. For 0 % speech use TextOnlyDataModule (the text-only "
+            "baseline); to keep other locales' speech whole, name the subsampled ones in "
+            "speech_subset.locales"
         )
 
     def _refuse_empty_fractions(self) -> None:

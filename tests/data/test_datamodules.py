@@ -106,6 +106,19 @@ def test_a_speech_regime_without_speech_fails_clearly(tmp_path, toy_corpus):
         dm.setup("fit")
 
 
+@pytest.mark.parametrize("regime", [CurriculumDataModule, MixedDataModule])
+def test_a_speech_regime_at_0_percent_speech_is_refused_unless_other_locales_keep_theirs(toy_corpus, regime):
+    phases = {"phases": [CurriculumPhase("text", 1, TEXT), CurriculumPhase("speech", 1, BOTH)]}
+    options = phases if regime is CurriculumDataModule else {}
+    none = regime(corpus(toy_corpus), speech_subset=SpeechSubset(0.0), **options)
+    with pytest.raises(ConfigError, match=r"speech_subset.proportion 0 keeps no speech.*TextOnlyDataModule"):
+        none.setup("fit")
+    french_only = ready(
+        regime(corpus(toy_corpus), speech_subset=SpeechSubset(0.0, locales=["fr-FR"]), **options)
+    )
+    assert {example.locale for example in french_only.sources["speech"]} == {"en-US"}
+
+
 def test_bad_audio_is_named_or_counted(tmp_path, toy_corpus):
     rows = [json.loads(line) for line in (toy_corpus / "dev.jsonl").read_text().splitlines()]
     for row in rows:
