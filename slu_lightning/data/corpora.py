@@ -36,6 +36,12 @@ class Corpus:
     def describe(self) -> str:
         return type(self).__name__
 
+    def offered_locales(self, split: Split) -> set[str] | None:
+        """The locales ``split`` can hold as far as the corpus's settings tell, no file read (a
+        sweep checks the data module's locale names against them before any cell starts); None
+        where only reading the split tells."""
+        return None
+
     def test_tag(self) -> str:
         """A short name for this corpus's test recordings, for files derived from them (a cascade's
         transcripts), so two corpora never meet at one default path: a digest of ``describe()``."""
@@ -132,6 +138,11 @@ class DemoCorpus(ManifestCorpus):
         if self.test_voices == "unheard":
             make_unheard_test(self.root, seed=self.seed, excluded_extra_voices=self.unheard_excludes)
 
+    def offered_locales(self, split: Split) -> set[str] | None:
+        from slu_lightning.data.demo_lexicon import LOCALES
+
+        return set(LOCALES)  # every split of every size holds them all
+
     def describe(self) -> str:
         voices = ", test split in unheard voices" if self.test_voices == "unheard" else ""
         return f"demo corpus ({self.size}, seed {self.seed}{voices}) at {self.root}"
@@ -216,6 +227,9 @@ class CascadeCorpus(Corpus):
     def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         """Test rows stay per recording (each has its own transcript), like speech evaluation."""
         return read_manifest(self.transcripts, skips) if split == "test" else self.base.text(split, skips)
+
+    def offered_locales(self, split: Split) -> set[str] | None:
+        return self.base.offered_locales(split)  # the test transcripts are of the base's test speech
 
     def describe(self) -> str:
         return f"{self.base.describe()}, tested on transcripts {self.transcripts}"
@@ -328,6 +342,11 @@ class SlurpCorpus(Corpus):
     def describe(self) -> str:
         return f"SLURP at {self.jsonl_dir} (audio {self.audio_dir}, {self.recordings} recordings)"
 
+    def offered_locales(self, split: Split) -> set[str] | None:
+        from slu_lightning.data.readers.slurp import LOCALE
+
+        return {LOCALE}
+
     def speech(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.slurp import read_slurp
 
@@ -385,6 +404,12 @@ class SpeechMassiveCorpus(ReaderCorpus):
     def describe(self) -> str:
         return f"Speech-MASSIVE at {self.path} (train {self.train_locales}, eval {self.eval_locales})"
 
+    def offered_locales(self, split: Split) -> set[str] | None:
+        """The locales it reads for ``split`` that Speech-MASSIVE has."""
+        from slu_lightning.data.readers.speech_massive import LOCALES
+
+        return set(self.train_locales if split == "train" else self.eval_locales) & set(LOCALES)
+
 
 class MassiveTextCorpus(Corpus):
     """MASSIVE transcripts (text only): extra target-language text for cross-lingual runs."""
@@ -402,6 +427,9 @@ class MassiveTextCorpus(Corpus):
 
     def describe(self) -> str:
         return f"MASSIVE text at {self.path} ({self.locales})"
+
+    def offered_locales(self, split: Split) -> set[str] | None:
+        return set(self.locales)
 
     def text(self, split: Split, skips: SkipLog) -> list[SLUExample]:
         from slu_lightning.data.readers.massive import read_massive
@@ -431,6 +459,11 @@ class ItalicCorpus(ReaderCorpus):
     def describe(self) -> str:
         return f"ITALIC at {self.path} (entities from {self.massive_it})"
 
+    def offered_locales(self, split: Split) -> set[str] | None:
+        from slu_lightning.data.readers.italic import LOCALE
+
+        return {LOCALE}
+
 
 class CombinedCorpus(Corpus):
     """Several corpora as one, e.g. source-language speech plus target-language MASSIVE text."""
@@ -454,6 +487,10 @@ class CombinedCorpus(Corpus):
 
     def describe(self) -> str:
         return " + ".join(part.describe() for part in self.parts)
+
+    def offered_locales(self, split: Split) -> set[str] | None:
+        offered = [part.offered_locales(split) for part in self.parts]
+        return None if None in offered else set().union(*offered)
 
 
 def first_of_each_id(parts: list[list[SLUExample]], what: str) -> list[SLUExample]:

@@ -328,6 +328,28 @@ class SLUDataModule(L.LightningDataModule):
             "speech_subset.locales"
         )
 
+    def settings_problems(self, max_epochs: int | None) -> list[str]:
+        """What ``fit`` would refuse in these settings that shows without reading the corpus, so
+        that ``slu-lightning sweep`` finds it before any cell starts: locale names the corpus does
+        not offer as far as its settings tell (``Corpus.offered_locales``; nothing for corpora
+        that know their locales only by reading them, such as manifests). ``max_epochs`` is the
+        trainer's (a curriculum's phases must fill it). What only the examples show (a locale
+        without speech, a speech subset that keeps none, a bad record) is left to ``setup``."""
+        named = [
+            ("train_locales", self.train_locales, "train"),
+            ("speech_subset.locales", self.speech_subset.locales, "train"),
+            ("eval_locales", self.eval_locales, "dev"),
+            ("eval_locales", self.eval_locales, "test"),
+        ]
+        problems = []
+        for key, locales, split in named:
+            offered = self.corpus.offered_locales(split)
+            if locales is not None and offered is not None and (missing := sorted(set(locales) - offered)):
+                problems.append(
+                    f"{key}: the corpus has no {split} split of {missing} (it has {sorted(offered)})"
+                )
+        return problems
+
     def _refuse_empty_fractions(self) -> None:
         """A phase's partial mix that rounds to no example of a source would train that phase
         without it, while the run's name and config say otherwise (a 2 % subset is a few clips)."""
@@ -811,10 +833,20 @@ class CurriculumDataModule(SLUDataModule):
         return repr([replace(phase, schedule=phase.schedule or "cosine") for phase in self._phases])
 
     def setup(self, stage: str) -> None:
-        total = sum(phase.epochs for phase in self._phases)
-        if stage == "fit" and self.trainer and self.trainer.max_epochs != total:
-            raise ConfigError(
-                f"the curriculum's phases last {total} epochs but trainer.max_epochs is "
-                f"{self.trainer.max_epochs}; make them equal"
-            )
+        if stage == "fit" and self.trainer and (problem := self._epochs_problem(self.trainer.max_epochs)):
+            raise ConfigError(problem)
         super().setup(stage)
+
+    def settings_problems(self, max_epochs: int | None) -> list[str]:
+        problem = self._epochs_problem(max_epochs)
+        return [*([problem] if problem else []), *super().settings_problems(max_epochs)]
+
+    def _epochs_problem(self, max_epochs: int | None) -> str | None:
+        """Why the phases do not fit the trainer's epochs, or None: they must fill them exactly."""
+        total = sum(phase.epochs for phase in self._phases)
+        if max_epochs == total:
+            return None
+        return (
+            f"the curriculum's phases last {total} epochs but trainer.max_epochs is {max_epochs}; "
+            "make them equal"
+        )

@@ -38,6 +38,15 @@ last checkpoint (``--ckpt_path auto``). ``<root>/sweep.json`` (cells, values, ov
 rewritten atomically as the sweep goes. A failing cell is recorded with its log and the sweep goes
 on; the command exits non-zero at the end if any cell failed.
 
+Before any cell runs (``--dry-run`` included), every unfinished cell's command is parsed and its
+settings are checked as far as they show without building the model, reading the corpus or
+synthesising audio (``settings_problems``): a mistyped key, a value of the wrong type, an unset
+``trainer.max_epochs``, curriculum phases that do not fill it, and locale names (``train_locales``,
+``eval_locales``, ``speech_subset.locales``) that the corpus does not offer where its settings
+name them (demo, Speech-MASSIVE, MASSIVE text, SLURP, ITALIC; not a manifest corpus, whose
+locales only its files tell). What only the examples show (a locale with no speech, a speech
+subset that keeps none, bad records or audio) is found as each cell starts.
+
 A finished cell is skipped only if its saved ``config.yaml`` is what its ``fit`` would parse to now:
 when a base, a ``configs`` file or an override has changed since, the sweep names the cells and
 keys and refuses to start (``--dry-run`` lists them), rather than report old results under the new
@@ -60,16 +69,20 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from slu_lightning.atomic import atomic_write_text
 from slu_lightning.data.errors import ConfigError
+
+if TYPE_CHECKING:
+    from slu_lightning.data.datamodules import SLUDataModule
 
 BASE_KEY = "base"
 """Pseudo-key of axes and rules: the run config a cell starts from, not a config override."""
@@ -580,7 +593,8 @@ def run_sweep(spec: SweepSpec, source: Path, jobs: int = 1, dry_run: bool = Fals
     With ``dry_run``, print each cell's plan and commands and touch nothing.
 
     Raises:
-        SweepError: a cell's command does not parse, or a finished cell ran another config than it
+        SweepError: a cell's command does not parse or its settings would be refused
+            (``settings_problems``), or a finished cell ran another config than it
             would now, or an interrupted one began under another (``config_changes``; under
             ``dry_run`` after the listing).
         SweepInterrupted: SIGTERM or SIGINT stopped the sweep, after its running cells stopped.
@@ -632,14 +646,57 @@ def run_sweep(spec: SweepSpec, source: Path, jobs: int = 1, dry_run: bool = Fals
 
 
 def _check_commands(cells: list[Cell], root: Path) -> None:
-    """Parse every cell's run command before any runs: a mistyped key or a value of the wrong type
-    in an axis or an ``include`` would otherwise fail each cell after its start-up, in its log."""
-    from slu_lightning.cli import config_problem
+    """Parse every cell's run command and check its settings (``settings_problems``) before any
+    runs: a mistyped key, a value of the wrong type or a misspelt locale in an axis or an
+    ``include`` would otherwise fail each cell after its start-up, in its log."""
+    from slu_lightning.cli import parse_command
 
-    problems = {cell.name: config_problem(cell.cli_args("fit", root)) for cell in cells}
-    found = [f"{name}: {problem}" for name, problem in problems.items() if problem]
+    unparsed, refused = [], []
+    for cell in cells:
+        try:
+            config = parse_command(cell.cli_args("fit", root))
+        except ConfigError as problem:
+            unparsed.append(f"{cell.name}: {problem}")
+            continue
+        if problems := settings_problems(config):
+            refused.append(f"{cell.name}: " + "; ".join(problems))
+    found = [
+        f"{len(names)} cell(s) {what}:\n  " + "\n  ".join(names)
+        for names, what in ((unparsed, "would not parse"), (refused, "would be refused before training"))
+        if names
+    ]
     if found:
-        raise SweepError(f"{len(found)} cell(s) would not parse:\n  " + "\n  ".join(found))
+        raise SweepError("\n".join(found))
+
+
+def settings_problems(config: dict) -> list[str]:
+    """What ``fit`` would refuse in a parsed run config before training, found without building
+    the model or reading the data: an unset ``trainer.max_epochs``, and what the data module finds
+    in its own settings (``SLUDataModule.settings_problems``: locale names its corpus does not
+    offer, a curriculum that does not fill the epochs). What only the examples show (a locale
+    without speech, a speech subset that keeps none, bad records) is found as each cell starts."""
+    from slu_lightning.data.datamodules import refuse_unset_epochs
+
+    max_epochs = config["trainer"].get("max_epochs")
+    try:
+        refuse_unset_epochs(max_epochs)
+        return _data_module(config["data"]).settings_problems(max_epochs)
+    except ValueError as problem:  # ConfigError, DataError, or a setting a class refuses when built
+        return [str(problem)]
+
+
+def _data_module(data: dict) -> SLUDataModule:
+    """The data module of a parsed run config, built as ``fit`` builds it; nothing is read."""
+    from jsonargparse import ArgumentParser
+
+    from slu_lightning.data.datamodules import SLUDataModule
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(SLUDataModule, "data", fail_untyped=False)
+    namespace = parser.parse_object({"data": data})
+    with warnings.catch_warnings():  # deprecated in jsonargparse 4.49 for `instantiate`, which 4.40 lacks
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return parser.instantiate_classes(namespace).data
 
 
 def main(args: list[str]) -> None:
@@ -650,7 +707,9 @@ def main(args: list[str]) -> None:
     )
     parser.add_argument("--config", type=Path, required=True, help="the sweep file")
     parser.add_argument(
-        "--dry-run", action="store_true", help="print each cell's plan and commands, run nothing"
+        "--dry-run",
+        action="store_true",
+        help="check every cell's config and data settings, print each cell's plan and commands, run nothing",
     )
     parser.add_argument(
         "--jobs", type=int, default=1, help="cells run at once (1 per accelerator; default 1)"

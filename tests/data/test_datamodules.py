@@ -12,7 +12,15 @@ import torch
 
 from slu_lightning.curriculum import CurriculumCallback, CurriculumPhase, SourceMix, build_schedule
 from slu_lightning.data.collate import SLUItem
-from slu_lightning.data.corpora import DemoCorpus, DemoTtsCorpus, ManifestCorpus, TtsCorpus
+from slu_lightning.data.corpora import (
+    CombinedCorpus,
+    DemoCorpus,
+    DemoTtsCorpus,
+    ManifestCorpus,
+    MassiveTextCorpus,
+    SpeechMassiveCorpus,
+    TtsCorpus,
+)
 from slu_lightning.data.datamodules import (
     CurriculumDataModule,
     MixedDataModule,
@@ -117,6 +125,20 @@ def test_a_speech_regime_at_0_percent_speech_is_refused_unless_other_locales_kee
         regime(corpus(toy_corpus), speech_subset=SpeechSubset(0.0, locales=["fr-FR"]), **options)
     )
     assert {example.locale for example in french_only.sources["speech"]} == {"en-US"}
+
+
+def test_locale_names_a_corpus_cannot_offer_are_found_from_its_settings_alone(toy_corpus):
+    """What ``slu-lightning sweep`` checks before any cell starts: nothing here is read."""
+    massive = SpeechMassiveCorpus("/nowhere", train_locales=["fr-FR", "fr-FX"], eval_locales=["de-DE"])
+    combined = CombinedCorpus([massive, MassiveTextCorpus("/nowhere", ["es-ES"])])
+    dm = MixedDataModule(combined, train_locales=["fr-FX", "es-ES"], eval_locales=["de-DE", "it-IT"])
+    assert dm.settings_problems(1) == [
+        "train_locales: the corpus has no train split of ['fr-FX'] (it has ['es-ES', 'fr-FR'])",
+        "eval_locales: the corpus has no dev split of ['it-IT'] (it has ['de-DE', 'es-ES'])",
+        "eval_locales: the corpus has no test split of ['it-IT'] (it has ['de-DE', 'es-ES'])",
+    ]
+    with_manifests = CombinedCorpus([massive, corpus(toy_corpus)])  # a manifest's locales need reading
+    assert MixedDataModule(with_manifests, train_locales=["xx-XX"]).settings_problems(1) == []
 
 
 def test_bad_audio_is_named_or_counted(tmp_path, toy_corpus):

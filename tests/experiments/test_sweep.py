@@ -226,6 +226,38 @@ def test_a_mistyped_key_or_a_wrong_value_is_found_before_any_cell_runs(toy_corpu
     assert not Path(spec["root"]).exists()
 
 
+def test_a_misspelt_locale_or_unfilled_epochs_are_found_before_any_cell_runs_and_nothing_is_built(
+    toy_corpus, tmp_path, capsys
+):
+    """The dry run checks each cell's data settings as far as they show without reading the corpus:
+    the demo corpus knows its locales from its settings, and is not built to check them."""
+    config = yaml.safe_load(write_base(tmp_path, toy_corpus).read_text())
+    demo = tmp_path / "demo"
+    config["data"]["init_args"]["corpus"] = {
+        "class_path": "slu_lightning.data.corpora.DemoCorpus",
+        "init_args": {"size": "tiny", "root": str(demo)},
+    }
+    curriculum = {
+        "data.class_path": "slu_lightning.data.datamodules.CurriculumDataModule",
+        "data.init_args.phases": [[{"name": "text", "epochs": 2, "mix": {"text": {"fraction": 1.0}}}]],
+    }
+    spec = {
+        "base": str(write_yaml(tmp_path / "demo.yaml", config)),
+        "root": str(tmp_path / "locales"),
+        "axes": {"data.init_args.train_locales": [["fr-FR"], ["fr-FX"]]},
+        "include": [{"data.init_args.eval_locales": [["de-DE", "xx-XX"]]}, curriculum],
+    }
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", str(write_yaml(tmp_path / "locales.yaml", spec)), "--dry-run"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "5 cell(s) would be refused before training" in err  # all but train_locales=fr-FR
+    assert "train_locales=fr-FX: train_locales: the corpus has no train split of ['fr-FX'] (it has [" in err
+    assert "eval_locales: the corpus has no dev split of ['xx-XX']" in err
+    assert "the curriculum's phases last 2 epochs but trainer.max_epochs is 1" in err
+    assert not demo.exists() and not Path(spec["root"]).exists()
+
+
 def test_cells_cross_axes_minus_exclude_plus_include(tmp_path):
     spec = SweepSpec(
         base=tmp_path / "base.yaml",
