@@ -28,10 +28,12 @@ from slu_lightning.arguments import positive_int
 from slu_lightning.atomic import atomic_write_dir, atomic_write_text, replace_problem
 from slu_lightning.data.asr_corpus import SIZES as ASR_SIZES
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
-from slu_lightning.model.backbone import resolve_backbone
+from slu_lightning.model.backbone import BackboneError, resolve_backbone
+from slu_lightning.model.tiny import TINY_PRESETS
 from slu_lightning.preemption import PreemptionCallback, save_last_checkpoint
 from slu_lightning.pretrain.asr_eval import CARD_READOUTS, CARD_SETS, error_rates_by_set
 from slu_lightning.pretrain.augment import SpecAugment
+from slu_lightning.pretrain.batches import AUDIO_TASKS
 from slu_lightning.pretrain.data import PretrainDataModule
 from slu_lightning.pretrain.module import LossWeights, TinyPretrainModule
 from slu_lightning.progress_log import ProgressLog
@@ -129,8 +131,13 @@ def pretrain_tiny(
     ``profile`` writes the seconds spent in each part of the training loop (loading batches,
     forward and backward, optimizer step, validation) to ``run_dir/fit-profile.txt``.
     """
+    problems = settings_problems(settings) + option_problems(
+        max_minutes, checkpoint_minutes, val_every, workers
+    )
     if problem := replace_problem(out, "pretraining.json", "pretrain-tiny export"):  # before any training
-        raise PretrainError(f"--out: {problem}")
+        problems.append(f"--out: {problem}")
+    if problems:  # before anything is written: a corrected command then starts in the same --run-dir
+        raise PretrainError("cannot pretrain as asked:\n- " + "\n- ".join(problems))
     if _exported_already(out, settings, eval_clips):
         log.info(
             "%s already holds this run's export (all %d steps, the same settings, %d clips a set); "
@@ -177,6 +184,62 @@ def pretrain_tiny(
         if not export_unfinished:
             return None
     return export_backbone(module, out, settings, run_dir, eval_clips, trainer.global_step)
+
+
+def settings_problems(settings: PretrainSettings) -> list[str]:
+    """Every reason ``settings`` cannot train, as the flags that set them say it (empty: none)."""
+    problems = [
+        f"--{name.replace('_', '-')} {value} is below {least}"
+        for name, least in (
+            ("batch_size", 1),
+            ("warmup_steps", 0),
+            ("hear_steps", 0),
+            ("read_steps", 0),
+            ("grow_encoder", 0),
+            ("everyday_words", 0),
+            ("extra_voices", 0),
+        )
+        if (value := getattr(settings, name)) < least
+    ]
+    if not settings.lr > 0:
+        problems.append(f"--lr {settings.lr} is not above 0")
+    weights = asdict(settings.weights)
+    problems += [f"--{name}-weight {value} is below 0" for name, value in weights.items() if value < 0]
+    if not any(value > 0 for value in weights.values()):
+        problems.append("every loss weight is 0: nothing would train")
+    if settings.hear_steps > 0 and not settings.weights.ctc > 0:
+        problems.append(
+            "--hear-steps trains the CTC loss alone: it needs --ctc-weight above 0 (or --hear-steps 0)"
+        )
+    if settings.read_steps > 0 and not settings.weights.read > 0:
+        problems.append("--read-steps trains the text losses alone: it needs --read-weight above 0")
+    tasks = settings.audio_tasks.split(",")
+    if unknown := [task for task in tasks if task not in AUDIO_TASKS]:
+        problems.append(
+            f"--audio-tasks: unknown {', '.join(map(repr, unknown))}; choose from {', '.join(AUDIO_TASKS)}"
+        )
+    if settings.backbone not in TINY_PRESETS:  # a preset is built on first use, later
+        try:
+            resolve_backbone(settings.backbone)
+        except BackboneError as error:
+            problems.append(f"--backbone: {error}")
+    return problems
+
+
+def option_problems(
+    max_minutes: float | None, checkpoint_minutes: float, val_every: int, workers: int
+) -> list[str]:
+    """Every reason the run options (not settings: they leave the weights as they are) are impossible."""
+    problems = []
+    if max_minutes is not None and not max_minutes > 0:
+        problems.append(f"--max-minutes {max_minutes} is not above 0")
+    if not checkpoint_minutes > 0:
+        problems.append(f"--checkpoint-minutes {checkpoint_minutes} is not above 0")
+    if val_every < 1:
+        problems.append(f"--val-every {val_every} is below 1")
+    if workers < 0:
+        problems.append(f"--workers {workers} is below 0")
+    return problems
 
 
 def build_trainer(
@@ -282,7 +345,11 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
         previous["weights"] = {**dict.fromkeys(new["weights"], 0.0), **previous["weights"]}
         previous = {**ADDED_LATER, **previous}
         changed = sorted(k for k in new if previous.get(k) != new[k])
-        if changed:  # only then is the checkpoint's step needed
+        if changed and not last.is_file():  # nothing trained yet (a refused or killed first call)
+            log.info(
+                "%s: no checkpoint yet; starting with the new settings (%s)", run_dir, ", ".join(changed)
+            )
+        elif changed:  # only then is the checkpoint's step needed
             step = _saved_step(last)
             if not _not_yet_in_effect(previous, new, step):
                 raise PretrainError(

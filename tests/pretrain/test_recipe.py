@@ -11,6 +11,7 @@ from slu_lightning.pretrain.recipe import (
     ADDED_LATER,
     EVAL_CLIPS,
     PretrainSettings,
+    _check_run_dir,
     add_wall_time,
     backbone_lineage,
     build_parser,
@@ -187,6 +188,37 @@ def test_folders_it_did_not_write_are_refused_before_any_training(run, tmp_path,
         assert says in capsys.readouterr().err
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
     cli(["pretrain-tiny", *args, "--out", str(root / "six")])  # its own export is replaced
+
+
+def test_impossible_settings_are_refused_together_before_anything_is_written(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    bad = ["--batch-size", "0", "--read-steps", "1", "--ctc-weight", "0", "--grow-encoder", "-1"]
+    bad += ["--audio-tasks", "transcribe,summarise", "--val-every", "0", "--run-dir", str(run_dir)]
+    with pytest.raises(SystemExit):
+        cli(["pretrain-tiny", "--backbone", "tiny-test", "--corpus-size", "tiny", *bad])
+    err = " ".join(capsys.readouterr().err.split())
+    for says in (
+        "--batch-size 0 is below 1",
+        "--read-steps trains the text losses alone: it needs --read-weight above 0",
+        "--hear-steps trains the CTC loss alone: it needs --ctc-weight above 0",
+        "--grow-encoder -1 is below 0",
+        "--audio-tasks: unknown 'summarise'",
+        "--val-every 0 is below 1",
+    ):
+        assert says in err, says
+    assert not run_dir.exists()  # so the corrected command starts there
+    with pytest.raises(SystemExit):
+        cli(["pretrain-tiny", "--backbone", "tiny-tset", "--corpus-size", "tiny", "--run-dir", str(run_dir)])
+    assert "--backbone: backbone 'tiny-tset' is neither" in capsys.readouterr().err and not run_dir.exists()
+
+
+def test_a_run_folder_without_a_checkpoint_takes_new_settings(tmp_path):
+    """A first call that stopped before its first checkpoint trained nothing that settings could
+    contradict: the next command starts afresh under its own."""
+    first, fixed = PretrainSettings(backbone="tiny-tset"), PretrainSettings(backbone="tiny-test")
+    _check_run_dir(tmp_path, first)
+    assert _check_run_dir(tmp_path, fixed) is None
+    assert json.loads((tmp_path / "settings.json").read_text()) == fixed.to_json()
 
 
 def test_settings_not_yet_in_effect_may_change_during_the_hearing_stage(tmp_path, capsys):
