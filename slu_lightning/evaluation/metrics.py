@@ -26,6 +26,10 @@ def rows_from_predictions(golds: Sequence[SLUExample], preds: Sequence[Predictio
     return torch.from_numpy(counts.count_rows(golds, preds))
 
 
+_ID_STATES = ("locale_idx", "cluster_idx", "example_idx")
+"""The per-row integer id states, beside the float64 ``rows``."""
+
+
 class SLUMetrics(Metric):
     """Intent accuracy, entity F1, SLU-F1 and the rest, overall and per locale.
 
@@ -98,6 +102,24 @@ class SLUMetrics(Metric):
         self.locale_idx.append(locale_idx.long())
         self.cluster_idx.append(cluster_idx.long())
         self.example_idx.append(example_idx.long())
+
+    def sync(self, *args, **kwargs) -> None:
+        """Give each state that saw no update an empty tensor of its own dtype and width, then sync.
+
+        A rank that scored no example of this modality (an eval set smaller than the world, or
+        every clip of its slice skipped) still joins the all-gather; torchmetrics would send a 1-D
+        float32 placeholder, which does not gather with the other ranks' ``(B, F)`` float64 rows
+        and int64 ids (gloo aborts, NCCL may hang).
+        """
+        empty = {
+            "rows": torch.zeros((0, len(counts.COUNT_FIELDS)), dtype=torch.float64, device=self.device),
+            **{name: torch.zeros(0, dtype=torch.long, device=self.device) for name in _ID_STATES},
+        }
+        for name, placeholder in empty.items():
+            state = getattr(self, name)
+            if isinstance(state, list) and not state:
+                state.append(placeholder)
+        super().sync(*args, **kwargs)
 
     def compute(self) -> dict[str, torch.Tensor]:
         """The flat metric dict described in the class docstring; empty before any update."""

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torchmetrics.utilities import dim_zero_cat
 
 from slu_lightning.data.records import Entity, SLUExample
 from slu_lightning.evaluation.counts import COUNT_FIELDS, count_rows, summarize
@@ -88,6 +89,36 @@ def test_gathered_tensor_states_equal_one():
     gathered.example_idx = torch.full((4,), -1)
     gathered._update_count = 1
     assert gathered.compute() == pytest.approx(single.compute())
+
+
+def _gather_with(rank0: SLUMetrics):
+    """A stand-in for the all-gather of two DDP ranks, ``rank0`` being the other one. Like
+    ``torch.distributed``'s, it needs both ranks' tensors to agree in dtype and number of
+    dimensions (only the first dimension's length may differ)."""
+    theirs = iter([dim_zero_cat(getattr(rank0, name)) for name in rank0._reductions])
+
+    def gather(tensor: torch.Tensor, group=None) -> list[torch.Tensor]:
+        other = next(theirs)
+        if (tensor.dtype, tensor.ndim) != (other.dtype, other.ndim):
+            raise RuntimeError(
+                f"collective mismatch: {tensor.dtype} {tuple(tensor.shape)} against "
+                f"{other.dtype} {tuple(other.shape)}"
+            )
+        return [other, tensor]
+
+    return gather
+
+
+def test_a_rank_without_rows_joins_the_gather_of_a_rank_with_rows():
+    """A rank that scored no example of a modality (an eval set smaller than the world, its clips
+    all skipped) still joins the sync: its empty states must gather with the others' rows."""
+    rows = rows_from_predictions(GOLDS, PREDS)
+    rank0 = SLUMetrics(LOCALES)
+    rank0.update(rows, LOCALE_IDX, CLUSTER_IDX)
+    rank1 = SLUMetrics(LOCALES, dist_sync_fn=_gather_with(rank0), distributed_available_fn=lambda: True)
+    with pytest.warns(UserWarning, match="before the ``update``"):
+        gathered = rank1.compute()
+    assert gathered == pytest.approx(rank0.compute())
 
 
 def test_padded_repeats_are_counted_once():
