@@ -117,6 +117,7 @@ def pretrain_tiny(
     out: Path,
     *,
     max_minutes: float | None = None,
+    stop_at_step: int | None = None,
     checkpoint_minutes: float = 5.0,
     val_every: int = 500,
     eval_clips: int = EVAL_CLIPS,
@@ -126,7 +127,8 @@ def pretrain_tiny(
 ) -> Path | None:
     """Train (or resume) until ``settings.steps``; then export to ``out`` and return it.
 
-    Returns None when ``max_minutes`` ran out first (call again to resume), unless
+    Returns None when ``max_minutes`` ran out, or ``stop_at_step`` came, first (call again to
+    resume), unless
     ``export_unfinished`` asks for the weights as they are (the model card says how far they got).
     ``profile`` writes the seconds spent in each part of the training loop (loading batches,
     forward and backward, optimizer step, validation) to ``run_dir/fit-profile.txt``.
@@ -171,13 +173,15 @@ def pretrain_tiny(
         num_workers=workers,
         augment=SpecAugment() if settings.spec_augment else None,
     )
-    saver = LastCheckpoint(checkpoint_minutes, stop_minutes=max_minutes, clock=clock)
-    trainer = build_trainer(run_dir, settings.steps, val_every, saver, profile)
+    # the schedule still ends at settings.steps: stopping early leaves the weights a full run has there
+    stop = settings.steps if stop_at_step is None else min(stop_at_step, settings.steps)
+    saver = LastCheckpoint(checkpoint_minutes, stop_minutes=max_minutes, clock=clock, stop_step=stop)
+    trainer = build_trainer(run_dir, stop, val_every, saver, profile)
     try:
         trainer.fit(module, datamodule=data, ckpt_path=last)
     finally:  # SIGINT/SIGTERM end fit by raising, after PreemptionCallback saved
         clock.record()
-    if not saver.stopped:  # all steps done: the state as fit left it
+    if not saver.stopped and trainer.global_step >= settings.steps:  # all done: the state as fit left it
         save_last_checkpoint(trainer)
     if trainer.global_step < settings.steps:
         log.info("stopped at step %d of %d; the same command resumes", trainer.global_step, settings.steps)
@@ -291,8 +295,8 @@ class WallClock:
 
 class LastCheckpoint(L.Callback):
     """Keeps ``checkpoints/last.ckpt`` current: every ``every_minutes``, and when this call's time
-    budget (``stop_minutes``) runs out, after which it stops training. Each save also records the
-    training time on ``clock``.
+    budget (``stop_minutes``) runs out or step ``stop_step`` is done, after which it stops training.
+    Each save also records the training time on ``clock``.
 
     It saves inside ``on_train_batch_end``, mid-epoch, because a checkpoint written once the epoch
     loop has stopped records the interrupted epoch as finished, and the resumed run would skip the
@@ -303,11 +307,15 @@ class LastCheckpoint(L.Callback):
     """
 
     def __init__(
-        self, every_minutes: float, stop_minutes: float | None = None, clock: WallClock | None = None
+        self,
+        every_minutes: float,
+        stop_minutes: float | None = None,
+        clock: WallClock | None = None,
+        stop_step: int | None = None,
     ):
         self.every = 60 * every_minutes
         self.budget = None if stop_minutes is None else 60 * stop_minutes
-        self.clock = clock
+        self.clock, self.stop_step = clock, stop_step
         self.stopped = False
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -315,7 +323,9 @@ class LastCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
         now = time.monotonic()
-        if self.budget is not None and now - self.started > self.budget and not trainer.should_stop:
+        out_of_time = self.budget is not None and now - self.started > self.budget
+        at_stop = self.stop_step is not None and trainer.global_step >= self.stop_step
+        if (out_of_time or at_stop) and not trainer.should_stop:
             self.stopped, trainer.should_stop = True, True
         elif now - self.saved < self.every:
             return
@@ -563,12 +573,21 @@ def _locale_table(rates: dict) -> str:
 
 
 def _earlier_stages(record: dict) -> str:
-    """The lineage's commands, as the card's lead-in to this run's own command."""
+    """The lineage's commands, as the card's lead-in to this run's own command: each in a run folder
+    of its own (in the default one, each would be refused as the one before under other settings),
+    a stage that stopped early stopped at the same step."""
     stages = "".join(
-        f"\n    # {_how_it_ended(stage)}\n    {stage['command']} --out {stage['backbone']}"
-        for stage in record.get("lineage", [])
+        f"\n    # {_how_it_ended(stage)}\n    {stage['command']}{_stop_flags(stage)} "
+        f"--run-dir logs/pretrain-stage{number} --out {stage['backbone']}"
+        for number, stage in enumerate(record.get("lineage", []), 1)
     )
     return f" (each stage from the export of the one before):\n{stages}\n\nthen" if stages else ""
+
+
+def _stop_flags(stage: dict) -> str:
+    """The flags that stop a stage where it stopped and export it, for a stage that stopped early."""
+    done = stage["steps_done"]
+    return "" if done == stage.get("steps_planned") else f" --stop-at-step {done} --export-unfinished"
 
 
 def _how_it_ended(stage: dict) -> str:
@@ -650,6 +669,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="backbone directory to write (default: <run-dir>/backbone)")
     parser.add_argument("--max-minutes", type=float, help="stop after this long; the next call resumes")
     parser.add_argument(
+        "--stop-at-step",
+        type=positive_int,
+        help="stop once this step is done (the schedule still ends at --steps); the next call resumes",
+    )
+    parser.add_argument(
         "--checkpoint-minutes", type=float, default=5.0, help="minutes between saves of last.ckpt"
     )
     parser.add_argument("--val-every", type=int, default=500, help="steps between validations")
@@ -658,7 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--workers", type=int, default=1, help="dataloader processes")
     parser.add_argument(
-        "--export-unfinished", action="store_true", help="export even if --max-minutes stopped training early"
+        "--export-unfinished",
+        action="store_true",
+        help="export even if --max-minutes or --stop-at-step stopped training early",
     )
     parser.add_argument(
         "--profile", action="store_true", help="seconds per training-loop part, in <run-dir>/fit-profile.txt"
@@ -684,6 +710,7 @@ def main(args: list[str]) -> None:
         parsed.run_dir,
         parsed.out or parsed.run_dir / "backbone",
         max_minutes=parsed.max_minutes,
+        stop_at_step=parsed.stop_at_step,
         checkpoint_minutes=parsed.checkpoint_minutes,
         val_every=parsed.val_every,
         eval_clips=parsed.eval_clips,

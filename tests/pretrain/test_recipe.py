@@ -18,6 +18,7 @@ from slu_lightning.pretrain.recipe import (
     command_line,
     machine_name,
     model_card,
+    parse_command,
     stage_plan,
 )
 
@@ -131,12 +132,45 @@ def test_a_backbone_pretrained_in_stages_names_every_command_that_made_it(run):
     ]
     second = {**first, "settings": {**first["settings"], "backbone": str(root / "six")}}
     earlier, this = model_card({**second, "lineage": lineage}).split("then:")
-    assert f"{command_line(first['settings'])} --out {root / 'six'}" in earlier
+    assert f"{command_line(first['settings'])} --run-dir logs/pretrain-stage1 --out {root / 'six'}" in earlier
     assert "ran all 6 steps, then exported" in earlier and "stopped" not in earlier
     assert f"--backbone {root / 'six'}" in this
     stopped = [{**lineage[0], "steps_done": 4}]
     earlier, _ = model_card({**second, "lineage": stopped}).split("then:")
     assert "stopped at step 4 and exported (--export-unfinished)" in earlier
+
+
+def test_the_commands_on_a_staged_card_run_in_turn_and_stop_where_each_stage_stopped():
+    """Each earlier stage runs in a run folder of its own (in the default one, the second stage was
+    refused as the first under other settings), and one that stopped early stops at that step."""
+    first, second = PretrainSettings(steps=6000), PretrainSettings(backbone="stage-1", hear_steps=0)
+    lineage = [
+        {
+            "backbone": "stage-1",
+            "command": command_line(first.to_json()),
+            "steps_done": 2791,
+            "steps_planned": 6000,
+        },
+        {
+            "backbone": "stage-2",
+            "command": command_line(second.to_json()),
+            "steps_done": 10,
+            "steps_planned": 10,
+        },
+    ]
+    card = model_card({**card_record(PretrainSettings(backbone="stage-2")), "lineage": lineage})
+    lines = [
+        line.strip() for line in card.splitlines() if line.strip().startswith("slu-lightning pretrain-tiny")
+    ]
+    parsed = [parse_command(line.split()[2:]) for line in lines]
+    assert [settings for settings, _ in parsed] == [first, second, PretrainSettings(backbone="stage-2")]
+    run_dirs = [options.run_dir for _, options in parsed]
+    assert len(set(run_dirs)) == 3  # the last in the default folder
+    assert [(options.stop_at_step, options.export_unfinished) for _, options in parsed] == [
+        (2791, True),
+        (None, False),
+        (None, False),
+    ]
 
 
 def test_the_exported_weights_are_the_trained_ones(run, tiny_backbone):
