@@ -707,3 +707,25 @@ def test_the_relative_change_of_the_target_average_has_a_paired_interval(crossli
         float, re.fullmatch(r"\S+ % \[(\S+), (\S+)\]", rows["**relative to baseline**"][2]).groups()
     )
     assert low < high  # the few-shot row answers otherwise
+
+
+def test_cells_tested_on_other_data_with_the_same_ids_are_refused_not_paired(tmp_path):
+    """A demo corpus of another seed reuses the ids for other utterances: a row's seeds (or a row
+    and its baseline) tested on such data share ids, not examples, and must not be paired by id."""
+    golds = gold_examples()
+    rotated = {"alarm": "weather", "weather": "music", "music": "alarm"}
+    other = [replace(gold, scenario=rotated[gold.scenario]) for gold in golds]
+    records = []
+    for seed, tested in ((1, golds), (2, other)):
+        name = f"mixed-seed{seed}"
+        records.append({"name": name, "values": {"base": "configs/mixed.yaml", "seed_everything": seed}})
+        lines = [prediction_row(g, p) for g, p in zip(tested, predict(tested, 0.8, seed), strict=True)]
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "predictions_test.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": records}))
+    with pytest.raises(
+        ReportError,
+        match=r"mixed-seed2 has other gold labels or locales than mixed-seed1 for 60 of their 60 shared "
+        r"examples \(e.g. 'u0-r0'\): they were tested on different data",
+    ):
+        write_report(tmp_path, tmp_path / "out", resamples=20)

@@ -10,7 +10,8 @@ core (``evaluation.counts``) and its bootstrap (``evaluation.bootstrap``); nothi
   A cell not finished, or with no rows to score (a cascade under ``--modality text``, a run tested
   on the other modality, none of ``--locales``), is named in the notes with why it is left out.
 - Items: a row's seeds (and, for a comparison, its baseline's) are scored on the example ids that
-  all of them predicted, side by side, so one bootstrap draw picks the same items for every seed.
+  all of them predicted, side by side, so one bootstrap draw picks the same items for every seed;
+  cells whose shared ids carry other gold labels or locales (tested on other data) are refused.
 - Intervals: 95 % cluster bootstrap of the seed mean, clusters = ``utterance_id`` (recordings of
   one utterance are resampled together).
 - Locales: ``--locales L1[,L2]`` scores only those locales' rows, everywhere (tables, plot,

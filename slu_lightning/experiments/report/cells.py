@@ -7,6 +7,7 @@ import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,20 @@ class CellPredictions:
     """``(len(rows), F)`` count rows from the counting core."""
     index: dict[str, int] = field(default_factory=dict)
     """Example key (``score``'s: ``file``, else ``id``) to row position, in file order."""
+
+    @cached_property
+    def golds(self) -> list[tuple]:
+        """Each row's ``gold_of``, in row order: what another cell's row of its key must share."""
+        return [gold_of(row) for row in self.rows]
+
+
+def gold_of(row: dict) -> tuple:
+    """What the rows of one example share in every run tested on the same data: its locale and
+    gold labels. Not the reference text, which is a cascade's transcript. A demo corpus of another
+    seed reuses the ids for other utterances, so ids alone do not say two runs saw one example."""
+    reference = row.get("reference") or {}
+    entities = json.dumps(reference.get("entities"), sort_keys=True)
+    return row.get("locale"), reference.get("scenario"), reference.get("action"), entities
 
 
 def prediction_of(row: dict) -> Prediction:

@@ -37,11 +37,24 @@ def seed_mean(n_seeds: int) -> MetricFn:
 
 def aligned(cells: list[CellPredictions]) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Example keys every cell predicted, their count rows side by side ``(N, len(cells) * F)``
-    and their utterance cluster ids ``(N,)``."""
+    and their utterance cluster ids ``(N,)``.
+
+    Raises:
+        ReportError: the cells share no example, or share ids with other gold labels or locales
+            (tested on different data), which pairing by id would silently mix.
+    """
     first = cells[0]
     ids = [key for key in first.index if all(key in cell.index for cell in cells[1:])]
     if not ids:
         raise ReportError(f"cells {[cell.name for cell in cells]} share no scored example")
+    for cell in cells[1:]:
+        other = [key for key in ids if cell.golds[cell.index[key]] != first.golds[first.index[key]]]
+        if other:  # the same ids over other data (a demo corpus of another seed reuses them)
+            raise ReportError(
+                f"{cell.name} has other gold labels or locales than {first.name} for {len(other)} "
+                f"of their {len(ids)} shared examples (e.g. {other[0]!r}): they were tested on "
+                "different data, so their examples cannot be paired by id"
+            )
     counts = np.concatenate([cell.counts[[cell.index[i] for i in ids]] for cell in cells], axis=1)
     return ids, counts, utterance_clusters([first.rows[first.index[i]] for i in ids])
 
