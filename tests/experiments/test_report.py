@@ -729,3 +729,32 @@ def test_cells_tested_on_other_data_with_the_same_ids_are_refused_not_paired(tmp
         r"examples \(e.g. 'u0-r0'\): they were tested on different data",
     ):
         write_report(tmp_path, tmp_path / "out", resamples=20)
+
+
+def test_a_seed_whose_baseline_cell_is_missing_is_left_out_of_the_difference_and_named(tmp_path):
+    """The baseline's seed-3 cell failed: the mixed row is compared with it over seeds 1 and 2,
+    rather than not at all, and its seed-3 cell is named as left out of the difference."""
+    golds, records, expected = gold_examples(), [], {}
+    for regime, proportion in (("text_only", 0), ("mixed", 0.1)):
+        for seed in (1, 2, 3):
+            name = f"{regime}-seed{seed}"
+            values = {"base": f"configs/{regime}.yaml", PROPORTION: proportion, "seed_everything": seed}
+            records.append({"name": name, "values": values})
+            if (regime, seed) == ("text_only", 3):
+                continue  # failed: no predictions
+            predictions = predict(golds, QUALITY[regime], seed)
+            expected[regime, seed] = summarize(count_rows(golds, predictions))
+            lines = [prediction_row(g, p) for g, p in zip(golds, predictions, strict=True)]
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "predictions_test.jsonl").write_text(
+                "".join(json.dumps(x) + "\n" for x in lines)
+            )
+    (tmp_path / "sweep.json").write_text(json.dumps({"cells": records}))
+    write_report(tmp_path, tmp_path / "out", resamples=50)
+    mixed = table(tmp_path / "out")["mixed"]
+    assert mixed["seeds"] == "3"
+    for metric in ("intent_acc", "slu_f1"):
+        paired = [expected["mixed", s][metric] - expected["text_only", s][metric] for s in (1, 2)]
+        assert float(mixed[f"{metric}_diff"]) == pytest.approx(np.mean(paired), abs=1e-12)
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "left out of Δ only: mixed-seed3." in md

@@ -20,8 +20,9 @@ core (``evaluation.counts``) and its bootstrap (``evaluation.bootstrap``); nothi
   proportion 0, i.e. text-only; a cascade row only when named). Each other row is compared with
   the reference row that shares its values on the axes where reference rows differ (failing any,
   on those of these axes the row sets: a text-only include entry may also set the data class and
-  frozen parts that its regime's other rows take from their base), seed by seed; the paired
-  bootstrap gives the difference and a two-sided p-value.
+  frozen parts that its regime's other rows take from their base), seed by seed (a seed whose
+  baseline cell is missing is left out of the difference, and named); the paired bootstrap gives
+  the difference and a two-sided p-value.
 
 Outputs in ``--out`` (default: the sweep root): ``results.md`` (results; when several locales are
 scored, SLU-F1 per locale or, when rows trained on some locales only, intent accuracy, entity F1
@@ -99,6 +100,12 @@ def write_report(
         f"Δ: difference from the baseline row ({selector_text}) on the same items, with its paired "
         "bootstrap interval and p-value.",
     ]
+    unpaired = [name for score in scores for name in score.unpaired]
+    if unpaired:
+        notes.append(
+            "Δ over the seeds whose baseline cell exists; without one (failed or not finished), left "
+            f"out of Δ only: {', '.join(unpaired)}."
+        )
     if locales is not None:
         notes.append(f"Locales: {', '.join(locales)} only (`--locales`); other locales' rows are not scored.")
     if strict:

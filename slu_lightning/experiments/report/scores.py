@@ -3,7 +3,7 @@ baseline row."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import yaml
@@ -74,6 +74,8 @@ class GroupScore:
     is_baseline: bool = False
     reference: Group | None = None
     """The baseline row it is compared with; None for a baseline row or one without a baseline."""
+    unpaired: list[str] = field(default_factory=list)
+    """Names of its cells left out of ``versus``: their seed's baseline cell is missing."""
 
     @property
     def std(self) -> dict[str, float]:
@@ -113,8 +115,9 @@ def compare_with_baselines(
     scores: list[GroupScore], selector: dict[str, str], resamples: int, seed: int, skip_cascades: bool = False
 ) -> None:
     """Mark the baseline rows; of every other row that has one baseline (``baseline_of``), name it
-    (``reference``) and fill ``versus`` when their seeds pair. ``skip_cascades``: cascade rows are
-    never baselines (the default selector's text-only row is)."""
+    (``reference``) and fill ``versus`` over the seeds that pair (``_seed_partners``; the others
+    are named in ``unpaired``). ``skip_cascades``: cascade rows are never baselines (the default
+    selector's text-only row is)."""
 
     def selected(group: Group) -> bool:
         if skip_cascades and group.is_cascade:
@@ -137,10 +140,11 @@ def compare_with_baselines(
         if reference is None:
             continue
         score.reference = reference
-        partners = _seed_partners(score.group, reference)
-        if partners is None:
+        cells, partners = _seed_partners(score.group, reference)
+        score.unpaired = [cell.name for cell in score.group.cells if cell not in cells]
+        if not cells:
             continue
-        _, counts, clusters = aligned(score.group.cells + partners)
+        _, counts, clusters = aligned(cells + partners)
         half = counts.shape[1] // 2
         metric_fn = seed_mean(len(partners))
         score.versus = {
@@ -182,11 +186,12 @@ def axis_values(scores: list[GroupScore], selector: dict[str, str]) -> dict[str,
     }
 
 
-def _seed_partners(group: Group, baseline: Group) -> list[CellPredictions] | None:
-    """The baseline cell of each of the group's seeds: the same seed, or the baseline's only cell."""
+def _seed_partners(group: Group, baseline: Group) -> tuple[list[CellPredictions], list[CellPredictions]]:
+    """The group's cells that pair and the baseline cell of each: the baseline's only cell, else
+    the one of the same seed. A seed whose baseline cell is missing (failed, not finished) is left
+    out, so that one missing cell costs the comparison that seed, not every seed's."""
+    if len(baseline.cells) == 1:
+        return group.cells, baseline.cells * len(group.cells)
     by_seed = {seed_of(cell): cell for cell in baseline.cells}
-    partners = [
-        by_seed.get(seed_of(cell)) or (baseline.cells[0] if len(baseline.cells) == 1 else None)
-        for cell in group.cells
-    ]
-    return None if None in partners else partners
+    cells = [cell for cell in group.cells if seed_of(cell) in by_seed]
+    return cells, [by_seed[seed_of(cell)] for cell in cells]
