@@ -5,8 +5,9 @@ few minutes (``--max-minutes`` stops early; the next call resumes from ``last.ck
 steps are done, the backbone directory is written (float16 weights, the processor, a model card
 with the command, data, steps, hardware, wall time and measured WER).
 
-The run folder holds ``settings.json``; resuming it with other settings is refused, so a
-checkpoint never silently continues under a different recipe.
+The run folder holds ``settings.json``; resuming it with other settings, or from a backbone folder
+that has since been written again with other weights, is refused, so a checkpoint never silently
+continues under a different recipe.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from slu_lightning.arguments import positive_int
 from slu_lightning.atomic import atomic_write_dir, atomic_write_text, replace_problem
 from slu_lightning.data.asr_corpus import SIZES as ASR_SIZES
 from slu_lightning.data.asr_corpus import default_asr_dir, make_asr_corpus
-from slu_lightning.model.backbone import BackboneError, resolve_backbone
+from slu_lightning.model.backbone import BackboneError, load_model, resolve_backbone, weights_fingerprint
 from slu_lightning.model.tiny import TINY_PRESETS
 from slu_lightning.preemption import PreemptionCallback, save_last_checkpoint
 from slu_lightning.pretrain.asr_eval import CARD_READOUTS, CARD_SETS, error_rates_by_set
@@ -140,7 +141,8 @@ def pretrain_tiny(
         problems.append(f"--out: {problem}")
     if problems:  # before anything is written: a corrected command then starts in the same --run-dir
         raise PretrainError("cannot pretrain as asked:\n- " + "\n- ".join(problems))
-    if _exported_already(out, settings, eval_clips):
+    weights = backbone_weights(settings.backbone)
+    if _exported_already(out, settings, eval_clips, weights):
         log.info(
             "%s already holds this run's export (all %d steps, the same settings, %d clips a set); "
             "nothing to do. Move it away to measure and write it again",
@@ -149,7 +151,7 @@ def pretrain_tiny(
             eval_clips,
         )
         return out
-    last = _check_run_dir(run_dir, settings)
+    last = _check_run_dir(run_dir, settings, weights)
     corpus = settings.build_corpus()
     clock = WallClock(run_dir)
     L.seed_everything(settings.seed, workers=True)
@@ -335,8 +337,18 @@ class LastCheckpoint(L.Callback):
             self.clock.record()
 
 
-def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
-    """The checkpoint to resume from (or None), after checking the run's saved settings match.
+def backbone_weights(backbone: str) -> str | None:
+    """``weights_fingerprint`` of the folder ``backbone`` names (a bundled stand-in or a directory),
+    which its name does not tell: an earlier stage may be exported again to the same path with other
+    weights. None for a tiny preset, whose name and configuration make its weights."""
+    if backbone in TINY_PRESETS:
+        return None
+    return weights_fingerprint(resolve_backbone(backbone))
+
+
+def _check_run_dir(run_dir: Path, settings: PretrainSettings, weights: str | None = None) -> str | None:
+    """The checkpoint to resume from (or None), after checking the run's saved settings match and
+    its backbone still holds the weights the run started from (``weights``: ``backbone_weights``).
 
     While the hearing stage lasts, the LLM-side loss weights and the stage's length have not yet
     acted on the weights, so they may change (a fresh run with the new settings would have trained
@@ -348,9 +360,10 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
         raise PretrainError(
             f"{run_dir} holds files but no pretrain-tiny run (no settings.json): choose another --run-dir"
         )
-    new, changed = settings.to_json(), []
+    new, started_from, rewrite = settings.to_json(), weights, not saved.is_file()
     if saved.is_file():
         previous = json.loads(saved.read_text(encoding="utf-8"))
+        recorded = previous.pop("backbone_weights", None)  # absent: a preset, or a run started before
         # a loss or stage added to the recipe after the run started was off in it
         previous["weights"] = {**dict.fromkeys(new["weights"], 0.0), **previous["weights"]}
         previous = {**ADDED_LATER, **previous}
@@ -367,22 +380,98 @@ def _check_run_dir(run_dir: Path, settings: PretrainSettings) -> str | None:
                     "pass the original settings to resume, or another --run-dir to start afresh"
                 )
             log.info("%s: %s changed at step %d, before taking effect", run_dir, ", ".join(changed), step)
-    if not saved.is_file() or changed:
-        atomic_write_text(saved, json.dumps(new, indent=2) + "\n")
+        if last.is_file():  # the same --backbone (a changed one is refused above): the same weights?
+            started_from = _started_from(run_dir, settings.backbone, recorded, weights, last)
+        rewrite = bool(changed) or started_from != recorded
+    if rewrite:
+        identity = {} if started_from is None else {"backbone_weights": started_from}
+        atomic_write_text(saved, json.dumps({**new, **identity}, indent=2) + "\n")
     return str(last) if last.is_file() else None
 
 
-def _exported_already(out: Path, settings: PretrainSettings, eval_clips: int) -> bool:
-    """Whether ``out`` holds the finished export of these settings, measured on as many clips: a
-    rerun of a finished command would otherwise rebuild, re-measure and rewrite the same backbone."""
+def _started_from(
+    run_dir: Path, backbone: str, recorded: str | None, weights: str | None, last: Path
+) -> str | None:
+    """The backbone weights the run folder's checkpoint was trained from: ``recorded`` in its
+    ``settings.json``, if ``backbone`` still holds them (``weights``); refused if it now holds other
+    weights. A run started before the record was kept is taken to have started from ``weights``."""
+    if recorded == weights:
+        return recorded
+    if recorded is None:
+        log.warning(
+            "%s records no fingerprint of the weights it started from (begun before they were "
+            "recorded): resuming, on trust that --backbone %s still holds them",
+            run_dir,
+            backbone,
+        )
+        return weights
+    if weights is not None and _holds_checkpoint_weights(resolve_backbone(backbone), last):
+        log.info("%s holds the checkpoint's own weights (lease_checkpoint unpack); resuming", backbone)
+        return recorded
+    raise PretrainError(
+        f"{run_dir} was started from other weights of --backbone {backbone}: it has been written "
+        "again since (an earlier stage exported again?), and resuming would go on from a checkpoint "
+        f"of the old ones. Pass a new --run-dir (or delete {run_dir}) to train from {backbone} as it "
+        "is now, or put the old weights back to resume"
+    )
+
+
+def _holds_checkpoint_weights(folder: Path, last: Path) -> bool:
+    """Whether ``folder`` holds the checkpoint's own weights, in float16: what ``python -m
+    benchmarks.lease_checkpoint unpack`` writes into a backbone carried to a GPU lease without its
+    weights. The resume replaces them with the same checkpoint's, so the run goes on as it was."""
+    trained = torch.load(last, map_location="cpu", mmap=True, weights_only=True)["state_dict"]
+    held = load_model(folder).state_dict()
+    return all(
+        f"model.{name}" in trained and torch.equal(tensor, trained[f"model.{name}"].half().float())
+        for name, tensor in held.items()
+    )
+
+
+def _exported_already(
+    out: Path, settings: PretrainSettings, eval_clips: int, weights: str | None = None
+) -> bool:
+    """Whether ``out`` holds the finished export of these settings, measured on as many clips, made
+    from the weights the backbone holds now (``weights``: ``backbone_weights``): a rerun of a
+    finished command would otherwise rebuild, re-measure and rewrite the same backbone."""
     record_file = out / "pretraining.json"
     if not record_file.is_file():
         return False
     record = json.loads(record_file.read_text(encoding="utf-8"))
-    return (
+    if not (
         record.get("settings") == settings.to_json()
         and record.get("steps_done") == settings.steps
         and record.get("eval_clips") == eval_clips
+    ):
+        return False
+    made_from = record.get("backbone_weights")  # absent: a preset, or an export made before
+    if made_from == weights:
+        return True
+    # an export made before the fingerprint was recorded may still name the stages before it
+    if made_from is None and _same_stages(record.get("lineage"), backbone_lineage(settings.backbone)):
+        log.warning(
+            "%s records no fingerprint of the backbone weights it was made from (exported before "
+            "they were recorded): taking it, on trust, as made from --backbone %s as it is now",
+            out,
+            settings.backbone,
+        )
+        return True
+    log.info(
+        "%s holds this command's export made from other weights of --backbone %s (written again "
+        "since): not reusing it",
+        out,
+        settings.backbone,
+    )
+    return False
+
+
+def _same_stages(recorded: list[dict] | None, now: list[dict]) -> bool:
+    """Whether an export's ``lineage`` (None: it kept none) still matches its backbone's, on the
+    keys it recorded: an earlier stage exported again with other settings or steps changes it."""
+    if recorded is None:
+        return True
+    return len(recorded) == len(now) and all(
+        old.items() <= new.items() for old, new in zip(recorded, now, strict=True)
     )
 
 
@@ -440,6 +529,7 @@ def export_backbone(
     )
     model = shipped.model.to("cpu", torch.float16)  # half the size, exactly as measured; loaders upcast
     wall = json.loads((run_dir / "wall_time.json").read_text())
+    started_from = json.loads((run_dir / "settings.json").read_text(encoding="utf-8")).get("backbone_weights")
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)
@@ -455,6 +545,8 @@ def export_backbone(
             "corpus": json.loads((corpus / "corpus.json").read_text())["config"],
             "lineage": backbone_lineage(settings.backbone),
         }
+        if started_from is not None:  # weights_fingerprint of --backbone's folder (not the card's)
+            record["backbone_weights"] = started_from
         (tmp / "pretraining.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(model_card(record), encoding="utf-8")
 

@@ -108,6 +108,37 @@ def test_rerunning_a_finished_run_leaves_its_export_as_it_is(run, tmp_path, capl
     assert json.loads((out / "pretraining.json").read_text())["eval_clips"] == 5
 
 
+def test_a_stage_from_an_earlier_stage_exported_again_is_neither_resumed_nor_taken_as_done(
+    run, tmp_path, tiny_backbone, caplog, capsys
+):
+    """The run folder and the export record the weights of --backbone's folder, not just its path:
+    once an earlier stage is exported again there with other weights, the next stage's rerun is
+    refused (its checkpoint continues the old ones), and records without them are taken on trust."""
+    root, *_ = run
+    stage1 = shutil.copytree(root / "six", tmp_path / "stage1")
+    args = ["--backbone", str(stage1), *SMALL[2:], "--steps", "2", "--eval-clips", "4"]
+    args += ["--run-dir", str(tmp_path / "run"), "--out", str(tmp_path / "stage2")]
+    cli(["pretrain-tiny", *args])
+    record_file, settings_file = tmp_path / "stage2" / "pretraining.json", tmp_path / "run" / "settings.json"
+    written = record_file.stat().st_mtime_ns
+    shutil.copy(tiny_backbone / "model.safetensors", stage1 / "model.safetensors")  # other weights
+    with caplog.at_level("INFO", logger="slu_lightning.pretrain.recipe"), pytest.raises(SystemExit):
+        cli(["pretrain-tiny", *args])
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"was started from other weights of --backbone {stage1}" in err and "new --run-dir" in err
+    assert "already holds" not in caplog.text and record_file.stat().st_mtime_ns == written
+    made_from = json.loads(record_file.read_text())["backbone_weights"]
+    assert json.loads(settings_file.read_text())["backbone_weights"] == made_from
+    for old in (record_file, settings_file):  # as written before the weights were recorded
+        old.write_text(
+            json.dumps({k: v for k, v in json.loads(old.read_text()).items() if k != "backbone_weights"})
+        )
+    caplog.clear()
+    with caplog.at_level("INFO", logger="slu_lightning.pretrain.recipe"):
+        cli(["pretrain-tiny", *args])
+    assert "records no fingerprint" in caplog.text and "already holds this run's export" in caplog.text
+
+
 def test_a_profiled_run_says_where_its_training_steps_spent_their_time(run):
     root, *_ = run
     profile = (root / "run" / "fit-profile.txt").read_text()
