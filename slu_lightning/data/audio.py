@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import re
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import soundfile as sf
@@ -20,6 +19,7 @@ import torch
 import torchaudio.functional as AF
 
 from slu_lightning.data.errors import DataError
+from slu_lightning.data.records import StoredClip
 
 MAX_ENCODER_SECONDS = 30.0
 """Qwen2-Audio's encoder takes 3000 mel frames at a 10 ms hop: at most 30 s of audio per clip."""
@@ -37,13 +37,6 @@ _UNKNOWN_LENGTH_SIZES = {0, 0xFFFFFFFF}
 _UNKNOWN_FRAMES = 2**63 - 1
 """libsndfile's frame count for a FLAC whose header leaves the total sample count unknown (0, as
 encoders writing to a pipe do): not a length, and libsndfile cannot decode such a file to its end."""
-
-
-@runtime_checkable
-class StoredClip(Protocol):
-    """Encoded audio left where it was found (a dataset table's cell), read only when it is used."""
-
-    def encoded(self) -> bytes: ...
 
 
 AudioSource = str | Path | bytes | StoredClip

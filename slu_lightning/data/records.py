@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from slu_lightning.data.audio import StoredClip
+
+@runtime_checkable
+class StoredClip(Protocol):
+    """Encoded audio left where it was found (a dataset table's cell), read only when it is used.
+
+    Defined here, not only for type checkers, so that ``SLUExample``'s annotations resolve
+    (``typing.get_type_hints``, as signature-reading tools call it) without importing the decoder.
+    """
+
+    def encoded(self) -> bytes: ...
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@ import json
 import pickle
 import re
 import shutil
+import typing
 from pathlib import Path
 
 import datasets
@@ -12,12 +13,12 @@ import soundfile as sf
 import torch
 from datasets import Audio, ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-from slu_lightning.data.audio import checked_seconds, load_audio
+from slu_lightning.data.audio import StoredClip, checked_seconds, load_audio
 from slu_lightning.data.corpora import CombinedCorpus, MassiveTextCorpus, SpeechMassiveCorpus
 from slu_lightning.data.errors import DataError, SkipLog
 from slu_lightning.data.readers import read_italic, read_massive, read_slurp, read_speech_massive
 from slu_lightning.data.readers.massive import massive_example
-from slu_lightning.data.records import Entity
+from slu_lightning.data.records import Entity, SLUExample
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 SLURP_TEST = FIXTURES / "slurp" / "test.jsonl"
@@ -496,6 +497,12 @@ def test_speech_massive_clips_stay_in_the_table_until_decoded(tmp_path):
         assert in_worker.audio == example.audio and in_worker.audio.encoded() == audio
         assert torch.equal(load_audio(in_worker.audio), load_audio(audio))
     assert checked_seconds(examples[1].audio) == pytest.approx(2.5)
+
+
+def test_an_example_s_annotations_resolve_with_a_stored_clip():
+    """Tools that read signatures and dataclass fields (``typing.get_type_hints``) must resolve
+    ``SLUExample.audio``, which names ``StoredClip``."""
+    assert StoredClip in typing.get_args(typing.get_type_hints(SLUExample)["audio"])
 
 
 def test_speech_massive_text_modality_and_other_locale(speech_massive_dirs):
