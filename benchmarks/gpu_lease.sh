@@ -12,11 +12,14 @@
 #     last.ckpt in 15 MiB parts (rejoin: cat ckpt.part* > <run dir>/checkpoints/last.ckpt); every
 #     arm's TensorBoard logs, settings, wall time and loop profile (fit-profile.txt: seconds in
 #     loading, forward, backward, optimizer, validation; the head is printed), and every log, come
-#     back in runs.tgz (a lease returns 8 files).
+#     back in runs.tgz (a lease returns 8 files). A last.ckpt over 60 MiB (a lease returns 64 MiB in
+#     all) comes back packed instead, as lease.part* (cat lease.part* > <run dir>/checkpoints/lease.ckpt;
+#     python -m benchmarks.lease_checkpoint unpack <run dir>).
 #
 # Carry: .whl/ (wheels the device image lacks: espeakng-loader, faker, babel, num2words,
-# soundfile, cffi, pycparser; for an arm with --everyday-words, wordfreq and its ftfy, langcodes,
-# locate, msgpack, regex), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
+# soundfile, cffi, pycparser, jsonargparse; for an arm with --everyday-words, wordfreq and its ftfy,
+# wcwidth, langcodes, locate; benchmarks/README.md has the download command; the script imports
+# everything it will need before it starts, and stops at once naming what is missing), .gpu/tokenizer.json (the local tiny tokenizer, so that a resumed
 # arm reads the same token ids), and of each resumed arm its settings.json, wall_time.json,
 # tensorboard/ and checkpoints/last.ckpt, or checkpoints/lease.ckpt where last.ckpt with the
 # wheels would pass the 64 MiB limit (`python -m benchmarks.lease_checkpoint pack RUN_DIR`).
@@ -52,8 +55,20 @@ export PYTHONPATH=${PYTHONPATH:-$PWD} PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers, lightning; print('torch', torch.__version__, 'transformers', \
 transformers.__version__, 'lightning', lightning.__version__, 'cpus', __import__('os').cpu_count())"
-
+# Everything the steps below import, now: a missing wheel stops the call in seconds, not after synthesis.
 ARMS="$ARMS" python3 -c "
+import importlib, os
+from slu_lightning.pretrain.recipe import parse_command
+arms = [parse_command(line.split()[2:])[0] for line in os.environ['ARMS'].splitlines() if line.strip()]
+needed = ['slu_lightning.model.tiny', 'benchmarks.lease_checkpoint', 'espeakng_loader', 'soundfile', 'faker',
+          'babel', 'num2words', 'tensorboard.backend.event_processing.event_accumulator']
+needed += ['wordfreq'] * any(settings.everyday_words for settings in arms)
+for name in needed:
+    importlib.import_module(name)
+print(len(arms), 'arms; imports ok')
+" || { echo "missing a package (above): carry its wheel in .whl (header)"; exit 1; }
+
+ARMS="$ARMS" timeout $((BUDGET * 3 / 4)) python3 -c "
 import hashlib, os, shutil
 from pathlib import Path
 from slu_lightning.model.tiny import ensure_tiny_backbone
@@ -69,7 +84,7 @@ for settings in {settings.corpus_dir(): settings for settings in arms}.values():
     corpus = settings.build_corpus(workers=12)
     print(corpus.name, 'train.jsonl', sha(corpus / 'train.jsonl'))
 " >"$LOGS/synth.log" 2>&1 &
-synth=$!
+synth=$!  # (its timeout, below, keeps a slow synthesis from running the call past its limit)
 if [ -n "$BENCH" ]; then
     # shellcheck disable=SC2086
     timeout 170 python3 -m benchmarks.gpu_7b $BENCH 2>&1 | tee "$LOGS/gpu_7b.log"
@@ -79,18 +94,24 @@ tail -n 3 "$LOGS/synth.log"
 
 minutes=$(python3 -c "print(max(0.5, ($(left) - 60) / 60))")
 echo "training every arm for $minutes min"
-pretrain() { timeout $(($(left) - 20)) python3 -c \
+# SIGTERM 20 s before the budget ends (the run saves last.ckpt after its step), SIGKILL 10 s later;
+# under a minute left, no arm starts (timeout 0 would never stop one, a negative one fails).
+pretrain() { timeout -k 10 $(($(left) - 20)) python3 -c \
     "import sys; from slu_lightning.pretrain.recipe import main; main(sys.argv[1:])" \
     --max-minutes "$minutes" --checkpoint-minutes 2 --profile "$@"; }
 runs=()
 while read -r run workers flags; do
     [ -n "$run" ] || continue
+    runs+=("$run")
+    if [ "$(left)" -lt 80 ]; then
+        echo "$(left) s left: $run does not train"
+        continue
+    fi
     if [ -f "$run/checkpoints/lease.ckpt" ] && [ ! -f "$run/checkpoints/last.ckpt" ]; then
         python3 -m benchmarks.lease_checkpoint unpack "$run" || exit 1  # carried packed
     fi
     # shellcheck disable=SC2086
     pretrain --run-dir "$run" --workers "$workers" $flags >"$LOGS/$(basename "$run").log" 2>&1 &
-    runs+=("$run")
 done <<<"$ARMS"
 wait
 echo "arms done"
@@ -103,7 +124,11 @@ import sys
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 scores = {}
 for run in sys.argv[1:]:
-    events = EventAccumulator(f"{run}/tensorboard").Reload()
+    try:  # an arm that crashed or never started has no logs: the others still count
+        events = EventAccumulator(f"{run}/tensorboard").Reload()
+    except Exception as error:
+        print(run, "no TensorBoard logs:", type(error).__name__, file=sys.stderr)
+        continue
     tags = events.Tags()["scalars"]
     for tag in ("val/ctc", "val/ctc_wer"):
         if tag in tags:
@@ -118,8 +143,14 @@ tail -n 4 "$LOGS"/*.log
 tar czf "$OUT/runs.tgz" --exclude=checkpoints --exclude='*.safetensors' "${runs[@]}" "$LOGS"
 if [ -f "$best/backbone/model.safetensors" ]; then  # finished and exported: the backbone, not the checkpoint
     tar cf - -C "$best" backbone | split -b 15M -d - "$OUT/backbone.tar.part"  # rejoin with cat
-else
-    split -b 15M -d "$best/checkpoints/last.ckpt" "$OUT/ckpt.part"
+else  # $OUT brings back 64 MiB in all: past 60 MiB, the checkpoint goes packed (AdamW moments in bf16)
+    ckpt=$best/checkpoints/last.ckpt part=ckpt.part
+    if [ -f "$ckpt" ] && [ "$(stat -c %s "$ckpt")" -gt $((60 << 20)) ] &&
+        python3 -m benchmarks.lease_checkpoint pack "$best"; then
+        ckpt=$best/checkpoints/lease.ckpt part=lease.part
+    fi
+    [ "$(stat -c %s "$ckpt" 2>/dev/null || echo 0)" -le $((60 << 20)) ] || echo "WARNING: $ckpt passes 60 MiB"
+    split -b 15M -d "$ckpt" "$OUT/$part"
 fi
 echo "$best" >"$OUT/best.txt"
 ls -la "$OUT"; echo "elapsed $(($(date +%s) - start)) s"
