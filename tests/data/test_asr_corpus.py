@@ -35,9 +35,9 @@ from slu_lightning.pretrain.coverage import uncovered_words, vocabulary
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    """The full tiny ASR corpus (6 locales), built once."""
-    return make_asr_corpus(tmp_path_factory.mktemp("asr") / "tiny", size="tiny", seed=0)
+def tiny() -> Path:
+    """The full tiny ASR corpus (6 locales), built once in the test cache, which other tests share."""
+    return make_asr_corpus(default_asr_dir("tiny", 0), size="tiny", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,8 @@ def examples(tiny):
 
 
 @pytest.fixture(scope="module")
-def slu_demo(tmp_path_factory) -> Path:
-    return make_demo_corpus(tmp_path_factory.mktemp("demo") / "tiny", size="tiny", seed=0)
+def slu_demo() -> Path:
+    return make_demo_corpus(default_demo_dir("tiny", 0), size="tiny", seed=0)
 
 
 @pytest.fixture(scope="module")
