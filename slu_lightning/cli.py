@@ -372,15 +372,6 @@ def parse_command(args: list[str]) -> dict:
     raise ConfigError("the command line parsed to nothing")
 
 
-def config_problem(args: list[str]) -> str | None:
-    """What is wrong with a ``fit``/``test`` command line (see ``parse_command``), or None."""
-    try:
-        parse_command(args)
-    except ConfigError as problem:
-        return str(problem)
-    return None
-
-
 @contextlib.contextmanager
 def _quiet_logs():
     """No INFO lines (LightningCLI's "Seed set to 0") or warnings while a command line is only parsed."""
@@ -430,7 +421,7 @@ def lightning_main(args: list[str] | None) -> None:
 
 
 def cli_options() -> dict:
-    """How ``SLUCli`` is built, for a run and for ``config_problem``'s parse alike."""
+    """How ``SLUCli`` is built, for a run and for ``parse_command``'s parse alike."""
     return {
         "subclass_mode_model": True,
         "subclass_mode_data": True,
