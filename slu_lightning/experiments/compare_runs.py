@@ -16,7 +16,6 @@ pairs with an end-to-end run's speech rows by recording id; it has no rows on go
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from slu_lightning.evaluation.counts import summarize_totals
 from slu_lightning.evaluation.scoring import STRICT_HELP
 from slu_lightning.experiments.report.cells import (
     count_row,
+    gold_of,
     prediction_rows,
     run_config,
     scored_modality,
@@ -83,11 +83,10 @@ def paired_counts(
 
 
 def _gold(row: dict) -> tuple:
-    """What two runs' rows of one example share: locale, gold labels and gold transcript (a
-    cascade's ``reference`` text is its recogniser's transcript, the gold one is its ``meta``'s)."""
-    reference = dict(row["reference"])
-    reference["text"] = (row.get("meta") or {}).get("gold_text", reference.get("text"))
-    return row.get("locale"), json.dumps(reference, sort_keys=True)
+    """What two runs' rows of one example share: ``gold_of`` (locale and gold labels) and the gold
+    transcript (a cascade's ``reference`` text is its recogniser's transcript, the gold one is its
+    ``meta``'s)."""
+    return *gold_of(row), (row.get("meta") or {}).get("gold_text", row["reference"].get("text"))
 
 
 def comparison_table(names: list[str], counts: list[np.ndarray], clusters: np.ndarray, seed: int) -> str:
